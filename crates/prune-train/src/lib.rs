@@ -1,1 +1,21 @@
-//! prune-train
+//! `prune-train`: the training loop, evaluation, checkpoints and metrics.
+//!
+//! [`fit`] trains a [`prune_graph::Model`] on a [`prune_data::Dataset`] with
+//! an optional [`Regularizer`] (the hook through which SBP, polarization and
+//! network slimming shape training). Runs write `checkpoint/` and
+//! `metrics.jsonl` into their run directory and resume exactly.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod fit;
+pub mod metrics;
+pub mod regularizer;
+
+pub use config::{OptimizerKind, TrainConfig};
+pub use error::{Result, TrainError};
+pub use eval::{evaluate, EvalResult};
+pub use fit::{fit, RunFiles, TrainSummary};
+pub use metrics::EpochRecord;
+pub use regularizer::Regularizer;

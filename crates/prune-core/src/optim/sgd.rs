@@ -1,0 +1,80 @@
+//! Stochastic gradient descent with momentum, Nesterov and weight decay
+//! (the PyTorch formulation):
+//!
+//! ```text
+//! g ← g + wd·p                      (when the parameter decays)
+//! v ← μ·v + g
+//! p ← p − lr·(g + μ·v)   (Nesterov)   or   p ← p − lr·v
+//! ```
+
+use super::{buffer, check_pair, OptimState, Optimizer, ParamUpdate};
+use crate::error::Result;
+use std::collections::BTreeMap;
+
+/// SGD with optional momentum, Nesterov momentum and L2 weight decay.
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+    step: u64,
+    buffers: BTreeMap<String, crate::Tensor>,
+}
+
+impl Sgd {
+    /// A new optimizer.
+    pub fn new(momentum: f32, nesterov: bool, weight_decay: f32) -> Self {
+        Self {
+            momentum,
+            nesterov,
+            weight_decay,
+            step: 0,
+            buffers: BTreeMap::new(),
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, lr: f32, params: &mut [ParamUpdate<'_>]) -> Result<()> {
+        for p in params.iter() {
+            check_pair(p)?;
+        }
+        for p in params.iter_mut() {
+            let lr = lr * p.lr_mult;
+            let wd = if p.decay { self.weight_decay } else { 0.0 };
+            if self.momentum == 0.0 {
+                for (w, &g) in p.value.data_mut().iter_mut().zip(p.grad.data()) {
+                    *w -= lr * (g + wd * *w);
+                }
+                continue;
+            }
+            let v = buffer(&mut self.buffers, p.name, "momentum", p.grad)?;
+            let (mu, nesterov) = (self.momentum, self.nesterov);
+            for ((w, &g), v) in p
+                .value
+                .data_mut()
+                .iter_mut()
+                .zip(p.grad.data())
+                .zip(v.data_mut())
+            {
+                let g = g + wd * *w;
+                *v = mu * *v + g;
+                *w -= lr * if nesterov { g + mu * *v } else { *v };
+            }
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn state(&self) -> OptimState {
+        OptimState {
+            step: self.step,
+            buffers: self.buffers.clone(),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimState) {
+        self.step = state.step;
+        self.buffers = state.buffers;
+    }
+}

@@ -1,0 +1,35 @@
+//! Shared helpers for prune-core's integration tests.
+#![allow(dead_code)]
+
+use prune_core::gradcheck::{check_gradients, GradcheckConfig};
+use prune_core::{Result, Tape, Tensor, Var};
+use rand::SeedableRng;
+
+pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed)
+}
+
+pub fn rand_t(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::uniform(shape.to_vec(), -1.0, 1.0, &mut rng(seed))
+}
+
+pub fn t(shape: &[usize], data: &[f32]) -> Tensor {
+    Tensor::from_vec(shape.to_vec(), data.to_vec()).expect("test tensor")
+}
+
+/// Asserts that the tape's gradients of `f` match central differences.
+pub fn assert_grads<F>(name: &str, inputs: &[Tensor], f: F)
+where
+    F: Fn(&mut Tape, &[Var]) -> Result<Var>,
+{
+    assert_grads_cfg(name, inputs, f, GradcheckConfig::default());
+}
+
+pub fn assert_grads_cfg<F>(name: &str, inputs: &[Tensor], f: F, cfg: GradcheckConfig)
+where
+    F: Fn(&mut Tape, &[Var]) -> Result<Var>,
+{
+    let r = check_gradients(inputs, f, cfg).expect("gradcheck runs");
+    assert!(r.checked > 0, "{name}: nothing checked");
+    assert!(r.passed, "{name}: gradient mismatch, worst {} (ratio {})", r.worst, r.worst_ratio);
+}

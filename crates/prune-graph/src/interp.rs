@@ -1,0 +1,318 @@
+//! The interpreter: runs a [`Model`]'s IR on a prune-core [`Tape`].
+//!
+//! Train mode uses batch statistics in batch norm (returned as
+//! [`BnUpdate`]s for the caller to fold into the running statistics),
+//! dropout, and stochastic gates; eval mode is deterministic. Gate layers
+//! whose arithmetic lives in another crate (the SBP noise layer) run through
+//! a [`GateRuntime`]. Optional channel masks zero chosen channels at the
+//! output of chosen nodes: the "masked model" the pruning compiler verifies
+//! against.
+
+use crate::error::{GraphError, Result};
+use crate::ir::Layer;
+use crate::model::Model;
+use crate::params::param_specs;
+use prune_core::cpu::{Conv2dParams, PoolParams};
+use prune_core::{Tape, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Training or evaluation semantics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Forward of gate layers implemented outside this crate.
+pub trait GateRuntime: Sync {
+    /// The SBP noise gate: `x` is `[N, C, ...]`, `mu` and `log_sigma` are `[C]`.
+    /// Train mode samples θ; eval mode multiplies by `E[θ]·1[SNR > 1]`.
+    fn sbp_forward(
+        &self,
+        tape: &mut Tape<'_>,
+        x: Var,
+        mu: Var,
+        log_sigma: Var,
+        mode: Mode,
+        rng: &mut ChaCha8Rng,
+    ) -> prune_core::Result<Var>;
+}
+
+/// Channel masks: node name → keep flag per output channel of that node.
+pub type ChannelMasks = BTreeMap<String, Vec<bool>>;
+
+/// How to run a forward pass.
+#[derive(Clone, Copy)]
+pub struct RunOptions<'r> {
+    pub mode: Mode,
+    pub gates: Option<&'r dyn GateRuntime>,
+    pub masks: Option<&'r ChannelMasks>,
+}
+
+impl<'r> RunOptions<'r> {
+    /// Evaluation mode with the given gate runtime.
+    pub fn eval(gates: Option<&'r dyn GateRuntime>) -> Self {
+        Self {
+            mode: Mode::Eval,
+            gates,
+            masks: None,
+        }
+    }
+    /// Training mode with the given gate runtime.
+    pub fn train(gates: Option<&'r dyn GateRuntime>) -> Self {
+        Self {
+            mode: Mode::Train,
+            gates,
+            masks: None,
+        }
+    }
+}
+
+/// Batch statistics of one batch-norm node, for the running averages.
+#[derive(Clone, Debug)]
+pub struct BnUpdate {
+    pub node: String,
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub momentum: f32,
+}
+
+/// The result of a forward pass.
+pub struct Forward {
+    /// The output node's value (logits).
+    pub output: Var,
+    /// Tape variables of every stored tensor the pass read, by name.
+    pub params: BTreeMap<String, Var>,
+    /// Variables of every node's output, in node order.
+    pub nodes: Vec<Var>,
+    /// Batch statistics to fold into running statistics (train mode).
+    pub bn_updates: Vec<BnUpdate>,
+}
+
+fn pair(a: [usize; 2]) -> (usize, usize) {
+    (a[0], a[1])
+}
+
+/// Reshapes a per-channel vector to broadcast over `[N, C, ...]` of rank `rank`.
+fn channel_shape(c: usize, rank: usize) -> Vec<usize> {
+    let mut s = vec![1; rank];
+    if rank > 1 {
+        s[1] = c;
+    }
+    s
+}
+
+/// Runs `model` on the batch `input` (`[N, ...input shape]`).
+pub fn forward<'a>(
+    model: &'a Model,
+    tape: &mut Tape<'a>,
+    input: Var,
+    opts: &RunOptions<'_>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Forward> {
+    let graph = &model.graph;
+    let inputs = graph.input_indices()?;
+    let mut params = BTreeMap::new();
+    for spec in param_specs(graph) {
+        if spec.kind.trainable() {
+            params.insert(spec.name.clone(), tape.param(model.params.get(&spec.name)?));
+        }
+    }
+    let p = |name: &str, field: &str| -> Result<Var> {
+        let key = format!("{name}.{field}");
+        params.get(&key).copied().ok_or(GraphError::Param {
+            name: key,
+            reason: "missing".into(),
+        })
+    };
+    let mut vars: Vec<Var> = Vec::with_capacity(graph.nodes.len());
+    let mut bn_updates = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let x = inputs[i].first().map(|&j| vars[j]);
+        let at = |e: prune_core::CoreError| GraphError::Shape {
+            node: node.name.clone(),
+            reason: e.to_string(),
+        };
+        let xin = || {
+            x.ok_or_else(|| GraphError::Invalid(format!("node '{}' has no input", node.name)))
+        };
+        let n = &node.name;
+        let y = match &node.layer {
+            Layer::Input { shape } => {
+                let got = tape.shape(input)?;
+                if got.len() != shape.len() + 1 || got[1..] != shape[..] {
+                    return Err(GraphError::Shape {
+                        node: n.clone(),
+                        reason: format!("expects batches of {shape:?}, got {got:?}"),
+                    });
+                }
+                input
+            }
+            Layer::Linear { bias, .. } => {
+                let b = if *bias { Some(p(n, "bias")?) } else { None };
+                tape.linear(xin()?, p(n, "weight")?, b).map_err(at)?
+            }
+            Layer::Conv2d {
+                stride,
+                padding,
+                groups,
+                bias,
+                ..
+            } => {
+                let b = if *bias { Some(p(n, "bias")?) } else { None };
+                let cp = Conv2dParams {
+                    stride: pair(*stride),
+                    padding: pair(*padding),
+                    groups: *groups,
+                };
+                tape.conv2d(xin()?, p(n, "weight")?, b, cp).map_err(at)?
+            }
+            Layer::BatchNorm { eps, momentum, .. } => {
+                let (g, b) = (p(n, "weight")?, p(n, "bias")?);
+                match opts.mode {
+                    Mode::Train => {
+                        let (y, mean, var) =
+                            tape.batch_norm_train(xin()?, g, b, *eps).map_err(at)?;
+                        bn_updates.push(BnUpdate {
+                            node: n.clone(),
+                            mean,
+                            var,
+                            momentum: *momentum,
+                        });
+                        y
+                    }
+                    Mode::Eval => {
+                        let rm = model.params.get(&format!("{n}.running_mean"))?.data();
+                        let rv = model.params.get(&format!("{n}.running_var"))?.data();
+                        tape.batch_norm_eval(xin()?, g, b, rm, rv, *eps).map_err(at)?
+                    }
+                }
+            }
+            Layer::Relu => tape.relu(xin()?).map_err(at)?,
+            Layer::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let pp = PoolParams {
+                    kernel: pair(*kernel),
+                    stride: pair(*stride),
+                    padding: pair(*padding),
+                };
+                tape.max_pool2d(xin()?, pp).map_err(at)?
+            }
+            Layer::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let pp = PoolParams {
+                    kernel: pair(*kernel),
+                    stride: pair(*stride),
+                    padding: pair(*padding),
+                };
+                tape.avg_pool2d(xin()?, pp).map_err(at)?
+            }
+            Layer::GlobalAvgPool => tape.global_avg_pool(xin()?).map_err(at)?,
+            Layer::Flatten => tape.flatten(xin()?).map_err(at)?,
+            Layer::Dropout { p: prob } => match opts.mode {
+                Mode::Train if *prob > 0.0 => tape.dropout(xin()?, *prob, rng).map_err(at)?,
+                _ => xin()?,
+            },
+            Layer::Add => {
+                let mut acc = vars[inputs[i][0]];
+                for &j in &inputs[i][1..] {
+                    acc = tape.add(acc, vars[j]).map_err(at)?;
+                }
+                acc
+            }
+            Layer::Concat => {
+                let xs: Vec<Var> = inputs[i].iter().map(|&j| vars[j]).collect();
+                tape.concat(&xs, 1).map_err(at)?
+            }
+            Layer::SbpGate { .. } => {
+                let rt = opts.gates.ok_or_else(|| GraphError::Runtime {
+                    node: n.clone(),
+                    reason: "an SBP gate needs the SBP runtime (prune-reg)".into(),
+                })?;
+                rt.sbp_forward(tape, xin()?, p(n, "mu")?, p(n, "log_sigma")?, opts.mode, rng)
+                    .map_err(at)?
+            }
+            Layer::Scale { units } => {
+                let x = xin()?;
+                let rank = tape.shape(x)?.len();
+                let g = tape.reshape(p(n, "weight")?, &channel_shape(*units, rank)).map_err(at)?;
+                tape.mul(x, g).map_err(at)?
+            }
+        };
+        let y = match opts.masks.and_then(|m| m.get(n)) {
+            Some(keep) => apply_mask(tape, y, keep).map_err(|e| GraphError::Shape {
+                node: n.clone(),
+                reason: format!("mask: {e}"),
+            })?,
+            None => y,
+        };
+        vars.push(y);
+    }
+    let output = *vars
+        .last()
+        .ok_or_else(|| GraphError::Invalid("empty graph".into()))?;
+    Ok(Forward {
+        output,
+        params,
+        nodes: vars,
+        bn_updates,
+    })
+}
+
+/// Multiplies channel `c` of `y` by `keep[c]` (0 or 1).
+fn apply_mask(tape: &mut Tape<'_>, y: Var, keep: &[bool]) -> prune_core::Result<Var> {
+    let shape = tape.shape(y)?.to_vec();
+    if shape.len() < 2 || shape[1] != keep.len() {
+        return Err(prune_core::CoreError::ShapeMismatch {
+            op: "channel mask",
+            lhs: shape,
+            rhs: vec![keep.len()],
+        });
+    }
+    let m = Tensor::from_vec(
+        channel_shape(keep.len(), shape.len()),
+        keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect(),
+    )?;
+    let mv = tape.constant(m);
+    tape.mul(y, mv)
+}
+
+/// Folds batch statistics into the running statistics:
+/// `running ← (1 − m)·running + m·batch` (PyTorch's convention).
+pub fn apply_bn_updates(model: &mut Model, updates: &[BnUpdate]) -> Result<()> {
+    for u in updates {
+        for (field, batch) in [("running_mean", &u.mean), ("running_var", &u.var)] {
+            let t = model.params.get_mut(&format!("{}.{field}", u.node))?;
+            for (r, b) in t.data_mut().iter_mut().zip(batch.iter()) {
+                *r = (1.0 - u.momentum) * *r + u.momentum * b;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluation-mode logits of `model` on a batch, recording nothing.
+pub fn predict(
+    model: &Model,
+    x: Tensor,
+    gates: Option<&dyn GateRuntime>,
+    masks: Option<&ChannelMasks>,
+) -> Result<Tensor> {
+    let mut tape = Tape::no_grad();
+    let input = tape.constant(x);
+    let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let opts = RunOptions {
+        mode: Mode::Eval,
+        gates,
+        masks,
+    };
+    let out = forward(model, &mut tape, input, &opts, &mut rng)?;
+    Ok(tape.take_value(out.output)?)
+}
