@@ -41,7 +41,7 @@ fn eval_mode_uses_running_statistics() {
         .batch_norm_eval(x, g, b, &[1.0, 0.0], &[4.0, 1.0], 0.0)
         .unwrap();
     // (x - μ)/σ·γ + β
-    assert_eq!(tape.value(y).unwrap().data(), &[0.5, 2.0, 1.5, 4.0]);
+    assert_eq!(tape.value(y).unwrap().data(), &[0.5, 2.0, 2.5, 4.0]);
 }
 
 #[test]

@@ -1,2 +1,41 @@
 //! CPU kernels: plain functions on tensors, forward and backward.
 //! The autograd tape calls these; they know nothing of the tape.
+//!
+//! * [`gemm`] — packed, cache-blocked SGEMM with AVX-512 / AVX2 / scalar
+//!   micro-kernels chosen at run time, multithreaded with rayon.
+//! * [`conv`] — 2-D convolution (stride, padding, groups, depthwise) by
+//!   im2col + GEMM, or by direct loops when each group has one input channel.
+//! * [`pool`] — max and average pooling.
+//! * [`batchnorm`] — batch normalisation over `[N, C]` and `[N, C, H, W]`.
+//!
+//! All kernels are deterministic: the same inputs give bit-identical
+//! results whatever the number of rayon threads.
+
+pub mod batchnorm;
+pub mod conv;
+mod conv_direct;
+pub mod gemm;
+mod gemm_driver;
+pub mod gemm_kernels;
+mod gemm_pack;
+mod im2col;
+pub mod pool;
+mod reduce;
+mod scratch;
+
+pub use batchnorm::*;
+pub use conv::*;
+pub use gemm::*;
+pub use gemm_kernels::{active_kernel, available_kernels, Kernel};
+pub use pool::*;
+
+#[cfg(test)]
+mod batchnorm_tests;
+#[cfg(test)]
+mod conv_tests;
+#[cfg(test)]
+mod gemm_tests;
+#[cfg(test)]
+mod pool_tests;
+#[cfg(test)]
+mod test_util;

@@ -18,7 +18,8 @@ pub struct Adam {
     pub eps: f32,
     pub weight_decay: f32,
     step: u64,
-    moments: BTreeMap<String, [Tensor; 2]>,
+    /// Per parameter: first and second moments and its own step count.
+    moments: BTreeMap<String, (Tensor, Tensor, u64)>,
 }
 
 impl Adam {
@@ -47,18 +48,22 @@ impl Optimizer for Adam {
             check_pair(p)?;
         }
         self.step += 1;
-        let t = self.step as i32;
-        let bc1 = 1.0 - (self.beta1 as f64).powi(t);
-        let bc2 = 1.0 - (self.beta2 as f64).powi(t);
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         for p in params.iter_mut() {
             let lr = lr as f64 * p.lr_mult as f64;
             let wd = if p.decay { self.weight_decay } else { 0.0 };
-            let [m, v] = self
-                .moments
-                .entry(p.name.to_string())
-                .or_insert_with(|| [zeros_like(p.grad), zeros_like(p.grad)]);
+            let (m, v, t) = match self.moments.entry(p.name.to_string()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((zeros_like(p.grad), zeros_like(p.grad), 0))
+                }
+            };
             m.expect_same_shape(p.grad, "adam state")?;
+            // each parameter counts its own steps, so one that joins later
+            // (e.g. freshly inserted gates) gets the right bias correction
+            *t += 1;
+            let bc1 = 1.0 - (b1 as f64).powi(*t as i32);
+            let bc2 = 1.0 - (b2 as f64).powi(*t as i32);
             for (((w, &g), m), v) in p
                 .value
                 .data_mut()
@@ -80,9 +85,10 @@ impl Optimizer for Adam {
 
     fn state(&self) -> OptimState {
         let mut buffers = BTreeMap::new();
-        for (name, [m, v]) in &self.moments {
+        for (name, (m, v, t)) in &self.moments {
             buffers.insert(format!("{name}.m"), m.clone());
             buffers.insert(format!("{name}.v"), v.clone());
+            buffers.insert(format!("{name}.step"), Tensor::scalar(*t as f32));
         }
         OptimState {
             step: self.step,
@@ -96,7 +102,12 @@ impl Optimizer for Adam {
         for (key, m) in &state.buffers {
             if let Some(name) = key.strip_suffix(".m") {
                 if let Some(v) = state.buffers.get(&format!("{name}.v")) {
-                    self.moments.insert(name.to_string(), [m.clone(), v.clone()]);
+                    let t = state
+                        .buffers
+                        .get(&format!("{name}.step"))
+                        .and_then(|t| t.item().ok())
+                        .map_or(state.step, |t| t as u64);
+                    self.moments.insert(name.to_string(), (m.clone(), v.clone(), t));
                 }
             }
         }

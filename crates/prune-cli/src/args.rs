@@ -1,0 +1,193 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "prune-nn", version, about = "Structured pruning of neural networks: SBP, polarization, network slimming")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a zoo model from scratch.
+    Train(TrainArgs),
+    /// Evaluate a saved model on its dataset's test split.
+    Eval(EvalArgs),
+    /// Print a model's layers, costs and prunable channel groups.
+    Graph(GraphArgs),
+    /// Compile a model and a masks file into a physically smaller model.
+    Compile(CompileArgs),
+    /// Sparse-train, prune, compile and fine-tune a trained model.
+    Prune(PruneArgs),
+    /// The whole pipeline on LeNet5: train, prune with SBP, compile, compare.
+    Demo(DemoArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Optim {
+    Adam,
+    Sgd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset: mnist, fashion-mnist or cifar10.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Directory holding the dataset files (else $PRUNE_NN_DATA/<dataset>, the cache, ...).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    pub subset: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// lenet-300-100, lenet-500-300, lenet5, vgg-like, resnet20, resnet32, resnet56.
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, value_enum, default_value_t = Optim::Adam)]
+    pub optimizer: Optim,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Multiply the learning rate by 0.1 at these epochs.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Vec<usize>,
+    /// Random crop + flip augmentation.
+    #[arg(long)]
+    pub augment: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop each epoch after this many batches.
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Continue from the run directory's checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run directory (model.json + weights.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset (default: the one in the run's report.json).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A masks.json written by `prune-nn prune` (gate node → keep flags).
+    #[arg(long)]
+    pub masks: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Fold batch norm into the preceding conv/linear layer.
+    #[arg(long)]
+    pub fold_bn: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MethodArg {
+    Sbp,
+    Polarization,
+    Slimming,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[arg(long, value_enum)]
+    pub method: MethodArg,
+    /// A trained run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Sparse-training epochs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub finetune_epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 1e-4)]
+    pub finetune_lr: f32,
+    /// Adam β1 (SBP's paper uses 0.95).
+    #[arg(long)]
+    pub beta1: Option<f32>,
+    /// SBP: learning-rate multiplier of the noise parameters (10 for deep nets).
+    #[arg(long, default_value_t = 1.0)]
+    pub sbp_lr_mult: f32,
+    /// Polarization λ.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lambda: f64,
+    /// Polarization t.
+    #[arg(long, default_value_t = 1.2)]
+    pub t: f64,
+    /// Polarization upper bound a of γ.
+    #[arg(long, default_value_t = 1.0)]
+    pub a: f32,
+    /// Polarization: one global histogram threshold.
+    #[arg(long)]
+    pub global_threshold: bool,
+    /// Slimming λ.
+    #[arg(long, default_value_t = 1e-4)]
+    pub slim_lambda: f64,
+    /// Slimming: percent of γ pruned globally.
+    #[arg(long, default_value_t = 50.0)]
+    pub percent: f64,
+    /// Target FLOPs reduction (dense/pruned), e.g. 2.0.
+    #[arg(long)]
+    pub target_flops: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo writes its runs.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Dense training epochs.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// SBP epochs.
+    #[arg(long, default_value_t = 4)]
+    pub sbp_epochs: usize,
+}

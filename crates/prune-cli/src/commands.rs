@@ -1,0 +1,162 @@
+//! What each subcommand does; the work itself lives in the `prune-nn` crate.
+
+use crate::args::*;
+use prune_nn::prune::{Method, PruneConfig};
+use prune_nn::run::{load_data, run_dataset, train_dense, write_json};
+use prune_nn::{Error, Result};
+use std::path::Path;
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
+        Command::Graph(a) => graph(a),
+        Command::Compile(a) => compile(a),
+        Command::Prune(a) => prune(a),
+        Command::Demo(a) => {
+            let report = prune_nn::demo::run(&a.out, a.data.as_deref(), a.epochs, a.sbp_epochs)?;
+            println!("{}", prune_nn::report::render_markdown(&report));
+            Ok(())
+        }
+    }
+}
+
+fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Dataset)> {
+    let (mut train, test, dir) = load_data(&d.dataset, d.data.as_deref())?;
+    if let Some(n) = d.subset {
+        train = train.subset(n);
+    }
+    eprintln!("{}: {} training and {} test examples from {}", d.dataset, train.len(), test.len(), dir.display());
+    Ok((train, test))
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let (train, test) = data(&a.data)?;
+    let optimizer = match a.optimizer {
+        Optim::Adam => prune_nn::train::OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: a.weight_decay,
+        },
+        Optim::Sgd => prune_nn::train::OptimizerKind::Sgd {
+            momentum: a.momentum,
+            nesterov: false,
+            weight_decay: a.weight_decay,
+        },
+    };
+    let schedule = if a.milestones.is_empty() {
+        prune_nn::core::optim::LrSchedule::Constant
+    } else {
+        prune_nn::core::optim::LrSchedule::MultiStep {
+            milestones: a.milestones.clone(),
+            gamma: 0.1,
+        }
+    };
+    let cfg = prune_nn::train::TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        optimizer,
+        schedule,
+        seed: a.seed,
+        augment: a.augment,
+        max_batches: a.max_batches,
+        progress: true,
+    };
+    let (_, report) = train_dense(&a.model, &train, &test, &cfg, &a.out, a.resume)?;
+    println!(
+        "{}: test accuracy {:.4}, {:.0} training images/s, {} params, {} FLOPs; wrote {}",
+        report.model,
+        report.test_accuracy,
+        report.train_images_per_sec,
+        report.params,
+        report.flops,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let model = prune_nn::graph::Model::load(&a.model)?;
+    let dataset = match a.dataset.or_else(|| run_dataset(&a.model)) {
+        Some(d) => d,
+        None => {
+            return Err(Error::Usage(format!(
+                "{}: no report.json names the dataset; pass --dataset",
+                a.model.display()
+            )))
+        }
+    };
+    let (_, test, _) = load_data(&dataset, a.data.as_deref())?;
+    let r = prune_nn::evaluate(&model, &test)?;
+    println!("{}: test accuracy {:.4} (loss {:.4}, {} examples)", dataset, r.accuracy, r.loss, r.examples);
+    Ok(())
+}
+
+fn graph(a: GraphArgs) -> Result<()> {
+    let model = prune_nn::graph::Model::load(&a.model)?;
+    print!("{}", prune_nn::describe(&model)?);
+    Ok(())
+}
+
+fn compile(a: CompileArgs) -> Result<()> {
+    let model = prune_nn::graph::Model::load(&a.model)?;
+    let masks = prune_nn::reg::Masks::load_json(&a.masks)?;
+    let compiled = prune_nn::compile_masks(&model, &masks, a.fold_bn, &a.out)?;
+    println!(
+        "compiled {}: FLOPs {} -> {}, params {} -> {}, verified (max rel. error {:.2e}); wrote {}",
+        a.model.display(),
+        compiled.flops_before,
+        compiled.flops_after,
+        compiled.params_before,
+        compiled.params_after,
+        compiled.verify_max_rel_error,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn prune(a: PruneArgs) -> Result<()> {
+    let method = match a.method {
+        MethodArg::Sbp => Method::Sbp,
+        MethodArg::Polarization => Method::Polarization,
+        MethodArg::Slimming => Method::Slimming,
+    };
+    let dense = prune_nn::graph::Model::load(&a.model)?;
+    let (train, test) = data(&a.data)?;
+    let mut cfg = PruneConfig::paper_defaults(method);
+    cfg.epochs = a.epochs;
+    cfg.finetune_epochs = a.finetune_epochs;
+    cfg.batch_size = a.batch_size;
+    cfg.lr = a.lr;
+    cfg.finetune_lr = a.finetune_lr;
+    if let (Some(b1), prune_nn::train::OptimizerKind::Adam { beta1, .. }) = (a.beta1, &mut cfg.optimizer) {
+        *beta1 = b1;
+    }
+    cfg.sbp_lr_mult = a.sbp_lr_mult;
+    cfg.lambda = a.lambda;
+    cfg.t = a.t;
+    cfg.upper = a.a;
+    cfg.global_threshold = a.global_threshold;
+    cfg.slim_lambda = a.slim_lambda;
+    cfg.percent = a.percent;
+    cfg.target_flops = a.target_flops;
+    cfg.seed = a.seed;
+    cfg.max_batches = a.max_batches;
+    cfg.progress = true;
+    let pruned = prune_nn::prune::prune(&dense, &train, &test, &cfg, &a.out)?;
+    write_dataset_note(&a.out, &a.data.dataset)?;
+    println!("{}", prune_nn::report::render_markdown(&pruned.report));
+    Ok(())
+}
+
+/// Records the dataset beside a pruned model so `eval` finds it.
+fn write_dataset_note(out: &Path, dataset: &str) -> Result<()> {
+    let path = out.join("report.json");
+    let mut v: serde_json::Value = prune_nn::run::read_json(&path)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("dataset".into(), serde_json::Value::String(dataset.to_string()));
+    }
+    write_json(&path, &v)
+}

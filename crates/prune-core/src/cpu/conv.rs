@@ -1,0 +1,483 @@
+//! 2-D convolution (cross-correlation, as in every deep-learning library),
+//! NCHW, with stride, zero padding and channel groups.
+//!
+//! ```text
+//! y[n][co][oh][ow] = b[co] + Σ_{c<Cin/G} Σ_{ki<kh} Σ_{kj<kw}
+//!                     w[co][c][ki][kj] · x[n][g·Cin/G + c][oh·sh + ki − ph][ow·sw + kj − pw]
+//! ```
+//!
+//! where `g = co / (Cout/G)` is the group of output channel `co` and `x` is
+//! zero outside the image. Per image and group this is the matrix product
+//! `Y_g[Cout/G × OH·OW] = W_g[Cout/G × K] · col_g[K × OH·OW]` with
+//! `K = Cin/G·kh·kw` and `col_g` the im2col matrix (see [`super::im2col`]).
+//!
+//! Backward, with `dY` the gradient of the output:
+//!
+//! ```text
+//! dW_g  = Σ_n dY_{n,g} · col_{n,g}ᵀ
+//! dX_n  = col2im(W_gᵀ · dY_{n,g})         (the adjoint of im2col)
+//! db    = Σ_{n,oh,ow} dY
+//! ```
+//!
+//! Weights are packed for the GEMM once per call and images are processed
+//! in parallel, each with a reused per-thread im2col buffer. Weight
+//! gradients are summed per fixed chunk of images and the chunk partials
+//! added in chunk order, so results do not depend on the thread count.
+//! When every group has a single input channel (depthwise convolution) a
+//! direct loop kernel replaces the GEMM (see [`super::conv_direct`]).
+
+use super::conv_direct;
+use super::gemm::{gemm, gemm_prepacked, Operand, PackedA};
+use super::im2col::{col2im_add, im2col, Im2ColGeom};
+use super::reduce;
+use super::scratch::{with_scratch, Slot};
+use crate::error::{CoreError, Result};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Stride, zero padding and channel groups of a 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conv2dParams {
+    /// Step between output pixels, `(rows, columns)`.
+    pub stride: (usize, usize),
+    /// Zeros added on each side, `(rows, columns)`.
+    pub padding: (usize, usize),
+    /// Channel groups; `Cin` and `Cout` must both be multiples.
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    /// Unit stride, no padding, one group.
+    fn default() -> Self {
+        Self {
+            stride: (1, 1),
+            padding: (0, 0),
+            groups: 1,
+        }
+    }
+}
+
+/// Number of images processed per chunk of the weight-gradient sum:
+/// `ceil(n / 8)`, so at most eight partial sums, fixed by the batch size.
+fn chunk_len(n: usize) -> usize {
+    n.div_ceil(8).max(1)
+}
+
+/// Output size `((h + 2·ph − kh)/sh + 1, (w + 2·pw − kw)/sw + 1)`; errors on
+/// a zero stride or kernel, or a kernel larger than the padded input.
+pub fn conv2d_out_hw(
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    p: &Conv2dParams,
+) -> Result<(usize, usize)> {
+    let (sh, sw) = p.stride;
+    let (ph, pw) = p.padding;
+    if sh == 0 || sw == 0 {
+        return Err(CoreError::InvalidArgument {
+            op: "conv2d",
+            reason: format!("stride must be positive, got {:?}", p.stride),
+        });
+    }
+    if kh == 0 || kw == 0 {
+        return Err(CoreError::InvalidArgument {
+            op: "conv2d",
+            reason: format!("kernel must be at least 1x1, got {kh}x{kw}"),
+        });
+    }
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    if kh > hp || kw > wp {
+        return Err(CoreError::InvalidArgument {
+            op: "conv2d",
+            reason: format!("kernel {kh}x{kw} larger than padded input {hp}x{wp}"),
+        });
+    }
+    Ok(((hp - kh) / sh + 1, (wp - kw) / sw + 1))
+}
+
+/// Validated shapes of one convolution call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeom {
+    pub n: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub groups: usize,
+    pub cin_g: usize,
+    pub cout_g: usize,
+    /// im2col geometry of one group of one image (`cin` = `cin_g`).
+    pub col: Im2ColGeom,
+}
+
+impl ConvGeom {
+    /// Values per input image.
+    pub(crate) fn img_in(&self) -> usize {
+        self.cin * self.col.h * self.col.w
+    }
+
+    /// Values per output image.
+    pub(crate) fn img_out(&self) -> usize {
+        self.cout * self.col.cols()
+    }
+
+    /// Values of the weight tensor.
+    pub(crate) fn weight_len(&self) -> usize {
+        self.cout * self.col.rows()
+    }
+
+    /// True when the direct depthwise kernel applies (one input channel per
+    /// group, more than one group).
+    fn is_depthwise(&self) -> bool {
+        self.cin_g == 1 && self.groups > 1
+    }
+}
+
+/// Checks `x [N, Cin, H, W]` against `w [Cout, Cin/G, kh, kw]`.
+fn geometry(op: &'static str, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<ConvGeom> {
+    let mismatch = || CoreError::ShapeMismatch {
+        op,
+        lhs: x.shape().to_vec(),
+        rhs: w.shape().to_vec(),
+    };
+    if x.rank() != 4 || w.rank() != 4 {
+        return Err(mismatch());
+    }
+    if p.groups == 0 {
+        return Err(CoreError::InvalidArgument {
+            op,
+            reason: "groups must be positive".into(),
+        });
+    }
+    let (xs, ws) = (x.shape(), w.shape());
+    let (n, cin, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
+    let (cout, cin_g, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    if cin % p.groups != 0 || cout % p.groups != 0 || cin_g * p.groups != cin {
+        return Err(mismatch());
+    }
+    let (oh, ow) = conv2d_out_hw(h, wd, kh, kw, p)?;
+    Ok(ConvGeom {
+        n,
+        cin,
+        cout,
+        groups: p.groups,
+        cin_g,
+        cout_g: cout / p.groups,
+        col: Im2ColGeom {
+            cin: cin_g,
+            h,
+            w: wd,
+            kh,
+            kw,
+            sh: p.stride.0,
+            sw: p.stride.1,
+            ph: p.padding.0,
+            pw: p.padding.1,
+            oh,
+            ow,
+        },
+    })
+}
+
+/// Packs each group's weights `W_g [Cout/G × K]` (or `W_gᵀ` when `trans`).
+fn pack_weights(g: &ConvGeom, w: &[f32], trans: bool) -> Result<Vec<PackedA>> {
+    let k = g.col.rows();
+    (0..g.groups)
+        .map(|gi| {
+            let wg = &w[gi * g.cout_g * k..(gi + 1) * g.cout_g * k];
+            if trans {
+                PackedA::new(true, k, g.cout_g, wg)
+            } else {
+                PackedA::new(false, g.cout_g, k, wg)
+            }
+        })
+        .collect()
+}
+
+/// Forward convolution: `x [N, Cin, H, W]`, `w [Cout, Cin/G, kh, kw]`,
+/// optional `bias [Cout]`, returning `[N, Cout, OH, OW]`. Shape errors name
+/// both offending shapes.
+pub fn conv2d_forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+) -> Result<Tensor> {
+    let g = geometry("conv2d_forward", x, w, p)?;
+    if let Some(b) = bias {
+        if b.shape() != [g.cout] {
+            return Err(CoreError::ShapeMismatch {
+                op: "conv2d_forward (bias)",
+                lhs: w.shape().to_vec(),
+                rhs: b.shape().to_vec(),
+            });
+        }
+    }
+    let (hwo, img_out) = (g.col.cols(), g.img_out());
+    let mut y = vec![0.0f32; g.n * img_out];
+    if !y.is_empty() {
+        if g.is_depthwise() {
+            conv_direct::depthwise_forward(&g, x.data(), w.data(), &mut y);
+        } else if g.col.rows() > 0 {
+            forward_gemm(&g, x.data(), w.data(), &mut y)?;
+        }
+        if let Some(b) = bias {
+            y.par_chunks_mut(hwo).enumerate().for_each(|(plane, yp)| {
+                let bv = b.data()[plane % g.cout];
+                yp.iter_mut().for_each(|v| *v += bv);
+            });
+        }
+    }
+    Tensor::from_vec([g.n, g.cout, g.col.oh, g.col.ow], y)
+}
+
+/// The im2col + GEMM forward pass into `y` (zeroed, `N·Cout·OH·OW`).
+fn forward_gemm(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<()> {
+    let packs = pack_weights(g, w, false)?;
+    let (k, hwo) = (g.col.rows(), g.col.cols());
+    let plane_in = g.cin_g * g.col.h * g.col.w;
+    let outer = g.n >= 2 && rayon::current_num_threads() > 1;
+    let per_image = |(ni, yn): (usize, &mut [f32])| {
+        let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
+        for (gi, pa) in packs.iter().enumerate() {
+            let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
+            let yg = &mut yn[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
+            let mut run = |col: &[f32]| {
+                let b = Operand {
+                    data: col,
+                    ld: hwo,
+                    trans: false,
+                };
+                gemm_prepacked(pa, hwo, 1.0, b, 0.0, yg, hwo, !outer);
+            };
+            if g.col.is_identity() {
+                run(xg);
+            } else {
+                with_scratch(Slot::Col, k * hwo, |col| {
+                    im2col(&g.col, xg, col);
+                    run(col);
+                });
+            }
+        }
+    };
+    if outer {
+        y.par_chunks_mut(g.img_out())
+            .enumerate()
+            .for_each(per_image);
+    } else {
+        y.chunks_mut(g.img_out()).enumerate().for_each(per_image);
+    }
+    Ok(())
+}
+
+/// Gradients of a convolution: `x` is `None` unless requested.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dGrads {
+    /// `∂L/∂x`, `[N, Cin, H, W]`.
+    pub x: Option<Tensor>,
+    /// `∂L/∂w`, `[Cout, Cin/G, kh, kw]`.
+    pub w: Tensor,
+    /// `∂L/∂b`, `[Cout]`.
+    pub bias: Tensor,
+}
+
+/// Backward convolution from `grad_out [N, Cout, OH, OW]`. The input
+/// gradient is computed only when `need_x_grad`. Shape errors name both
+/// offending shapes.
+pub fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    grad_out: &Tensor,
+    p: &Conv2dParams,
+    need_x_grad: bool,
+) -> Result<Conv2dGrads> {
+    let g = geometry("conv2d_backward", x, w, p)?;
+    let expected = [g.n, g.cout, g.col.oh, g.col.ow];
+    if grad_out.shape() != expected {
+        return Err(CoreError::ShapeMismatch {
+            op: "conv2d_backward (grad_out vs expected output)",
+            lhs: grad_out.shape().to_vec(),
+            rhs: expected.to_vec(),
+        });
+    }
+    let dy = grad_out.data();
+    let bias = Tensor::from_vec([g.cout], bias_grad(&g, dy))?;
+    let mut dw = vec![0.0f32; g.weight_len()];
+    let mut dx = if need_x_grad {
+        vec![0.0f32; g.n * g.img_in()]
+    } else {
+        Vec::new()
+    };
+    if g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty() {
+        if g.is_depthwise() {
+            conv_direct::depthwise_backward(
+                &g,
+                x.data(),
+                w.data(),
+                dy,
+                &mut dw,
+                need_x_grad.then_some(&mut dx[..]),
+            );
+        } else {
+            backward_gemm(
+                &g,
+                x.data(),
+                w.data(),
+                dy,
+                &mut dw,
+                need_x_grad.then_some(&mut dx[..]),
+            )?;
+        }
+    }
+    Ok(Conv2dGrads {
+        x: if need_x_grad {
+            Some(Tensor::from_vec(x.shape().to_vec(), dx)?)
+        } else {
+            None
+        },
+        w: Tensor::from_vec(w.shape().to_vec(), dw)?,
+        bias,
+    })
+}
+
+/// `db[co] = Σ_{n, pixel} dY[n][co][pixel]`, accumulated in f64.
+fn bias_grad(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
+    let hwo = g.col.cols();
+    (0..g.cout)
+        .into_par_iter()
+        .map(|co| {
+            (0..g.n)
+                .map(|ni| {
+                    let plane = &dy[(ni * g.cout + co) * hwo..(ni * g.cout + co + 1) * hwo];
+                    reduce::sum(plane)
+                })
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
+/// The im2col + GEMM backward pass: weight gradient into `dw`, input
+/// gradient into `dx` (zeroed) when given.
+fn backward_gemm(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    dx: Option<&mut [f32]>,
+) -> Result<()> {
+    let packs_t = if dx.is_some() {
+        pack_weights(g, w, true)?
+    } else {
+        Vec::new()
+    };
+    let (k, hwo) = (g.col.rows(), g.col.cols());
+    let plane_in = g.cin_g * g.col.h * g.col.w;
+    let wlen = g.weight_len();
+    let clen = chunk_len(g.n);
+    let nchunks = g.n.div_ceil(clen);
+    let outer = nchunks >= 2 && rayon::current_num_threads() > 1;
+
+    // One chunk of images: accumulate its weight gradient into `part` and
+    // write the input gradients of its images into `dxc`.
+    let chunk = |ci: usize, part: &mut [f32], mut dxc: Option<&mut [f32]>| {
+        for ni in ci * clen..((ci + 1) * clen).min(g.n) {
+            let first = ni == ci * clen;
+            let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
+            let dyn_ = &dy[ni * g.img_out()..(ni + 1) * g.img_out()];
+            for gi in 0..g.groups {
+                let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
+                let dyg = &dyn_[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
+                let dwg = &mut part[gi * g.cout_g * k..(gi + 1) * g.cout_g * k];
+                // dW_g += dY_g · colᵀ   (m = Cout/G, n = K, depth = OH·OW)
+                let mut weight_step = |col: &[f32]| {
+                    let a = Operand {
+                        data: dyg,
+                        ld: hwo,
+                        trans: false,
+                    };
+                    let b = Operand {
+                        data: col,
+                        ld: hwo,
+                        trans: true,
+                    };
+                    gemm(
+                        g.cout_g,
+                        k,
+                        hwo,
+                        1.0,
+                        a,
+                        b,
+                        if first { 0.0 } else { 1.0 },
+                        dwg,
+                        k,
+                        !outer,
+                    );
+                };
+                if g.col.is_identity() {
+                    weight_step(xg);
+                } else {
+                    with_scratch(Slot::Col, k * hwo, |col| {
+                        im2col(&g.col, xg, col);
+                        weight_step(col);
+                    });
+                }
+                // dcol = W_gᵀ · dY_g, then dX_g = col2im(dcol).
+                if let Some(dxc) = dxc.as_deref_mut() {
+                    let off = (ni - ci * clen) * g.img_in() + gi * plane_in;
+                    let dxg = &mut dxc[off..off + plane_in];
+                    let b = Operand {
+                        data: dyg,
+                        ld: hwo,
+                        trans: false,
+                    };
+                    if g.col.is_identity() {
+                        gemm_prepacked(&packs_t[gi], hwo, 1.0, b, 0.0, dxg, hwo, !outer);
+                    } else {
+                        with_scratch(Slot::Col2, k * hwo, |dcol| {
+                            gemm_prepacked(&packs_t[gi], hwo, 1.0, b, 0.0, dcol, hwo, !outer);
+                            col2im_add(&g.col, dcol, dxg);
+                        });
+                    }
+                }
+            }
+        }
+    };
+
+    let mut partials = vec![0.0f32; nchunks * wlen];
+    match (dx, outer) {
+        (Some(dx), true) => partials
+            .par_chunks_mut(wlen)
+            .zip(dx.par_chunks_mut(clen * g.img_in()))
+            .enumerate()
+            .for_each(|(ci, (part, dxc))| chunk(ci, part, Some(dxc))),
+        (Some(dx), false) => partials
+            .chunks_mut(wlen)
+            .zip(dx.chunks_mut(clen * g.img_in()))
+            .enumerate()
+            .for_each(|(ci, (part, dxc))| chunk(ci, part, Some(dxc))),
+        (None, true) => partials
+            .par_chunks_mut(wlen)
+            .enumerate()
+            .for_each(|(ci, part)| chunk(ci, part, None)),
+        (None, false) => partials
+            .chunks_mut(wlen)
+            .enumerate()
+            .for_each(|(ci, part)| chunk(ci, part, None)),
+    }
+    sum_partials(&partials, dw);
+    Ok(())
+}
+
+/// `out[i] = Σ_c partials[c·len + i]`, summed in chunk order.
+pub(crate) fn sum_partials(partials: &[f32], out: &mut [f32]) {
+    let len = out.len();
+    out.par_chunks_mut(4096).enumerate().for_each(|(bi, o)| {
+        let (base, olen) = (bi * 4096, o.len());
+        o.copy_from_slice(&partials[base..base + olen]);
+        for part in partials.chunks(len).skip(1) {
+            for (v, p) in o.iter_mut().zip(&part[base..base + olen]) {
+                *v += p;
+            }
+        }
+    });
+}

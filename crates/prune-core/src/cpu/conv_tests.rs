@@ -1,0 +1,325 @@
+//! Tests of the convolution against direct loops in f64 and against
+//! central finite differences.
+
+use super::conv::{conv2d_backward, conv2d_forward, conv2d_out_hw, Conv2dParams};
+use super::test_util::{
+    assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng,
+};
+use crate::error::CoreError;
+use crate::tensor::Tensor;
+
+/// One test configuration: `(n, cin, h, w, cout, kh, kw, stride, padding, groups)`.
+type Case = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    (usize, usize),
+    (usize, usize),
+    usize,
+);
+
+const CASES: &[Case] = &[
+    (2, 3, 7, 6, 4, 3, 3, (1, 1), (1, 1), 1),
+    (3, 4, 9, 8, 6, 3, 2, (2, 1), (0, 1), 2),
+    (1, 1, 12, 12, 5, 5, 5, (1, 1), (0, 0), 1),
+    (2, 2, 5, 7, 3, 1, 1, (1, 1), (0, 0), 1),
+    (2, 6, 6, 5, 4, 1, 1, (2, 2), (1, 0), 2),
+    (2, 4, 8, 7, 4, 3, 3, (1, 1), (1, 1), 4),
+    (3, 3, 7, 9, 6, 3, 3, (2, 2), (1, 1), 3),
+    (2, 5, 6, 6, 5, 5, 3, (3, 2), (2, 1), 5),
+    (9, 3, 5, 5, 7, 2, 2, (1, 1), (1, 1), 1),
+    (1, 2, 3, 3, 2, 4, 4, (1, 1), (2, 2), 2),
+    (2, 20, 12, 12, 50, 5, 5, (1, 1), (0, 0), 1),
+];
+
+fn params(c: &Case) -> Conv2dParams {
+    Conv2dParams {
+        stride: c.7,
+        padding: c.8,
+        groups: c.9,
+    }
+}
+
+/// Value of `x` at a padded position, or 0 outside the image.
+fn at(x: &[f32], shape: [usize; 4], n: usize, c: usize, ih: isize, iw: isize) -> f64 {
+    let [_, cn, h, w] = shape;
+    if ih < 0 || iw < 0 || ih as usize >= h || iw as usize >= w {
+        return 0.0;
+    }
+    x[((n * cn + c) * h + ih as usize) * w + iw as usize] as f64
+}
+
+/// Calls `f(n, co, oh, ow, ci, ki, kj, ih, iw)` for every term of the sum.
+fn for_each_term(c: &Case, mut f: impl FnMut([usize; 7], isize, isize)) {
+    let &(n, cin, h, w, cout, kh, kw, (sh, sw), (ph, pw), groups) = c;
+    let (oh, ow) = conv2d_out_hw(h, w, kh, kw, &params(c)).unwrap();
+    let (cin_g, cout_g) = (cin / groups, cout / groups);
+    for b in 0..n {
+        for co in 0..cout {
+            let gi = co / cout_g;
+            for y in 0..oh {
+                for x in 0..ow {
+                    for cl in 0..cin_g {
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let ih = (y * sh + ki) as isize - ph as isize;
+                                let iw = (x * sw + kj) as isize - pw as isize;
+                                f([b, co, y, x, gi * cin_g + cl, ki, kj], ih, iw);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reference_forward(c: &Case, x: &Tensor, w: &Tensor, b: &Tensor) -> Vec<f64> {
+    let &(n, cin, h, wd, cout, kh, kw, ..) = c;
+    let (oh, ow) = conv2d_out_hw(h, wd, kh, kw, &params(c)).unwrap();
+    let cin_g = cin / c.9;
+    let mut y = vec![0.0f64; n * cout * oh * ow];
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = b.data()[(i / (oh * ow)) % cout] as f64;
+    }
+    for_each_term(c, |[b, co, yy, xx, ci, ki, kj], ih, iw| {
+        let wv = w.data()[((co * cin_g + ci % cin_g) * kh + ki) * kw + kj] as f64;
+        y[((b * cout + co) * oh + yy) * ow + xx] +=
+            wv * at(x.data(), [n, cin, h, wd], b, ci, ih, iw);
+    });
+    y
+}
+
+/// Direct-loop gradients `(dx, dw, db)` for upstream gradient `dy`.
+fn reference_backward(
+    c: &Case,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let &(n, cin, h, wd, cout, kh, kw, ..) = c;
+    let (oh, ow) = conv2d_out_hw(h, wd, kh, kw, &params(c)).unwrap();
+    let cin_g = cin / c.9;
+    let mut dx = vec![0.0f64; x.numel()];
+    let mut dw = vec![0.0f64; w.numel()];
+    let mut db = vec![0.0f64; cout];
+    for (i, v) in dy.iter().enumerate() {
+        db[(i / (oh * ow)) % cout] += *v as f64;
+    }
+    for_each_term(c, |[b, co, yy, xx, ci, ki, kj], ih, iw| {
+        let g = dy[((b * cout + co) * oh + yy) * ow + xx] as f64;
+        let wi = ((co * cin_g + ci % cin_g) * kh + ki) * kw + kj;
+        dw[wi] += g * at(x.data(), [n, cin, h, wd], b, ci, ih, iw);
+        if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd {
+            dx[((b * cin + ci) * h + ih as usize) * wd + iw as usize] += g * w.data()[wi] as f64;
+        }
+    });
+    (dx, dw, db)
+}
+
+fn inputs(c: &Case, seed: u64) -> (Tensor, Tensor, Tensor) {
+    let &(n, cin, h, w, cout, kh, kw, ..) = c;
+    let mut r = rng(seed);
+    (
+        rand_tensor(&[n, cin, h, w], &mut r),
+        rand_tensor(&[cout, cin / c.9, kh, kw], &mut r),
+        rand_tensor(&[cout], &mut r),
+    )
+}
+
+#[test]
+fn forward_matches_direct_loops() {
+    for (i, c) in CASES.iter().enumerate() {
+        let (x, w, b) = inputs(c, i as u64);
+        let y = conv2d_forward(&x, &w, Some(&b), &params(c)).unwrap();
+        let (oh, ow) = conv2d_out_hw(c.2, c.3, c.5, c.6, &params(c)).unwrap();
+        assert_eq!(y.shape(), &[c.0, c.4, oh, ow]);
+        assert_close(
+            y.data(),
+            &reference_forward(c, &x, &w, &b),
+            1e-5,
+            1e-5,
+            &format!("{c:?}"),
+        );
+        let y0 = conv2d_forward(&x, &w, None, &params(c)).unwrap();
+        let zero = Tensor::zeros([c.4]);
+        assert_close(
+            y0.data(),
+            &reference_forward(c, &x, &w, &zero),
+            1e-5,
+            1e-5,
+            &format!("{c:?} no bias"),
+        );
+    }
+}
+
+#[test]
+fn backward_matches_direct_loops() {
+    for (i, c) in CASES.iter().enumerate() {
+        let (x, w, _) = inputs(c, 100 + i as u64);
+        let y = conv2d_forward(&x, &w, None, &params(c)).unwrap();
+        let dy = rand_vec(y.numel(), &mut rng(200 + i as u64));
+        let dyt = Tensor::from_vec(y.shape().to_vec(), dy.clone()).unwrap();
+        let grads = conv2d_backward(&x, &w, &dyt, &params(c), true).unwrap();
+        let (dx, dw, db) = reference_backward(c, &x, &w, &dy);
+        let what = format!("{c:?}");
+        assert_close(
+            grads.x.as_ref().unwrap().data(),
+            &dx,
+            1e-4,
+            1e-4,
+            &format!("dx {what}"),
+        );
+        assert_close(grads.w.data(), &dw, 1e-4, 1e-4, &format!("dw {what}"));
+        assert_close(grads.bias.data(), &db, 1e-4, 1e-4, &format!("db {what}"));
+        assert_eq!(grads.w.shape(), w.shape());
+        let no_x = conv2d_backward(&x, &w, &dyt, &params(c), false).unwrap();
+        assert!(no_x.x.is_none());
+        assert_eq!(no_x.w, grads.w);
+        assert_eq!(no_x.bias, grads.bias);
+    }
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    // A GEMM case with stride, padding and groups, a depthwise case with a
+    // channel multiplier, and a 1x1 case.
+    for (i, c) in [CASES[1], CASES[6], CASES[4]].iter().enumerate() {
+        let (x, w, b) = inputs(c, 300 + i as u64);
+        let p = params(c);
+        let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+        let r = rand_vec(y.numel(), &mut rng(400 + i as u64));
+        let rt = Tensor::from_vec(y.shape().to_vec(), r.clone()).unwrap();
+        let grads = conv2d_backward(&x, &w, &rt, &p, true).unwrap();
+        let loss = |x: &Tensor, w: &Tensor, b: &Tensor| {
+            dot_loss(conv2d_forward(x, w, Some(b), &p).unwrap().data(), &r)
+        };
+        let eps = 1e-2;
+        let fx = fd_grad(x.data(), eps, |v| {
+            loss(
+                &Tensor::from_vec(x.shape().to_vec(), v.to_vec()).unwrap(),
+                &w,
+                &b,
+            )
+        });
+        let fw = fd_grad(w.data(), eps, |v| {
+            loss(
+                &x,
+                &Tensor::from_vec(w.shape().to_vec(), v.to_vec()).unwrap(),
+                &b,
+            )
+        });
+        let fb = fd_grad(b.data(), eps, |v| {
+            loss(
+                &x,
+                &w,
+                &Tensor::from_vec(b.shape().to_vec(), v.to_vec()).unwrap(),
+            )
+        });
+        let what = format!("{c:?}");
+        assert_grad_close(
+            grads.x.as_ref().unwrap().data(),
+            &fx,
+            1e-3,
+            1e-3,
+            &format!("dx {what}"),
+        );
+        assert_grad_close(grads.w.data(), &fw, 1e-3, 1e-3, &format!("dw {what}"));
+        assert_grad_close(grads.bias.data(), &fb, 1e-3, 1e-3, &format!("db {what}"));
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let c = &(13, 4, 10, 10, 8, 3, 3, (1, 1), (1, 1), 2);
+    let (x, w, b) = inputs(c, 9);
+    let p = params(c);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+            let g = conv2d_backward(&x, &w, &y, &p, true).unwrap();
+            (y, g)
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "{threads} threads");
+    }
+}
+
+#[test]
+fn shape_errors_name_both_shapes() {
+    let p = Conv2dParams::default();
+    let x = Tensor::zeros([2, 3, 8, 8]);
+    let msg = |e: CoreError| e.to_string();
+
+    let w_bad_cin = Tensor::zeros([4, 2, 3, 3]);
+    let e = msg(conv2d_forward(&x, &w_bad_cin, None, &p).unwrap_err());
+    assert!(
+        e.contains("[2, 3, 8, 8]") && e.contains("[4, 2, 3, 3]"),
+        "{e}"
+    );
+
+    let w3 = Tensor::zeros([4, 3, 3]);
+    let e = msg(conv2d_forward(&x, &w3, None, &p).unwrap_err());
+    assert!(e.contains("[2, 3, 8, 8]") && e.contains("[4, 3, 3]"), "{e}");
+
+    let w = Tensor::zeros([4, 3, 3, 3]);
+    let e = msg(conv2d_forward(&x, &w, Some(&Tensor::zeros([5])), &p).unwrap_err());
+    assert!(e.contains("[4, 3, 3, 3]") && e.contains("[5]"), "{e}");
+
+    let e = msg(conv2d_backward(&x, &w, &Tensor::zeros([2, 4, 5, 6]), &p, true).unwrap_err());
+    assert!(
+        e.contains("[2, 4, 5, 6]") && e.contains("[2, 4, 6, 6]"),
+        "{e}"
+    );
+
+    let grouped = Conv2dParams { groups: 2, ..p };
+    let e = msg(conv2d_forward(&x, &w, None, &grouped).unwrap_err());
+    assert!(
+        e.contains("[2, 3, 8, 8]") && e.contains("[4, 3, 3, 3]"),
+        "{e}"
+    );
+
+    for bad in [
+        Conv2dParams {
+            stride: (0, 1),
+            ..p
+        },
+        Conv2dParams { groups: 0, ..p },
+    ] {
+        assert!(matches!(
+            conv2d_forward(&x, &w, None, &bad),
+            Err(CoreError::InvalidArgument { .. })
+        ));
+    }
+    let big = Tensor::zeros([4, 3, 9, 9]);
+    let e = msg(conv2d_forward(&x, &big, None, &p).unwrap_err());
+    assert!(e.contains("9x9") && e.contains("8x8"), "{e}");
+}
+
+#[test]
+fn empty_batches_and_tiny_images() {
+    let p = Conv2dParams {
+        padding: (1, 1),
+        ..Conv2dParams::default()
+    };
+    let w = Tensor::ones([2, 3, 3, 3]);
+    let b = Tensor::from_vec([2], vec![0.5, -1.0]).unwrap();
+    let y = conv2d_forward(&Tensor::zeros([0, 3, 4, 4]), &w, Some(&b), &p).unwrap();
+    assert_eq!(y.shape(), &[0, 2, 4, 4]);
+    // A 1x1 image with padding 1: only the centre tap sees data.
+    let x = Tensor::zeros([1, 3, 1, 1]);
+    let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+    assert_eq!(y.data(), &[0.5, -1.0]);
+    let g = conv2d_backward(&x, &w, &y, &p, true).unwrap();
+    assert_eq!(g.bias.data(), &[0.5, -1.0]);
+}

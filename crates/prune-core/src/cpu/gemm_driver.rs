@@ -1,0 +1,270 @@
+//! The blocked GEMM loop nest: packing, cache blocking and the parallel
+//! task grid around the micro-kernels.
+//!
+//! `C[m×n] = alpha · op(A) · op(B) + beta · C`, row-major, vectors along the
+//! rows of `B` and `C` (the BLIS design transposed for row-major storage):
+//!
+//! ```text
+//! pack op(B) into NR-column micro-panels, every k-block     (shared, parallel)
+//! parallel over tasks = (range of MR-row panels) × (range of NR-column panels):
+//!     for each k-block p0..p0+kc                             (kc ≤ KC = 256)
+//!         pack the task's rows of op(A)[:, p0..] into MR-row micro-panels
+//!         for each column chunk of ≤ NC = 512 columns
+//!             for each A micro-panel ip                      (MR·kc, in L1)
+//!                 for each B micro-panel jp in the chunk     (kc·NR, chunk in L2)
+//!                     C[ip, jp] = alpha · A(ip) · B(jp) + beta' · C[ip, jp]
+//! ```
+//!
+//! with `beta' = beta` for the first k-block and `1` afterwards. There are
+//! only two parallel regions per call (packing `B`, then the tasks), and the
+//! tasks are small enough for rayon to balance them across busy cores.
+//! Every element of `C` is accumulated by exactly one task, k-blocks in
+//! sequence and `p` ascending inside a block, so the result does not depend
+//! on the number of threads or on scheduling.
+//!
+//! A small untransposed `B` (`k·n ≤ 64 Ki` values) is read in place rather
+//! than packed; only a partial last column panel is copied.
+
+use super::gemm_kernels::Kernel;
+use super::gemm_pack::{pack_a_panel, pack_b_panel, Operand};
+use super::scratch::{with_scratch, Slot};
+use rayon::prelude::*;
+
+/// Depth of a k-block (rows of a `B` micro-panel, columns of an `A` one).
+const KC: usize = 256;
+/// Columns of `C` swept per `A` micro-panel (the `B` block kept in L2).
+const NC: usize = 512;
+/// `m·n·k` from which a call is split across the rayon pool.
+pub(crate) const PAR_MIN_WORK: usize = 1 << 19;
+/// Largest `k·n` for which an untransposed `B` is used in place.
+const DIRECT_B_MAX: usize = 1 << 16;
+/// Tasks per rayon thread in the parallel grid.
+const TASKS_PER_THREAD: usize = 8;
+
+/// `C` as a raw pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+// SAFETY: tasks write disjoint tiles of `C`; the pointer outlives the
+// parallel region (it borrows a `&mut [f32]` held by the caller).
+unsafe impl Send for CPtr {}
+unsafe impl Sync for CPtr {}
+
+impl CPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Splits `k` into `nb` blocks of at most `KC`, as equal as possible;
+/// returns `(nb, nominal block depth)`.
+pub(crate) fn k_blocks(k: usize) -> (usize, usize) {
+    let nb = k.div_ceil(KC).max(1);
+    (nb, k.div_ceil(nb))
+}
+
+/// Runs `f(t)` for `t in 0..n`, on the rayon pool when `parallel`.
+fn for_each_task(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
+    if parallel && n > 1 {
+        (0..n).into_par_iter().for_each(f);
+    } else {
+        (0..n).for_each(f);
+    }
+}
+
+/// Values needed to pack an `m × k` left operand for a kernel with `mr` rows.
+pub(crate) fn packed_a_len(mr: usize, m: usize, k: usize) -> usize {
+    let (nb, kcn) = k_blocks(k);
+    nb * m.div_ceil(mr) * mr * kcn
+}
+
+/// Packs `op(A)` (`m × k`) for every k-block into `dst`
+/// (`packed_a_len` values): block `blk` starts at `blk·mpanels·mr·kcn` and
+/// holds `mpanels` micro-panels of `mr·kc` values.
+pub(crate) fn pack_a_all(mr: usize, a: Operand, m: usize, k: usize, dst: &mut [f32]) {
+    let mpanels = m.div_ceil(mr);
+    let (nb, kcn) = k_blocks(k);
+    for blk in 0..nb {
+        let p0 = blk * kcn;
+        let kc = kcn.min(k - p0);
+        let block = &mut dst[blk * mpanels * mr * kcn..][..mpanels * mr * kc];
+        for (ip, panel) in block.chunks_mut(mr * kc).enumerate() {
+            pack_a_panel(a, mr, ip * mr, mr.min(m - ip * mr), p0, kc, panel);
+        }
+    }
+}
+
+/// Where a task gets its `A` micro-panels.
+#[derive(Clone, Copy)]
+pub(crate) enum ASource<'a> {
+    /// Packed per task and k-block from this operand.
+    Raw(Operand<'a>),
+    /// Already packed for every k-block by [`pack_a_all`].
+    Packed(&'a [f32]),
+}
+
+/// The shape of one product.
+#[derive(Clone, Copy)]
+pub(crate) struct Dims {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// `C ← beta · C` (with `beta == 0` writing exact zeros, as BLAS does).
+pub(crate) fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
+    for i in 0..m {
+        let row = &mut c[i * ldc..i * ldc + n];
+        if beta == 0.0 {
+            row.fill(0.0);
+        } else if beta != 1.0 {
+            row.iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+}
+
+/// Task grid `(row tasks, column tasks)` over `mpanels × npanels` tiles.
+fn grid(mpanels: usize, npanels: usize, threads: usize) -> (usize, usize) {
+    if threads <= 1 {
+        return (1, 1);
+    }
+    let target = TASKS_PER_THREAD * threads;
+    let mt = mpanels.min(target);
+    let nt = (target / mt).clamp(1, npanels);
+    (mt, nt)
+}
+
+/// `C = alpha · op(A) · op(B) + beta · C` (`C` rows `ldc` apart) with the
+/// micro-kernel `kern`; multithreaded when `parallel`. Dimensions must
+/// already agree with the slices.
+pub(crate) fn drive(
+    kern: &'static Kernel,
+    d: Dims,
+    alpha: f32,
+    a: ASource,
+    b: Operand,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
+    let Dims { m, n, k } = d;
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == 0.0 {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
+    let parallel = parallel && rayon::current_num_threads() > 1 && m * n * k >= PAR_MIN_WORK;
+    let (mr, nr) = (kern.mr, kern.nr);
+    let (mpanels, npanels) = (m.div_ceil(mr), n.div_ceil(nr));
+    let (nb, kcn) = k_blocks(k);
+    // Full column panels of a small untransposed B are read in place.
+    let full_direct = if !b.trans && k * n <= DIRECT_B_MAX {
+        n / nr
+    } else {
+        0
+    };
+    let packed_per_blk = npanels - full_direct;
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let cptr = CPtr(c.as_mut_ptr());
+
+    with_scratch(Slot::PackB, nb * kcn * packed_per_blk * nr, |bbuf| {
+        // Packed B: k-block `blk` at `blk·kcn·packed_per_blk·nr`, panel q
+        // (column panel full_direct + q) at `q·kc·nr` inside it.
+        let pack = |(t, dst): (usize, &mut [f32])| {
+            let (blk, q) = (t / packed_per_blk, t % packed_per_blk);
+            let p0 = blk * kcn;
+            let kc = kcn.min(k - p0);
+            let jp = full_direct + q;
+            pack_b_panel(
+                b,
+                nr,
+                p0,
+                kc,
+                jp * nr,
+                nr.min(n - jp * nr),
+                &mut dst[..kc * nr],
+            );
+        };
+        if parallel && nb * packed_per_blk > 4 {
+            bbuf.par_chunks_mut(kcn * nr)
+                .take(nb * packed_per_blk)
+                .enumerate()
+                .with_min_len(2)
+                .for_each(pack);
+        } else {
+            bbuf.chunks_mut(kcn * nr)
+                .take(nb * packed_per_blk)
+                .enumerate()
+                .for_each(pack);
+        }
+        let bpack: &[f32] = bbuf;
+        // The B micro-panel `jp` of k-block `blk`: pointer and row stride.
+        let b_panel = |blk: usize, jp: usize| -> (*const f32, usize) {
+            if jp < full_direct {
+                (b.data[blk * kcn * b.ld + jp * nr..].as_ptr(), b.ld)
+            } else {
+                let off = (blk * packed_per_blk + jp - full_direct) * kcn * nr;
+                (bpack[off..].as_ptr(), nr)
+            }
+        };
+
+        let (mt, nt) = grid(mpanels, npanels, threads);
+        let task = |t: usize| {
+            let (ti, tj) = (t / nt, t % nt);
+            let (ip0, ip1) = (ti * mpanels / mt, (ti + 1) * mpanels / mt);
+            let (jp0, jp1) = (tj * npanels / nt, (tj + 1) * npanels / nt);
+            let run_block = |blk: usize, apack: &[f32]| {
+                let kc = kcn.min(k - blk * kcn);
+                let beta_blk = if blk == 0 { beta } else { 1.0 };
+                for jc in (jp0..jp1).step_by(NC / nr) {
+                    for ip in ip0..ip1 {
+                        let tile_rows = mr.min(m - ip * mr);
+                        let ap = apack[(ip - ip0) * mr * kc..].as_ptr();
+                        for jp in jc..(jc + NC / nr).min(jp1) {
+                            let cols = nr.min(n - jp * nr);
+                            let (bp, ldb) = b_panel(blk, jp);
+                            let cp = cptr.get().wrapping_add(ip * mr * ldc + jp * nr);
+                            // SAFETY: the A panel holds `kc·mr` values, the B
+                            // panel `kc` rows of `nr` values `ldb` apart (an
+                            // in-place panel lies inside `b`), and the C tile
+                            // of `tile_rows × cols` lies inside `c`; tiles of
+                            // different tasks are disjoint. The kernel's CPU
+                            // features were detected when it was selected.
+                            unsafe {
+                                (kern.run)(
+                                    tile_rows, kc, ap, bp, ldb, cp, ldc, alpha, beta_blk, cols,
+                                );
+                            }
+                        }
+                    }
+                }
+            };
+            for blk in 0..nb {
+                let p0 = blk * kcn;
+                let kc = kcn.min(k - p0);
+                match a {
+                    ASource::Packed(pa) => {
+                        let block = &pa[blk * mpanels * mr * kcn..];
+                        run_block(blk, &block[ip0 * mr * kc..(ip1 * mr) * kc]);
+                    }
+                    ASource::Raw(op) => with_scratch(Slot::PackA, (ip1 - ip0) * mr * kc, |abuf| {
+                        for (q, panel) in abuf.chunks_mut(mr * kc).enumerate() {
+                            let i0 = (ip0 + q) * mr;
+                            pack_a_panel(op, mr, i0, mr.min(m - i0), p0, kc, panel);
+                        }
+                        run_block(blk, abuf);
+                    }),
+                }
+            }
+        };
+        for_each_task(mt * nt, threads > 1, task);
+    });
+}

@@ -1,0 +1,47 @@
+//! Deterministic f64 reductions of f32 data with independent lanes, so the
+//! sums vectorise instead of waiting on one serial chain of additions.
+
+/// Lanes of the partial sums.
+const LANES: usize = 8;
+
+/// `Σ f(a_i, b_i)` over equal-length slices, accumulated in f64 in `LANES`
+/// interleaved partial sums that are added in a fixed order at the end.
+#[inline(always)]
+pub(crate) fn sum_map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(xa[l], xb[l]);
+        }
+    }
+    for (l, (&u, &v)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += f(u, v);
+    }
+    acc.iter().sum()
+}
+
+/// `Σ a_i` in f64 (see [`sum_map2`]).
+#[inline(always)]
+pub(crate) fn sum(a: &[f32]) -> f64 {
+    sum_map2(a, a, |u, _| u as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_match_serial_f64() {
+        for n in [0usize, 1, 7, 8, 9, 100, 1001] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a.iter().map(|&v| v as f64).sum();
+            assert!((sum(&a) - want).abs() < 1e-9, "{n}");
+            let want: f64 = a.iter().zip(&b).map(|(&u, &v)| u as f64 * v as f64).sum();
+            let got = sum_map2(&a, &b, |u, v| u as f64 * v as f64);
+            assert!((got - want).abs() < 1e-9, "{n}");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The end-to-end pruning pipeline (`prune-nn prune`).
+//!
+//! ```text
+//! dense model ─► add gates ─► sparse training (regularizer) ─► rule → masks
+//!   ─► compile (groups → surgery → verify) ─► fine-tune ─► evaluate ─► report
+//! ```
+//! Every step writes into the output directory: `sparse/` (the gated model
+//! and its checkpoints), `masks.json`, histograms of γ or SNR, the compiled
+//! and fine-tuned model (`model.json`, `weights.safetensors`), `report.json`
+//! and `report.md`.
+
+use crate::error::{Error, Result};
+use crate::report::{render_markdown, PruneReport};
+use crate::run::write_json;
+use prune_compiler::{compile, measure_speed, CompileOptions};
+use prune_data::Dataset;
+use prune_graph::{GateRuntime, Model};
+use prune_reg::method::{
+    insert_sbp_gates, insert_scale_gates, polarization_rule, sbp_masks, slimming_rule,
+    to_channel_masks, PolarizationMethod, SbpMethod, SlimmingMethod,
+};
+use prune_reg::polarization::Polarization;
+use prune_reg::threshold::ThresholdMode;
+use prune_reg::Masks;
+use prune_train::{evaluate, fit, OptimizerKind, Regularizer, RunFiles, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The pruning method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Sbp,
+    Polarization,
+    Slimming,
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sbp" => Ok(Method::Sbp),
+            "polarization" => Ok(Method::Polarization),
+            "slimming" => Ok(Method::Slimming),
+            other => Err(Error::Usage(format!(
+                "unknown method '{other}': expected sbp, polarization or slimming"
+            ))),
+        }
+    }
+}
+
+/// Settings of a pruning run; defaults follow the papers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PruneConfig {
+    pub method: Method,
+    /// Sparse-training epochs.
+    pub epochs: usize,
+    /// Fine-tuning epochs of the compiled model.
+    pub finetune_epochs: usize,
+    pub batch_size: usize,
+    /// Learning rate of sparse training.
+    pub lr: f32,
+    /// Learning rate of fine-tuning.
+    pub finetune_lr: f32,
+    /// Optimizer of sparse training and fine-tuning.
+    pub optimizer: OptimizerKind,
+    pub seed: u64,
+    /// SBP: learning-rate multiplier of μ and log σ (10 for deep nets).
+    pub sbp_lr_mult: f32,
+    /// Polarization: λ, t and the upper bound a of γ.
+    pub lambda: f64,
+    pub t: f64,
+    pub upper: f32,
+    /// Polarization: one histogram for all layers instead of one per layer.
+    pub global_threshold: bool,
+    /// Slimming: λ of the L1 term and the global prune percentage.
+    pub slim_lambda: f64,
+    pub percent: f64,
+    /// Target FLOPs reduction (dense / pruned); searched for when set.
+    pub target_flops: Option<f64>,
+    /// Batches per epoch cap (short budgets).
+    pub max_batches: Option<usize>,
+    pub progress: bool,
+    /// Timing repeats of the speed measurement (0 skips it).
+    pub speed_repeats: usize,
+}
+
+impl PruneConfig {
+    /// The papers' defaults for `method`.
+    pub fn paper_defaults(method: Method) -> Self {
+        let optimizer = match method {
+            // SBP: Adam with β1 = 0.95, lr 1e-3 (Neklyudov et al. 2017)
+            Method::Sbp => OptimizerKind::Adam {
+                beta1: 0.95,
+                beta2: 0.999,
+                weight_decay: 0.0,
+            },
+            _ => OptimizerKind::adam(),
+        };
+        Self {
+            method,
+            epochs: 10,
+            finetune_epochs: 2,
+            batch_size: 100,
+            lr: 1e-3,
+            finetune_lr: 1e-4,
+            optimizer,
+            seed: 0,
+            sbp_lr_mult: 1.0,
+            lambda: 1e-4,
+            t: 1.2,
+            upper: 1.0,
+            global_threshold: false,
+            slim_lambda: 1e-4,
+            percent: 50.0,
+            target_flops: None,
+            max_batches: None,
+            progress: false,
+            speed_repeats: 5,
+        }
+    }
+
+    fn train_config(&self, epochs: usize, lr: f32) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: self.batch_size,
+            lr,
+            optimizer: self.optimizer.clone(),
+            schedule: Default::default(),
+            seed: self.seed,
+            augment: false,
+            max_batches: self.max_batches,
+            progress: self.progress,
+        }
+    }
+}
+
+/// The result of [`prune`]: the fine-tuned compiled model and its report.
+pub struct Pruned {
+    pub model: Model,
+    pub report: PruneReport,
+    pub masks: Masks,
+}
+
+fn dense_flops(model: &Model) -> Result<u64> {
+    Ok(model.cost()?.flops)
+}
+
+/// Runs the whole pipeline on a trained dense `model`.
+pub fn prune(
+    dense: &Model,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &PruneConfig,
+    out: &Path,
+) -> Result<Pruned> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let acc_before = evaluate(dense, test, None, None, 500)?.accuracy;
+    let flops_before = dense_flops(dense)?;
+    let sbp = SbpMethod {
+        param_lr_mult: cfg.sbp_lr_mult,
+        ..Default::default()
+    };
+    let pol = PolarizationMethod {
+        reg: Polarization::new(cfg.lambda, cfg.t)?,
+        upper: cfg.upper,
+    };
+    let slim = SlimmingMethod {
+        lambda: cfg.slim_lambda,
+    };
+    let (mut sparse, reg): (Model, &dyn Regularizer) = match cfg.method {
+        Method::Sbp => (insert_sbp_gates(dense)?, &sbp),
+        Method::Polarization => {
+            let mut m = insert_scale_gates(dense, prune_reg::polarization::GAMMA_INIT)?;
+            clamp_all_gammas(&mut m, cfg.upper)?;
+            (m, &pol)
+        }
+        Method::Slimming => (insert_scale_gates(dense, 1.0)?, &slim),
+    };
+    let sparse_dir = out.join("sparse");
+    let summary = fit(
+        &mut sparse,
+        train,
+        test,
+        &cfg.train_config(cfg.epochs, cfg.lr),
+        Some(reg),
+        RunFiles {
+            dir: Some(&sparse_dir),
+            resume: false,
+        },
+    )?;
+    sparse.save(&sparse_dir)?;
+    let gates: Option<&dyn GateRuntime> = reg.gates();
+    let masks = choose_masks(&sparse, cfg, flops_before, gates)?;
+    masks.save_json(out.join("masks.json"))?;
+    crate::plots::write_histograms(&sparse, cfg.method, out)?;
+
+    let channel_masks = to_channel_masks(&masks);
+    let masked_acc = evaluate(&sparse, test, gates, Some(&channel_masks), 500)?.accuracy;
+    let compiled = compile(&sparse, &channel_masks, gates, &CompileOptions::default())?;
+    let mut model = compiled.model;
+    let pruned_acc = evaluate(&model, test, None, None, 500)?.accuracy;
+    if cfg.finetune_epochs > 0 {
+        let ft = out.join("finetune");
+        fit(
+            &mut model,
+            train,
+            test,
+            &cfg.train_config(cfg.finetune_epochs, cfg.finetune_lr),
+            None,
+            RunFiles {
+                dir: Some(&ft),
+                resume: false,
+            },
+        )?;
+    }
+    let acc_after = evaluate(&model, test, None, None, 500)?.accuracy;
+    model.save(out)?;
+    let speed = if cfg.speed_repeats > 0 {
+        Some(measure_speed(dense, &model, None, cfg.speed_repeats)?)
+    } else {
+        None
+    };
+    let flops_after = dense_flops(&model)?;
+    let report = PruneReport::new(
+        cfg,
+        dense,
+        &model,
+        &compiled.report,
+        speed,
+        [acc_before, summary.test_accuracy, masked_acc, pruned_acc, acc_after],
+        flops_before,
+        flops_after,
+    )?;
+    write_json(&out.join(crate::run::REPORT_FILE), &report)?;
+    let md = render_markdown(&report);
+    std::fs::write(out.join("report.md"), md).map_err(|e| Error::io(out, e))?;
+    Ok(Pruned {
+        model,
+        report,
+        masks,
+    })
+}
+
+fn clamp_all_gammas(model: &mut Model, upper: f32) -> Result<()> {
+    for g in prune_reg::method::gamma_gates(&model.graph) {
+        let t = model.params.get_mut(&format!("{g}.weight"))?;
+        prune_reg::polarization::clamp_gammas(t.data_mut(), upper)?;
+    }
+    Ok(())
+}
+
+/// Applies the method's rule; with a FLOPs target, slimming's percentage is
+/// chosen by bisection on the compiled FLOPs (no retraining needed).
+fn choose_masks(
+    sparse: &Model,
+    cfg: &PruneConfig,
+    flops_before: u64,
+    gates: Option<&dyn GateRuntime>,
+) -> Result<Masks> {
+    match cfg.method {
+        Method::Sbp => Ok(sbp_masks(sparse)?),
+        Method::Polarization => {
+            let mode = if cfg.global_threshold {
+                ThresholdMode::Global
+            } else {
+                ThresholdMode::PerLayer
+            };
+            Ok(polarization_rule(sparse, mode, cfg.upper)?.0)
+        }
+        Method::Slimming => match cfg.target_flops {
+            None => Ok(slimming_rule(sparse, cfg.percent)?),
+            Some(target) => {
+                let (mut lo, mut hi) = (0.0f64, 100.0f64);
+                let mut best = slimming_rule(sparse, 0.0)?;
+                for _ in 0..30 {
+                    let mid = 0.5 * (lo + hi);
+                    let m = slimming_rule(sparse, mid)?;
+                    let opts = CompileOptions {
+                        verify: false,
+                        ..Default::default()
+                    };
+                    let c = compile(sparse, &to_channel_masks(&m), gates, &opts)?;
+                    let f = c.model.cost()?.flops;
+                    let reduction = flops_before as f64 / f.max(1) as f64;
+                    if reduction < target {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                        best = m;
+                    }
+                }
+                Ok(best)
+            }
+        },
+    }
+}

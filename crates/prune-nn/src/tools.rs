@@ -1,0 +1,59 @@
+//! Small jobs behind the CLI's `eval`, `graph` and `compile` commands.
+
+use crate::error::{Error, Result};
+use crate::run::{write_json, REPORT_FILE};
+use prune_compiler::{analyze, compile, measure_speed, CompileOptions, CompileReport};
+use prune_data::Dataset;
+use prune_graph::{infer_shapes, GateRuntime, Model};
+use prune_reg::method::{to_channel_masks, SbpRuntime};
+use prune_reg::Masks;
+use prune_train::EvalResult;
+use std::fmt::Write;
+use std::path::Path;
+
+static SBP: SbpRuntime = SbpRuntime { per_example: false };
+
+/// The gate runtime every model may need (SBP gates run through it).
+pub fn gates() -> Option<&'static dyn GateRuntime> {
+    Some(&SBP)
+}
+
+/// Test-set accuracy and loss of any saved model (gated or not).
+pub fn evaluate(model: &Model, test: &Dataset) -> Result<EvalResult> {
+    Ok(prune_train::evaluate(model, test, gates(), None, 500)?)
+}
+
+/// A printable summary: each node with its output shape, parameters and
+/// FLOPs, then the channel groups the compiler prunes together.
+pub fn describe(model: &Model) -> Result<String> {
+    let shapes = infer_shapes(&model.graph)?;
+    let cost = model.cost()?;
+    let mut s = String::new();
+    let w = |e: std::fmt::Error| Error::Usage(e.to_string());
+    writeln!(s, "model {}: {} params, {} FLOPs (MACs)", model.graph.name, cost.params, cost.flops).map_err(w)?;
+    writeln!(s, "{:<28} {:<16} {:<16} {:>10} {:>12}", "node", "op", "shape", "params", "FLOPs").map_err(w)?;
+    for ((n, shape), c) in model.graph.nodes.iter().zip(&shapes).zip(&cost.layers) {
+        writeln!(s, "{:<28} {:<16} {:<16} {:>10} {:>12}", n.name, n.layer.kind(), format!("{shape:?}"), c.params, c.flops).map_err(w)?;
+    }
+    writeln!(s, "\nchannel groups:").map_err(w)?;
+    for g in analyze(&model.graph)? {
+        writeln!(s, "{g}").map_err(w)?;
+    }
+    Ok(s)
+}
+
+/// Compiles `model` with `masks`, writes the result and `report.json` into `out`.
+pub fn compile_masks(model: &Model, masks: &Masks, fold_bn: bool, out: &Path) -> Result<CompileReport> {
+    let opts = CompileOptions {
+        fold_bn,
+        ..Default::default()
+    };
+    let compiled = compile(model, &to_channel_masks(masks), gates(), &opts)?;
+    let speed = measure_speed(model, &compiled.model, gates(), 5)?;
+    let mut report = compiled.report;
+    report.dense_images_per_sec = speed.dense_images_per_sec;
+    report.pruned_images_per_sec = speed.pruned_images_per_sec;
+    compiled.model.save(out)?;
+    write_json(&out.join(REPORT_FILE), &report)?;
+    Ok(report)
+}

@@ -1,0 +1,267 @@
+//! The three methods as training objectives ([`prune_train::Regularizer`])
+//! and their pruning rules (`Masks = rule(model)`, no mutation).
+//!
+//! * [`SbpMethod`]: SGVLB = mean cross-entropy + Σ KL / N_train; μ and log σ
+//!   train at `param_lr_mult` times the network's rate and are clipped to
+//!   [−20, 5] after each step. Rule: keep a unit iff SNR > 1.
+//! * [`PolarizationMethod`]: `λ·R(γ)` over every regularized γ with one
+//!   global mean; γ clamped to [0, a] after each step. Rule: the first local
+//!   minimum of the γ histogram (per layer or global).
+//! * [`SlimmingMethod`]: `λ·Σ|γ|`. Rule: a global percentile of |γ|.
+
+use super::placement::{gamma_gates, sbp_gates};
+use super::sbp_ops::{sbp_kl, SbpRuntime};
+use crate::error::Result;
+use crate::masks::Masks;
+use crate::polarization::{clamp_gammas, Polarization};
+use crate::sbp::sbp_layer_mask;
+use crate::slimming::{l1_value_and_grad, slimming_masks};
+use crate::threshold::{polarization_masks, HistogramThreshold, ThresholdMode};
+use prune_core::autograd::CustomOp;
+use prune_core::{CoreError, Tape, Tensor, Var};
+use prune_graph::{ChannelMasks, GateRuntime, Model, ParamKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Bounds of μ and log σ (Neklyudov et al. 2017).
+pub const SBP_PARAM_CLIP: (f32, f32) = (-20.0, 5.0);
+
+/// Masks keyed by gate node, as the compiler and interpreter take them.
+pub fn to_channel_masks(masks: &Masks) -> ChannelMasks {
+    masks
+        .layers
+        .iter()
+        .map(|l| (l.name.clone(), l.keep.clone()))
+        .collect()
+}
+
+fn var(params: &BTreeMap<String, Var>, name: &str) -> prune_core::Result<Var> {
+    params.get(name).copied().ok_or(CoreError::InvalidArgument {
+        op: "regularizer",
+        reason: format!("parameter {name} is not in the forward pass"),
+    })
+}
+
+fn train_err(e: impl std::fmt::Display) -> prune_train::TrainError {
+    prune_train::TrainError::Regularizer(e.to_string())
+}
+
+/// Structured Bayesian Pruning.
+#[derive(Clone, Debug)]
+pub struct SbpMethod {
+    /// Learning-rate multiplier of μ and log σ (10 for deep nets).
+    pub param_lr_mult: f32,
+    pub runtime: SbpRuntime,
+}
+
+impl Default for SbpMethod {
+    fn default() -> Self {
+        Self {
+            param_lr_mult: 1.0,
+            runtime: SbpRuntime::default(),
+        }
+    }
+}
+
+impl prune_train::Regularizer for SbpMethod {
+    fn name(&self) -> &str {
+        "sbp"
+    }
+
+    fn penalty(
+        &self,
+        tape: &mut Tape<'_>,
+        model: &Model,
+        params: &BTreeMap<String, Var>,
+        n_train: usize,
+    ) -> prune_core::Result<Option<Var>> {
+        let mut total: Option<Var> = None;
+        for gate in sbp_gates(&model.graph) {
+            let kl = sbp_kl(
+                tape,
+                var(params, &format!("{gate}.mu"))?,
+                var(params, &format!("{gate}.log_sigma"))?,
+            )?;
+            total = Some(match total {
+                Some(t) => tape.add(t, kl)?,
+                None => kl,
+            });
+        }
+        match total {
+            Some(t) => Ok(Some(tape.scale(t, 1.0 / n_train.max(1) as f32)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn lr_mult(&self, _name: &str, kind: ParamKind) -> f32 {
+        match kind {
+            ParamKind::SbpMu | ParamKind::SbpLogSigma => self.param_lr_mult,
+            _ => 1.0,
+        }
+    }
+
+    fn after_step(&self, model: &mut Model) -> prune_train::Result<()> {
+        let (lo, hi) = SBP_PARAM_CLIP;
+        for gate in sbp_gates(&model.graph) {
+            for f in ["mu", "log_sigma"] {
+                let t = model.params.get_mut(&format!("{gate}.{f}"))?;
+                t.data_mut().iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+            }
+        }
+        Ok(())
+    }
+
+    fn gates(&self) -> Option<&dyn GateRuntime> {
+        Some(&self.runtime)
+    }
+}
+
+/// SBP's rule: keep units with SNR > 1, per SBP gate.
+pub fn sbp_masks(model: &Model) -> Result<Masks> {
+    let mut layers = Vec::new();
+    for gate in sbp_gates(&model.graph) {
+        let mu = model.params.get(&format!("{gate}.mu"))?;
+        let ls = model.params.get(&format!("{gate}.log_sigma"))?;
+        layers.push(sbp_layer_mask(&gate, mu.data(), ls.data())?);
+    }
+    Ok(Masks::new(layers))
+}
+
+/// Penalty over a list of γ vectors, given as value and per-layer gradient.
+#[derive(Debug)]
+struct GammaPenaltyOp {
+    name: &'static str,
+    grad: Vec<Vec<f32>>,
+}
+
+impl CustomOp for GammaPenaltyOp {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn backward(
+        &self,
+        _inputs: &[&Tensor],
+        _output: &Tensor,
+        g: &Tensor,
+    ) -> prune_core::Result<Vec<Option<Tensor>>> {
+        let s = g.item()?;
+        self.grad
+            .iter()
+            .map(|v| Tensor::from_vec([v.len()], v.iter().map(|d| d * s).collect()).map(Some))
+            .collect()
+    }
+}
+
+fn gamma_penalty(
+    tape: &mut Tape<'_>,
+    model: &Model,
+    params: &BTreeMap<String, Var>,
+    name: &'static str,
+    f: impl Fn(&[&[f32]]) -> Result<(f64, Vec<Vec<f32>>)>,
+) -> prune_core::Result<Option<Var>> {
+    let gates = gamma_gates(&model.graph);
+    if gates.is_empty() {
+        return Ok(None);
+    }
+    let vars: Vec<Var> = gates
+        .iter()
+        .map(|g| var(params, &format!("{g}.weight")))
+        .collect::<prune_core::Result<_>>()?;
+    let values: Vec<&[f32]> = vars
+        .iter()
+        .map(|v| tape.value(*v).map(|t| t.data()))
+        .collect::<prune_core::Result<_>>()?;
+    let (value, grad) = f(&values).map_err(|e| CoreError::InvalidArgument {
+        op: name,
+        reason: e.to_string(),
+    })?;
+    let op = Arc::new(GammaPenaltyOp { name, grad });
+    Ok(Some(tape.custom(&vars, Tensor::scalar(value as f32), op)?))
+}
+
+fn gammas(model: &Model) -> Result<Vec<(String, Vec<f32>)>> {
+    gamma_gates(&model.graph)
+        .into_iter()
+        .map(|g| {
+            let t = model.params.get(&format!("{g}.weight"))?;
+            Ok((g, t.data().to_vec()))
+        })
+        .collect()
+}
+
+/// The polarization regularizer (Zhuang et al. 2020).
+#[derive(Clone, Debug)]
+pub struct PolarizationMethod {
+    pub reg: Polarization,
+    /// Upper bound `a` of γ.
+    pub upper: f32,
+}
+
+impl prune_train::Regularizer for PolarizationMethod {
+    fn name(&self) -> &str {
+        "polarization"
+    }
+
+    fn penalty(
+        &self,
+        tape: &mut Tape<'_>,
+        model: &Model,
+        params: &BTreeMap<String, Var>,
+        _n_train: usize,
+    ) -> prune_core::Result<Option<Var>> {
+        gamma_penalty(tape, model, params, "Polarization", |g| {
+            let e = self.reg.value_and_grad(g)?;
+            Ok((e.value, e.grad))
+        })
+    }
+
+    fn after_step(&self, model: &mut Model) -> prune_train::Result<()> {
+        for g in gamma_gates(&model.graph) {
+            let t = model.params.get_mut(&format!("{g}.weight"))?;
+            clamp_gammas(t.data_mut(), self.upper).map_err(train_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Polarization's rule: γ above the first histogram valley.
+pub fn polarization_rule(
+    model: &Model,
+    mode: ThresholdMode,
+    upper: f32,
+) -> Result<(Masks, Vec<HistogramThreshold>)> {
+    let g = gammas(model)?;
+    let layers: Vec<(&str, &[f32])> = g.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    polarization_masks(&layers, mode, 100, upper)
+}
+
+/// Network slimming (Liu et al. 2017): L1 on γ.
+#[derive(Clone, Debug)]
+pub struct SlimmingMethod {
+    pub lambda: f64,
+}
+
+impl prune_train::Regularizer for SlimmingMethod {
+    fn name(&self) -> &str {
+        "slimming"
+    }
+
+    fn penalty(
+        &self,
+        tape: &mut Tape<'_>,
+        model: &Model,
+        params: &BTreeMap<String, Var>,
+        _n_train: usize,
+    ) -> prune_core::Result<Option<Var>> {
+        gamma_penalty(tape, model, params, "SlimmingL1", |g| l1_value_and_grad(g, self.lambda))
+    }
+}
+
+/// Slimming's rule: prune the `percent`% smallest |γ| globally.
+pub fn slimming_rule(model: &Model, percent: f64) -> Result<Masks> {
+    let g = gammas(model)?;
+    let layers: Vec<(&str, &[f32])> = g.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    slimming_masks(&layers, percent)
+}
+

@@ -1,0 +1,491 @@
+// sbp_noise.cu: fused multiplicative noise of Structured Bayesian Pruning
+// (Neklyudov et al., 2017).  Compiled with common.cuh prepended.
+//
+// Each channel c carries a truncated log-normal noise theta_c:
+//   log theta ~ N(mu, sigma^2) truncated to [A, B] = [-20, 0],  sigma = exp(log_sigma)
+//   alpha = (A - mu)/sigma, beta = (B - mu)/sigma, Z = Phi(beta) - Phi(alpha)
+//   u = clip(Phi(alpha) + eps Z, 1e-5, 1 - 1e-5),  z = Phi^-1(u)
+//   theta = exp(clip(mu + sigma z, A, B)),  eps ~ U(0,1) from Philox(seed; channel[, example])
+// The activation layout is [rows, C, HW] (NCHW with HW = H*W, or N x F with HW = 1).
+// Forward: y = x * theta, theta written out for the backward.
+// Backward: dx = dy * theta, dtheta = sum dy * x, then dmu, dlog_sigma by the chain rule
+// through the sample (pathwise derivative, derived next to sbp_sample below).
+// Per-channel statistics: E[theta], SNR = E/sqrt(Var), KL(q || log-uniform on [A, B]).
+//
+// The scalar noise math runs in double precision once per channel (or per example and
+// channel); the streaming part (y = x theta, dx = dy theta, sum dy x) runs in float.
+
+#define SBP_A (-20.0)
+#define SBP_B (0.0)
+#define SBP_UCLIP 1e-5
+#define SBP_LOG_SIGMA_MIN (-20.0)
+#define SBP_LOG_SIGMA_MAX (20.0)
+#define SBP_SNR_MAX 1e6
+#define SBP_TILE_COLS 1024
+#define SBP_SMEM_FLOATS 4096
+
+struct SbpSample {
+    double theta;     // the sample
+    double dth_dmu;   // d theta / d mu at fixed eps
+    double dth_dls;   // d theta / d log_sigma at fixed eps
+};
+
+// Pathwise sample and its derivatives.  With
+//   u_raw = (1 - eps) Phi(alpha) + eps Phi(beta),  d alpha/d mu = d beta/d mu = -1/sigma,
+//   d alpha/d log_sigma = -alpha,  d beta/d log_sigma = -beta:
+//   du/dmu  = -[(1 - eps) phi(alpha) + eps phi(beta)] / sigma
+//   du/dls  = -[(1 - eps) alpha phi(alpha) + eps beta phi(beta)]
+//   dz/du   = 1 / phi(z)                      (0 when the u-clip is active)
+//   L = mu + sigma z:  dL/dmu = 1 + sigma dz/dmu,  dL/dls = sigma z + sigma dz/dls
+//   theta = exp(clip(L, A, B)):  dtheta = theta dL  (0 when the L-clip is active)
+// log_sigma is clamped to [SBP_LOG_SIGMA_MIN, SBP_LOG_SIGMA_MAX] (zero derivative outside).
+// When alpha > 0 both bounds sit in the upper tail and Phi(.) ~ 1 would cancel, so the
+// mirrored quantity v = 1 - u = (1 - eps) Phi(-alpha) + eps Phi(-beta) is used instead;
+// z = -Phi^-1(v) and the clip is symmetric, so the value and the derivatives agree.
+__device__ SbpSample sbp_sample(double mu, double log_sigma, double eps) {
+    const bool ls_clamped = !(log_sigma >= SBP_LOG_SIGMA_MIN && log_sigma <= SBP_LOG_SIGMA_MAX);
+    const double ls = fmin(fmax(log_sigma, SBP_LOG_SIGMA_MIN), SBP_LOG_SIGMA_MAX);
+    const double sigma = exp(ls);
+    const double alpha = (SBP_A - mu) / sigma;
+    const double beta = (SBP_B - mu) / sigma;
+    const bool mirror = alpha > 0.0;
+    double w, z;
+    if (!mirror) {
+        const double pa = pk_cdf(alpha), pb = pk_cdf(beta);
+        w = pa + eps * (pb - pa);
+    } else {
+        const double qa = pk_cdf(-alpha), qb = pk_cdf(-beta);
+        w = qa + eps * (qb - qa);
+    }
+    const bool u_clipped = !(w >= SBP_UCLIP && w <= 1.0 - SBP_UCLIP);
+    w = fmin(fmax(w, SBP_UCLIP), 1.0 - SBP_UCLIP);
+    z = mirror ? -normcdfinv(w) : normcdfinv(w);
+
+    const double pdf_a = pk_pdf(alpha), pdf_b = pk_pdf(beta);
+    double dz_dmu = 0.0, dz_dls = 0.0;
+    if (!u_clipped) {
+        const double inv_pdf_z = 1.0 / pk_pdf(z);
+        const double du_dmu = -((1.0 - eps) * pdf_a + eps * pdf_b) / sigma;
+        const double ta = pdf_a == 0.0 ? 0.0 : alpha * pdf_a;
+        const double tb = pdf_b == 0.0 ? 0.0 : beta * pdf_b;
+        const double du_dls = -((1.0 - eps) * ta + eps * tb);
+        dz_dmu = du_dmu * inv_pdf_z;
+        dz_dls = du_dls * inv_pdf_z;
+    }
+    const double l = mu + sigma * z;
+    SbpSample s;
+    if (l <= SBP_A || l >= SBP_B) {
+        s.theta = exp(fmin(fmax(l, SBP_A), SBP_B));
+        s.dth_dmu = 0.0;
+        s.dth_dls = 0.0;
+    } else {
+        s.theta = exp(l);
+        s.dth_dmu = s.theta * (1.0 + sigma * dz_dmu);
+        s.dth_dls = ls_clamped ? 0.0 : s.theta * (sigma * z + sigma * dz_dls);
+    }
+    return s;
+}
+
+// log(Phi(hi - s) - Phi(lo - s)) + s^2/2 for lo < hi, split as r + q where q holds the
+// large quadratic part, so that differences over s can cancel it exactly.  With
+// lp = lo - s, hp = hi - s:
+//   kind 0, hp <= 0: log Phi(hp) = L(hp) - hp^2/2 and s^2/2 - hp^2/2 = hi (s - hi/2) = q;
+//                    Phi(lp)/Phi(hp) = exp(L(lp) - L(hp) - (lo - hi)(lo + hi - 2s)/2)
+//   kind 1, lp >= 0: mirror, Phi(hp) - Phi(lp) = Phi(-lp) - Phi(-hp), q = lo (s - lo/2)
+//   kind 2, else   : Phi(hp) - Phi(lp) = (erf(hp/sqrt2) + erf(-lp/sqrt2)) / 2 (both terms
+//                    >= 0), q = s^2/2
+struct LogMass {
+    double r, q;
+    int kind;
+};
+
+__device__ LogMass sbp_log_mass(double lo, double hi, double s) {
+    const double lp = lo - s, hp = hi - s;
+    LogMass m;
+    if (hp <= 0.0) {
+        const double lh = pk_log_cdf_scaled(hp);
+        const double e = pk_log_cdf_scaled(lp) - lh - 0.5 * (lo - hi) * (lo + hi - 2.0 * s);
+        m.r = lh + log(-expm1(e));
+        m.q = hi * (s - 0.5 * hi);
+        m.kind = 0;
+    } else if (lp >= 0.0) {
+        const double ll = pk_log_cdf_scaled(-lp);
+        const double e = pk_log_cdf_scaled(-hp) - ll - 0.5 * (lo - hi) * (2.0 * s - lo - hi);
+        m.r = ll + log(-expm1(e));
+        m.q = lo * (s - 0.5 * lo);
+        m.kind = 1;
+    } else {
+        m.r = log(0.5 * (erf(hp * PK_SQRT1_2) + erf(-lp * PK_SQRT1_2)));
+        m.q = 0.5 * s * s;
+        m.kind = 2;
+    }
+    return m;
+}
+
+// q(sa) - q(sb): exact in the shift when both parts are of the same kind.
+__device__ double sbp_q_diff(const LogMass& a, const LogMass& b, double lo, double hi, double sa,
+                             double sb) {
+    if (a.kind != b.kind) return a.q - b.q;
+    if (a.kind == 0) return hi * (sa - sb);
+    if (a.kind == 1) return lo * (sa - sb);
+    return 0.5 * (sa - sb) * (sa + sb);
+}
+
+// Entropy of the standard normal truncated to [alpha, beta]:
+//   H = log(sqrt(2 pi e) Z) + [alpha phi(alpha) - beta phi(beta)] / (2 Z).
+// For beta <= 0 (lower tail) with r = Mills ratio Phi(beta)/phi(beta),
+// rho = Phi(alpha)/Phi(beta), M = 1 - rho, G = 1 + beta r (>= 0):
+//   phi(beta)/Z = 1/(r M),  phi(alpha)/Z = exp(-(alpha-beta)(alpha+beta)/2)/(r M),
+//   -beta^2/2 - beta phi(beta)/(2Z) = -beta (G - beta r rho) / (2 r M)
+// so H = log sqrt(2 pi) + 1/2 + L(beta) + log M - beta (G - beta r rho)/(2 r M)
+//        + alpha exp(-(alpha-beta)(alpha+beta)/2) / (2 r M),
+// a sum of moderate terms.  alpha >= 0 is the mirror image, H(alpha, beta) = H(-beta, -alpha).
+__device__ double sbp_trunc_entropy(double alpha, double beta) {
+    if (alpha >= 0.0) {
+        const double t = alpha;
+        alpha = -beta;
+        beta = -t;
+    }
+    if (beta <= 0.0) {
+        const double lb = pk_log_cdf_scaled(beta);
+        const double q = 0.5 * (alpha - beta) * (alpha + beta);  // >= 0
+        const double e = pk_log_cdf_scaled(alpha) - lb - q;      // log rho <= 0
+        const double m = -expm1(e);
+        const double rho = exp(e);
+        const double t = -beta * PK_SQRT1_2;
+        const double r = PK_SQRT_PI_OVER_2 * erfcx(t);
+        const double g = pk_mills_gap(t);
+        const double rm = r * m;
+        return PK_LOG_SQRT_2PI + 0.5 + lb + log(m) - beta * (g - beta * r * rho) / (2.0 * rm) +
+               alpha * exp(-q) / (2.0 * rm);
+    }
+    const double z = 0.5 * (erf(beta * PK_SQRT1_2) + erf(-alpha * PK_SQRT1_2));
+    const double pa = pk_pdf(alpha), pb = pk_pdf(beta);
+    const double ta = pa == 0.0 ? 0.0 : alpha * pa;
+    const double tb = pb == 0.0 ? 0.0 : beta * pb;
+    return PK_LOG_SQRT_2PI + 0.5 + log(z) + (ta - tb) / (2.0 * z);
+}
+
+struct SbpStats {
+    double mean, snr, kl;
+};
+
+// E[theta]   = exp(mu + sigma^2/2) [Phi(sigma - alpha) - Phi(sigma - beta)] / Z
+//            = exp(mu + m(sigma) - m(0)),   m(s) = log_mass(alpha, beta, s)
+// E[theta^2] = exp(2 mu + m(2 sigma) - m(0))
+// d = log E[theta^2] - 2 log E[theta] = m(2 sigma) - 2 m(sigma) + m(0) (mu cancels); the
+// quadratic parts of m cancel exactly (see sbp_q_diff), leaving differences of moderate
+// numbers.  Var = E^2 expm1(d), SNR = 1/sqrt(expm1(d)), reported as SBP_SNR_MAX where
+// d <= 0 or the ratio exceeds it.
+// KL = max(0, log(B - A) - log sigma - H(alpha, beta)).
+__device__ SbpStats sbp_stats(double mu, double log_sigma) {
+    const double ls = fmin(fmax(log_sigma, SBP_LOG_SIGMA_MIN), SBP_LOG_SIGMA_MAX);
+    const double sigma = exp(ls);
+    const double alpha = (SBP_A - mu) / sigma;
+    const double beta = (SBP_B - mu) / sigma;
+    const LogMass m0 = sbp_log_mass(alpha, beta, 0.0);
+    const LogMass m1 = sbp_log_mass(alpha, beta, sigma);
+    const LogMass m2 = sbp_log_mass(alpha, beta, 2.0 * sigma);
+    const double q10 = sbp_q_diff(m1, m0, alpha, beta, sigma, 0.0);
+    const double q21 = sbp_q_diff(m2, m1, alpha, beta, 2.0 * sigma, sigma);
+    SbpStats st;
+    st.mean = exp(mu + (m1.r - m0.r) + q10);
+    const double d = (m2.r - 2.0 * m1.r + m0.r) + (q21 - q10);
+    const double ratio = d > 0.0 ? expm1(d) : 0.0;
+    st.snr = ratio > 1.0 / (SBP_SNR_MAX * SBP_SNR_MAX) ? fmin(rsqrt(ratio), SBP_SNR_MAX) : SBP_SNR_MAX;
+    // KL >= 0 exactly; rounding in near-uniform cases (width of [alpha, beta] ~ 1e-8) can
+    // leave a residue of order 1e-8 below zero.
+    st.kl = fmax(log(SBP_B - SBP_A) - ls - sbp_trunc_entropy(alpha, beta), 0.0);
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Tiling shared by the forward and backward passes.
+// The tensor is viewed as [rows, M = C*HW].  A block owns `rows_per_tile` rows and one
+// column tile: either `ch_per_tile` whole channels (chunks == 1) or one `chunk_cols`-wide
+// chunk of a single channel (chunks > 1, used when HW > 1024; chunk_cols <= 1024 and a
+// multiple of 4, the last chunk of a channel may be narrower).  Each thread owns at most 4 columns:
+// 4 consecutive ones (float4 path) or a stride of 256 (scalar path).
+// ---------------------------------------------------------------------------
+struct SbpTile {
+    int c0, nch, chunk;
+    i64 m0;     // first column of the tile within a row
+    int width;  // columns in the tile
+    int seg;    // columns per (row, channel) segment inside the tile
+    bool vec;
+    int ncol;   // columns owned by this thread
+    int col[4];
+    int lch[4];  // local channel of each owned column
+};
+
+__device__ __forceinline__ SbpTile sbp_tile(int channels, int hw, int ch_per_tile, int chunks,
+                                            int chunk_cols) {
+    SbpTile t;
+    const int bx = blockIdx.x;
+    if (chunks == 1) {
+        t.c0 = bx * ch_per_tile;
+        t.nch = min(ch_per_tile, channels - t.c0);
+        t.chunk = 0;
+        t.m0 = (i64)t.c0 * hw;
+        t.width = t.nch * hw;
+        t.seg = hw;
+    } else {
+        t.c0 = bx / chunks;
+        t.chunk = bx % chunks;
+        t.nch = 1;
+        t.m0 = (i64)t.c0 * hw + (i64)t.chunk * chunk_cols;
+        t.width = min(chunk_cols, hw - t.chunk * chunk_cols);
+        t.seg = t.width;
+    }
+    const i64 row_len = (i64)channels * hw;
+    t.vec = ((row_len & 3) == 0) && ((t.m0 & 3) == 0) && ((t.width & 3) == 0);
+    t.ncol = 0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const int j = t.vec ? 4 * (int)threadIdx.x + k : (int)threadIdx.x + PK_BLOCK * k;
+        t.col[k] = j;
+        t.lch[k] = 0;
+        if (j < t.width) {
+            t.ncol = k + 1;
+            t.lch[k] = chunks == 1 ? j / hw : 0;
+        }
+    }
+    return t;
+}
+
+// Forward: y = x * theta.  theta_out has C entries (per-channel) or rows*C (per-example).
+extern "C" __global__ void __launch_bounds__(PK_BLOCK)
+sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ theta_out,
+            const float* __restrict__ mu, const float* __restrict__ log_sigma, int rows,
+            int channels, int hw, int ch_per_tile, int chunks, int chunk_cols, int rows_per_tile,
+            u32 seed_lo, u32 seed_hi, int per_example) {
+    __shared__ float theta_s[SBP_SMEM_FLOATS];
+    const SbpTile t = sbp_tile(channels, hw, ch_per_tile, chunks, chunk_cols);
+    const i64 row_len = (i64)channels * hw;
+    const int r0 = blockIdx.y * rows_per_tile;
+    const int r1 = min(rows, r0 + rows_per_tile);
+    const bool writer = t.chunk == 0;
+
+    if (!per_example) {
+        for (int lc = threadIdx.x; lc < t.nch; lc += blockDim.x) {
+            const int c = t.c0 + lc;
+            const double eps = pk_noise_eps((u32)c, 0u, 0u, seed_lo, seed_hi);
+            const float th = (float)sbp_sample((double)mu[c], (double)log_sigma[c], eps).theta;
+            theta_s[lc] = th;
+            if (writer && blockIdx.y == 0) theta_out[c] = th;
+        }
+        __syncthreads();
+        float th[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) th[k] = k < t.ncol ? theta_s[t.lch[k]] : 0.0f;
+        if (t.ncol == 0) return;
+        if (t.vec) {
+#pragma unroll 4
+            for (int r = r0; r < r1; ++r) {
+                const i64 base = (i64)r * row_len + t.m0 + t.col[0];
+                float4 v = *reinterpret_cast<const float4*>(x + base);
+                v.x *= th[0];
+                v.y *= th[1];
+                v.z *= th[2];
+                v.w *= th[3];
+                *reinterpret_cast<float4*>(y + base) = v;
+            }
+        } else {
+#pragma unroll 2
+            for (int r = r0; r < r1; ++r) {
+                const i64 base = (i64)r * row_len + t.m0;
+#pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    if (k < t.ncol) y[base + t.col[k]] = x[base + t.col[k]] * th[k];
+            }
+        }
+        return;
+    }
+
+    // Per-example noise: theta for a batch of rows at a time.
+    const int batch = max(1, min(SBP_SMEM_FLOATS / max(t.nch, 1), r1 - r0));
+    for (int rb = r0; rb < r1; rb += batch) {
+        const int nb = min(batch, r1 - rb);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < nb * t.nch; idx += blockDim.x) {
+            const int rr = idx / t.nch, lc = idx - rr * t.nch;
+            const int c = t.c0 + lc, r = rb + rr;
+            const double eps = pk_noise_eps((u32)c, (u32)r, 1u, seed_lo, seed_hi);
+            const float th = (float)sbp_sample((double)mu[c], (double)log_sigma[c], eps).theta;
+            theta_s[idx] = th;
+            if (writer) theta_out[(i64)r * channels + c] = th;
+        }
+        __syncthreads();
+        for (int rr = 0; rr < nb; ++rr) {
+            const i64 base = (i64)(rb + rr) * row_len + t.m0;
+            const float* ths = theta_s + rr * t.nch;
+            if (t.vec) {
+                if (t.ncol > 0) {
+                    float4 v = *reinterpret_cast<const float4*>(x + base + t.col[0]);
+                    v.x *= ths[t.lch[0]];
+                    v.y *= ths[t.lch[1]];
+                    v.z *= ths[t.lch[2]];
+                    v.w *= ths[t.lch[3]];
+                    *reinterpret_cast<float4*>(y + base + t.col[0]) = v;
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    if (k < t.ncol) y[base + t.col[k]] = x[base + t.col[k]] * ths[t.lch[k]];
+            }
+        }
+    }
+}
+
+// Backward, streaming part: dx = dy * theta and partial sums of dy * x.
+// per-channel: partial[(blockIdx.y * C + c) * chunks + chunk] = sum over the block's rows
+//              and columns of channel c.
+// per-example: partial[(r * C + c) * chunks + chunk] = sum over the block's columns of
+//              channel c in row r.
+extern "C" __global__ void __launch_bounds__(PK_BLOCK)
+sbp_backward_tiles(const float* __restrict__ dy, const float* __restrict__ x,
+                   const float* __restrict__ theta, float* __restrict__ dx,
+                   float* __restrict__ partial, int rows, int channels, int hw, int ch_per_tile,
+                   int chunks, int chunk_cols, int rows_per_tile, int per_example) {
+    __shared__ float buf[SBP_SMEM_FLOATS];
+    const SbpTile t = sbp_tile(channels, hw, ch_per_tile, chunks, chunk_cols);
+    const i64 row_len = (i64)channels * hw;
+    const int r0 = blockIdx.y * rows_per_tile;
+    const int r1 = min(rows, r0 + rows_per_tile);
+
+    if (!per_example) {
+        float th[4], acc[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            th[k] = k < t.ncol ? theta[t.c0 + t.lch[k]] : 0.0f;
+            acc[k] = 0.0f;
+        }
+        if (t.ncol > 0) {
+            if (t.vec) {
+#pragma unroll 4
+                for (int r = r0; r < r1; ++r) {
+                    const i64 base = (i64)r * row_len + t.m0 + t.col[0];
+                    const float4 g = *reinterpret_cast<const float4*>(dy + base);
+                    const float4 v = *reinterpret_cast<const float4*>(x + base);
+                    acc[0] += g.x * v.x;
+                    acc[1] += g.y * v.y;
+                    acc[2] += g.z * v.z;
+                    acc[3] += g.w * v.w;
+                    *reinterpret_cast<float4*>(dx + base) =
+                        make_float4(g.x * th[0], g.y * th[1], g.z * th[2], g.w * th[3]);
+                }
+            } else {
+#pragma unroll 2
+                for (int r = r0; r < r1; ++r) {
+                    const i64 base = (i64)r * row_len + t.m0;
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) {
+                        if (k < t.ncol) {
+                            const float g = dy[base + t.col[k]];
+                            acc[k] += g * x[base + t.col[k]];
+                            dx[base + t.col[k]] = g * th[k];
+                        }
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            if (k < t.ncol) buf[t.col[k]] = acc[k];
+        __syncthreads();
+        const int by = blockIdx.y;
+        pk_segmented_sum(buf, t.nch, t.seg, [&](int s, float v) {
+            partial[((i64)by * channels + t.c0 + s) * chunks + t.chunk] = v;
+        });
+        return;
+    }
+
+    // Per-example: theta per (row, channel); reduce each row's segments separately.
+    const int batch = max(1, min(SBP_SMEM_FLOATS / max(t.width, 1), r1 - r0));
+    for (int rb = r0; rb < r1; rb += batch) {
+        const int nb = min(batch, r1 - rb);
+        __syncthreads();
+        for (int rr = 0; rr < nb; ++rr) {
+            const int r = rb + rr;
+            const i64 base = (i64)r * row_len + t.m0;
+            const float* trow = theta + (i64)r * channels + t.c0;
+            float* prow = buf + rr * t.width;
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                if (k < t.ncol) {
+                    const float g = dy[base + t.col[k]];
+                    prow[t.col[k]] = g * x[base + t.col[k]];
+                    dx[base + t.col[k]] = g * trow[t.lch[k]];
+                }
+            }
+        }
+        __syncthreads();
+        pk_segmented_sum(buf, nb * t.nch, t.seg, [&](int s, float v) {
+            const int rr = s / t.nch, lc = s - rr * t.nch;
+            partial[((i64)(rb + rr) * channels + t.c0 + lc) * chunks + t.chunk] = v;
+        });
+    }
+}
+
+// Backward, per-channel part (one warp per channel):
+//   dtheta = sum of the partials (double accumulation, fixed order)
+//   dmu = sum_n dtheta_n * dtheta_n/dmu,  dlog_sigma = sum_n dtheta_n * dtheta_n/dlog_sigma
+// `parts` is the number of partial rows: row tiles (per-channel) or rows (per-example).
+// dtheta_out has C entries (per-channel) or rows*C (per-example).
+extern "C" __global__ void __launch_bounds__(PK_BLOCK)
+sbp_backward_finalize(const float* __restrict__ partial, const float* __restrict__ mu,
+                      const float* __restrict__ log_sigma, float* __restrict__ dmu,
+                      float* __restrict__ dlog_sigma, float* __restrict__ dtheta_out,
+                      int channels, int parts, int chunks, u32 seed_lo, u32 seed_hi,
+                      int per_example) {
+    const int lane = threadIdx.x & 31;
+    const int c = blockIdx.x * PK_WARPS + (threadIdx.x >> 5);
+    if (c >= channels) return;
+    const double m = (double)mu[c], ls = (double)log_sigma[c];
+    if (!per_example) {
+        double acc = 0.0;
+        const int total = parts * chunks;
+        for (int i = lane; i < total; i += 32) {
+            const int p = i / chunks, k = i - p * chunks;
+            acc += (double)partial[((i64)p * channels + c) * chunks + k];
+        }
+        acc = pk_warp_sum_d(acc);
+        if (lane == 0) {
+            const double eps = pk_noise_eps((u32)c, 0u, 0u, seed_lo, seed_hi);
+            const SbpSample s = sbp_sample(m, ls, eps);
+            dtheta_out[c] = (float)acc;
+            dmu[c] = (float)(acc * s.dth_dmu);
+            dlog_sigma[c] = (float)(acc * s.dth_dls);
+        }
+        return;
+    }
+    double gm = 0.0, gl = 0.0;
+    for (int n = lane; n < parts; n += 32) {
+        double g = 0.0;
+        for (int k = 0; k < chunks; ++k) g += (double)partial[((i64)n * channels + c) * chunks + k];
+        dtheta_out[(i64)n * channels + c] = (float)g;
+        const double eps = pk_noise_eps((u32)c, (u32)n, 1u, seed_lo, seed_hi);
+        const SbpSample s = sbp_sample(m, ls, eps);
+        gm += g * s.dth_dmu;
+        gl += g * s.dth_dls;
+    }
+    gm = pk_warp_sum_d(gm);
+    gl = pk_warp_sum_d(gl);
+    if (lane == 0) {
+        dmu[c] = (float)gm;
+        dlog_sigma[c] = (float)gl;
+    }
+}
+
+// Per-channel statistics, one thread per channel.
+extern "C" __global__ void __launch_bounds__(PK_BLOCK)
+sbp_channel_stats(const float* __restrict__ mu, const float* __restrict__ log_sigma,
+                  float* __restrict__ mean, float* __restrict__ snr, float* __restrict__ kl,
+                  int channels) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    const SbpStats s = sbp_stats((double)mu[c], (double)log_sigma[c]);
+    mean[c] = (float)s.mean;
+    snr[c] = (float)s.snr;
+    kl[c] = (float)s.kl;
+}
