@@ -39,10 +39,11 @@ __device__ __forceinline__ uint4 pk_philox4x32_10(uint4 c, u32 k0, u32 k1) {
     return c;
 }
 
-// Uniform in the open interval (0, 1): the top 24 bits of the first output word,
-// centred in their cell.  Exactly representable in float and double.
+// Uniform in the open interval (0, 1): the top 23 bits of the first output word, centred
+// in their cell, (k + 1/2) 2^-23.  These values need 24 significant bits, so they are
+// exact in float as well as double (a stored float eps reproduces the same sample).
 __device__ __forceinline__ double pk_uniform_open(u32 bits) {
-    return ((double)(bits >> 8) + 0.5) * 5.9604644775390625e-8;  // 2^-24
+    return ((double)(bits >> 9) + 0.5) * 1.1920928955078125e-7;  // 2^-23
 }
 
 // Noise counter layout shared with the CPU reference (src/cpu_ref/sbp.rs):

@@ -106,7 +106,9 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(batch as u64));
         for (name, model) in [("dense", &dense), ("3-18-284-283", &compiled.model)] {
             g.bench_function(BenchmarkId::new(name, format!("batch{batch}")), |b| {
-                b.iter(|| black_box(predict(model, black_box(x.clone()), None, None).expect("predict")))
+                b.iter(|| {
+                    black_box(predict(model, black_box(x.clone()), None, None).expect("predict"))
+                })
             });
         }
     }

@@ -14,8 +14,22 @@ use std::hint::black_box;
 type Case = (&'static str, [usize; 4], usize, usize, usize, bool);
 
 const CASES: &[Case] = &[
-    ("lenet_conv1_100x1x28x28_20c5", [100, 1, 28, 28], 20, 5, 0, false),
-    ("lenet_conv2_100x20x12x12_50c5", [100, 20, 12, 12], 50, 5, 0, true),
+    (
+        "lenet_conv1_100x1x28x28_20c5",
+        [100, 1, 28, 28],
+        20,
+        5,
+        0,
+        false,
+    ),
+    (
+        "lenet_conv2_100x20x12x12_50c5",
+        [100, 20, 12, 12],
+        50,
+        5,
+        0,
+        true,
+    ),
     ("vgg_32x64x32x32_64c3", [32, 64, 32, 32], 64, 3, 1, true),
     ("vgg_32x128x16x16_128c3", [32, 128, 16, 16], 128, 3, 1, true),
     ("vgg_32x256x8x8_256c3", [32, 256, 8, 8], 256, 3, 1, true),
@@ -29,19 +43,27 @@ fn conv(c: &mut Criterion) {
         let x = Tensor::uniform(xs.to_vec(), -1.0, 1.0, &mut rng);
         let w = Tensor::uniform([cout, xs[1], k, k], -0.1, 0.1, &mut rng);
         let b = Tensor::zeros([cout]);
-        let p = Conv2dParams { stride: (1, 1), padding: (pad, pad), groups: 1 };
+        let p = Conv2dParams {
+            stride: (1, 1),
+            padding: (pad, pad),
+            groups: 1,
+        };
         let y = conv2d_forward(&x, &w, Some(&b), &p).expect("valid shapes");
         let (oh, ow) = (y.shape()[2], y.shape()[3]);
         let fwd_flops = 2 * xs[0] * cout * oh * ow * xs[1] * k * k;
 
         g.throughput(Throughput::Elements(fwd_flops as u64));
         g.bench_function(BenchmarkId::new("forward", name), |bench| {
-            bench.iter(|| black_box(conv2d_forward(black_box(&x), &w, Some(&b), &p).expect("valid shapes")))
+            bench.iter(|| {
+                black_box(conv2d_forward(black_box(&x), &w, Some(&b), &p).expect("valid shapes"))
+            })
         });
         let bwd_flops = fwd_flops * if need_x { 2 } else { 1 };
         g.throughput(Throughput::Elements(bwd_flops as u64));
         g.bench_function(BenchmarkId::new("backward", name), |bench| {
-            bench.iter(|| black_box(conv2d_backward(black_box(&x), &w, &y, &p, need_x).expect("valid shapes")))
+            bench.iter(|| {
+                black_box(conv2d_backward(black_box(&x), &w, &y, &p, need_x).expect("valid shapes"))
+            })
         });
     }
     g.finish();

@@ -32,7 +32,18 @@ fn run(c: &mut Criterion, group: &str, shapes: &[Shape]) {
         g.throughput(Throughput::Elements((2 * s.m * s.n * s.k) as u64));
         g.bench_function(BenchmarkId::from_parameter(s.name), |bench| {
             bench.iter(|| {
-                sgemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0, black_box(&a), black_box(&b), 0.0, &mut out);
+                sgemm(
+                    s.trans_a,
+                    s.trans_b,
+                    s.m,
+                    s.n,
+                    s.k,
+                    1.0,
+                    black_box(&a),
+                    black_box(&b),
+                    0.0,
+                    &mut out,
+                );
                 black_box(&out);
             })
         });
@@ -46,8 +57,22 @@ fn square(c: &mut Criterion) {
         .iter()
         .flat_map(|&s| {
             [
-                Shape { name: leak(format!("{s}_nn")), trans_a: false, trans_b: false, m: s, n: s, k: s },
-                Shape { name: leak(format!("{s}_tt")), trans_a: true, trans_b: true, m: s, n: s, k: s },
+                Shape {
+                    name: leak(format!("{s}_nn")),
+                    trans_a: false,
+                    trans_b: false,
+                    m: s,
+                    n: s,
+                    k: s,
+                },
+                Shape {
+                    name: leak(format!("{s}_tt")),
+                    trans_a: true,
+                    trans_b: true,
+                    m: s,
+                    n: s,
+                    k: s,
+                },
             ]
         })
         .collect();
@@ -61,16 +86,65 @@ fn leak(s: String) -> &'static str {
 fn lenet(c: &mut Criterion) {
     let shapes = [
         // fc1 (800 -> 500) at batch 100: forward x·Wᵀ, input and weight gradients.
-        Shape { name: "fc1_fwd_100x500x800_nt", trans_a: false, trans_b: true, m: 100, n: 500, k: 800 },
-        Shape { name: "fc1_dx_100x800x500_nn", trans_a: false, trans_b: false, m: 100, n: 800, k: 500 },
-        Shape { name: "fc1_dw_500x800x100_tn", trans_a: true, trans_b: false, m: 500, n: 800, k: 100 },
+        Shape {
+            name: "fc1_fwd_100x500x800_nt",
+            trans_a: false,
+            trans_b: true,
+            m: 100,
+            n: 500,
+            k: 800,
+        },
+        Shape {
+            name: "fc1_dx_100x800x500_nn",
+            trans_a: false,
+            trans_b: false,
+            m: 100,
+            n: 800,
+            k: 500,
+        },
+        Shape {
+            name: "fc1_dw_500x800x100_tn",
+            trans_a: true,
+            trans_b: false,
+            m: 500,
+            n: 800,
+            k: 100,
+        },
         // fc2 (500 -> 10).
-        Shape { name: "fc2_fwd_100x10x500_nt", trans_a: false, trans_b: true, m: 100, n: 10, k: 500 },
+        Shape {
+            name: "fc2_fwd_100x10x500_nt",
+            trans_a: false,
+            trans_b: true,
+            m: 100,
+            n: 10,
+            k: 500,
+        },
         // conv1 / conv2 im2col products of one image: W·col.
-        Shape { name: "conv1_img_20x576x25", trans_a: false, trans_b: false, m: 20, n: 576, k: 25 },
-        Shape { name: "conv2_img_50x64x500", trans_a: false, trans_b: false, m: 50, n: 64, k: 500 },
+        Shape {
+            name: "conv1_img_20x576x25",
+            trans_a: false,
+            trans_b: false,
+            m: 20,
+            n: 576,
+            k: 25,
+        },
+        Shape {
+            name: "conv2_img_50x64x500",
+            trans_a: false,
+            trans_b: false,
+            m: 50,
+            n: 64,
+            k: 500,
+        },
         // conv2 weight gradient of one image: dY·colᵀ.
-        Shape { name: "conv2_dw_img_50x500x64_nt", trans_a: false, trans_b: true, m: 50, n: 500, k: 64 },
+        Shape {
+            name: "conv2_dw_img_50x500x64_nt",
+            trans_a: false,
+            trans_b: true,
+            m: 50,
+            n: 500,
+            k: 64,
+        },
     ];
     run(c, "sgemm_lenet", &shapes);
 }

@@ -9,7 +9,13 @@ use prune_core::{Tape, Tensor};
 use prune_graph::{forward, zoo, Model, RunOptions};
 use rand::SeedableRng;
 
-fn step(model: &mut Model, opt: &mut Adam, x: &Tensor, labels: &[usize], rng: &mut rand_chacha::ChaCha8Rng) {
+fn step(
+    model: &mut Model,
+    opt: &mut Adam,
+    x: &Tensor,
+    labels: &[usize],
+    rng: &mut rand_chacha::ChaCha8Rng,
+) {
     let grads = {
         let mut tape = Tape::new();
         let input = tape.constant(x.clone());
@@ -39,7 +45,8 @@ fn step(model: &mut Model, opt: &mut Adam, x: &Tensor, labels: &[usize], rng: &m
 
 fn bench(c: &mut Criterion) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut model = Model::init(zoo::build("lenet5", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
+    let mut model =
+        Model::init(zoo::build("lenet5", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
     let x = Tensor::randn([100, 1, 28, 28], 0.0, 1.0, &mut rng);
     let labels: Vec<usize> = (0..100).map(|i| i % 10).collect();
     let mut opt = Adam::default();

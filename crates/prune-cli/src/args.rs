@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "prune-nn", version, about = "Structured pruning of neural networks: SBP, polarization, network slimming")]
+#[command(
+    name = "prune-nn",
+    version,
+    about = "Structured pruning of neural networks: SBP, polarization, network slimming"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

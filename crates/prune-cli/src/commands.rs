@@ -27,7 +27,13 @@ fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Datase
     if let Some(n) = d.subset {
         train = train.subset(n);
     }
-    eprintln!("{}: {} training and {} test examples from {}", d.dataset, train.len(), test.len(), dir.display());
+    eprintln!(
+        "{}: {} training and {} test examples from {}",
+        d.dataset,
+        train.len(),
+        test.len(),
+        dir.display()
+    );
     Ok((train, test))
 }
 
@@ -90,7 +96,10 @@ fn eval(a: EvalArgs) -> Result<()> {
     };
     let (_, test, _) = load_data(&dataset, a.data.as_deref())?;
     let r = prune_nn::evaluate(&model, &test)?;
-    println!("{}: test accuracy {:.4} (loss {:.4}, {} examples)", dataset, r.accuracy, r.loss, r.examples);
+    println!(
+        "{}: test accuracy {:.4} (loss {:.4}, {} examples)",
+        dataset, r.accuracy, r.loss, r.examples
+    );
     Ok(())
 }
 
@@ -105,14 +114,15 @@ fn compile(a: CompileArgs) -> Result<()> {
     let masks = prune_nn::reg::Masks::load_json(&a.masks)?;
     let compiled = prune_nn::compile_masks(&model, &masks, a.fold_bn, &a.out)?;
     println!(
-        "compiled {}: FLOPs {} -> {}, params {} -> {}, verified (max rel. error {:.2e}); wrote {}",
+        "compiled {}: FLOPs {} -> {}, params {} -> {}, verified (max rel. error {:.2e}); wrote {}\n{}",
         a.model.display(),
         compiled.flops_before,
         compiled.flops_after,
         compiled.params_before,
         compiled.params_after,
-        compiled.verify_max_rel_error,
-        a.out.display()
+        compiled.verify_max_rel_error.unwrap_or(f64::NAN),
+        a.out.display(),
+        compiled.to_table()
     );
     Ok(())
 }
@@ -131,7 +141,9 @@ fn prune(a: PruneArgs) -> Result<()> {
     cfg.batch_size = a.batch_size;
     cfg.lr = a.lr;
     cfg.finetune_lr = a.finetune_lr;
-    if let (Some(b1), prune_nn::train::OptimizerKind::Adam { beta1, .. }) = (a.beta1, &mut cfg.optimizer) {
+    if let (Some(b1), prune_nn::train::OptimizerKind::Adam { beta1, .. }) =
+        (a.beta1, &mut cfg.optimizer)
+    {
         *beta1 = b1;
     }
     cfg.sbp_lr_mult = a.sbp_lr_mult;
@@ -156,7 +168,10 @@ fn write_dataset_note(out: &Path, dataset: &str) -> Result<()> {
     let path = out.join("report.json");
     let mut v: serde_json::Value = prune_nn::run::read_json(&path)?;
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("dataset".into(), serde_json::Value::String(dataset.to_string()));
+        obj.insert(
+            "dataset".into(),
+            serde_json::Value::String(dataset.to_string()),
+        );
     }
     write_json(&path, &v)
 }

@@ -7,6 +7,11 @@ mod commands;
 
 use clap::Parser;
 
+/// Training allocates and frees large activation buffers every step; mimalloc
+/// reuses them instead of returning them to the kernel each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = args::Cli::parse();
     if let Err(e) = commands::run(cli) {

@@ -6,7 +6,6 @@
 use crate::error::{CoreError, Result};
 use rand::Rng;
 
-
 /// A contiguous row-major `f32` tensor.
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tensor {
@@ -82,7 +81,9 @@ impl Tensor {
     ) -> Self {
         let shape = shape.into();
         let n = numel(&shape);
-        let data = (0..n).map(|_| lo + (hi - lo) * rng.random::<f32>()).collect();
+        let data = (0..n)
+            .map(|_| lo + (hi - lo) * rng.random::<f32>())
+            .collect();
         Self { shape, data }
     }
 
@@ -111,11 +112,14 @@ impl Tensor {
 
     /// Size of dimension `d`; an error names the tensor's shape when `d` is out of range.
     pub fn dim(&self, d: usize) -> Result<usize> {
-        self.shape.get(d).copied().ok_or_else(|| CoreError::BadShape {
-            op: "dim",
-            shape: self.shape.clone(),
-            reason: format!("no dimension {d}"),
-        })
+        self.shape
+            .get(d)
+            .copied()
+            .ok_or_else(|| CoreError::BadShape {
+                op: "dim",
+                shape: self.shape.clone(),
+                reason: format!("no dimension {d}"),
+            })
     }
 
     /// Number of elements.
@@ -189,11 +193,21 @@ impl Tensor {
     }
 
     /// Elementwise combination of two tensors of identical shape.
-    pub fn zip_map(&self, other: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> f32) -> Result<Self> {
+    pub fn zip_map(
+        &self,
+        other: &Tensor,
+        op: &'static str,
+        f: impl Fn(f32, f32) -> f32,
+    ) -> Result<Self> {
         self.expect_same_shape(other, op)?;
         Ok(Self {
             shape: self.shape.clone(),
-            data: self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect(),
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
         })
     }
 

@@ -19,7 +19,10 @@ fn train_mode_normalizes_with_batch_statistics() {
             .collect();
         let m = vals.iter().sum::<f64>() / vals.len() as f64;
         let v = vals.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / vals.len() as f64;
-        assert!(m.abs() < 1e-5 && (v - 1.0).abs() < 1e-3, "channel {c}: mean {m} var {v}");
+        assert!(
+            m.abs() < 1e-5 && (v - 1.0).abs() < 1e-3,
+            "channel {c}: mean {m} var {v}"
+        );
         // the returned variance is the unbiased batch variance of x
         let xs: Vec<f64> = (0..8)
             .flat_map(|n| (0..16).map(move |k| (n, k)))
@@ -53,9 +56,11 @@ fn gradients_match_finite_differences() {
         Ok(tp.batch_norm_train(v[0], v[1], v[2], 1e-5)?.0)
     });
     let x1 = rand_t(&[6, 3], 5);
-    assert_grads("bn1d train", &[x1.clone(), g.clone(), b.clone()], |tp, v| {
-        Ok(tp.batch_norm_train(v[0], v[1], v[2], 1e-5)?.0)
-    });
+    assert_grads(
+        "bn1d train",
+        &[x1.clone(), g.clone(), b.clone()],
+        |tp, v| Ok(tp.batch_norm_train(v[0], v[1], v[2], 1e-5)?.0),
+    );
     assert_grads("bn eval", &[x1, g, b], |tp, v| {
         tp.batch_norm_eval(v[0], v[1], v[2], &[0.1, -0.2, 0.3], &[0.5, 1.5, 2.0], 1e-5)
     });

@@ -31,5 +31,9 @@ where
 {
     let r = check_gradients(inputs, f, cfg).expect("gradcheck runs");
     assert!(r.checked > 0, "{name}: nothing checked");
-    assert!(r.passed, "{name}: gradient mismatch, worst {} (ratio {})", r.worst, r.worst_ratio);
+    assert!(
+        r.passed,
+        "{name}: gradient mismatch, worst {} (ratio {})",
+        r.worst, r.worst_ratio
+    );
 }

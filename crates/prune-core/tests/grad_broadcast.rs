@@ -27,10 +27,14 @@ fn binary_ops_match_finite_differences() {
     // broadcasting on the left operand and on both sides
     let c = rand_t(&[3, 1], 3);
     let d = rand_t(&[1, 4], 4).map(|v| v + 2.0);
-    assert_grads("div both", &[c.clone(), d.clone()], |tp, v| tp.div(v[0], v[1]));
-    assert_grads("mul rank", &[rand_t(&[4], 5), rand_t(&[2, 3, 4], 6)], |tp, v| {
-        tp.mul(v[0], v[1])
+    assert_grads("div both", &[c.clone(), d.clone()], |tp, v| {
+        tp.div(v[0], v[1])
     });
+    assert_grads(
+        "mul rank",
+        &[rand_t(&[4], 5), rand_t(&[2, 3, 4], 6)],
+        |tp, v| tp.mul(v[0], v[1]),
+    );
 }
 
 #[test]

@@ -27,10 +27,14 @@ fn linear_and_matmul_match_finite_differences() {
     assert_grads("linear", &[x.clone(), w.clone(), b], |tp, v| {
         tp.linear(v[0], v[1], Some(v[2]))
     });
-    assert_grads("linear nobias", &[x, w], |tp, v| tp.linear(v[0], v[1], None));
-    assert_grads("matmul", &[rand_t(&[4, 6], 4), rand_t(&[6, 3], 5)], |tp, v| {
-        tp.matmul(v[0], v[1])
+    assert_grads("linear nobias", &[x, w], |tp, v| {
+        tp.linear(v[0], v[1], None)
     });
+    assert_grads(
+        "matmul",
+        &[rand_t(&[4, 6], 4), rand_t(&[6, 3], 5)],
+        |tp, v| tp.matmul(v[0], v[1]),
+    );
 }
 
 #[test]
@@ -47,7 +51,11 @@ fn conv2d_matches_finite_differences() {
             padding,
             groups,
         };
-        let inputs = [rand_t(&xs, 10 + i as u64), rand_t(&ws, 20 + i as u64), rand_t(&[ws[0]], 30)];
+        let inputs = [
+            rand_t(&xs, 10 + i as u64),
+            rand_t(&ws, 20 + i as u64),
+            rand_t(&[ws[0]], 30),
+        ];
         assert_grads(&format!("conv2d case {i}"), &inputs, move |tp, v| {
             tp.conv2d(v[0], v[1], Some(v[2]), p)
         });
@@ -66,7 +74,9 @@ fn pooling_matches_finite_differences() {
         stride: (2, 2),
         padding: (0, 0),
     };
-    assert_grads("max_pool", &[x.clone()], move |tp, v| tp.max_pool2d(v[0], p));
+    assert_grads("max_pool", &[x.clone()], move |tp, v| {
+        tp.max_pool2d(v[0], p)
+    });
     let q = PoolParams {
         kernel: (3, 3),
         stride: (2, 2),
@@ -79,7 +89,9 @@ fn pooling_matches_finite_differences() {
 fn softmax_and_cross_entropy() {
     let x = rand_t(&[4, 5], 50);
     assert_grads("log_softmax", &[x.clone()], |tp, v| tp.log_softmax(v[0]));
-    assert_grads("cross_entropy", &[x], |tp, v| tp.cross_entropy(v[0], &[0, 4, 2, 2]));
+    assert_grads("cross_entropy", &[x], |tp, v| {
+        tp.cross_entropy(v[0], &[0, 4, 2, 2])
+    });
     // hand-computed: uniform logits over K classes give loss ln K
     let mut tape = Tape::new();
     let z = tape.leaf(t(&[1, 4], &[0.0; 4]), true);
@@ -96,12 +108,22 @@ fn dropout_scales_and_routes_gradient() {
     let mut tape = Tape::new();
     let x = tape.leaf(rand_t(&[1000], 60), true);
     let y = tape.dropout(x, 0.25, &mut rng(1)).unwrap();
-    let (xv, yv) = (tape.value(x).unwrap().clone(), tape.value(y).unwrap().clone());
+    let (xv, yv) = (
+        tape.value(x).unwrap().clone(),
+        tape.value(y).unwrap().clone(),
+    );
     let kept = yv.data().iter().filter(|v| **v != 0.0).count();
     assert!((700..800).contains(&kept), "kept {kept}");
     let l = tape.sum_all(y).unwrap();
     let g = tape.backward(l).unwrap();
-    for ((gx, yx), xx) in g.get(x).unwrap().data().iter().zip(yv.data()).zip(xv.data()) {
+    for ((gx, yx), xx) in g
+        .get(x)
+        .unwrap()
+        .data()
+        .iter()
+        .zip(yv.data())
+        .zip(xv.data())
+    {
         if *yx == 0.0 {
             assert_eq!(*gx, 0.0);
         } else {
@@ -124,7 +146,9 @@ fn no_grad_tape_records_nothing() {
     let x = tape.constant(rand_t(&[2, 4], 71));
     let y = tape.linear(x, wv, None).unwrap();
     let l = tape.sum_all(y).unwrap();
-    assert!(tape.ops().all(|(_, op)| matches!(op, prune_core::Op::Leaf | prune_core::Op::NoGrad)));
+    assert!(tape
+        .ops()
+        .all(|(_, op)| matches!(op, prune_core::Op::Leaf | prune_core::Op::NoGrad)));
     assert!(tape.backward(l).is_err());
 }
 
@@ -137,5 +161,8 @@ fn gradients_accumulate_on_shared_leaves() {
     let l = tape.sum_all(y).unwrap();
     let g = tape.backward(l).unwrap();
     assert_eq!(g.get(x).unwrap().data(), &[2.0, -4.0, 6.0]);
-    assert!(tape.backward(y).is_err(), "non-scalar loss must be rejected");
+    assert!(
+        tape.backward(y).is_err(),
+        "non-scalar loss must be rejected"
+    );
 }

@@ -22,10 +22,14 @@ fn reductions_match_finite_differences() {
             let a = axes.clone();
             assert_grads("sum", &[x.clone()], move |tp, v| tp.sum(v[0], &a, keepdim));
             let a = axes.clone();
-            assert_grads("mean", &[x.clone()], move |tp, v| tp.mean(v[0], &a, keepdim));
+            assert_grads("mean", &[x.clone()], move |tp, v| {
+                tp.mean(v[0], &a, keepdim)
+            });
         }
     }
-    assert_grads("gap", &[rand_t(&[2, 3, 4, 5], 12)], |tp, v| tp.global_avg_pool(v[0]));
+    assert_grads("gap", &[rand_t(&[2, 3, 4, 5], 12)], |tp, v| {
+        tp.global_avg_pool(v[0])
+    });
 }
 
 #[test]
@@ -34,9 +38,15 @@ fn shape_ops_match_finite_differences() {
     assert_grads("flatten", &[x.clone()], |tp, v| tp.flatten(v[0]));
     assert_grads("reshape", &[x.clone()], |tp, v| tp.reshape(v[0], &[6, 4]));
     let y = rand_t(&[2, 1, 2, 2], 22);
-    assert_grads("concat", &[x.clone(), y], |tp, v| tp.concat(&[v[0], v[1]], 1));
-    assert_grads("index_select", &[x.clone()], |tp, v| tp.index_select(v[0], 1, &[2, 0, 2]));
-    assert_grads("index_select last", &[x], |tp, v| tp.index_select(v[0], 3, &[1]));
+    assert_grads("concat", &[x.clone(), y], |tp, v| {
+        tp.concat(&[v[0], v[1]], 1)
+    });
+    assert_grads("index_select", &[x.clone()], |tp, v| {
+        tp.index_select(v[0], 1, &[2, 0, 2])
+    });
+    assert_grads("index_select last", &[x], |tp, v| {
+        tp.index_select(v[0], 3, &[1])
+    });
 }
 
 #[test]

@@ -81,7 +81,11 @@ fn optimizer_state_roundtrips_and_rejects_bad_gradients() {
         lr_mult: 1.0,
         decay: false,
     }];
-    assert!(a.step(0.1, &mut p).unwrap_err().to_string().contains("gradient of w"));
+    assert!(a
+        .step(0.1, &mut p)
+        .unwrap_err()
+        .to_string()
+        .contains("gradient of w"));
     let mut p = [ParamUpdate {
         name: "w",
         value: &mut w,
@@ -104,7 +108,10 @@ fn schedules() {
         start_epoch: 2,
         total_epochs: 6,
     };
-    assert_eq!([l.lr(1.0, 0), l.lr(1.0, 2), l.lr(1.0, 4), l.lr(1.0, 6)], [1.0, 1.0, 0.5, 0.0]);
+    assert_eq!(
+        [l.lr(1.0, 0), l.lr(1.0, 2), l.lr(1.0, 4), l.lr(1.0, 6)],
+        [1.0, 1.0, 0.5, 0.0]
+    );
     let c = LrSchedule::Cosine {
         total_epochs: 10,
         min_lr: 0.0,

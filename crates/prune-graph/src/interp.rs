@@ -134,9 +134,8 @@ pub fn forward<'a>(
             node: node.name.clone(),
             reason: e.to_string(),
         };
-        let xin = || {
-            x.ok_or_else(|| GraphError::Invalid(format!("node '{}' has no input", node.name)))
-        };
+        let xin =
+            || x.ok_or_else(|| GraphError::Invalid(format!("node '{}' has no input", node.name)));
         let n = &node.name;
         let y = match &node.layer {
             Layer::Input { shape } => {
@@ -185,7 +184,8 @@ pub fn forward<'a>(
                     Mode::Eval => {
                         let rm = model.params.get(&format!("{n}.running_mean"))?.data();
                         let rv = model.params.get(&format!("{n}.running_var"))?.data();
-                        tape.batch_norm_eval(xin()?, g, b, rm, rv, *eps).map_err(at)?
+                        tape.batch_norm_eval(xin()?, g, b, rm, rv, *eps)
+                            .map_err(at)?
                     }
                 }
             }
@@ -236,13 +236,22 @@ pub fn forward<'a>(
                     node: n.clone(),
                     reason: "an SBP gate needs the SBP runtime (prune-reg)".into(),
                 })?;
-                rt.sbp_forward(tape, xin()?, p(n, "mu")?, p(n, "log_sigma")?, opts.mode, rng)
-                    .map_err(at)?
+                rt.sbp_forward(
+                    tape,
+                    xin()?,
+                    p(n, "mu")?,
+                    p(n, "log_sigma")?,
+                    opts.mode,
+                    rng,
+                )
+                .map_err(at)?
             }
             Layer::Scale { units } => {
                 let x = xin()?;
                 let rank = tape.shape(x)?.len();
-                let g = tape.reshape(p(n, "weight")?, &channel_shape(*units, rank)).map_err(at)?;
+                let g = tape
+                    .reshape(p(n, "weight")?, &channel_shape(*units, rank))
+                    .map_err(at)?;
                 tape.mul(x, g).map_err(at)?
             }
         };

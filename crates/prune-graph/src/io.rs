@@ -21,7 +21,10 @@ const FORMAT: &str = "prune-nn/1";
 
 /// Writes `bytes` to `path` atomically (temp file + fsync + rename).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
     let file_name = path
         .file_name()
@@ -65,8 +68,16 @@ pub fn tensors_to_safetensors<'a>(
         .map(|(name, t)| {
             let bytes = match dtype {
                 StorageDtype::F32 => t.as_bytes().to_vec(),
-                StorageDtype::F16 => bytemuck_bytes(&t.to_f16()),
-                StorageDtype::Bf16 => bytemuck_bytes(&t.to_bf16()),
+                StorageDtype::F16 => t
+                    .to_f16()
+                    .iter()
+                    .flat_map(|x| x.to_bits().to_le_bytes())
+                    .collect(),
+                StorageDtype::Bf16 => t
+                    .to_bf16()
+                    .iter()
+                    .flat_map(|x| x.to_bits().to_le_bytes())
+                    .collect(),
             };
             (name.clone(), t.shape().to_vec(), bytes)
         })
@@ -85,27 +96,6 @@ pub fn tensors_to_safetensors<'a>(
         views.push((name.clone(), v));
     }
     safetensors::serialize(views, &None).map_err(|e| GraphError::Invalid(e.to_string()))
-}
-
-fn bytemuck_bytes<T: Copy + 'static>(v: &[T]) -> Vec<u8>
-where
-    T: HalfBits,
-{
-    v.iter().flat_map(|x| x.bits().to_le_bytes()).collect()
-}
-
-trait HalfBits {
-    fn bits(&self) -> u16;
-}
-impl HalfBits for half::f16 {
-    fn bits(&self) -> u16 {
-        self.to_bits()
-    }
-}
-impl HalfBits for half::bf16 {
-    fn bits(&self) -> u16 {
-        self.to_bits()
-    }
 }
 
 /// Parses safetensors bytes (F32, F16 or BF16) into named f32 tensors.

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Layer {
     /// The graph input with its per-example shape.
-    Input { shape: Vec<usize> },
+    Input {
+        shape: Vec<usize>,
+    },
     /// `y = x Wᵀ + b`; params `weight [out, in]`, `bias [out]`.
     Linear {
         in_features: usize,
@@ -53,17 +55,23 @@ pub enum Layer {
     GlobalAvgPool,
     /// `[C, H, W] -> [C·H·W]`.
     Flatten,
-    Dropout { p: f32 },
+    Dropout {
+        p: f32,
+    },
     /// Elementwise sum of two or more inputs of equal shape (residuals).
     Add,
     /// Concatenation along channels.
     Concat,
     /// Structured Bayesian Pruning noise gate: multiplies channel `c` by
     /// θ_c; params `mu [units]`, `log_sigma [units]`.
-    SbpGate { units: usize },
+    SbpGate {
+        units: usize,
+    },
     /// A learnable per-channel scale γ (a pruning gate for networks without
     /// batch norm); param `weight [units]`.
-    Scale { units: usize },
+    Scale {
+        units: usize,
+    },
 }
 
 impl Layer {
@@ -181,7 +189,9 @@ impl Graph {
     pub fn input_shape(&self) -> Result<&[usize]> {
         match self.nodes.first().map(|n| &n.layer) {
             Some(Layer::Input { shape }) => Ok(shape),
-            _ => Err(GraphError::Invalid("the first node must be the input".into())),
+            _ => Err(GraphError::Invalid(
+                "the first node must be the input".into(),
+            )),
         }
     }
 
@@ -199,7 +209,10 @@ impl Graph {
         let mut out = Vec::with_capacity(self.nodes.len());
         for (i, n) in self.nodes.iter().enumerate() {
             if seen.insert(n.name.as_str(), i).is_some() {
-                return Err(GraphError::Invalid(format!("duplicate node name '{}'", n.name)));
+                return Err(GraphError::Invalid(format!(
+                    "duplicate node name '{}'",
+                    n.name
+                )));
             }
             let mut idx = Vec::with_capacity(n.inputs.len());
             for inp in &n.inputs {

@@ -64,7 +64,11 @@ pub fn param_specs(graph: &Graph) -> Vec<ParamSpec> {
                 out_features,
                 bias,
             } => {
-                add("weight", vec![*out_features, *in_features], ParamKind::Weight);
+                add(
+                    "weight",
+                    vec![*out_features, *in_features],
+                    ParamKind::Weight,
+                );
                 if *bias {
                     add("bias", vec![*out_features], ParamKind::Bias);
                 }

@@ -53,7 +53,7 @@ pub fn infer_shapes(graph: &Graph) -> Result<Vec<Vec<usize>>> {
                 stride,
                 padding,
                 groups,
-            ..
+                ..
             } => {
                 let x = ins[0];
                 if x.len() != 3 || x[0] != *in_channels {

@@ -96,7 +96,11 @@ fn mlp(name: &str, input: &[usize], hidden: &[usize], classes: usize) -> Result<
         prev = g.push(&format!("relu{}", i + 1), Layer::Relu, &[&fc])?;
         width = h;
     }
-    g.push(&format!("fc{}", hidden.len() + 1), linear(width, classes), &[&prev])?;
+    g.push(
+        &format!("fc{}", hidden.len() + 1),
+        linear(width, classes),
+        &[&prev],
+    )?;
     Ok(g)
 }
 
@@ -120,7 +124,9 @@ fn lenet5(input: &[usize], classes: usize) -> Result<Graph> {
 }
 
 fn vgg_like(input: &[usize], classes: usize) -> Result<Graph> {
-    const CFG: &[usize] = &[64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+    const CFG: &[usize] = &[
+        64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+    ];
     let mut g = Graph::new("vgg-like", input);
     let (mut prev, mut c, mut hw) = ("input".to_string(), input[0], input[1].min(input[2]));
     let (mut conv_i, mut pool_i) = (0, 0);
@@ -134,7 +140,11 @@ fn vgg_like(input: &[usize], classes: usize) -> Result<Graph> {
             continue;
         }
         conv_i += 1;
-        let cn = g.push(&format!("conv{conv_i}"), conv(c, v, 3, 1, 1, false), &[&prev])?;
+        let cn = g.push(
+            &format!("conv{conv_i}"),
+            conv(c, v, 3, 1, 1, false),
+            &[&prev],
+        )?;
         let b = g.push(&format!("bn{conv_i}"), bn(v), &[&cn])?;
         prev = g.push(&format!("relu{conv_i}"), Layer::Relu, &[&b])?;
         c = v;
@@ -161,18 +171,38 @@ fn resnet(name: &str, blocks: usize, input: &[usize], classes: usize) -> Result<
         for b in 0..blocks {
             let stride = if s > 0 && b == 0 { 2 } else { 1 };
             let p = format!("layer{}.{}", s + 1, b);
-            g.push(&format!("{p}.conv1"), conv(c, width, 3, stride, 1, false), &[&prev])?;
+            g.push(
+                &format!("{p}.conv1"),
+                conv(c, width, 3, stride, 1, false),
+                &[&prev],
+            )?;
             g.push(&format!("{p}.bn1"), bn(width), &[&format!("{p}.conv1")])?;
             g.push(&format!("{p}.relu1"), Layer::Relu, &[&format!("{p}.bn1")])?;
-            g.push(&format!("{p}.conv2"), conv(width, width, 3, 1, 1, false), &[&format!("{p}.relu1")])?;
+            g.push(
+                &format!("{p}.conv2"),
+                conv(width, width, 3, 1, 1, false),
+                &[&format!("{p}.relu1")],
+            )?;
             g.push(&format!("{p}.bn2"), bn(width), &[&format!("{p}.conv2")])?;
             let shortcut = if stride != 1 || c != width {
-                g.push(&format!("{p}.down.conv"), conv(c, width, 1, stride, 0, false), &[&prev])?;
-                g.push(&format!("{p}.down.bn"), bn(width), &[&format!("{p}.down.conv")])?
+                g.push(
+                    &format!("{p}.down.conv"),
+                    conv(c, width, 1, stride, 0, false),
+                    &[&prev],
+                )?;
+                g.push(
+                    &format!("{p}.down.bn"),
+                    bn(width),
+                    &[&format!("{p}.down.conv")],
+                )?
             } else {
                 prev.clone()
             };
-            g.push(&format!("{p}.add"), Layer::Add, &[&format!("{p}.bn2"), &shortcut])?;
+            g.push(
+                &format!("{p}.add"),
+                Layer::Add,
+                &[&format!("{p}.bn2"), &shortcut],
+            )?;
             prev = g.push(&format!("{p}.relu2"), Layer::Relu, &[&format!("{p}.add")])?;
             c = width;
         }

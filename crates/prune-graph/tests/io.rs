@@ -12,13 +12,19 @@ fn roundtrip_f32_and_half() {
     let h = tempfile::tempdir().expect("tmp");
     m.save_as(h.path(), StorageDtype::Bf16).expect("save bf16");
     let back = Model::load(h.path()).expect("load bf16");
-    let (a, b) = (m.params.get("fc1.weight").expect("w"), back.params.get("fc1.weight").expect("w"));
+    let (a, b) = (
+        m.params.get("fc1.weight").expect("w"),
+        back.params.get("fc1.weight").expect("w"),
+    );
     assert!(a.max_abs_diff(b).expect("same shape") < 1e-2);
     // tensor names follow <node>.<field>
     let bytes = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("read");
     let names = prune_graph::io::tensors_from_safetensors(&bytes, dir.path()).expect("parse");
     let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(names.contains(&"conv1.weight") && names.contains(&"fc2.bias"), "{names:?}");
+    assert!(
+        names.contains(&"conv1.weight") && names.contains(&"fc2.bias"),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -28,8 +34,10 @@ fn bad_files_give_errors_naming_the_problem() {
     m.save(dir.path()).expect("save");
     // wrong weight shape
     let mut bad = m.clone();
-    bad.params.insert("fc1.weight", prune_core::Tensor::zeros([3, 3]));
-    let bytes = prune_graph::io::tensors_to_safetensors(bad.params.iter(), StorageDtype::F32).expect("ser");
+    bad.params
+        .insert("fc1.weight", prune_core::Tensor::zeros([3, 3]));
+    let bytes =
+        prune_graph::io::tensors_to_safetensors(bad.params.iter(), StorageDtype::F32).expect("ser");
     std::fs::write(dir.path().join(WEIGHTS_FILE), bytes).expect("write");
     let e = Model::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("fc1.weight") && e.contains("[500, 800]"), "{e}");
@@ -42,6 +50,8 @@ fn bad_files_give_errors_naming_the_problem() {
     let e = Model::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains(MODEL_FILE), "{e}");
     // missing directory
-    let e = Model::load(&dir.path().join("nope")).unwrap_err().to_string();
+    let e = Model::load(&dir.path().join("nope"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope"), "{e}");
 }

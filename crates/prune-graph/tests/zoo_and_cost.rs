@@ -6,13 +6,19 @@ use prune_graph::{cost, infer_shapes, zoo, Model};
 fn every_zoo_model_builds_for_mnist_and_cifar_shapes() {
     for name in zoo::MODEL_NAMES {
         for input in [[1, 28, 28], [3, 32, 32]] {
-            let g = zoo::build(name, &input, 10).unwrap_or_else(|e| panic!("{name} {input:?}: {e}"));
+            let g =
+                zoo::build(name, &input, 10).unwrap_or_else(|e| panic!("{name} {input:?}: {e}"));
             let shapes = infer_shapes(&g).expect("shapes");
             assert_eq!(shapes.last().expect("output"), &vec![10], "{name}");
         }
     }
-    let e = zoo::build("alexnet", &[1, 28, 28], 10).unwrap_err().to_string();
-    assert!(e.contains("unknown model 'alexnet'") && e.contains("lenet5"), "{e}");
+    let e = zoo::build("alexnet", &[1, 28, 28], 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown model 'alexnet'") && e.contains("lenet5"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -25,7 +31,10 @@ fn lenet5_flops_and_params_by_hand() {
     let params = (20 * 25 + 20) + (50 * 20 * 25 + 50) + (800 * 500 + 500) + (500 * 10 + 10);
     assert_eq!(c.params, params as u64);
     let fc = zoo::build("lenet-500-300", &[1, 28, 28], 10).expect("fc");
-    assert_eq!(cost(&fc).expect("cost").flops, (784 * 500 + 500 * 300 + 300 * 10) as u64);
+    assert_eq!(
+        cost(&fc).expect("cost").flops,
+        (784 * 500 + 500 * 300 + 300 * 10) as u64
+    );
 }
 
 #[test]

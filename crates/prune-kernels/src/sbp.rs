@@ -74,6 +74,17 @@ fn seed_words(seed: u64) -> (u32, u32) {
     (seed as u32, (seed >> 32) as u32)
 }
 
+/// (ch_per_tile, chunks, chunk_cols, rows_per_tile) as kernel arguments; all are bounded
+/// by the tile width or the row count, which were checked to fit 32 bits.
+fn plan_args(plan: &SbpPlan) -> (i32, i32, i32, i32) {
+    (
+        plan.ch_per_tile as i32,
+        plan.chunks as i32,
+        plan.chunk_cols as i32,
+        plan.rows_per_tile as i32,
+    )
+}
+
 struct Dims {
     rows: i32,
     channels: i32,
@@ -140,11 +151,7 @@ impl SbpNoise {
             return Ok(());
         }
         let plan = SbpPlan::new(shape.rows, shape.channels, shape.inner, self.sms)?;
-        let (cpt, chunks, rpt) = (
-            plan.ch_per_tile as i32,
-            plan.chunks as i32,
-            plan.rows_per_tile as i32,
-        );
+        let (cpt, chunks, ccols, rpt) = plan_args(&plan);
         let (seed_lo, seed_hi) = seed_words(p.seed);
         let per_example = p.mode.counter_tag() as i32;
         let f = self.module.function("sbp_forward")?;
@@ -160,6 +167,7 @@ impl SbpNoise {
             .arg(&d.inner)
             .arg(&cpt)
             .arg(&chunks)
+            .arg(&ccols)
             .arg(&rpt);
         b.arg(&seed_lo).arg(&seed_hi).arg(&per_example);
         // SAFETY: the argument list matches the kernel signature; every buffer was checked
@@ -227,11 +235,7 @@ impl SbpNoise {
         let mut partial = unsafe { stream.alloc::<f32>(part_len.max(1)) }.map_err(
             KernelError::driver("allocating the SBP reduction workspace"),
         )?;
-        let (cpt, chunks, rpt) = (
-            plan.ch_per_tile as i32,
-            plan.chunks as i32,
-            plan.rows_per_tile as i32,
-        );
+        let (cpt, chunks, ccols, rpt) = plan_args(&plan);
         if parts > 0 {
             let f = self.module.function("sbp_backward_tiles")?;
             let cfg = LaunchConfig {
@@ -250,6 +254,7 @@ impl SbpNoise {
                 .arg(&d.inner)
                 .arg(&cpt)
                 .arg(&chunks)
+                .arg(&ccols)
                 .arg(&rpt);
             b.arg(&per_example);
             // SAFETY: arguments match the kernel; lengths were checked above.

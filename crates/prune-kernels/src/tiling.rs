@@ -164,7 +164,7 @@ mod tests {
             } else {
                 let c0 = bx / p.chunks;
                 let chunk = bx % p.chunks;
-                assert!(p.chunk_cols <= SBP_TILE_COLS && p.chunk_cols % 4 == 0);
+                assert!(p.chunk_cols <= SBP_TILE_COLS && p.chunk_cols.is_multiple_of(4));
                 (
                     c0 * inner + chunk * p.chunk_cols,
                     p.chunk_cols.min(inner - chunk * p.chunk_cols),

@@ -10,7 +10,12 @@ use std::path::Path;
 
 /// Runs the demo into `out`; uses MNIST, or Fashion-MNIST when MNIST is
 /// neither present nor downloadable (and says which it used).
-pub fn run(out: &Path, data: Option<&Path>, epochs: usize, sbp_epochs: usize) -> Result<PruneReport> {
+pub fn run(
+    out: &Path,
+    data: Option<&Path>,
+    epochs: usize,
+    sbp_epochs: usize,
+) -> Result<PruneReport> {
     let (name, (train, test, dir)) = match load_data("mnist", data) {
         Ok(d) => ("mnist", d),
         Err(e) => {

@@ -22,11 +22,17 @@ pub fn write_histograms(model: &Model, method: Method, out: &Path) -> Result<()>
                 let log_snr = stats.snr.iter().map(|s| s.max(1e-12).log10()).collect();
                 layers.push((g, log_snr));
             }
-            ("SBP signal-to-noise ratio per unit", "log10 SNR (units with SNR > 1 are kept)")
+            (
+                "SBP signal-to-noise ratio per unit",
+                "log10 SNR (units with SNR > 1 are kept)",
+            )
         }
         Method::Polarization | Method::Slimming => {
             for g in gamma_gates(&model.graph) {
-                layers.push((g.clone(), model.params.get(&format!("{g}.weight"))?.data().to_vec()));
+                layers.push((
+                    g.clone(),
+                    model.params.get(&format!("{g}.weight"))?.data().to_vec(),
+                ));
             }
             ("Scale factors per layer", "gamma")
         }
@@ -34,7 +40,10 @@ pub fn write_histograms(model: &Model, method: Method, out: &Path) -> Result<()>
     if layers.is_empty() {
         return Ok(());
     }
-    let refs: Vec<(&str, &[f32])> = layers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let refs: Vec<(&str, &[f32])> = layers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
     histogram_grid(&refs, 50, title, x_label, out.join("histograms.svg"))?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use prune_data::Dataset;
 use prune_graph::{GateRuntime, Model};
 use prune_reg::method::{
     insert_sbp_gates, insert_scale_gates, polarization_rule, sbp_masks, slimming_rule,
-    to_channel_masks, PolarizationMethod, SbpMethod, SlimmingMethod,
+    to_channel_masks, PolarizationMethod, SbpMethod, SbpRuntime, SlimmingMethod,
 };
 use prune_reg::polarization::Polarization;
 use prune_reg::threshold::ThresholdMode;
@@ -157,41 +157,18 @@ pub fn prune(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let acc_before = evaluate(dense, test, None, None, 500)?.accuracy;
     let flops_before = dense_flops(dense)?;
-    let sbp = SbpMethod {
-        param_lr_mult: cfg.sbp_lr_mult,
-        ..Default::default()
-    };
-    let pol = PolarizationMethod {
-        reg: Polarization::new(cfg.lambda, cfg.t)?,
-        upper: cfg.upper,
-    };
-    let slim = SlimmingMethod {
-        lambda: cfg.slim_lambda,
-    };
-    let (mut sparse, reg): (Model, &dyn Regularizer) = match cfg.method {
-        Method::Sbp => (insert_sbp_gates(dense)?, &sbp),
-        Method::Polarization => {
-            let mut m = insert_scale_gates(dense, prune_reg::polarization::GAMMA_INIT)?;
-            clamp_all_gammas(&mut m, cfg.upper)?;
-            (m, &pol)
+    let (sparse, acc_sparse, masks) = match (cfg.method, cfg.target_flops) {
+        (Method::Polarization, Some(target)) => {
+            polarization_search(dense, train, test, cfg, out, flops_before, target)?
         }
-        Method::Slimming => (insert_scale_gates(dense, 1.0)?, &slim),
+        _ => {
+            let dir = out.join("sparse");
+            let (m, acc) = sparse_train(dense, train, test, cfg, cfg.lambda, cfg.t, &dir)?;
+            let masks = choose_masks(&m, cfg, flops_before, gates_of(cfg.method))?;
+            (m, acc, masks)
+        }
     };
-    let sparse_dir = out.join("sparse");
-    let summary = fit(
-        &mut sparse,
-        train,
-        test,
-        &cfg.train_config(cfg.epochs, cfg.lr),
-        Some(reg),
-        RunFiles {
-            dir: Some(&sparse_dir),
-            resume: false,
-        },
-    )?;
-    sparse.save(&sparse_dir)?;
-    let gates: Option<&dyn GateRuntime> = reg.gates();
-    let masks = choose_masks(&sparse, cfg, flops_before, gates)?;
+    let gates = gates_of(cfg.method);
     masks.save_json(out.join("masks.json"))?;
     crate::plots::write_histograms(&sparse, cfg.method, out)?;
 
@@ -228,7 +205,7 @@ pub fn prune(
         &model,
         &compiled.report,
         speed,
-        [acc_before, summary.test_accuracy, masked_acc, pruned_acc, acc_after],
+        [acc_before, acc_sparse, masked_acc, pruned_acc, acc_after],
         flops_before,
         flops_after,
     )?;
@@ -240,6 +217,127 @@ pub fn prune(
         report,
         masks,
     })
+}
+
+static SBP_RUNTIME: SbpRuntime = SbpRuntime { per_example: false };
+
+fn gates_of(method: Method) -> Option<&'static dyn GateRuntime> {
+    match method {
+        Method::Sbp => Some(&SBP_RUNTIME),
+        _ => None,
+    }
+}
+
+/// Adds the method's gates to `dense` and trains with its regularizer
+/// (λ and t apply to polarization). Returns the sparse model and its test
+/// accuracy.
+fn sparse_train(
+    dense: &Model,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &PruneConfig,
+    lambda: f64,
+    t: f64,
+    dir: &Path,
+) -> Result<(Model, f64)> {
+    let sbp = SbpMethod {
+        param_lr_mult: cfg.sbp_lr_mult,
+        runtime: SBP_RUNTIME,
+    };
+    let pol = PolarizationMethod {
+        reg: Polarization::new(lambda, t)?,
+        upper: cfg.upper,
+    };
+    let slim = SlimmingMethod {
+        lambda: cfg.slim_lambda,
+    };
+    let (mut sparse, reg): (Model, &dyn Regularizer) = match cfg.method {
+        Method::Sbp => (insert_sbp_gates(dense)?, &sbp),
+        Method::Polarization => {
+            let mut m = insert_scale_gates(dense, prune_reg::polarization::GAMMA_INIT)?;
+            clamp_all_gammas(&mut m, cfg.upper)?;
+            (m, &pol)
+        }
+        Method::Slimming => (insert_scale_gates(dense, 1.0)?, &slim),
+    };
+    let summary = fit(
+        &mut sparse,
+        train,
+        test,
+        &cfg.train_config(cfg.epochs, cfg.lr),
+        Some(reg),
+        RunFiles {
+            dir: Some(dir),
+            resume: false,
+        },
+    )?;
+    sparse.save(dir)?;
+    Ok((sparse, summary.test_accuracy))
+}
+
+/// One trial of the polarization search, as recorded in `search.json`.
+#[derive(Clone, Debug, Serialize)]
+struct Trial {
+    lambda: f64,
+    t: f64,
+    flops_reduction_percent: f64,
+    test_accuracy: f64,
+}
+
+/// The paper's Algorithm 1: binary search of λ at t = 1.2, then steps of t,
+/// until the FLOPs reduction is within δ = 5 points of the target. Each
+/// trial is a full sparse training run; the closest trial's model is kept.
+fn polarization_search(
+    dense: &Model,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &PruneConfig,
+    out: &Path,
+    flops_before: u64,
+    target: f64,
+) -> Result<(Model, f64, Masks)> {
+    if target <= 1.0 {
+        return Err(Error::Usage(format!(
+            "--target-flops must exceed 1, got {target}"
+        )));
+    }
+    let target_pct = 100.0 * (1.0 - 1.0 / target);
+    let mut runs: Vec<(Model, f64, Masks, f64)> = Vec::new();
+    let mut trials = Vec::new();
+    let outcome = prune_reg::search::search_lambda_t(
+        &prune_reg::search::SearchConfig::paper(target_pct, 8),
+        |lambda, t| -> Result<f64> {
+            let dir = out.join(format!("search/trial-{}", runs.len()));
+            let (m, acc) = sparse_train(dense, train, test, cfg, lambda, t, &dir)?;
+            let masks = choose_masks(&m, cfg, flops_before, None)?;
+            let f = compiled_flops(&m, &masks, None)?;
+            let pct = 100.0 * (1.0 - f as f64 / flops_before.max(1) as f64);
+            trials.push(Trial {
+                lambda,
+                t,
+                flops_reduction_percent: pct,
+                test_accuracy: acc,
+            });
+            runs.push((m, acc, masks, pct));
+            Ok(pct)
+        },
+    )?;
+    write_json(&out.join("search.json"), &trials)?;
+    let best = runs
+        .into_iter()
+        .find(|r| (r.3 - outcome.best.flops_reduction).abs() < 1e-12)
+        .ok_or_else(|| Error::Usage("the search ran no trial".into()))?;
+    Ok((best.0, best.1, best.2))
+}
+
+/// FLOPs of the model compiled under `masks` (no verification).
+fn compiled_flops(model: &Model, masks: &Masks, gates: Option<&dyn GateRuntime>) -> Result<u64> {
+    let opts = CompileOptions {
+        verify: false,
+        ..Default::default()
+    };
+    let c = compile(model, &to_channel_masks(masks), gates, &opts)?;
+    Ok(c.model.cost()?.flops)
 }
 
 fn clamp_all_gammas(model: &mut Model, upper: f32) -> Result<()> {
@@ -276,12 +374,7 @@ fn choose_masks(
                 for _ in 0..30 {
                     let mid = 0.5 * (lo + hi);
                     let m = slimming_rule(sparse, mid)?;
-                    let opts = CompileOptions {
-                        verify: false,
-                        ..Default::default()
-                    };
-                    let c = compile(sparse, &to_channel_masks(&m), gates, &opts)?;
-                    let f = c.model.cost()?.flops;
+                    let f = compiled_flops(sparse, &m, gates)?;
                     let reduction = flops_before as f64 / f.max(1) as f64;
                     if reduction < target {
                         lo = mid;

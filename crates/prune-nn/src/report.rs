@@ -55,7 +55,6 @@ pub struct PruneReport {
 pub fn architecture(model: &Model) -> Result<String> {
     use prune_graph::Layer;
     let mut parts = Vec::new();
-    let output = model.graph.output()?.to_string();
     let convs: Vec<usize> = model
         .graph
         .nodes
@@ -71,8 +70,11 @@ pub fn architecture(model: &Model) -> Result<String> {
             parts.push(in_features);
         }
     }
-    let _ = output;
-    Ok(parts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("-"))
+    Ok(parts
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("-"))
 }
 
 impl PruneReport {
@@ -91,7 +93,10 @@ impl PruneReport {
         let layers = compile
             .layers
             .iter()
-            .filter(|l| l.channels_before != l.channels_after || l.prunable)
+            .filter(|l| {
+                l.channels_before != l.channels_after
+                    || matches!(l.kind.as_str(), "conv2d" | "linear")
+            })
             .map(|l| LayerChange {
                 name: l.name.clone(),
                 channels_before: l.channels_before,
@@ -119,7 +124,7 @@ impl PruneReport {
             speedup: speed
                 .as_ref()
                 .map(|s| s.pruned_images_per_sec / s.dense_images_per_sec.max(1e-9)),
-            verify_max_rel_error: compile.verify_max_rel_error,
+            verify_max_rel_error: compile.verify_max_rel_error.unwrap_or(f64::NAN),
             compile: compile.clone(),
             speed,
             config: cfg.clone(),
@@ -134,7 +139,10 @@ fn pct(x: f64) -> String {
 /// The before/after table as Markdown.
 pub fn render_markdown(r: &PruneReport) -> String {
     let mut s = String::new();
-    s.push_str(&format!("# Pruning report: {} with {:?}\n\n", r.model, r.method));
+    s.push_str(&format!(
+        "# Pruning report: {} with {:?}\n\n",
+        r.model, r.method
+    ));
     s.push_str("| | dense | pruned |\n|---|---:|---:|\n");
     s.push_str(&format!(
         "| architecture | {} | {} |\n",
@@ -150,8 +158,14 @@ pub fn render_markdown(r: &PruneReport) -> String {
         pct(1.0 - r.test_accuracy_before),
         pct(1.0 - r.test_accuracy_after)
     ));
-    s.push_str(&format!("| FLOPs (MACs) | {} | {} |\n", r.flops_before, r.flops_after));
-    s.push_str(&format!("| parameters | {} | {} |\n", r.params_before, r.params_after));
+    s.push_str(&format!(
+        "| FLOPs (MACs) | {} | {} |\n",
+        r.flops_before, r.flops_after
+    ));
+    s.push_str(&format!(
+        "| parameters | {} | {} |\n",
+        r.params_before, r.params_after
+    ));
     if let (Some(d), Some(p)) = (r.dense_images_per_sec, r.pruned_images_per_sec) {
         s.push_str(&format!("| CPU images/s (batch 100) | {d:.0} | {p:.0} |\n"));
     }
@@ -172,7 +186,10 @@ pub fn render_markdown(r: &PruneReport) -> String {
     ));
     s.push_str("| layer | channels before | channels after |\n|---|---:|---:|\n");
     for l in &r.layers {
-        s.push_str(&format!("| {} | {} | {} |\n", l.name, l.channels_before, l.channels_after));
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            l.name, l.channels_before, l.channels_after
+        ));
     }
     s
 }

@@ -30,10 +30,29 @@ pub fn describe(model: &Model) -> Result<String> {
     let cost = model.cost()?;
     let mut s = String::new();
     let w = |e: std::fmt::Error| Error::Usage(e.to_string());
-    writeln!(s, "model {}: {} params, {} FLOPs (MACs)", model.graph.name, cost.params, cost.flops).map_err(w)?;
-    writeln!(s, "{:<28} {:<16} {:<16} {:>10} {:>12}", "node", "op", "shape", "params", "FLOPs").map_err(w)?;
+    writeln!(
+        s,
+        "model {}: {} params, {} FLOPs (MACs)",
+        model.graph.name, cost.params, cost.flops
+    )
+    .map_err(w)?;
+    writeln!(
+        s,
+        "{:<28} {:<16} {:<16} {:>10} {:>12}",
+        "node", "op", "shape", "params", "FLOPs"
+    )
+    .map_err(w)?;
     for ((n, shape), c) in model.graph.nodes.iter().zip(&shapes).zip(&cost.layers) {
-        writeln!(s, "{:<28} {:<16} {:<16} {:>10} {:>12}", n.name, n.layer.kind(), format!("{shape:?}"), c.params, c.flops).map_err(w)?;
+        writeln!(
+            s,
+            "{:<28} {:<16} {:<16} {:>10} {:>12}",
+            n.name,
+            n.layer.kind(),
+            format!("{shape:?}"),
+            c.params,
+            c.flops
+        )
+        .map_err(w)?;
     }
     writeln!(s, "\nchannel groups:").map_err(w)?;
     for g in analyze(&model.graph)? {
@@ -43,7 +62,12 @@ pub fn describe(model: &Model) -> Result<String> {
 }
 
 /// Compiles `model` with `masks`, writes the result and `report.json` into `out`.
-pub fn compile_masks(model: &Model, masks: &Masks, fold_bn: bool, out: &Path) -> Result<CompileReport> {
+pub fn compile_masks(
+    model: &Model,
+    masks: &Masks,
+    fold_bn: bool,
+    out: &Path,
+) -> Result<CompileReport> {
     let opts = CompileOptions {
         fold_bn,
         ..Default::default()
@@ -51,8 +75,7 @@ pub fn compile_masks(model: &Model, masks: &Masks, fold_bn: bool, out: &Path) ->
     let compiled = compile(model, &to_channel_masks(masks), gates(), &opts)?;
     let speed = measure_speed(model, &compiled.model, gates(), 5)?;
     let mut report = compiled.report;
-    report.dense_images_per_sec = speed.dense_images_per_sec;
-    report.pruned_images_per_sec = speed.pruned_images_per_sec;
+    report.set_speed(&speed);
     compiled.model.save(out)?;
     write_json(&out.join(REPORT_FILE), &report)?;
     Ok(report)

@@ -4,7 +4,7 @@
 
 use prune_core::gradcheck::{check_gradients, GradcheckConfig};
 use prune_core::{Tape, Tensor};
-use prune_graph::{predict, zoo, GateRuntime, Layer, Model, Mode};
+use prune_graph::{predict, zoo, GateRuntime, Layer, Mode, Model};
 use prune_reg::method::*;
 use prune_reg::polarization::Polarization;
 use prune_train::Regularizer;
@@ -48,8 +48,10 @@ fn kl_and_gamma_penalties_match_finite_differences() {
 
     // γ penalties through a model with two scale gates, away from kinks
     let mut g = prune_graph::Graph::new("toy", &[3]);
-    g.push("a", Layer::Scale { units: 3 }, &["input"]).expect("push");
-    g.push("b", Layer::Scale { units: 3 }, &["a"]).expect("push");
+    g.push("a", Layer::Scale { units: 3 }, &["input"])
+        .expect("push");
+    g.push("b", Layer::Scale { units: 3 }, &["a"])
+        .expect("push");
     let model = Model::init(g, 0).expect("init");
     let ga = Tensor::from_vec([3], vec![0.1, 0.7, 0.45]).expect("g");
     let gb = Tensor::from_vec([3], vec![0.9, 0.05, 0.3]).expect("g");
@@ -80,9 +82,15 @@ fn kl_and_gamma_penalties_match_finite_differences() {
 fn sbp_gates_go_where_the_paper_puts_them() {
     let dense = Model::init(zoo::build("lenet5", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
     let gated = insert_sbp_gates(&dense).expect("gates");
-    assert_eq!(sbp_gates(&gated.graph), ["conv1.sbp", "conv2.sbp", "fc1.in_sbp", "fc2.in_sbp"]);
+    assert_eq!(
+        sbp_gates(&gated.graph),
+        ["conv1.sbp", "conv2.sbp", "fc1.in_sbp", "fc2.in_sbp"]
+    );
     // conv gates sit before the nonlinearity
-    assert_eq!(gated.graph.node("relu1").expect("relu1").inputs, ["conv1.sbp"]);
+    assert_eq!(
+        gated.graph.node("relu1").expect("relu1").inputs,
+        ["conv1.sbp"]
+    );
     let units: Vec<usize> = gated
         .graph
         .nodes
@@ -100,15 +108,24 @@ fn sbp_gates_go_where_the_paper_puts_them() {
     let b = predict(&gated, x, Some(&rt), None).expect("gated");
     let scale = a.data().iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(a.max_abs_diff(&b).expect("shape") < 0.05 * scale);
-    let fc = insert_sbp_gates(&Model::init(zoo::build("lenet-500-300", &[1, 28, 28], 10).expect("z"), 0).expect("i")).expect("g");
-    assert_eq!(sbp_gates(&fc.graph), ["fc1.in_sbp", "fc2.in_sbp", "fc3.in_sbp"]);
+    let fc = insert_sbp_gates(
+        &Model::init(zoo::build("lenet-500-300", &[1, 28, 28], 10).expect("z"), 0).expect("i"),
+    )
+    .expect("g");
+    assert_eq!(
+        sbp_gates(&fc.graph),
+        ["fc1.in_sbp", "fc2.in_sbp", "fc3.in_sbp"]
+    );
 }
 
 #[test]
 fn scale_gates_leave_the_function_unchanged() {
     let dense = Model::init(zoo::build("lenet5", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
     let gated = insert_scale_gates(&dense, 0.5).expect("gates");
-    assert_eq!(gamma_gates(&gated.graph), ["conv1.scale", "conv2.scale", "fc1.scale"]);
+    assert_eq!(
+        gamma_gates(&gated.graph),
+        ["conv1.scale", "conv2.scale", "fc1.scale"]
+    );
     let x = Tensor::uniform([3, 1, 28, 28], -1.0, 1.0, &mut rng(3));
     let a = predict(&dense, x.clone(), None, None).expect("dense");
     let b = predict(&gated, x, None, None).expect("gated");
@@ -149,14 +166,19 @@ fn rules_read_models_without_changing_them() {
         .for_each(|(i, v)| *v = if i % 2 == 0 { 0.01 } else { 0.9 });
     let sm = slimming_rule(&s, 10.0).expect("slimming");
     assert!(sm.get("conv2.scale").expect("conv2").kept() < 50);
-    let (pm, th) = polarization_rule(&s, prune_reg::threshold::ThresholdMode::PerLayer, 1.0).expect("pol");
+    let (pm, th) =
+        polarization_rule(&s, prune_reg::threshold::ThresholdMode::PerLayer, 1.0).expect("pol");
     assert_eq!(pm.layers.len(), th.len());
     assert_eq!(pm.get("conv2.scale").expect("conv2").kept(), 25);
 }
 
 #[test]
 fn sbp_method_penalty_is_kl_over_n_and_after_step_clips() {
-    let dense = Model::init(zoo::build("lenet-300-100", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
+    let dense = Model::init(
+        zoo::build("lenet-300-100", &[1, 28, 28], 10).expect("zoo"),
+        0,
+    )
+    .expect("init");
     let mut gated = insert_sbp_gates(&dense).expect("gates");
     let method = SbpMethod::default();
     let value = {
@@ -165,15 +187,35 @@ fn sbp_method_penalty_is_kl_over_n_and_after_step_clips() {
         for g in sbp_gates(&gated.graph) {
             for f in ["mu", "log_sigma"] {
                 let name = format!("{g}.{f}");
-                params.insert(name.clone(), tape.param(gated.params.get(&name).expect("p")));
+                params.insert(
+                    name.clone(),
+                    tape.param(gated.params.get(&name).expect("p")),
+                );
             }
         }
-        let p = method.penalty(&mut tape, &gated, &params, 1000).expect("penalty").expect("some");
+        let p = method
+            .penalty(&mut tape, &gated, &params, 1000)
+            .expect("penalty")
+            .expect("some");
         tape.value(p).expect("v").item().expect("scalar") as f64
     };
-    let kl: f64 = [784usize, 300, 100].iter().map(|&n| n as f64 * prune_reg::sbp::kl(0.0, -5.0)).sum();
-    assert!((value - kl / 1000.0).abs() < 1e-3 * kl / 1000.0, "{value} vs {}", kl / 1000.0);
-    gated.params.get_mut("fc1.in_sbp.mu").expect("mu").data_mut()[0] = -40.0;
+    let kl: f64 = [784usize, 300, 100]
+        .iter()
+        .map(|&n| n as f64 * prune_reg::sbp::kl(0.0, -5.0))
+        .sum();
+    assert!(
+        (value - kl / 1000.0).abs() < 1e-3 * kl / 1000.0,
+        "{value} vs {}",
+        kl / 1000.0
+    );
+    gated
+        .params
+        .get_mut("fc1.in_sbp.mu")
+        .expect("mu")
+        .data_mut()[0] = -40.0;
     method.after_step(&mut gated).expect("clip");
-    assert_eq!(gated.params.get("fc1.in_sbp.mu").expect("mu").data()[0], -20.0);
+    assert_eq!(
+        gated.params.get("fc1.in_sbp.mu").expect("mu").data()[0],
+        -20.0
+    );
 }

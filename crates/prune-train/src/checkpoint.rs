@@ -71,7 +71,9 @@ pub fn load(run: &Path) -> Result<Option<Checkpoint>> {
     let model = Model::load(&d)?;
     let opath = d.join("optimizer.safetensors");
     let bytes = std::fs::read(&opath).map_err(|e| TrainError::io(&opath, e))?;
-    let buffers = tensors_from_safetensors(&bytes, &opath)?.into_iter().collect();
+    let buffers = tensors_from_safetensors(&bytes, &opath)?
+        .into_iter()
+        .collect();
     let spath = d.join("state.json");
     let text = std::fs::read(&spath).map_err(|e| TrainError::io(&spath, e))?;
     let state: CheckpointState =

@@ -84,7 +84,10 @@ impl TrainConfig {
             return Err(TrainError::Config("batch size must be at least 1".into()));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return Err(TrainError::Config(format!("learning rate {} is invalid", self.lr)));
+            return Err(TrainError::Config(format!(
+                "learning rate {} is invalid",
+                self.lr
+            )));
         }
         Ok(())
     }

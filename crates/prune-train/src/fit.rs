@@ -89,22 +89,35 @@ pub fn fit(
         }
         let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(cfg.seed, epoch, 3));
         let batches = train.batches_with(&opts, epoch as u64)?;
-        let total = cfg.max_batches.map_or(batches.len(), |m| m.min(batches.len()));
+        let total = cfg
+            .max_batches
+            .map_or(batches.len(), |m| m.min(batches.len()));
         let bar = progress_bar(cfg.progress, total, epoch, cfg.epochs);
         let t0 = Instant::now();
         let (mut loss_sum, mut pen_sum, mut correct, mut seen) = (0f64, 0f64, 0usize, 0usize);
         for (bi, batch) in batches.take(total).enumerate() {
             let (x, labels) = batch?;
             let n = labels.len();
-            let stats = step(model, &mut *opt, &kinds, x, &labels, lr, reg, gates, train.len(), &mut rng)
-                .map_err(|e| match e {
-                    TrainError::NonFinite { what, .. } => TrainError::NonFinite {
-                        epoch,
-                        batch: bi,
-                        what,
-                    },
-                    e => e,
-                })?;
+            let stats = step(
+                model,
+                &mut *opt,
+                &kinds,
+                x,
+                &labels,
+                lr,
+                reg,
+                gates,
+                train.len(),
+                &mut rng,
+            )
+            .map_err(|e| match e {
+                TrainError::NonFinite { what, .. } => TrainError::NonFinite {
+                    epoch,
+                    batch: bi,
+                    what,
+                },
+                e => e,
+            })?;
             loss_sum += stats.loss * n as f64;
             pen_sum += stats.penalty * n as f64;
             correct += stats.correct;
@@ -148,7 +161,12 @@ pub fn fit(
         if cfg.progress {
             eprintln!(
                 "epoch {}/{}: loss {:.4} train acc {:.4} test acc {:.4} ({:.0} img/s)",
-                rec.epoch, cfg.epochs, rec.train_loss, rec.train_accuracy, rec.test_accuracy, rec.images_per_sec
+                rec.epoch,
+                cfg.epochs,
+                rec.train_loss,
+                rec.train_accuracy,
+                rec.test_accuracy,
+                rec.images_per_sec
             );
         }
     }
@@ -179,9 +197,9 @@ fn progress_bar(show: bool, total: usize, epoch: usize, epochs: usize) -> indica
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
@@ -267,7 +285,9 @@ fn step(
     {
         let mut updates: Vec<ParamUpdate<'_>> = Vec::with_capacity(grads.len());
         for (name, value) in model.params.iter_mut() {
-            let Some(grad) = grads.get(name) else { continue };
+            let Some(grad) = grads.get(name) else {
+                continue;
+            };
             let kind = kinds.get(name).copied().unwrap_or(ParamKind::Weight);
             updates.push(ParamUpdate {
                 name,

@@ -30,5 +30,6 @@ pub fn append(run: &Path, rec: &EpochRecord) -> Result<()> {
         .append(true)
         .open(&path)
         .map_err(|e| TrainError::io(&path, e))?;
-    f.write_all(line.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    f.write_all(line.as_bytes())
+        .map_err(|e| TrainError::io(&path, e))
 }

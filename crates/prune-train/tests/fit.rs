@@ -14,7 +14,9 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
     let mut labels = Vec::with_capacity(n);
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     for i in 0..n {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let k = (s >> 33) as usize % 10;
         labels.push(k as u8);
         let (r0, c0) = ((k / 5) * 14 + 3, (k % 5) * 5 + 1);
@@ -42,7 +44,11 @@ fn config(epochs: usize) -> TrainConfig {
 }
 
 fn model() -> Model {
-    Model::init(zoo::build("lenet-300-100", &[1, 28, 28], 10).expect("zoo"), 1).expect("init")
+    Model::init(
+        zoo::build("lenet-300-100", &[1, 28, 28], 10).expect("zoo"),
+        1,
+    )
+    .expect("init")
 }
 
 #[test]
@@ -61,7 +67,15 @@ fn learns_and_is_deterministic() {
 fn resume_continues_exactly() {
     let (train, test) = (synthetic(256, 4), synthetic(64, 5));
     let mut straight = model();
-    fit(&mut straight, &train, &test, &config(3), None, RunFiles::default()).expect("fit");
+    fit(
+        &mut straight,
+        &train,
+        &test,
+        &config(3),
+        None,
+        RunFiles::default(),
+    )
+    .expect("fit");
 
     let dir = tempfile::tempdir().expect("tmp");
     let files = RunFiles {
@@ -73,7 +87,10 @@ fn resume_continues_exactly() {
     let mut fresh = model();
     let s = fit(&mut fresh, &train, &test, &config(3), None, files).expect("resumed");
     assert_eq!(s.history.len(), 3);
-    assert_eq!(fresh.params, straight.params, "resumed run differs from an uninterrupted one");
+    assert_eq!(
+        fresh.params, straight.params,
+        "resumed run differs from an uninterrupted one"
+    );
     let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics");
     assert_eq!(lines.lines().count(), 3);
 }
@@ -120,7 +137,9 @@ fn nan_stops_training_and_keeps_the_last_checkpoint() {
         TrainError::NonFinite { epoch, batch, .. } => assert_eq!((epoch, batch), (1, 2)),
         other => panic!("unexpected error {other}"),
     }
-    let ck = checkpoint::load(dir.path()).expect("load").expect("a checkpoint exists");
+    let ck = checkpoint::load(dir.path())
+        .expect("load")
+        .expect("a checkpoint exists");
     assert_eq!(ck.state.epochs_done, 1);
     assert!(ck.model.params.iter().all(|(_, t)| t.all_finite()));
 }

@@ -20,7 +20,9 @@ impl Tape<'_> {
     /// Gradients of the scalar `loss` with respect to every leaf that requires one.
     pub fn backward(&self, loss: Var) -> Result<Gradients> {
         if !self.grad_enabled {
-            return Err(CoreError::Backward("this tape was built with no_grad".into()));
+            return Err(CoreError::Backward(
+                "this tape was built with no_grad".into(),
+            ));
         }
         let lv = self.value(loss)?;
         if lv.numel() != 1 {
@@ -59,6 +61,19 @@ impl Tape<'_> {
         let mut out = Vec::new();
         match op {
             Op::Leaf | Op::NoGrad => {}
+            Op::Unary {
+                x,
+                op: super::Unary::Relu,
+            } => {
+                let xv = val(*x)?;
+                let d: Vec<f32> = xv
+                    .data()
+                    .iter()
+                    .zip(g.data())
+                    .map(|(&a, &gg)| if a > 0.0 { gg } else { 0.0 })
+                    .collect();
+                out.push((*x, Tensor::from_vec(xv.shape().to_vec(), d)?));
+            }
             Op::Unary { x, op } => {
                 let xv = val(*x)?;
                 let d: Vec<f32> = xv
@@ -116,8 +131,7 @@ impl Tape<'_> {
                 }
             }
             Op::Conv2d { x, w, b, params } => {
-                let grads =
-                    cpu::conv2d_backward(val(*x)?, val(*w)?, g, params, needs(*x))?;
+                let grads = cpu::conv2d_backward(val(*x)?, val(*w)?, g, params, needs(*x))?;
                 if let Some(gx) = grads.x {
                     out.push((*x, gx));
                 }
@@ -132,7 +146,12 @@ impl Tape<'_> {
             Op::AvgPool2d { x, params } => {
                 out.push((*x, cpu::avg_pool2d_backward(g, val(*x)?.shape(), params)?));
             }
-            Op::BatchNormTrain { x, gamma, beta, saved } => {
+            Op::BatchNormTrain {
+                x,
+                gamma,
+                beta,
+                saved,
+            } => {
                 let r = cpu::batch_norm_train_backward(val(*x)?, val(*gamma)?, saved, g)?;
                 out.extend([(*x, r.x), (*gamma, r.gamma), (*beta, r.beta)]);
             }

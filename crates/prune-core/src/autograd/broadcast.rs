@@ -14,8 +14,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -39,7 +47,11 @@ fn aligned_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let mut acc = 1;
     for i in (0..shape.len()).rev() {
         let oi = i + r - shape.len();
-        strides[oi] = if shape[i] == 1 && out[oi] != 1 { 0 } else { acc };
+        strides[oi] = if shape[i] == 1 && out[oi] != 1 {
+            0
+        } else {
+            acc
+        };
         acc *= shape[i];
     }
     strides
@@ -83,11 +95,7 @@ fn coalesce(out: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize
 
 /// Calls `f(outer_out_offset, [offset per operand])` for each row of the
 /// innermost dimension; returns the inner length and inner strides.
-fn for_each_row(
-    dims: &[usize],
-    strides: &[Vec<usize>],
-    mut f: impl FnMut(usize, &[usize]),
-) {
+fn for_each_row(dims: &[usize], strides: &[Vec<usize>], mut f: impl FnMut(usize, &[usize])) {
     let r = dims.len();
     let inner = dims[r - 1];
     let outer: usize = dims[..r - 1].iter().product();
@@ -205,11 +213,17 @@ mod tests {
 
     #[test]
     fn shapes_broadcast_like_numpy() {
-        assert_eq!(broadcast_shape(&[2, 3, 4], &[3, 1], "t").unwrap(), vec![2, 3, 4]);
+        assert_eq!(
+            broadcast_shape(&[2, 3, 4], &[3, 1], "t").unwrap(),
+            vec![2, 3, 4]
+        );
         assert_eq!(broadcast_shape(&[1, 5], &[4, 1], "t").unwrap(), vec![4, 5]);
         assert_eq!(broadcast_shape(&[], &[2], "t").unwrap(), vec![2]);
         let e = broadcast_shape(&[2, 3], &[4], "add").unwrap_err();
-        assert!(e.to_string().contains("[2, 3]") && e.to_string().contains("[4]"), "{e}");
+        assert!(
+            e.to_string().contains("[2, 3]") && e.to_string().contains("[4]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -220,7 +234,10 @@ mod tests {
         let c = broadcast_zip(&a, &b, "add", |x, y| x + y).unwrap();
         assert_eq!(c.data(), &[11., 12., 103., 104., 15., 16., 107., 108.]);
         let r = reduce_to_shape(&c, &[1, 2, 1, 1]).unwrap();
-        assert_eq!(r.data(), &[11. + 12. + 15. + 16., 103. + 104. + 107. + 108.]);
+        assert_eq!(
+            r.data(),
+            &[11. + 12. + 15. + 16., 103. + 104. + 107. + 108.]
+        );
     }
 
     #[test]
@@ -230,7 +247,10 @@ mod tests {
         let c = broadcast_zip(&a, &b, "mul", |x, y| x * y).unwrap();
         assert_eq!(c.shape(), &[3, 2]);
         assert_eq!(c.data(), &[10., 20., 20., 40., 30., 60.]);
-        assert_eq!(reduce_to_shape(&c, &[3, 1]).unwrap().data(), &[30., 60., 90.]);
+        assert_eq!(
+            reduce_to_shape(&c, &[3, 1]).unwrap().data(),
+            &[30., 60., 90.]
+        );
         assert_eq!(reduce_to_shape(&c, &[2]).unwrap().data(), &[60., 120.]);
         assert_eq!(reduce_to_shape(&c, &[]).unwrap().data(), &[180.]);
     }

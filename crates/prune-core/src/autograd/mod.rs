@@ -86,17 +86,48 @@ pub enum Op {
     Leaf,
     /// A value computed on a no-grad tape: nothing recorded.
     NoGrad,
-    Unary { x: Var, op: Unary },
-    Binary { a: Var, b: Var, op: Binary },
+    Unary {
+        x: Var,
+        op: Unary,
+    },
+    Binary {
+        a: Var,
+        b: Var,
+        op: Binary,
+    },
     /// `a @ b` for 2-D tensors.
-    MatMul { a: Var, b: Var },
+    MatMul {
+        a: Var,
+        b: Var,
+    },
     /// `x @ wᵀ + b` with `x: [N, in]`, `w: [out, in]`, `b: [out]`.
-    Linear { x: Var, w: Var, b: Option<Var> },
-    Conv2d { x: Var, w: Var, b: Option<Var>, params: Conv2dParams },
-    MaxPool2d { x: Var, params: PoolParams, argmax: Vec<u32> },
-    AvgPool2d { x: Var, params: PoolParams },
+    Linear {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+    },
+    Conv2d {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        params: Conv2dParams,
+    },
+    MaxPool2d {
+        x: Var,
+        params: PoolParams,
+        argmax: Vec<u32>,
+    },
+    AvgPool2d {
+        x: Var,
+        params: PoolParams,
+    },
     /// Batch norm with batch statistics (training).
-    BatchNormTrain { x: Var, gamma: Var, beta: Var, saved: BnSaved },
+    BatchNormTrain {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        saved: BnSaved,
+    },
     /// Batch norm with running statistics (evaluation).
     BatchNormEval {
         x: Var,
@@ -107,19 +138,47 @@ pub enum Op {
         eps: f32,
     },
     /// Sum over `axes` (kept as size-1 dims when `keepdim`).
-    Sum { x: Var, axes: Vec<usize>, keepdim: bool },
+    Sum {
+        x: Var,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
     /// Mean over `axes`.
-    Mean { x: Var, axes: Vec<usize>, keepdim: bool },
-    Reshape { x: Var },
-    Concat { xs: Vec<Var>, axis: usize },
-    IndexSelect { x: Var, axis: usize, indices: Vec<usize> },
+    Mean {
+        x: Var,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
+    Reshape {
+        x: Var,
+    },
+    Concat {
+        xs: Vec<Var>,
+        axis: usize,
+    },
+    IndexSelect {
+        x: Var,
+        axis: usize,
+        indices: Vec<usize>,
+    },
     /// Inverted dropout; `mask` holds 0 or 1/(1-p) per element.
-    Dropout { x: Var, mask: Vec<f32> },
+    Dropout {
+        x: Var,
+        mask: Vec<f32>,
+    },
     /// Log-softmax over the last axis.
-    LogSoftmax { x: Var },
+    LogSoftmax {
+        x: Var,
+    },
     /// Mean cross-entropy of `[N, K]` logits against class labels.
-    CrossEntropy { logits: Var, labels: Vec<usize> },
-    Custom { inputs: Vec<Var>, op: Arc<dyn CustomOp> },
+    CrossEntropy {
+        logits: Var,
+        labels: Vec<usize>,
+    },
+    Custom {
+        inputs: Vec<Var>,
+        op: Arc<dyn CustomOp>,
+    },
 }
 
 impl Op {
@@ -143,7 +202,8 @@ impl Op {
                 v.extend(b.iter().copied());
                 v
             }
-            Op::BatchNormTrain { x, gamma, beta, .. } | Op::BatchNormEval { x, gamma, beta, .. } => {
+            Op::BatchNormTrain { x, gamma, beta, .. }
+            | Op::BatchNormEval { x, gamma, beta, .. } => {
                 vec![*x, *gamma, *beta]
             }
             Op::Concat { xs, .. } => xs.clone(),
@@ -279,8 +339,7 @@ impl<'a> Tape<'a> {
     /// Records a computed value. On a no-grad tape, or when no input needs a
     /// gradient, the op is dropped and `Op::NoGrad` stored instead.
     pub(crate) fn push(&mut self, value: Tensor, op: Op) -> Var {
-        let requires_grad =
-            self.grad_enabled && op.inputs().iter().any(|v| self.requires_grad(*v));
+        let requires_grad = self.grad_enabled && op.inputs().iter().any(|v| self.requires_grad(*v));
         let op = if requires_grad { op } else { Op::NoGrad };
         self.nodes.push(Node {
             value: Cow::Owned(value),

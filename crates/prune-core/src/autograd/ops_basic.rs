@@ -3,6 +3,21 @@
 use super::broadcast::broadcast_zip;
 use super::{Binary, Op, Tape, Unary, Var};
 use crate::error::{CoreError, Result};
+use crate::tensor::Tensor;
+
+/// Applies `op` to every element, with the match hoisted out of the loop so
+/// each arm compiles to a tight (vectorizable) loop.
+pub(crate) fn apply_unary(op: Unary, x: &[f32]) -> Vec<f32> {
+    let m = |f: &dyn Fn(f32) -> f32| x.iter().map(|&v| f(v)).collect::<Vec<f32>>();
+    match op {
+        Unary::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
+        Unary::Scale(s) => x.iter().map(|&v| v * s).collect(),
+        Unary::Shift(s) => x.iter().map(|&v| v + s).collect(),
+        Unary::Square => x.iter().map(|&v| v * v).collect(),
+        Unary::Neg => x.iter().map(|&v| -v).collect(),
+        other => m(&|v| other.apply(v)),
+    }
+}
 
 impl Unary {
     /// The forward map.
@@ -70,7 +85,9 @@ impl Tape<'_> {
                 });
             }
         }
-        let y = self.value(x)?.map(|v| op.apply(v));
+        let xv = self.value(x)?;
+        let y = apply_unary(op, xv.data());
+        let y = Tensor::from_vec(xv.shape().to_vec(), y)?;
         Ok(self.push(y, Op::Unary { x, op }))
     }
 

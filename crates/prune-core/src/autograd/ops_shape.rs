@@ -7,7 +7,11 @@ use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 
 /// The shape with `axes` set to 1, after validating them.
-pub(crate) fn keepdim_shape(shape: &[usize], axes: &[usize], op: &'static str) -> Result<Vec<usize>> {
+pub(crate) fn keepdim_shape(
+    shape: &[usize],
+    axes: &[usize],
+    op: &'static str,
+) -> Result<Vec<usize>> {
     let mut out = shape.to_vec();
     for (i, &a) in axes.iter().enumerate() {
         if a >= shape.len() || axes[..i].contains(&a) {
@@ -172,7 +176,12 @@ impl Tape<'_> {
         for v in xs {
             let s = self.value(*v)?.shape();
             let same_rank = s.len() == base.len();
-            if !same_rank || s.iter().zip(&base).enumerate().any(|(i, (a, b))| i != axis && a != b) {
+            if !same_rank
+                || s.iter()
+                    .zip(&base)
+                    .enumerate()
+                    .any(|(i, (a, b))| i != axis && a != b)
+            {
                 return Err(CoreError::ShapeMismatch {
                     op: "concat",
                     lhs: base.clone(),

@@ -212,26 +212,37 @@ pub fn conv2d_forward(
             });
         }
     }
-    let (hwo, img_out) = (g.col.cols(), g.img_out());
-    let mut y = vec![0.0f32; g.n * img_out];
+    let mut y = vec![0.0f32; g.n * g.img_out()];
+    let bias = bias.map(|b| b.data());
     if !y.is_empty() {
         if g.is_depthwise() {
-            conv_direct::depthwise_forward(&g, x.data(), w.data(), &mut y);
+            conv_direct::depthwise_forward(&g, x.data(), w.data(), bias, &mut y);
         } else if g.col.rows() > 0 {
-            forward_gemm(&g, x.data(), w.data(), &mut y)?;
-        }
-        if let Some(b) = bias {
-            y.par_chunks_mut(hwo).enumerate().for_each(|(plane, yp)| {
-                let bv = b.data()[plane % g.cout];
-                yp.iter_mut().for_each(|v| *v += bv);
-            });
+            forward_gemm(&g, x.data(), w.data(), bias, &mut y)?;
+        } else if let Some(b) = bias {
+            y.chunks_mut(g.img_out()).for_each(|yn| add_bias(yn, b));
         }
     }
     Tensor::from_vec([g.n, g.cout, g.col.oh, g.col.ow], y)
 }
 
-/// The im2col + GEMM forward pass into `y` (zeroed, `N·Cout·OH·OW`).
-fn forward_gemm(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<()> {
+/// Adds `b[co]` to every value of output plane `co` of one image `yn`.
+pub(crate) fn add_bias(yn: &mut [f32], b: &[f32]) {
+    let hwo = yn.len() / b.len().max(1);
+    for (plane, &bv) in yn.chunks_mut(hwo.max(1)).zip(b) {
+        plane.iter_mut().for_each(|v| *v += bv);
+    }
+}
+
+/// The im2col + GEMM forward pass into `y` (zeroed, `N·Cout·OH·OW`),
+/// adding the bias image by image while the output is in cache.
+fn forward_gemm(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<()> {
     let packs = pack_weights(g, w, false)?;
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
@@ -257,6 +268,9 @@ fn forward_gemm(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<()>
                     run(col);
                 });
             }
+        }
+        if let Some(b) = bias {
+            add_bias(yn, b);
         }
     };
     if outer {

@@ -38,8 +38,14 @@ fn for_each_row(
     }
 }
 
-/// Forward pass into `y` (zeroed, `N·Cout·OH·OW`).
-pub(crate) fn depthwise_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) {
+/// Forward pass into `y` (zeroed, `N·Cout·OH·OW`), plus `bias[co]`.
+pub(crate) fn depthwise_forward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
     let c = &g.col;
     let (hw_in, hwo, kk) = (c.h * c.w, c.cols(), c.kh * c.kw);
     y.par_chunks_mut(hwo).enumerate().for_each(|(plane, yp)| {
@@ -58,6 +64,9 @@ pub(crate) fn depthwise_forward(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32
                     }
                 });
             }
+        }
+        if let Some(b) = bias {
+            yp.iter_mut().for_each(|v| *v += b[co]);
         }
     });
 }

@@ -7,9 +7,9 @@
 //! ```text
 //! pack op(B) into NR-column micro-panels, every k-block     (shared, parallel)
 //! parallel over tasks = (range of MR-row panels) × (range of NR-column panels):
-//!     for each k-block p0..p0+kc                             (kc ≤ KC = 256)
+//!     for each k-block p0..p0+kc                             (kc ≤ KC = 384)
 //!         pack the task's rows of op(A)[:, p0..] into MR-row micro-panels
-//!         for each column chunk of ≤ NC = 512 columns
+//!         for each column chunk of ≤ NC = 256 columns
 //!             for each A micro-panel ip                      (MR·kc, in L1)
 //!                 for each B micro-panel jp in the chunk     (kc·NR, chunk in L2)
 //!                     C[ip, jp] = alpha · A(ip) · B(jp) + beta' · C[ip, jp]
@@ -31,9 +31,9 @@ use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 
 /// Depth of a k-block (rows of a `B` micro-panel, columns of an `A` one).
-const KC: usize = 256;
+const KC: usize = 384;
 /// Columns of `C` swept per `A` micro-panel (the `B` block kept in L2).
-const NC: usize = 512;
+const NC: usize = 256;
 /// `m·n·k` from which a call is split across the rayon pool.
 pub(crate) const PAR_MIN_WORK: usize = 1 << 19;
 /// Largest `k·n` for which an untransposed `B` is used in place.

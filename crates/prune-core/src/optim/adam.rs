@@ -6,8 +6,8 @@
 //! ```
 
 use super::{check_pair, OptimState, Optimizer, ParamUpdate};
-use crate::Tensor;
 use crate::error::Result;
+use crate::Tensor;
 use std::collections::BTreeMap;
 
 /// Adam with configurable betas.
@@ -107,7 +107,8 @@ impl Optimizer for Adam {
                         .get(&format!("{name}.step"))
                         .and_then(|t| t.item().ok())
                         .map_or(state.step, |t| t as u64);
-                    self.moments.insert(name.to_string(), (m.clone(), v.clone(), t));
+                    self.moments
+                        .insert(name.to_string(), (m.clone(), v.clone(), t));
                 }
             }
         }

@@ -12,7 +12,10 @@ pub enum LrSchedule {
     /// Multiply by `gamma` at each milestone epoch.
     MultiStep { milestones: Vec<usize>, gamma: f32 },
     /// Constant until `start_epoch`, then linear decay reaching zero at `total_epochs`.
-    LinearDecay { start_epoch: usize, total_epochs: usize },
+    LinearDecay {
+        start_epoch: usize,
+        total_epochs: usize,
+    },
     /// Cosine annealing from the base rate to `min_lr` over `total_epochs`.
     Cosine { total_epochs: usize, min_lr: f32 },
 }

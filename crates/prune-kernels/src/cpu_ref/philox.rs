@@ -25,9 +25,10 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
-/// Uniform in (0, 1) from the top 24 bits of `bits`, as `pk_uniform_open`.
+/// Uniform in (0, 1) from the top 23 bits of `bits`, (k + 1/2) 2^-23, as
+/// `pk_uniform_open`; exactly representable in f32.
 pub fn uniform_open(bits: u32) -> f64 {
-    ((bits >> 8) as f64 + 0.5) * (1.0 / 16_777_216.0)
+    ((bits >> 9) as f64 + 0.5) * (1.0 / 8_388_608.0)
 }
 
 #[cfg(test)]
@@ -58,6 +59,18 @@ mod tests {
     fn uniform_stays_inside_the_open_interval() {
         assert!(uniform_open(0) > 0.0);
         assert!(uniform_open(u32::MAX) < 1.0);
-        assert_eq!(uniform_open(0x8000_0000), 0.5 + 0.5 / 16_777_216.0);
+        assert_eq!(uniform_open(0x8000_0000), 0.5 + 0.5 / 8_388_608.0);
+        // Every value survives a round trip through f32.
+        for bits in [
+            0u32,
+            1 << 9,
+            0x1234_5678,
+            0x8000_0000,
+            0xffff_fe00,
+            u32::MAX,
+        ] {
+            let u = uniform_open(bits);
+            assert_eq!(u as f32 as f64, u);
+        }
     }
 }

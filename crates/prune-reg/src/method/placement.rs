@@ -102,16 +102,27 @@ pub fn insert_sbp_gates(model: &Model) -> Result<Model> {
                 let anchor = gate_anchor(g, node);
                 after.insert(
                     anchor.name.clone(),
-                    (format!("{}.sbp", anchor.name), Layer::SbpGate { units: *out_channels }),
+                    (
+                        format!("{}.sbp", anchor.name),
+                        Layer::SbpGate {
+                            units: *out_channels,
+                        },
+                    ),
                 );
             }
             Layer::Linear { in_features, .. } => {
                 let src = node.inputs.first().and_then(|i| g.index_of(i));
-                let already = src.is_some_and(|s| matches!(g.nodes[s].layer, Layer::SbpGate { .. }));
+                let already =
+                    src.is_some_and(|s| matches!(g.nodes[s].layer, Layer::SbpGate { .. }));
                 if !already && src.is_some_and(|s| shapes[s].len() == 1) {
                     before.insert(
                         node.name.clone(),
-                        (format!("{}.in_sbp", node.name), Layer::SbpGate { units: *in_features }),
+                        (
+                            format!("{}.in_sbp", node.name),
+                            Layer::SbpGate {
+                                units: *in_features,
+                            },
+                        ),
                     );
                 }
             }
@@ -137,14 +148,18 @@ pub fn insert_scale_gates(model: &Model, gamma0: f32) -> Result<Model> {
     let mut after = HashMap::new();
     let mut producers = Vec::new();
     for node in &g.nodes {
-        if !matches!(node.layer, Layer::Conv2d { .. } | Layer::Linear { .. }) || node.name == output {
+        if !matches!(node.layer, Layer::Conv2d { .. } | Layer::Linear { .. }) || node.name == output
+        {
             continue;
         }
         if gate_anchor(g, node).name != node.name {
             continue; // has its own batch norm
         }
         if let Some(c) = out_channels(&node.layer) {
-            after.insert(node.name.clone(), (format!("{}.scale", node.name), Layer::Scale { units: c }));
+            after.insert(
+                node.name.clone(),
+                (format!("{}.scale", node.name), Layer::Scale { units: c }),
+            );
             producers.push(node.name.clone());
         }
     }

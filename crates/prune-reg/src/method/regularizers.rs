@@ -177,7 +177,11 @@ fn gamma_penalty(
         reason: e.to_string(),
     })?;
     let op = Arc::new(GammaPenaltyOp { name, grad });
-    Ok(Some(tape.custom(&vars, Tensor::scalar(value as f32), op)?))
+    Ok(Some(tape.custom(
+        &vars,
+        Tensor::scalar(value as f32),
+        op,
+    )?))
 }
 
 fn gammas(model: &Model) -> Result<Vec<(String, Vec<f32>)>> {
@@ -254,7 +258,9 @@ impl prune_train::Regularizer for SlimmingMethod {
         params: &BTreeMap<String, Var>,
         _n_train: usize,
     ) -> prune_core::Result<Option<Var>> {
-        gamma_penalty(tape, model, params, "SlimmingL1", |g| l1_value_and_grad(g, self.lambda))
+        gamma_penalty(tape, model, params, "SlimmingL1", |g| {
+            l1_value_and_grad(g, self.lambda)
+        })
     }
 }
 
@@ -264,4 +270,3 @@ pub fn slimming_rule(model: &Model, percent: f64) -> Result<Masks> {
     let layers: Vec<(&str, &[f32])> = g.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     slimming_masks(&layers, percent)
 }
-

@@ -15,8 +15,8 @@
 //! Eval mode multiplies by the constant `E[θ]·1[SNR > 1]`.
 
 use crate::sbp::{kl_layer_sum_and_grad, layer_stats, sample_layer};
-use prune_core::{CoreError, Tape, Tensor, Var};
 use prune_core::autograd::CustomOp;
+use prune_core::{CoreError, Tape, Tensor, Var};
 use prune_graph::{GateRuntime, Mode};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -144,7 +144,10 @@ impl GateRuntime for SbpRuntime {
         rng: &mut ChaCha8Rng,
     ) -> prune_core::Result<Var> {
         let (n, c, inner) = nci(tape.value(x)?.shape())?;
-        let (m, ls) = (tape.value(mu)?.data().to_vec(), tape.value(log_sigma)?.data().to_vec());
+        let (m, ls) = (
+            tape.value(mu)?.data().to_vec(),
+            tape.value(log_sigma)?.data().to_vec(),
+        );
         if m.len() != c || ls.len() != c {
             return Err(CoreError::ShapeMismatch {
                 op: "sbp gate",
