@@ -135,6 +135,9 @@ pub(crate) fn role(layer: &Layer) -> Role {
         Layer::Add => Role::Add,
         Layer::Concat => Role::Concat,
         Layer::Flatten => Role::Flatten,
+        // A gather of individual features: its input and output are pinned
+        // (a compiled model is not pruned again through it).
+        Layer::Select { .. } => Role::Grouped,
     }
 }
 

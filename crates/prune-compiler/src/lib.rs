@@ -13,9 +13,11 @@
 //!    parameters are sliced and channel counts updated.
 //! 4. `fold` — SBP gates (`E[θ]·1[SNR > 1]`) and scale gates are folded
 //!    into neighbouring linear maps; optionally batch norm too.
-//! 5. [`verify`] — the result is run against the masked original on random
+//! 5. `select` — linear layers drop input features whose weight columns
+//!    are all zero (masked single features), through a `Select` gather.
+//! 6. [`verify`] — the result is run against the masked original on random
 //!    inputs; compilation fails if they differ by more than the tolerance.
-//! 6. [`report`] — channels, parameters and FLOPs before and after, and
+//! 7. [`report`] — channels, parameters and FLOPs before and after, and
 //!    (separately) measured CPU speed.
 
 pub mod error;
@@ -23,6 +25,7 @@ mod fold;
 pub mod groups;
 pub mod masks;
 pub mod report;
+mod select;
 mod slice;
 mod surgery;
 pub mod verify;
@@ -102,6 +105,11 @@ pub fn compile(
     fold::fold_gates(&mut compiled, &mut log)?;
     if opts.fold_bn {
         fold::fold_batch_norms(&mut compiled, &mut log)?;
+    }
+    for name in select::drop_zero_columns(&mut compiled)? {
+        log.notes.push(format!(
+            "'{name}' reads only its live input features through '{name}.select'"
+        ));
     }
     compiled.validate()?;
     let err = if opts.verify {

@@ -118,17 +118,14 @@ fn flatten_expands_channels_to_blocks_and_zeroes_gated_features() {
     );
     // fc reads the features of channels 0 and 2 (0..4, 8..12), each scaled
     // by the feature gate (forward fold of `f` into the fc columns); feature
-    // 8 stays in the tensor (its channel survives) with a zero column.
+    // 8 survives with its channel but has a zero column, so a `Select`
+    // gathers the seven live features and fc shrinks to them.
     let fc = p.get("fc.weight").unwrap();
-    assert_eq!(fc.shape(), &[2, 8]);
-    let cols = [0usize, 1, 2, 3, 8, 9, 10, 11];
-    for (o, row) in fc.data().chunks(8).enumerate() {
+    assert_eq!(fc.shape(), &[2, 7]);
+    let cols = [0usize, 1, 2, 3, 9, 10, 11];
+    for (o, row) in fc.data().chunks(7).enumerate() {
         for (k, &col) in cols.iter().enumerate() {
-            let want = if col == 8 {
-                0.0
-            } else {
-                (o * 12 + col) as f32 * (1.0 + col as f32 / 100.0)
-            };
+            let want = (o * 12 + col) as f32 * (1.0 + col as f32 / 100.0);
             assert!(
                 (row[k] - want).abs() < 1e-5,
                 "fc[{o},{k}] = {} vs {want}",
@@ -137,9 +134,15 @@ fn flatten_expands_channels_to_blocks_and_zeroes_gated_features() {
         }
     }
     assert_eq!(
+        c.model.graph.node("fc.select").unwrap().layer,
+        Layer::Select {
+            indices: vec![0, 1, 2, 3, 5, 6, 7]
+        }
+    );
+    assert_eq!(
         c.model.graph.node("fc").unwrap().layer,
         Layer::Linear {
-            in_features: 8,
+            in_features: 7,
             out_features: 2,
             bias: true
         }

@@ -21,8 +21,8 @@ fn sbp_lenet5() -> Model {
 
 #[test]
 fn lenet5_compiles_to_3_18_284_283() {
-    // fc1 reads the 288 features of the 18 kept channels; the 4 masked
-    // features of kept channels stay in the tensor with zero columns.
+    // the 18 kept channels flatten to 288 features; the 4 masked features
+    // of kept channels are dropped by a `Select`, so fc1 reads 284.
     let m = sbp_lenet5();
     let c = compile(
         &m,
@@ -57,16 +57,18 @@ fn lenet5_compiles_to_3_18_284_283() {
     assert_eq!(
         layer("fc1"),
         Layer::Linear {
-            in_features: 288,
+            in_features: 284,
             out_features: 283,
             bias: true
         }
     );
-    let w = c.model.params.get("fc1.weight").unwrap();
-    let zero_cols = (0..288)
-        .filter(|&k| (0..283).all(|o| w.data()[o * 288 + k] == 0.0))
-        .count();
-    assert_eq!(zero_cols, 4);
+    match layer("fc1.select") {
+        Layer::Select { indices } => {
+            assert_eq!(indices.len(), 284);
+            assert!(indices.iter().all(|&i| i < 288));
+        }
+        l => panic!("{l:?}"),
+    }
     assert_eq!(
         layer("fc2"),
         Layer::Linear {
@@ -76,13 +78,13 @@ fn lenet5_compiles_to_3_18_284_283() {
         }
     );
     let r = &c.report;
-    let want_flops = 3 * 25 * 24 * 24 + 18 * 3 * 25 * 8 * 8 + 288 * 283 + 283 * 10;
+    let want_flops = 3 * 25 * 24 * 24 + 18 * 3 * 25 * 8 * 8 + 284 * 283 + 283 * 10;
     assert_eq!(r.flops_after, want_flops as u64);
     assert_eq!(
         r.flops_before,
         (20 * 25 * 24 * 24 + 50 * 20 * 25 * 8 * 8 + 800 * 500 + 500 * 10) as u64
     );
-    let want_params = 3 * 25 + 3 + 18 * 3 * 25 + 18 + 288 * 283 + 283 + 283 * 10 + 10;
+    let want_params = 3 * 25 + 3 + 18 * 3 * 25 + 18 + 284 * 283 + 283 + 283 * 10 + 10;
     assert_eq!(r.params_after, want_params as u64);
     let err = r.verify_max_rel_error.unwrap();
     assert!(err <= 1e-5, "relative error {err}");
@@ -148,10 +150,10 @@ fn masks_with_scale_gates_give_the_same_architecture() {
     assert_eq!(
         c.model.graph.node("fc1").unwrap().layer,
         Layer::Linear {
-            in_features: 288,
+            in_features: 284,
             out_features: 283,
             bias: true
         }
     );
-    assert_eq!(c.model.graph.nodes.len(), 11);
+    assert_eq!(c.model.graph.nodes.len(), 12);
 }

@@ -216,6 +216,7 @@ pub fn forward<'a>(
             }
             Layer::GlobalAvgPool => tape.global_avg_pool(xin()?).map_err(at)?,
             Layer::Flatten => tape.flatten(xin()?).map_err(at)?,
+            Layer::Select { indices } => tape.index_select(xin()?, 1, indices).map_err(at)?,
             Layer::Dropout { p: prob } => match opts.mode {
                 Mode::Train if *prob > 0.0 => tape.dropout(xin()?, *prob, rng).map_err(at)?,
                 _ => xin()?,

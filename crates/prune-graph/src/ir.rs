@@ -72,6 +72,11 @@ pub enum Layer {
     Scale {
         units: usize,
     },
+    /// Gathers features `indices` of an `[F]` input: how a compiled model
+    /// drops individual flattened features or input pixels.
+    Select {
+        indices: Vec<usize>,
+    },
 }
 
 impl Layer {
@@ -92,6 +97,7 @@ impl Layer {
             Layer::Concat => "concat",
             Layer::SbpGate { .. } => "sbp_gate",
             Layer::Scale { .. } => "scale",
+            Layer::Select { .. } => "select",
         }
     }
 

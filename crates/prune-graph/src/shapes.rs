@@ -116,6 +116,19 @@ pub fn infer_shapes(graph: &Graph) -> Result<Vec<Vec<usize>>> {
                 vec![ins[0][0]]
             }
             Layer::Flatten => vec![ins[0].iter().product()],
+            Layer::Select { indices } => {
+                let f = match ins[0].as_slice() {
+                    [f] => *f,
+                    other => return Err(err(format!("select needs [F] features, got {other:?}"))),
+                };
+                if indices.is_empty() || indices.iter().any(|&i| i >= f) {
+                    return Err(err(format!(
+                        "select indices must be non-empty and below {f} ('{}' produces [{f}])",
+                        producer(0)
+                    )));
+                }
+                vec![indices.len()]
+            }
             Layer::Add => {
                 for (k, s) in ins.iter().enumerate() {
                     if *s != ins[0] {

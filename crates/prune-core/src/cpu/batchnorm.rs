@@ -63,39 +63,85 @@ impl Layout {
         self.n * self.hw
     }
 
-    /// The values of channel `ch` in image `i`.
-    fn plane<'a>(&self, data: &'a [f32], i: usize, ch: usize) -> &'a [f32] {
-        let start = (i * self.c + ch) * self.hw;
-        &data[start..start + self.hw]
-    }
-
-    /// `f(Σ over channel ch of g(a, b))` in f64 for two tensors of this layout.
-    fn channel_sum(&self, a: &[f32], b: &[f32], ch: usize, g: impl Fn(f32, f32) -> f64) -> f64 {
-        (0..self.n)
-            .map(|i| reduce::sum_map2(self.plane(a, i, ch), self.plane(b, i, ch), &g))
-            .sum()
-    }
-
-    /// Applies `f(channel, x, extra) -> y` elementwise, one image per task.
-    fn map(&self, x: &[f32], extra: &[f32], f: impl Fn(usize, f32, f32) -> f32 + Sync) -> Vec<f32> {
-        let mut y = vec![0.0f32; x.len()];
-        let img = self.c * self.hw;
-        if img == 0 {
-            return y;
+    /// Per-channel sums `Σ g(a, b, k[ch])` over every image, in f64, with
+    /// `k` a per-channel constant. The sums of each image are formed in
+    /// parallel (one task per image) and then added image by image, in
+    /// order.
+    fn channel_sums(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        k: &[f64],
+        g: impl Fn(f32, f32, f64) -> f64 + Sync,
+    ) -> Vec<f64> {
+        let (c, hw) = (self.c, self.hw);
+        let img = c * hw;
+        let mut total = vec![0.0f64; c];
+        if img == 0 || self.n == 0 {
+            return total;
         }
-        y.par_chunks_mut(img)
-            .zip(x.par_chunks(img))
-            .zip(extra.par_chunks(img))
-            .for_each(|((yi, xi), ei)| {
-                for ch in 0..self.c {
-                    let r = ch * self.hw..(ch + 1) * self.hw;
-                    for ((o, &v), &e) in yi[r.clone()].iter_mut().zip(&xi[r.clone()]).zip(&ei[r]) {
-                        *o = f(ch, v, e);
+        let mut per_image = vec![0.0f64; self.n * c];
+        per_image
+            .par_chunks_mut(c)
+            .zip(a.par_chunks(img).zip(b.par_chunks(img)))
+            .for_each(|(sums, (ai, bi))| {
+                if hw == 1 {
+                    for (((o, &u), &v), &kc) in sums.iter_mut().zip(ai).zip(bi).zip(k) {
+                        *o = g(u, v, kc);
+                    }
+                } else {
+                    for (ch, (o, &kc)) in sums.iter_mut().zip(k).enumerate() {
+                        let r = ch * hw..(ch + 1) * hw;
+                        *o = reduce::sum_map2(&ai[r.clone()], &bi[r], |u, v| g(u, v, kc));
                     }
                 }
             });
-        y
+        for sums in per_image.chunks(c) {
+            for (t, v) in total.iter_mut().zip(sums) {
+                *t += v;
+            }
+        }
+        total
     }
+
+    /// `out = u·A[ch] + v·B[ch] + C[ch]` elementwise, one image per task.
+    fn affine(&self, u: &[f32], v: &[f32], coef: &Affine) -> Vec<f32> {
+        let mut out = vec![0.0f32; u.len()];
+        let (c, hw) = (self.c, self.hw);
+        let img = c * hw;
+        if img == 0 {
+            return out;
+        }
+        let Affine { a, b, c: shift } = coef;
+        out.par_chunks_mut(img)
+            .zip(u.par_chunks(img).zip(v.par_chunks(img)))
+            .for_each(|(oi, (ui, vi))| {
+                if hw == 1 {
+                    let coefs = a.iter().zip(b).zip(shift);
+                    for (((o, &p), &q), ((&ka, &kb), &kc)) in
+                        oi.iter_mut().zip(ui).zip(vi).zip(coefs)
+                    {
+                        *o = p * ka + q * kb + kc;
+                    }
+                    return;
+                }
+                for ch in 0..c {
+                    let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
+                    let r = ch * hw..(ch + 1) * hw;
+                    for ((o, &p), &q) in oi[r.clone()].iter_mut().zip(&ui[r.clone()]).zip(&vi[r]) {
+                        *o = p * ka + q * kb + kc;
+                    }
+                }
+            });
+        out
+    }
+}
+
+/// Per-channel coefficients of an elementwise map `u·a + v·b + c`.
+struct Affine {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
 }
 
 /// Checks `x` (`[N, C]` or `[N, C, H, W]`) against `[C]` parameter tensors.
@@ -177,28 +223,30 @@ pub fn batch_norm_train(
         });
     }
     let xd = x.data();
-    // Two passes per channel: the mean, then the centred sum of squares.
-    let stats: Vec<(f64, f64)> = (0..l.c)
-        .into_par_iter()
-        .map(|ch| {
-            let mean = l.channel_sum(xd, xd, ch, |v, _| v as f64) / m as f64;
-            let ss = l.channel_sum(xd, xd, ch, |v, _| (v as f64 - mean).powi(2));
-            (mean, ss / m as f64)
-        })
-        .collect();
-    let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
-    let inv_std: Vec<f32> = stats
+    let zeros = vec![0.0f64; l.c];
+    // Two passes: the mean, then the centred sum of squares.
+    let sums = l.channel_sums(xd, xd, &zeros, |v, _, _| v as f64);
+    let means: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
+    let ss = l.channel_sums(xd, xd, &means, |v, _, mu| (v as f64 - mu).powi(2));
+    let var: Vec<f64> = ss.iter().map(|q| q / m as f64).collect();
+    let mean: Vec<f32> = means.iter().map(|&mu| mu as f32).collect();
+    let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps as f64).sqrt()).collect();
+    let inv_std: Vec<f32> = inv.iter().map(|&s| s as f32).collect();
+    let unbiased: Vec<f32> = var
         .iter()
-        .map(|s| (1.0 / (s.1 + eps as f64).sqrt()) as f32)
+        .map(|v| (v * m as f64 / (m - 1) as f64) as f32)
         .collect();
-    let unbiased: Vec<f32> = stats
-        .iter()
-        .map(|s| (s.1 * m as f64 / (m - 1) as f64) as f32)
-        .collect();
+    // y = γ·(x − μ)·s + β = x·(γ·s) + (β − μ·γ·s)
     let (g, b) = (gamma.data(), beta.data());
-    let y = l.map(xd, xd, |ch, v, _| {
-        g[ch] * ((v - mean[ch]) * inv_std[ch]) + b[ch]
-    });
+    let scale: Vec<f64> = (0..l.c).map(|ch| g[ch] as f64 * inv[ch]).collect();
+    let coef = Affine {
+        a: scale.iter().map(|&s| s as f32).collect(),
+        b: vec![0.0; l.c],
+        c: (0..l.c)
+            .map(|ch| (b[ch] as f64 - means[ch] * scale[ch]) as f32)
+            .collect(),
+    };
+    let y = l.affine(xd, xd, &coef);
     Ok((
         Tensor::from_vec(x.shape().to_vec(), y)?,
         BnSaved { mean, inv_std },
@@ -221,13 +269,17 @@ pub fn batch_norm_eval(
     check_eps(op, eps)?;
     let (g, b) = (gamma.data(), beta.data());
     // Folded into y = scale·x + shift per channel.
-    let scale: Vec<f32> = (0..l.c)
-        .map(|ch| g[ch] / (running_var[ch] + eps).sqrt())
+    let scale: Vec<f64> = (0..l.c)
+        .map(|ch| g[ch] as f64 / (running_var[ch] as f64 + eps as f64).sqrt())
         .collect();
-    let shift: Vec<f32> = (0..l.c)
-        .map(|ch| b[ch] - scale[ch] * running_mean[ch])
-        .collect();
-    let y = l.map(x.data(), x.data(), |ch, v, _| scale[ch] * v + shift[ch]);
+    let coef = Affine {
+        a: scale.iter().map(|&s| s as f32).collect(),
+        b: vec![0.0; l.c],
+        c: (0..l.c)
+            .map(|ch| (b[ch] as f64 - scale[ch] * running_mean[ch] as f64) as f32)
+            .collect(),
+    };
+    let y = l.affine(x.data(), x.data(), &coef);
     Tensor::from_vec(x.shape().to_vec(), y)
 }
 
@@ -243,24 +295,29 @@ pub fn batch_norm_train_backward(
     x.expect_same_shape(grad_out, op)?;
     check_stats(op, x, &l, &[&saved.mean, &saved.inv_std])?;
     let (xd, dy) = (x.data(), grad_out.data());
-    let (mean, inv_std) = (&saved.mean, &saved.inv_std);
-    let sums: Vec<(f64, f64)> = (0..l.c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mu, s) = (mean[ch] as f64, inv_std[ch] as f64);
-            let sum_dy = l.channel_sum(dy, dy, ch, |d, _| d as f64);
-            let sum_dy_xhat = l.channel_sum(dy, xd, ch, |d, v| d as f64 * (v as f64 - mu) * s);
-            (sum_dy, sum_dy_xhat)
-        })
-        .collect();
-    let m = l.m() as f32;
+    let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
+    let inv: Vec<f64> = saved.inv_std.iter().map(|&v| v as f64).collect();
+    let sum_dy = l.channel_sums(dy, dy, &mu, |d, _, _| d as f64);
+    let sum_dy_dev = l.channel_sums(dy, xd, &mu, |d, v, mu| d as f64 * (v as f64 - mu));
+    let m = l.m() as f64;
     let g = gamma.data();
-    let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
-    let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
-    let dx = l.map(dy, xd, |ch, d, v| {
-        let xhat = (v - mean[ch]) * inv_std[ch];
-        g[ch] * inv_std[ch] * (d - dbeta[ch] / m - xhat * dgamma[ch] / m)
-    });
+    let dbeta: Vec<f32> = sum_dy.iter().map(|&s| s as f32).collect();
+    let dgamma: Vec<f64> = sum_dy_dev.iter().zip(&inv).map(|(s, i)| s * i).collect();
+    // dx = γ·s·(dy − Σdy/M − x̂·Σ(dy·x̂)/M) with x̂ = (x − μ)·s
+    //    = dy·(γ·s) + x·(−γ·s²·Σ(dy·x̂)/M) + γ·s·(μ·s·Σ(dy·x̂) − Σdy)/M
+    let coef = Affine {
+        a: (0..l.c).map(|ch| (g[ch] as f64 * inv[ch]) as f32).collect(),
+        b: (0..l.c)
+            .map(|ch| (-(g[ch] as f64) * inv[ch] * inv[ch] * dgamma[ch] / m) as f32)
+            .collect(),
+        c: (0..l.c)
+            .map(|ch| {
+                (g[ch] as f64 * inv[ch] * (mu[ch] * inv[ch] * dgamma[ch] - sum_dy[ch]) / m) as f32
+            })
+            .collect(),
+    };
+    let dx = l.affine(dy, xd, &coef);
+    let dgamma: Vec<f32> = dgamma.iter().map(|&v| v as f32).collect();
     Ok(BnGrads {
         x: Tensor::from_vec(x.shape().to_vec(), dx)?,
         gamma: Tensor::from_vec([l.c], dgamma)?,
@@ -287,20 +344,20 @@ pub fn batch_norm_eval_backward(
         .iter()
         .map(|&v| 1.0 / (v as f64 + eps as f64).sqrt())
         .collect();
+    let mu: Vec<f64> = running_mean.iter().map(|&v| v as f64).collect();
+    let sum_dy = l.channel_sums(dy, dy, &mu, |d, _, _| d as f64);
+    let sum_dy_dev = l.channel_sums(dy, xd, &mu, |d, v, mu| d as f64 * (v as f64 - mu));
+    let coef = Affine {
+        a: (0..l.c)
+            .map(|ch| (gamma.data()[ch] as f64 * inv[ch]) as f32)
+            .collect(),
+        b: vec![0.0; l.c],
+        c: vec![0.0; l.c],
+    };
+    let dx = l.affine(dy, dy, &coef);
     let sums: Vec<(f64, f64)> = (0..l.c)
-        .into_par_iter()
-        .map(|ch| {
-            let mu = running_mean[ch] as f64;
-            let sum_dy = l.channel_sum(dy, dy, ch, |d, _| d as f64);
-            let sum_dy_xhat =
-                l.channel_sum(dy, xd, ch, |d, v| d as f64 * (v as f64 - mu) * inv[ch]);
-            (sum_dy, sum_dy_xhat)
-        })
+        .map(|ch| (sum_dy[ch], sum_dy_dev[ch] * inv[ch]))
         .collect();
-    let scale: Vec<f32> = (0..l.c)
-        .map(|ch| (gamma.data()[ch] as f64 * inv[ch]) as f32)
-        .collect();
-    let dx = l.map(dy, dy, |ch, d, _| d * scale[ch]);
     Ok(BnGrads {
         x: Tensor::from_vec(x.shape().to_vec(), dx)?,
         gamma: Tensor::from_vec([l.c], sums.iter().map(|s| s.1 as f32).collect())?,

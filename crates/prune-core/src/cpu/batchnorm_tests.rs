@@ -242,3 +242,22 @@ fn shape_errors_name_both_shapes() {
         Err(CoreError::InvalidArgument { .. })
     ));
 }
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let x = rand_tensor(&[7, 5, 6, 6], &mut rng(140));
+    let (gamma, beta) = params(5, 141);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (y, saved, var) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+            let g = batch_norm_train_backward(&x, &gamma, &saved, &y).unwrap();
+            (y, saved, var, g)
+        })
+    };
+    let one = run(1);
+    assert!(run(3) == one);
+}

@@ -31,6 +31,7 @@ use super::gemm::{gemm, gemm_prepacked, Operand, PackedA};
 use super::im2col::{col2im_add, im2col, Im2ColGeom};
 use super::reduce;
 use super::scratch::{with_scratch, Slot};
+use super::shape::{checked_numel, padded};
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -86,7 +87,12 @@ pub fn conv2d_out_hw(
             reason: format!("kernel must be at least 1x1, got {kh}x{kw}"),
         });
     }
-    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    let (Some(hp), Some(wp)) = (padded(h, ph), padded(w, pw)) else {
+        return Err(CoreError::InvalidArgument {
+            op: "conv2d",
+            reason: format!("padding {:?} too large", p.padding),
+        });
+    };
     if kh > hp || kw > wp {
         return Err(CoreError::InvalidArgument {
             op: "conv2d",
@@ -155,6 +161,7 @@ fn geometry(op: &'static str, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Resul
         return Err(mismatch());
     }
     let (oh, ow) = conv2d_out_hw(h, wd, kh, kw, p)?;
+    checked_numel(op, &[n, cout, oh, ow])?;
     Ok(ConvGeom {
         n,
         cin,

@@ -301,6 +301,20 @@ fn shape_errors_name_both_shapes() {
             Err(CoreError::InvalidArgument { .. })
         ));
     }
+    let huge_pad = Conv2dParams {
+        padding: (usize::MAX / 2, 0),
+        ..p
+    };
+    assert!(matches!(
+        conv2d_forward(&x, &w, None, &huge_pad),
+        Err(CoreError::InvalidArgument { .. })
+    ));
+    let vast = Conv2dParams {
+        padding: (1 << 40, 1 << 40),
+        ..p
+    };
+    let e = msg(conv2d_forward(&x, &w, None, &vast).unwrap_err());
+    assert!(e.contains("too many elements"), "{e}");
     let big = Tensor::zeros([4, 3, 9, 9]);
     let e = msg(conv2d_forward(&x, &big, None, &p).unwrap_err());
     assert!(e.contains("9x9") && e.contains("8x8"), "{e}");

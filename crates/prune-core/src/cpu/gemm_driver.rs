@@ -22,8 +22,9 @@
 //! sequence and `p` ascending inside a block, so the result does not depend
 //! on the number of threads or on scheduling.
 //!
-//! A small untransposed `B` (`k·n ≤ 64 Ki` values) is read in place rather
-//! than packed; only a partial last column panel is copied.
+//! An untransposed `B` that is small (`k·n ≤ 64 Ki` values) or multiplied
+//! by few rows (`m ≤ 256`) is read in place rather than packed; only a
+//! partial last column panel is copied.
 
 use super::gemm_kernels::Kernel;
 use super::gemm_pack::{pack_a_panel, pack_b_panel, Operand};
@@ -36,8 +37,12 @@ const KC: usize = 384;
 const NC: usize = 256;
 /// `m·n·k` from which a call is split across the rayon pool.
 pub(crate) const PAR_MIN_WORK: usize = 1 << 19;
-/// Largest `k·n` for which an untransposed `B` is used in place.
+/// Largest `k·n` for which an untransposed `B` is always used in place.
 const DIRECT_B_MAX: usize = 1 << 16;
+/// Largest `m` for which an untransposed `B` of any size is used in place:
+/// with few rows of `A` a packed `B` panel is reused too little to repay
+/// the copy.
+const DIRECT_B_MAX_M: usize = 256;
 /// Tasks per rayon thread in the parallel grid.
 const TASKS_PER_THREAD: usize = 8;
 
@@ -162,11 +167,18 @@ pub(crate) fn drive(
     let (mpanels, npanels) = (m.div_ceil(mr), n.div_ceil(nr));
     let (nb, kcn) = k_blocks(k);
     // Full column panels of a small untransposed B are read in place.
-    let full_direct = if !b.trans && k * n <= DIRECT_B_MAX {
+    let full_direct = if !b.trans && (k * n <= DIRECT_B_MAX || m <= DIRECT_B_MAX_M) {
         n / nr
     } else {
         0
     };
+    if full_direct > 0 {
+        // The kernel reads in-place panels through raw pointers.
+        assert!(
+            b.data.len() >= (k - 1) * b.ld + full_direct * nr,
+            "gemm: B too short"
+        );
+    }
     let packed_per_blk = npanels - full_direct;
     let threads = if parallel {
         rayon::current_num_threads()

@@ -1,6 +1,8 @@
 //! Tests of the GEMM against a direct triple loop accumulated in f64.
 
-use super::gemm::{gemm_with, matmul, sgemm, sgemm_packed_serial, sgemm_serial, Operand, PackedA};
+use super::gemm::{
+    gemm_prepacked, gemm_with, matmul, sgemm, sgemm_packed_serial, sgemm_serial, Operand, PackedA,
+};
 use super::gemm_kernels::{available_kernels, Kernel};
 use super::test_util::{assert_close, rand_vec, rng};
 use crate::error::CoreError;
@@ -90,6 +92,16 @@ fn check_case(
     let mut par = c0.clone();
     gemm_with(kernel, m, n, k, alpha, opa, opb, beta, &mut par, n, true);
     assert!(par == serial, "{what}: parallel result differs from serial");
+    // The same product with A packed up front.
+    let pa = PackedA::with_kernel(kernel, ta, m, k, &a).unwrap();
+    for parallel in [false, true] {
+        let mut pre = c0.clone();
+        gemm_prepacked(&pa, n, alpha, opb, beta, &mut pre, n, parallel);
+        assert!(
+            pre == serial,
+            "{what}: prepacked (parallel={parallel}) differs"
+        );
+    }
 }
 
 #[test]
@@ -143,6 +155,9 @@ fn large_enough_to_run_in_parallel() {
     for kernel in available_kernels() {
         check_case(kernel, false, false, 150, 600, 520, 1.0, 0.5, 7);
         check_case(kernel, true, true, 97, 1040, 300, 1.0, 0.0, 8);
+        // m above the in-place threshold: an untransposed B is packed.
+        check_case(kernel, false, false, 300, 260, 300, 1.0, 0.0, 9);
+        check_case(kernel, true, false, 270, 300, 250, 0.5, 1.0, 10);
     }
 }
 
@@ -235,4 +250,27 @@ fn matmul_shapes_and_errors() {
     let v = Tensor::zeros([4]);
     let err = matmul(&a, &v, false, false).unwrap_err().to_string();
     assert!(err.contains("[3, 4]") && err.contains("[4]"), "{err}");
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let (m, n, k) = (130, 300, 420);
+    let mut r = rng(21);
+    let a = rand_vec(m * k, &mut r);
+    let b = rand_vec(k * n, &mut r);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut c = vec![0.0; m * n];
+            sgemm(false, true, m, n, k, 1.0, &a, &b, 0.0, &mut c);
+            c
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 5] {
+        assert!(run(threads) == one, "{threads} threads");
+    }
 }

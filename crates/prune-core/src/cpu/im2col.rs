@@ -58,7 +58,13 @@ impl Im2ColGeom {
 }
 
 /// Outputs `o < out` with `0 ≤ o·s + k − pad < len`, as a half-open range.
-fn valid_range(out: usize, s: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
+pub(crate) fn valid_range(
+    out: usize,
+    s: usize,
+    pad: usize,
+    k: usize,
+    len: usize,
+) -> (usize, usize) {
     // o·s + k − pad ≥ 0  ⇔  o ≥ ceil((pad − k) / s)
     let lo = if k >= pad { 0 } else { (pad - k).div_ceil(s) };
     // o·s + k − pad ≤ len − 1  ⇔  o ≤ (len − 1 + pad − k) / s

@@ -20,8 +20,10 @@ pub mod gemm_kernels;
 mod gemm_pack;
 mod im2col;
 pub mod pool;
+mod pool_plane;
 mod reduce;
 mod scratch;
+mod shape;
 
 pub use batchnorm::*;
 pub use conv::*;

@@ -13,6 +13,8 @@
 //!
 //! Every `(n, c)` plane is independent and handled by one rayon task.
 
+use super::pool_plane::Plane;
+use super::shape::checked_numel;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -40,34 +42,14 @@ struct PoolGeom {
 }
 
 impl PoolGeom {
-    /// Input rows (or columns) covered by window index `o` along an axis
-    /// with kernel `k`, stride `s`, padding `pad` and extent `len`,
-    /// clipped to the image.
-    fn span(o: usize, k: usize, s: usize, pad: usize, len: usize) -> (usize, usize) {
-        let start = o * s;
-        (
-            start.saturating_sub(pad).min(len),
-            (start + k).saturating_sub(pad).min(len),
-        )
-    }
-
-    fn rows(&self, oh: usize) -> (usize, usize) {
-        Self::span(
-            oh,
-            self.p.kernel.0,
-            self.p.stride.0,
-            self.p.padding.0,
-            self.h,
-        )
-    }
-
-    fn cols(&self, ow: usize) -> (usize, usize) {
-        Self::span(
-            ow,
-            self.p.kernel.1,
-            self.p.stride.1,
-            self.p.padding.1,
-            self.w,
+    /// Geometry of one plane.
+    fn plane(&self) -> Plane {
+        Plane::new(
+            (self.h, self.w),
+            (self.oh, self.ow),
+            self.p.kernel,
+            self.p.stride,
+            self.p.padding,
         )
     }
 }
@@ -81,6 +63,7 @@ fn geometry(op: &'static str, shape: &[usize], p: &PoolParams) -> Result<PoolGeo
             reason: "expected [N, C, H, W]".into(),
         });
     }
+    checked_numel(op, shape)?;
     let (kh, kw) = p.kernel;
     let (sh, sw) = p.stride;
     let (ph, pw) = p.padding;
@@ -93,7 +76,7 @@ fn geometry(op: &'static str, shape: &[usize], p: &PoolParams) -> Result<PoolGeo
             ),
         });
     }
-    if 2 * ph > kh || 2 * pw > kw {
+    if ph > kh / 2 || pw > kw / 2 {
         return Err(CoreError::InvalidArgument {
             op,
             reason: format!(
@@ -110,15 +93,13 @@ fn geometry(op: &'static str, shape: &[usize], p: &PoolParams) -> Result<PoolGeo
             reason: "empty image plane".into(),
         });
     }
-    if kh > h + 2 * ph || kw > w + 2 * pw {
+    // ph ≤ kh/2 and pw ≤ kw/2 here, so the padded sizes cannot overflow.
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    if kh > hp || kw > wp {
         return Err(CoreError::BadShape {
             op,
             shape: shape.to_vec(),
-            reason: format!(
-                "kernel {kh}x{kw} larger than padded input {}x{}",
-                h + 2 * ph,
-                w + 2 * pw
-            ),
+            reason: format!("kernel {kh}x{kw} larger than padded input {hp}x{wp}"),
         });
     }
     if h * w > u32::MAX as usize {
@@ -132,8 +113,8 @@ fn geometry(op: &'static str, shape: &[usize], p: &PoolParams) -> Result<PoolGeo
         planes: shape[0] * shape[1],
         h,
         w,
-        oh: (h + 2 * ph - kh) / sh + 1,
-        ow: (w + 2 * pw - kw) / sw + 1,
+        oh: (hp - kh) / sh + 1,
+        ow: (wp - kw) / sw + 1,
         p: *p,
     })
 }
@@ -163,30 +144,12 @@ pub fn max_pool2d_forward(x: &Tensor, p: &PoolParams) -> Result<(Tensor, Vec<u32
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut y = vec![0.0f32; g.planes * ohw];
     let mut idx = vec![0u32; g.planes * ohw];
+    let plane = g.plane();
     if g.planes > 0 {
         y.par_chunks_mut(ohw)
             .zip(idx.par_chunks_mut(ohw))
             .zip(x.data().par_chunks(hw))
-            .for_each(|((yp, ip), xp)| {
-                for oh in 0..g.oh {
-                    let (r0, r1) = g.rows(oh);
-                    for ow in 0..g.ow {
-                        let (c0, c1) = g.cols(ow);
-                        let mut best = f32::NEG_INFINITY;
-                        let mut arg = r0 * g.w + c0;
-                        for r in r0..r1 {
-                            for (c, &v) in xp[r * g.w + c0..r * g.w + c1].iter().enumerate() {
-                                if v > best || (v.is_nan() && !best.is_nan()) {
-                                    best = v;
-                                    arg = r * g.w + c0 + c;
-                                }
-                            }
-                        }
-                        yp[oh * g.ow + ow] = best;
-                        ip[oh * g.ow + ow] = arg as u32;
-                    }
-                }
-            });
+            .for_each(|((yp, ip), xp)| plane.max(xp, yp, ip));
     }
     Ok((
         Tensor::from_vec([x.shape()[0], x.shape()[1], g.oh, g.ow], y)?,
@@ -216,6 +179,7 @@ pub fn max_pool2d_backward(grad_out: &Tensor, argmax: &[u32], x_shape: &[usize])
             ),
         });
     }
+    let numel = checked_numel(op, x_shape)?;
     let hw = x_shape[2] * x_shape[3];
     if let Some(&bad) = argmax.iter().find(|&&i| i as usize >= hw) {
         return Err(CoreError::InvalidArgument {
@@ -224,7 +188,7 @@ pub fn max_pool2d_backward(grad_out: &Tensor, argmax: &[u32], x_shape: &[usize])
         });
     }
     let ohw = grad_out.shape()[2] * grad_out.shape()[3];
-    let mut dx = vec![0.0f32; x_shape.iter().product()];
+    let mut dx = vec![0.0f32; numel];
     if hw > 0 && ohw > 0 {
         dx.par_chunks_mut(hw)
             .zip(grad_out.data().par_chunks(ohw))
@@ -244,21 +208,11 @@ pub fn avg_pool2d_forward(x: &Tensor, p: &PoolParams) -> Result<Tensor> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let scale = 1.0 / (p.kernel.0 * p.kernel.1) as f32;
     let mut y = vec![0.0f32; g.planes * ohw];
+    let plane = g.plane();
     if g.planes > 0 {
         y.par_chunks_mut(ohw)
             .zip(x.data().par_chunks(hw))
-            .for_each(|(yp, xp)| {
-                for oh in 0..g.oh {
-                    let (r0, r1) = g.rows(oh);
-                    for ow in 0..g.ow {
-                        let (c0, c1) = g.cols(ow);
-                        let sum: f32 = (r0..r1)
-                            .map(|r| xp[r * g.w + c0..r * g.w + c1].iter().sum::<f32>())
-                            .sum();
-                        yp[oh * g.ow + ow] = sum * scale;
-                    }
-                }
-            });
+            .for_each(|(yp, xp)| plane.avg(xp, yp, scale));
     }
     Tensor::from_vec([x.shape()[0], x.shape()[1], g.oh, g.ow], y)
 }
@@ -272,23 +226,11 @@ pub fn avg_pool2d_backward(grad_out: &Tensor, x_shape: &[usize], p: &PoolParams)
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let scale = 1.0 / (p.kernel.0 * p.kernel.1) as f32;
     let mut dx = vec![0.0f32; g.planes * hw];
+    let plane = g.plane();
     if g.planes > 0 {
         dx.par_chunks_mut(hw)
             .zip(grad_out.data().par_chunks(ohw))
-            .for_each(|(dxp, gp)| {
-                for oh in 0..g.oh {
-                    let (r0, r1) = g.rows(oh);
-                    for ow in 0..g.ow {
-                        let (c0, c1) = g.cols(ow);
-                        let v = gp[oh * g.ow + ow] * scale;
-                        for r in r0..r1 {
-                            dxp[r * g.w + c0..r * g.w + c1]
-                                .iter_mut()
-                                .for_each(|d| *d += v);
-                        }
-                    }
-                }
-            });
+            .for_each(|(dxp, gp)| plane.avg_backward(gp, dxp, scale));
     }
     Tensor::from_vec(x_shape.to_vec(), dx)
 }

@@ -130,6 +130,61 @@ fn max_pool_propagates_nan_and_prefers_first_maximum() {
 }
 
 #[test]
+fn max_pool_nan_and_ties_in_vector_and_general_paths() {
+    // Rows wide enough for the 4-window vector path plus a tail, with NaNs
+    // and ties, through the 2x2/2 path and the general path (3x3/2, pad 1).
+    let mut r = rng(7);
+    let mut v: Vec<f32> = rand_vec(2 * 6 * 14, &mut r)
+        .iter()
+        .map(|x| (x * 3.0).round())
+        .collect();
+    for &i in &[3usize, 20, 31, 60, 61, 100, 150] {
+        v[i] = f32::NAN;
+    }
+    let x = Tensor::from_vec([2, 1, 6, 14], v).unwrap();
+    for p in [
+        PoolParams {
+            kernel: (2, 2),
+            stride: (2, 2),
+            padding: (0, 0),
+        },
+        PoolParams {
+            kernel: (3, 3),
+            stride: (2, 2),
+            padding: (1, 1),
+        },
+        PoolParams {
+            kernel: (2, 3),
+            stride: (1, 3),
+            padding: (1, 0),
+        },
+    ] {
+        let c: Case = ([2, 1, 6, 14], p.kernel, p.stride, p.padding);
+        let (y, arg) = max_pool2d_forward(&x, &p).unwrap();
+        let (oh, ow) = out_hw(&c);
+        let mut best = vec![(f32::NEG_INFINITY, usize::MAX); y.numel()];
+        for_each_window_elem(&c, |plane, o, inp| {
+            let val = x.data()[plane * 84 + inp];
+            let b = &mut best[plane * oh * ow + o];
+            if b.1 == usize::MAX {
+                b.1 = inp; // the first in-image element of the window
+            }
+            if val > b.0 || (val.is_nan() && !b.0.is_nan()) {
+                *b = (val, inp);
+            }
+        });
+        for (k, &(val, at)) in best.iter().enumerate() {
+            let got = y.data()[k];
+            assert!(
+                got == val || (got.is_nan() && val.is_nan()),
+                "{p:?} output {k}: {got} vs {val}"
+            );
+            assert_eq!(arg[k] as usize, at, "{p:?} argmax {k}");
+        }
+    }
+}
+
+#[test]
 fn avg_pool_matches_direct_loops_and_finite_differences() {
     for (i, c) in CASES.iter().enumerate() {
         let x = Tensor::from_vec(
@@ -218,6 +273,9 @@ fn errors_are_reported_not_panicked() {
         "{e}"
     );
 
+    let vast = [1, 1, 1 << 40, 1 << 40];
+    assert!(avg_pool2d_backward(&y, &vast, &p).is_err());
+    assert!(max_pool2d_backward(&Tensor::zeros([1, 1, 1, 1]), &[0], &vast).is_err());
     let e = avg_pool2d_backward(&Tensor::zeros([1, 2, 3, 2]), x.shape(), &p)
         .unwrap_err()
         .to_string();
