@@ -9,6 +9,11 @@ use prune_core::{Tape, Tensor};
 use prune_graph::{forward, zoo, Model, RunOptions};
 use rand::SeedableRng;
 
+/// The same allocator as the `prune-nn` binary: a training step allocates
+/// and frees its activations every iteration.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn step(
     model: &mut Model,
     opt: &mut Adam,

@@ -260,9 +260,9 @@ pub(crate) fn plan(graph: &Graph, an: &Analysis, masks: &ChannelMasks) -> Result
     let n_zeroed = (0..nu).filter(|&u| drop[u] && !removed[u]).count();
     if n_zeroed > 0 {
         notes.push(format!(
-            "{n_zeroed} flattened feature(s) of kept channels are zeroed (weight columns set \
-             to zero) rather than removed: a flattened feature leaves the tensor only with its \
-             whole channel"
+            "{n_zeroed} single feature(s) of kept channels or of the input are masked: their \
+             weight columns are zeroed, and linear layers that read them skip them through a \
+             `select` gather"
         ));
     }
     for (i, node) in graph.nodes.iter().enumerate() {

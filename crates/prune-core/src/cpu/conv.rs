@@ -321,34 +321,31 @@ pub fn conv2d_backward(
         });
     }
     let dy = grad_out.data();
-    let bias = Tensor::from_vec([g.cout], bias_grad(&g, dy))?;
     let mut dw = vec![0.0f32; g.weight_len()];
     let mut dx = if need_x_grad {
         vec![0.0f32; g.n * g.img_in()]
     } else {
         Vec::new()
     };
-    if g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty() {
-        if g.is_depthwise() {
-            conv_direct::depthwise_backward(
-                &g,
-                x.data(),
-                w.data(),
-                dy,
-                &mut dw,
-                need_x_grad.then_some(&mut dx[..]),
-            );
-        } else {
-            backward_gemm(
-                &g,
-                x.data(),
-                w.data(),
-                dy,
-                &mut dw,
-                need_x_grad.then_some(&mut dx[..]),
-            )?;
+    // Per-image bias-gradient sums, filled by the GEMM pass while each
+    // image's dY is in cache, or by a separate pass otherwise.
+    let mut sums = vec![0.0f64; g.n * g.cout];
+    let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
+    if gemm_path {
+        let dx = need_x_grad.then_some(&mut dx[..]);
+        backward_gemm(&g, x.data(), w.data(), dy, &mut dw, dx, &mut sums)?;
+    } else {
+        if g.n * g.img_out() > 0 {
+            sums.par_chunks_mut(g.cout)
+                .zip(dy.par_chunks(g.img_out()))
+                .for_each(|(s, dyn_)| plane_sums(dyn_, s));
+        }
+        if g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty() {
+            let dx = need_x_grad.then_some(&mut dx[..]);
+            conv_direct::depthwise_backward(&g, x.data(), w.data(), dy, &mut dw, dx);
         }
     }
+    let bias = Tensor::from_vec([g.cout], bias_from_sums(&sums, g.cout))?;
     Ok(Conv2dGrads {
         x: if need_x_grad {
             Some(Tensor::from_vec(x.shape().to_vec(), dx)?)
@@ -360,20 +357,23 @@ pub fn conv2d_backward(
     })
 }
 
-/// `db[co] = Σ_{n, pixel} dY[n][co][pixel]`, accumulated in f64.
-fn bias_grad(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
-    let hwo = g.col.cols();
-    (0..g.cout)
-        .into_par_iter()
-        .map(|co| {
-            (0..g.n)
-                .map(|ni| {
-                    let plane = &dy[(ni * g.cout + co) * hwo..(ni * g.cout + co + 1) * hwo];
-                    reduce::sum(plane)
-                })
-                .sum::<f64>() as f32
-        })
-        .collect()
+/// `out[co] = Σ_pixel dY[co][pixel]` in f64 for one image's gradient.
+fn plane_sums(dy_image: &[f32], out: &mut [f64]) {
+    let hwo = dy_image.len() / out.len().max(1);
+    for (o, plane) in out.iter_mut().zip(dy_image.chunks(hwo.max(1))) {
+        *o = reduce::sum(plane);
+    }
+}
+
+/// `db[co] = Σ_n sums[n][co]`, added image by image in order.
+fn bias_from_sums(sums: &[f64], cout: usize) -> Vec<f32> {
+    let mut total = vec![0.0f64; cout];
+    for image in sums.chunks(cout.max(1)) {
+        for (t, v) in total.iter_mut().zip(image) {
+            *t += v;
+        }
+    }
+    total.into_iter().map(|v| v as f32).collect()
 }
 
 /// The im2col + GEMM backward pass: weight gradient into `dw`, input
@@ -385,6 +385,7 @@ fn backward_gemm(
     dy: &[f32],
     dw: &mut [f32],
     dx: Option<&mut [f32]>,
+    sums: &mut [f64],
 ) -> Result<()> {
     let packs_t = if dx.is_some() {
         pack_weights(g, w, true)?
@@ -398,13 +399,16 @@ fn backward_gemm(
     let nchunks = g.n.div_ceil(clen);
     let outer = nchunks >= 2 && rayon::current_num_threads() > 1;
 
-    // One chunk of images: accumulate its weight gradient into `part` and
-    // write the input gradients of its images into `dxc`.
-    let chunk = |ci: usize, part: &mut [f32], mut dxc: Option<&mut [f32]>| {
+    // One chunk of images: accumulate its weight gradient into `part`,
+    // its per-image bias sums into `bsum`, and write the input gradients of
+    // its images into `dxc`.
+    let chunk = |ci: usize, part: &mut [f32], bsum: &mut [f64], mut dxc: Option<&mut [f32]>| {
         for ni in ci * clen..((ci + 1) * clen).min(g.n) {
             let first = ni == ci * clen;
             let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
             let dyn_ = &dy[ni * g.img_out()..(ni + 1) * g.img_out()];
+            let local = ni - ci * clen;
+            plane_sums(dyn_, &mut bsum[local * g.cout..(local + 1) * g.cout]);
             for gi in 0..g.groups {
                 let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
                 let dyg = &dyn_[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
@@ -465,25 +469,21 @@ fn backward_gemm(
     };
 
     let mut partials = vec![0.0f32; nchunks * wlen];
-    match (dx, outer) {
-        (Some(dx), true) => partials
-            .par_chunks_mut(wlen)
-            .zip(dx.par_chunks_mut(clen * g.img_in()))
-            .enumerate()
-            .for_each(|(ci, (part, dxc))| chunk(ci, part, Some(dxc))),
-        (Some(dx), false) => partials
-            .chunks_mut(wlen)
-            .zip(dx.chunks_mut(clen * g.img_in()))
-            .enumerate()
-            .for_each(|(ci, (part, dxc))| chunk(ci, part, Some(dxc))),
-        (None, true) => partials
-            .par_chunks_mut(wlen)
-            .enumerate()
-            .for_each(|(ci, part)| chunk(ci, part, None)),
-        (None, false) => partials
-            .chunks_mut(wlen)
-            .enumerate()
-            .for_each(|(ci, part)| chunk(ci, part, None)),
+    let parts = partials.chunks_mut(wlen);
+    let bsums = sums.chunks_mut(clen * g.cout);
+    let dxs: Vec<Option<&mut [f32]>> = match dx {
+        Some(dx) => dx.chunks_mut(clen * g.img_in()).map(Some).collect(),
+        None => (0..nchunks).map(|_| None).collect(),
+    };
+    let work: Vec<_> = parts.zip(bsums).zip(dxs).collect();
+    let run =
+        |(ci, ((part, bsum), dxc)): (usize, ((&mut [f32], &mut [f64]), Option<&mut [f32]>))| {
+            chunk(ci, part, bsum, dxc)
+        };
+    if outer {
+        work.into_par_iter().enumerate().for_each(run);
+    } else {
+        work.into_iter().enumerate().for_each(run);
     }
     sum_partials(&partials, dw);
     Ok(())

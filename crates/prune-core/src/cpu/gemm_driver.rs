@@ -35,8 +35,11 @@ use rayon::prelude::*;
 const KC: usize = 384;
 /// Columns of `C` swept per `A` micro-panel (the `B` block kept in L2).
 const NC: usize = 256;
-/// `m·n·k` from which a call is split across the rayon pool.
-pub(crate) const PAR_MIN_WORK: usize = 1 << 19;
+/// `m·n·k` from which a call is split across the rayon pool (about 40 µs
+/// on one core; below it, waking the pool costs more than it saves).
+const PAR_MIN_WORK: usize = 1 << 21;
+/// Values of `B` to pack from which the packing itself runs in parallel.
+const PAR_MIN_PACK: usize = 1 << 17;
 /// Largest `k·n` for which an untransposed `B` is always used in place.
 const DIRECT_B_MAX: usize = 1 << 16;
 /// Largest `m` for which an untransposed `B` of any size is used in place:
@@ -205,7 +208,7 @@ pub(crate) fn drive(
                 &mut dst[..kc * nr],
             );
         };
-        if parallel && nb * packed_per_blk > 4 {
+        if parallel && nb * packed_per_blk * kcn * nr >= PAR_MIN_PACK {
             bbuf.par_chunks_mut(kcn * nr)
                 .take(nb * packed_per_blk)
                 .enumerate()

@@ -5,7 +5,8 @@
 //! holds `nr` columns of `op(B)`: `panel[p·nr + j] = op(B)[p0 + p][j0 + j]`,
 //! zero-padded beyond the last column. Whenever the stored layout runs the
 //! other way (`A` untransposed, `B` transposed) packing is a transpose,
-//! done in 8×8 register tiles with AVX when available.
+//! done in 8×8 register tiles with AVX when available, else in 4×4 SSE
+//! tiles.
 
 /// A row-major matrix operand: `op(X)[r][c]` is `data[r·ld + c]`, or
 /// `data[c·ld + r]` when `trans`.
@@ -53,9 +54,9 @@ pub(crate) fn pack_b_panel(
     if b.trans {
         // op(B)[p][j] = B[j][p]: transpose `cols` stored rows.
         if cols < nr {
-            for p in 0..kc {
-                dst[p * nr + cols..(p + 1) * nr].fill(0.0);
-            }
+            // Zero the whole panel at once (one fill instead of a short
+            // fill per row), then transpose over it.
+            dst[..kc * nr].fill(0.0);
         }
         transpose(&b.data[j0 * b.ld + p0..], b.ld, cols, kc, dst, nr);
     } else {
@@ -95,6 +96,11 @@ pub(crate) fn transpose(
             unsafe { avx::transpose_tiles(src.as_ptr(), lds, rows, cols, dst.as_mut_ptr(), ldd) };
             return;
         }
+        if rows >= 4 && cols >= 4 {
+            // SAFETY: SSE is part of the x86_64 baseline; bounds as above.
+            unsafe { avx::transpose_tiles4(src.as_ptr(), lds, rows, cols, dst.as_mut_ptr(), ldd) };
+            return;
+        }
     }
     for r in 0..rows {
         for (c, &v) in src[r * lds..r * lds + cols].iter().enumerate() {
@@ -107,11 +113,42 @@ pub(crate) fn transpose(
 mod avx {
     use std::arch::x86_64::*;
 
-    /// Start offsets of 8-wide tiles covering `0..len` (`len ≥ 8`); the last
-    /// tile is shifted left to end at `len`, overlapping its neighbour, and
-    /// rewrites the same values.
-    fn tile_starts(len: usize) -> impl Iterator<Item = usize> {
-        (0..len.div_ceil(8)).map(move |t| (t * 8).min(len - 8))
+    /// Start offsets of `w`-wide tiles covering `0..len` (`len ≥ w`); the
+    /// last tile is shifted left to end at `len`, overlapping its
+    /// neighbour, and rewrites the same values.
+    fn tile_starts(len: usize, w: usize) -> impl Iterator<Item = usize> {
+        (0..len.div_ceil(w)).map(move |t| (t * w).min(len - w))
+    }
+
+    /// Transposes `rows × cols` (both ≥ 4) in 4×4 SSE tiles.
+    ///
+    /// # Safety
+    /// As [`transpose_tiles`], with SSE (x86_64 baseline) instead of AVX.
+    pub(super) unsafe fn transpose_tiles4(
+        src: *const f32,
+        lds: usize,
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+        ldd: usize,
+    ) {
+        for c0 in tile_starts(cols, 4) {
+            for r0 in tile_starts(rows, 4) {
+                // SAFETY: the tile at (r0, c0) lies inside both matrices.
+                unsafe {
+                    let (s, d) = (src.add(r0 * lds + c0), dst.add(c0 * ldd + r0));
+                    let r: [__m128; 4] = std::array::from_fn(|i| _mm_loadu_ps(s.add(i * lds)));
+                    let t0 = _mm_unpacklo_ps(r[0], r[1]);
+                    let t1 = _mm_unpacklo_ps(r[2], r[3]);
+                    let t2 = _mm_unpackhi_ps(r[0], r[1]);
+                    let t3 = _mm_unpackhi_ps(r[2], r[3]);
+                    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+                    _mm_storeu_ps(d.add(ldd), _mm_movehl_ps(t1, t0));
+                    _mm_storeu_ps(d.add(2 * ldd), _mm_movelh_ps(t2, t3));
+                    _mm_storeu_ps(d.add(3 * ldd), _mm_movehl_ps(t3, t2));
+                }
+            }
+        }
     }
 
     /// Transposes `rows × cols` (both ≥ 8) in 8×8 tiles.
@@ -128,8 +165,8 @@ mod avx {
         dst: *mut f32,
         ldd: usize,
     ) {
-        for c0 in tile_starts(cols) {
-            for r0 in tile_starts(rows) {
+        for c0 in tile_starts(cols, 8) {
+            for r0 in tile_starts(rows, 8) {
                 // SAFETY: the tile at (r0, c0) lies inside both matrices.
                 unsafe { tile8(src.add(r0 * lds + c0), lds, dst.add(c0 * ldd + r0), ldd) };
             }
@@ -188,6 +225,9 @@ mod tests {
             (9, 17, 20, 32),
             (32, 13, 13, 32),
             (7, 40, 40, 7),
+            (6, 37, 40, 14),
+            (4, 4, 5, 4),
+            (5, 9, 9, 6),
         ] {
             let src: Vec<f32> = (0..rows * lds).map(|v| v as f32).collect();
             let mut dst = vec![-1.0f32; cols * ldd];
