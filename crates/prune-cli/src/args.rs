@@ -189,9 +189,9 @@ pub struct DemoArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Dense training epochs.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// SBP epochs.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub sbp_epochs: usize,
 }

@@ -475,11 +475,12 @@ fn backward_gemm(
         Some(dx) => dx.chunks_mut(clen * g.img_in()).map(Some).collect(),
         None => (0..nchunks).map(|_| None).collect(),
     };
-    let work: Vec<_> = parts.zip(bsums).zip(dxs).collect();
-    let run =
-        |(ci, ((part, bsum), dxc)): (usize, ((&mut [f32], &mut [f64]), Option<&mut [f32]>))| {
-            chunk(ci, part, bsum, dxc)
-        };
+    let work: Vec<ChunkOut> = parts
+        .zip(bsums)
+        .zip(dxs)
+        .map(|((part, bsum), dx)| ChunkOut { part, bsum, dx })
+        .collect();
+    let run = |(ci, o): (usize, ChunkOut)| chunk(ci, o.part, o.bsum, o.dx);
     if outer {
         work.into_par_iter().enumerate().for_each(run);
     } else {
@@ -487,6 +488,16 @@ fn backward_gemm(
     }
     sum_partials(&partials, dw);
     Ok(())
+}
+
+/// What one chunk of images writes in the backward pass.
+struct ChunkOut<'a> {
+    /// The chunk's partial weight gradient.
+    part: &'a mut [f32],
+    /// Per-image, per-channel sums of the output gradient.
+    bsum: &'a mut [f64],
+    /// The input gradients of the chunk's images, when requested.
+    dx: Option<&'a mut [f32]>,
 }
 
 /// `out[i] = Σ_c partials[c·len + i]`, summed in chunk order.

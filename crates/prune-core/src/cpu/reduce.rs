@@ -22,9 +22,29 @@ pub(crate) fn sum_map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64
     acc.iter().sum()
 }
 
-/// `Σ a_i` in f64 (see [`sum_map2`]).
-#[inline(always)]
+/// `Σ a_i` in f64 (see [`sum_map2`]), through a copy compiled for the
+/// widest vector unit present. The lanes and their order are the same in
+/// every copy, so the result does not depend on the CPU.
 pub(crate) fn sum(a: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn sum_avx512(a: &[f32]) -> f64 {
+            sum_map2(a, a, |u, _| u as f64)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn sum_avx2(a: &[f32]) -> f64 {
+            sum_map2(a, a, |u, _| u as f64)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { sum_avx512(a) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected.
+            return unsafe { sum_avx2(a) };
+        }
+    }
     sum_map2(a, a, |u, _| u as f64)
 }
 
