@@ -9,7 +9,7 @@
 //! where `g = co / (Cout/G)` is the group of output channel `co` and `x` is
 //! zero outside the image. Per image and group this is the matrix product
 //! `Y_g[Cout/G × OH·OW] = W_g[Cout/G × K] · col_g[K × OH·OW]` with
-//! `K = Cin/G·kh·kw` and `col_g` the im2col matrix (see [`super::im2col`]).
+//! `K = Cin/G·kh·kw` and `col_g` the im2col matrix (see `im2col.rs`).
 //!
 //! Backward, with `dY` the gradient of the output:
 //!
@@ -22,14 +22,15 @@
 //! Weights are packed for the GEMM once per call and images are processed
 //! in parallel, each with a reused per-thread im2col buffer. Weight
 //! gradients are summed per fixed chunk of images and the chunk partials
-//! added in chunk order, so results do not depend on the thread count.
+//! added in chunk order, so results do not depend on the thread count
+//! (`conv_backward.rs`).
 //! When every group has a single input channel (depthwise convolution) a
-//! direct loop kernel replaces the GEMM (see [`super::conv_direct`]).
+//! direct loop kernel replaces the GEMM (see `conv_direct.rs`).
 
+use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
 use super::conv_direct;
-use super::gemm::{gemm, gemm_prepacked, Operand, PackedA};
-use super::im2col::{col2im_add, im2col, Im2ColGeom};
-use super::reduce;
+use super::gemm::{gemm_prepacked, Operand, PackedA};
+use super::im2col::{im2col, Im2ColGeom};
 use super::scratch::{with_scratch, Slot};
 use super::shape::{checked_numel, padded};
 use crate::error::{CoreError, Result};
@@ -56,12 +57,6 @@ impl Default for Conv2dParams {
             groups: 1,
         }
     }
-}
-
-/// Number of images processed per chunk of the weight-gradient sum:
-/// `ceil(n / 8)`, so at most eight partial sums, fixed by the batch size.
-fn chunk_len(n: usize) -> usize {
-    n.div_ceil(8).max(1)
 }
 
 /// Output size `((h + 2·ph − kh)/sh + 1, (w + 2·pw − kw)/sw + 1)`; errors on
@@ -186,7 +181,7 @@ fn geometry(op: &'static str, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Resul
 }
 
 /// Packs each group's weights `W_g [Cout/G × K]` (or `W_gᵀ` when `trans`).
-fn pack_weights(g: &ConvGeom, w: &[f32], trans: bool) -> Result<Vec<PackedA>> {
+pub(crate) fn pack_weights(g: &ConvGeom, w: &[f32], trans: bool) -> Result<Vec<PackedA>> {
     let k = g.col.rows();
     (0..g.groups)
         .map(|gi| {
@@ -355,161 +350,4 @@ pub fn conv2d_backward(
         w: Tensor::from_vec(w.shape().to_vec(), dw)?,
         bias,
     })
-}
-
-/// `out[co] = Σ_pixel dY[co][pixel]` in f64 for one image's gradient.
-fn plane_sums(dy_image: &[f32], out: &mut [f64]) {
-    let hwo = dy_image.len() / out.len().max(1);
-    for (o, plane) in out.iter_mut().zip(dy_image.chunks(hwo.max(1))) {
-        *o = reduce::sum(plane);
-    }
-}
-
-/// `db[co] = Σ_n sums[n][co]`, added image by image in order.
-fn bias_from_sums(sums: &[f64], cout: usize) -> Vec<f32> {
-    let mut total = vec![0.0f64; cout];
-    for image in sums.chunks(cout.max(1)) {
-        for (t, v) in total.iter_mut().zip(image) {
-            *t += v;
-        }
-    }
-    total.into_iter().map(|v| v as f32).collect()
-}
-
-/// The im2col + GEMM backward pass: weight gradient into `dw`, input
-/// gradient into `dx` (zeroed) when given.
-fn backward_gemm(
-    g: &ConvGeom,
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    dw: &mut [f32],
-    dx: Option<&mut [f32]>,
-    sums: &mut [f64],
-) -> Result<()> {
-    let packs_t = if dx.is_some() {
-        pack_weights(g, w, true)?
-    } else {
-        Vec::new()
-    };
-    let (k, hwo) = (g.col.rows(), g.col.cols());
-    let plane_in = g.cin_g * g.col.h * g.col.w;
-    let wlen = g.weight_len();
-    let clen = chunk_len(g.n);
-    let nchunks = g.n.div_ceil(clen);
-    let outer = nchunks >= 2 && rayon::current_num_threads() > 1;
-
-    // One chunk of images: accumulate its weight gradient into `part`,
-    // its per-image bias sums into `bsum`, and write the input gradients of
-    // its images into `dxc`.
-    let chunk = |ci: usize, part: &mut [f32], bsum: &mut [f64], mut dxc: Option<&mut [f32]>| {
-        for ni in ci * clen..((ci + 1) * clen).min(g.n) {
-            let first = ni == ci * clen;
-            let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
-            let dyn_ = &dy[ni * g.img_out()..(ni + 1) * g.img_out()];
-            let local = ni - ci * clen;
-            plane_sums(dyn_, &mut bsum[local * g.cout..(local + 1) * g.cout]);
-            for gi in 0..g.groups {
-                let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
-                let dyg = &dyn_[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
-                let dwg = &mut part[gi * g.cout_g * k..(gi + 1) * g.cout_g * k];
-                // dW_g += dY_g · colᵀ   (m = Cout/G, n = K, depth = OH·OW)
-                let mut weight_step = |col: &[f32]| {
-                    let a = Operand {
-                        data: dyg,
-                        ld: hwo,
-                        trans: false,
-                    };
-                    let b = Operand {
-                        data: col,
-                        ld: hwo,
-                        trans: true,
-                    };
-                    gemm(
-                        g.cout_g,
-                        k,
-                        hwo,
-                        1.0,
-                        a,
-                        b,
-                        if first { 0.0 } else { 1.0 },
-                        dwg,
-                        k,
-                        !outer,
-                    );
-                };
-                if g.col.is_identity() {
-                    weight_step(xg);
-                } else {
-                    with_scratch(Slot::Col, k * hwo, |col| {
-                        im2col(&g.col, xg, col);
-                        weight_step(col);
-                    });
-                }
-                // dcol = W_gᵀ · dY_g, then dX_g = col2im(dcol).
-                if let Some(dxc) = dxc.as_deref_mut() {
-                    let off = (ni - ci * clen) * g.img_in() + gi * plane_in;
-                    let dxg = &mut dxc[off..off + plane_in];
-                    let b = Operand {
-                        data: dyg,
-                        ld: hwo,
-                        trans: false,
-                    };
-                    if g.col.is_identity() {
-                        gemm_prepacked(&packs_t[gi], hwo, 1.0, b, 0.0, dxg, hwo, !outer);
-                    } else {
-                        with_scratch(Slot::Col2, k * hwo, |dcol| {
-                            gemm_prepacked(&packs_t[gi], hwo, 1.0, b, 0.0, dcol, hwo, !outer);
-                            col2im_add(&g.col, dcol, dxg);
-                        });
-                    }
-                }
-            }
-        }
-    };
-
-    let mut partials = vec![0.0f32; nchunks * wlen];
-    let parts = partials.chunks_mut(wlen);
-    let bsums = sums.chunks_mut(clen * g.cout);
-    let dxs: Vec<Option<&mut [f32]>> = match dx {
-        Some(dx) => dx.chunks_mut(clen * g.img_in()).map(Some).collect(),
-        None => (0..nchunks).map(|_| None).collect(),
-    };
-    let work: Vec<ChunkOut> = parts
-        .zip(bsums)
-        .zip(dxs)
-        .map(|((part, bsum), dx)| ChunkOut { part, bsum, dx })
-        .collect();
-    let run = |(ci, o): (usize, ChunkOut)| chunk(ci, o.part, o.bsum, o.dx);
-    if outer {
-        work.into_par_iter().enumerate().for_each(run);
-    } else {
-        work.into_iter().enumerate().for_each(run);
-    }
-    sum_partials(&partials, dw);
-    Ok(())
-}
-
-/// What one chunk of images writes in the backward pass.
-struct ChunkOut<'a> {
-    /// The chunk's partial weight gradient.
-    part: &'a mut [f32],
-    /// Per-image, per-channel sums of the output gradient.
-    bsum: &'a mut [f64],
-    /// The input gradients of the chunk's images, when requested.
-    dx: Option<&'a mut [f32]>,
-}
-
-/// `out[i] = Σ_c partials[c·len + i]`, summed in chunk order.
-pub(crate) fn sum_partials(partials: &[f32], out: &mut [f32]) {
-    let len = out.len();
-    out.par_chunks_mut(4096).enumerate().for_each(|(bi, o)| {
-        let (base, olen) = (bi * 4096, o.len());
-        o.copy_from_slice(&partials[base..base + olen]);
-        for part in partials.chunks(len).skip(1) {
-            for (v, p) in o.iter_mut().zip(&part[base..base + olen]) {
-                *v += p;
-            }
-        }
-    });
 }

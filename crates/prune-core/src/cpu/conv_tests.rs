@@ -34,6 +34,11 @@ const CASES: &[Case] = &[
     (9, 3, 5, 5, 7, 2, 2, (1, 1), (1, 1), 1),
     (1, 2, 3, 3, 2, 4, 4, (1, 1), (2, 2), 2),
     (2, 20, 12, 12, 50, 5, 5, (1, 1), (0, 0), 1),
+    // More output channels than output pixels: the weight gradient
+    // concatenates images along the depth (with im2col, 1x1, padding).
+    (16, 2, 3, 3, 12, 2, 2, (1, 1), (0, 0), 1),
+    (16, 4, 2, 2, 12, 1, 1, (1, 1), (0, 0), 2),
+    (24, 2, 4, 3, 36, 3, 2, (1, 1), (1, 0), 2),
 ];
 
 fn params(c: &Case) -> Conv2dParams {
@@ -235,23 +240,28 @@ fn backward_matches_finite_differences() {
 
 #[test]
 fn results_do_not_depend_on_thread_count() {
-    let c = &(13, 4, 10, 10, 8, 3, 3, (1, 1), (1, 1), 2);
-    let (x, w, b) = inputs(c, 9);
-    let p = params(c);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
-            let g = conv2d_backward(&x, &w, &y, &p, true).unwrap();
-            (y, g)
-        })
-    };
-    let one = run(1);
-    for threads in [2, 3] {
-        assert!(run(threads) == one, "{threads} threads");
+    // Per-image weight-gradient products, and concatenated ones.
+    for c in [
+        (13, 4, 10, 10, 8, 3, 3, (1, 1), (1, 1), 2),
+        (20, 3, 4, 4, 24, 3, 3, (1, 1), (0, 0), 1),
+    ] {
+        let (x, w, b) = inputs(&c, 9);
+        let p = params(&c);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+                let g = conv2d_backward(&x, &w, &y, &p, true).unwrap();
+                (y, g)
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(run(threads) == one, "{c:?}: {threads} threads");
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! `C[m×n] = alpha · op(A) · op(B) + beta · C`, all row-major.
 //!
-//! The blocked loop nest is in [`super::gemm_driver`] and the micro-kernels
+//! The blocked loop nest is in `gemm_driver.rs` and the micro-kernels
 //! in [`super::gemm_kernels`]; this module holds the public entry points.
 
 use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, Dims};

@@ -12,6 +12,9 @@
 //! col2im is the transpose of this linear map: it scatters-adds each column
 //! entry back to the input pixel it was read from.
 
+/// A half-open index range `(lo, hi)`.
+pub(crate) type Range = (usize, usize);
+
 /// The index map shared by im2col and col2im.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Im2ColGeom {
@@ -49,6 +52,16 @@ impl Im2ColGeom {
     /// `0..w`, as a half-open range.
     pub(crate) fn valid_ow(&self, kj: usize) -> (usize, usize) {
         valid_range(self.ow, self.sw, self.pw, kj, self.w)
+    }
+
+    /// [`valid_oh`](Self::valid_oh) for every kernel row and
+    /// [`valid_ow`](Self::valid_ow) for every kernel column, computed once
+    /// per call instead of once per matrix row (they divide by the stride).
+    pub(crate) fn valid_ranges(&self) -> (Vec<Range>, Vec<Range>) {
+        (
+            (0..self.kh).map(|ki| self.valid_oh(ki)).collect(),
+            (0..self.kw).map(|kj| self.valid_ow(kj)).collect(),
+        )
     }
 
     /// Output rows `oh` whose input row `oh·sh + ki − ph` lies in `0..h`.
@@ -115,33 +128,31 @@ impl RowOps for Portable {
 mod avx2_rows {
     use std::arch::x86_64::*;
 
-    /// 8-lane AVX2 moves with a masked tail; requires AVX2.
+    /// 8-lane AVX2 moves; requires AVX2. Tails avoid masked stores (slow
+    /// on AMD cores): a copy or fill of at least 8 values ends with an
+    /// overlapping full vector, shorter ones and the tail of an add are
+    /// scalar.
     pub(super) struct Avx2;
-
-    /// Lanes `0..n` of 8.
-    #[inline(always)]
-    unsafe fn tail_mask(n: usize) -> __m256i {
-        // SAFETY: AVX2 is present (trait contract).
-        unsafe {
-            let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
-        }
-    }
 
     impl super::RowOps for Avx2 {
         #[inline(always)]
         unsafe fn copy(d: *mut f32, s: *const f32, n: usize) {
-            let mut i = 0;
             // SAFETY: every access lies in `0..n`, inside both ranges; AVX2
             // is present (trait contract).
             unsafe {
+                if n < 8 {
+                    for i in 0..n {
+                        *d.add(i) = *s.add(i);
+                    }
+                    return;
+                }
+                let mut i = 0;
                 while i + 8 <= n {
                     _mm256_storeu_ps(d.add(i), _mm256_loadu_ps(s.add(i)));
                     i += 8;
                 }
                 if i < n {
-                    let m = tail_mask(n - i);
-                    _mm256_maskstore_ps(d.add(i), m, _mm256_maskload_ps(s.add(i), m));
+                    _mm256_storeu_ps(d.add(n - 8), _mm256_loadu_ps(s.add(n - 8)));
                 }
             }
         }
@@ -156,13 +167,9 @@ mod avx2_rows {
                     _mm256_storeu_ps(d.add(i), v);
                     i += 8;
                 }
-                if i < n {
-                    let m = tail_mask(n - i);
-                    let v = _mm256_add_ps(
-                        _mm256_maskload_ps(d.add(i), m),
-                        _mm256_maskload_ps(s.add(i), m),
-                    );
-                    _mm256_maskstore_ps(d.add(i), m, v);
+                while i < n {
+                    *d.add(i) += *s.add(i);
+                    i += 1;
                 }
             }
         }
@@ -170,17 +177,21 @@ mod avx2_rows {
         #[inline(always)]
         unsafe fn zero(dst: &mut [f32]) {
             let n = dst.len();
+            if n < 8 {
+                dst.iter_mut().for_each(|v| *v = 0.0);
+                return;
+            }
             let d = dst.as_mut_ptr();
-            let mut i = 0;
             // SAFETY: as in `copy`.
             unsafe {
                 let z = _mm256_setzero_ps();
+                let mut i = 0;
                 while i + 8 <= n {
                     _mm256_storeu_ps(d.add(i), z);
                     i += 8;
                 }
                 if i < n {
-                    _mm256_maskstore_ps(d.add(i), tail_mask(n - i), z);
+                    _mm256_storeu_ps(d.add(n - 8), z);
                 }
             }
         }
@@ -190,39 +201,45 @@ mod avx2_rows {
 /// Writes the column matrix of `x` (`cin × H × W`) into `col`
 /// (`rows() × cols()`).
 pub(crate) fn im2col(g: &Im2ColGeom, x: &[f32], col: &mut [f32]) {
+    im2col_ld(g, x, col, g.cols());
+}
+
+/// [`im2col`] into a matrix whose rows are `ld ≥ cols()` values apart (so
+/// several images can sit side by side in one wider matrix).
+pub(crate) fn im2col_ld(g: &Im2ColGeom, x: &[f32], col: &mut [f32], ld: usize) {
+    assert!(ld >= g.cols(), "im2col: row stride shorter than a row");
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected.
-            unsafe { im2col_avx2(g, x, col) };
+            unsafe { im2col_avx2(g, x, col, ld) };
             return;
         }
     }
     // SAFETY: the portable row operations need no CPU features.
-    unsafe { im2col_impl::<Portable>(g, x, col) };
+    unsafe { im2col_impl::<Portable>(g, x, col, ld) };
 }
 
 /// [`im2col_impl`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn im2col_avx2(g: &Im2ColGeom, x: &[f32], col: &mut [f32]) {
+unsafe fn im2col_avx2(g: &Im2ColGeom, x: &[f32], col: &mut [f32], ld: usize) {
     // SAFETY: AVX2 is enabled for this function.
-    unsafe { im2col_impl::<avx2_rows::Avx2>(g, x, col) };
+    unsafe { im2col_impl::<avx2_rows::Avx2>(g, x, col, ld) };
 }
 
 /// # Safety
 /// The CPU features of `R` must be present.
 #[inline(always)]
-unsafe fn im2col_impl<R: RowOps>(g: &Im2ColGeom, x: &[f32], col: &mut [f32]) {
+unsafe fn im2col_impl<R: RowOps>(g: &Im2ColGeom, x: &[f32], col: &mut [f32], ld: usize) {
     let ncols = g.cols();
+    let (oh_ranges, ow_ranges) = g.valid_ranges();
     for c in 0..g.cin {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            let (oh_lo, oh_hi) = g.valid_oh(ki);
-            for kj in 0..g.kw {
+        for (ki, &(oh_lo, oh_hi)) in oh_ranges.iter().enumerate() {
+            for (kj, &(lo, hi)) in ow_ranges.iter().enumerate() {
                 let row = (c * g.kh + ki) * g.kw + kj;
-                let dst = &mut col[row * ncols..(row + 1) * ncols];
-                let (lo, hi) = g.valid_ow(kj);
+                let dst = &mut col[row * ld..row * ld + ncols];
                 // SAFETY (all `R` calls): forwarded caller contract.
                 // Rows and columns that read padding are zero.
                 unsafe {
@@ -303,14 +320,13 @@ unsafe fn col2im_add_avx2(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]) {
 #[inline(always)]
 unsafe fn col2im_add_impl<R: RowOps>(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]) {
     let ncols = g.cols();
+    let (oh_ranges, ow_ranges) = g.valid_ranges();
     for c in 0..g.cin {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            let (oh_lo, oh_hi) = g.valid_oh(ki);
-            for kj in 0..g.kw {
+        for (ki, &(oh_lo, oh_hi)) in oh_ranges.iter().enumerate() {
+            for (kj, &(lo, hi)) in ow_ranges.iter().enumerate() {
                 let row = (c * g.kh + ki) * g.kw + kj;
                 let src = &col[row * ncols..(row + 1) * ncols];
-                let (lo, hi) = g.valid_ow(kj);
                 if lo == hi {
                     continue;
                 }
@@ -423,7 +439,7 @@ mod tests {
             let mut portable = vec![f32::NAN; g.rows() * g.cols()];
             im2col(&g, &x, &mut fast);
             // SAFETY: the portable row operations need no CPU features.
-            unsafe { im2col_impl::<Portable>(&g, &x, &mut portable) };
+            unsafe { im2col_impl::<Portable>(&g, &x, &mut portable, g.cols()) };
             assert_eq!(fast, portable, "{g:?}");
             let c = rand_vec(g.rows() * g.cols(), &mut r);
             let mut fast = x.clone();

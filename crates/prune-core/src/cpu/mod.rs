@@ -13,6 +13,7 @@
 
 pub mod batchnorm;
 pub mod conv;
+mod conv_backward;
 mod conv_direct;
 pub mod gemm;
 mod gemm_driver;
