@@ -221,7 +221,8 @@ pub fn prune(
 
 static SBP_RUNTIME: SbpRuntime = SbpRuntime { per_example: false };
 
-fn gates_of(method: Method) -> Option<&'static dyn GateRuntime> {
+/// The gate runtime a model trained with `method` needs.
+pub(crate) fn gates_of(method: Method) -> Option<&'static dyn GateRuntime> {
     match method {
         Method::Sbp => Some(&SBP_RUNTIME),
         _ => None,

@@ -5,17 +5,15 @@ use crate::run::{write_json, REPORT_FILE};
 use prune_compiler::{analyze, compile, measure_speed, CompileOptions, CompileReport};
 use prune_data::Dataset;
 use prune_graph::{infer_shapes, GateRuntime, Model};
-use prune_reg::method::{to_channel_masks, SbpRuntime};
+use prune_reg::method::to_channel_masks;
 use prune_reg::Masks;
 use prune_train::EvalResult;
 use std::fmt::Write;
 use std::path::Path;
 
-static SBP: SbpRuntime = SbpRuntime { per_example: false };
-
 /// The gate runtime every model may need (SBP gates run through it).
 pub fn gates() -> Option<&'static dyn GateRuntime> {
-    Some(&SBP)
+    crate::prune::gates_of(crate::prune::Method::Sbp)
 }
 
 /// Test-set accuracy and loss of any saved model (gated or not).

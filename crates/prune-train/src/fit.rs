@@ -234,7 +234,7 @@ fn step(
     n_train: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<StepStats> {
-    let (mut grads, bn_updates, stats) = {
+    let (grads, bn_updates, stats) = {
         let mut tape = Tape::new();
         let input = tape.constant(x);
         let fwd = forward(model, &mut tape, input, &RunOptions::train(gates), rng)?;
@@ -299,7 +299,6 @@ fn step(
         }
         opt.step(lr, &mut updates)?;
     }
-    grads.clear();
     apply_bn_updates(model, &bn_updates)?;
     if let Some(r) = reg {
         r.after_step(model)?;
