@@ -16,6 +16,13 @@ const SBP_NOISE: &str = include_str!("../../../kernels/sbp_noise.cu");
 const MASKED_CONV: &str = include_str!("../../../kernels/masked_conv.cu");
 const GATHER: &str = include_str!("../../../kernels/gather.cu");
 const BASELINE: &str = include_str!("../../../kernels/baseline.cu");
+const ELEMENTWISE: &str = include_str!("../../../kernels/elementwise.cu");
+const REDUCE: &str = include_str!("../../../kernels/reduce.cu");
+const BATCHNORM: &str = include_str!("../../../kernels/batchnorm.cu");
+const POOLING: &str = include_str!("../../../kernels/pooling.cu");
+const CHANNELS: &str = include_str!("../../../kernels/channels.cu");
+const OPTIM: &str = include_str!("../../../kernels/optim.cu");
+const SBP_KL: &str = include_str!("../../../kernels/sbp_kl.cu");
 
 /// One kernel file of `kernels/`, compiled as one NVRTC program and loaded as one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,15 +35,36 @@ pub enum KernelFile {
     Gather,
     /// `baseline.cu`: unfused and naive kernels used by the benchmarks.
     Baseline,
+    /// `elementwise.cu`: unary and broadcasting binary maps, dropout.
+    Elementwise,
+    /// `reduce.cu`: axis sums, log-softmax, negative log-likelihood.
+    Reduce,
+    /// `batchnorm.cu`: batch normalisation (train statistics, apply, backward).
+    BatchNorm,
+    /// `pooling.cu`: max / average pooling and global-average backward.
+    Pooling,
+    /// `channels.cu`: concatenation, slicing and index selection along channels.
+    Channels,
+    /// `optim.cu`: fused SGD and Adam updates.
+    Optim,
+    /// `sbp_kl.cu`: the SBP KL term and its gradient (built on `sbp_noise.cu`).
+    SbpKl,
 }
 
 impl KernelFile {
     /// Every kernel file.
-    pub const ALL: [KernelFile; 4] = [
+    pub const ALL: [KernelFile; 11] = [
         KernelFile::SbpNoise,
         KernelFile::MaskedConv,
         KernelFile::Gather,
         KernelFile::Baseline,
+        KernelFile::Elementwise,
+        KernelFile::Reduce,
+        KernelFile::BatchNorm,
+        KernelFile::Pooling,
+        KernelFile::Channels,
+        KernelFile::Optim,
+        KernelFile::SbpKl,
     ];
 
     /// File name under `kernels/`.
@@ -46,6 +74,13 @@ impl KernelFile {
             KernelFile::MaskedConv => "masked_conv.cu",
             KernelFile::Gather => "gather.cu",
             KernelFile::Baseline => "baseline.cu",
+            KernelFile::Elementwise => "elementwise.cu",
+            KernelFile::Reduce => "reduce.cu",
+            KernelFile::BatchNorm => "batchnorm.cu",
+            KernelFile::Pooling => "pooling.cu",
+            KernelFile::Channels => "channels.cu",
+            KernelFile::Optim => "optim.cu",
+            KernelFile::SbpKl => "sbp_kl.cu",
         }
     }
 
@@ -78,6 +113,36 @@ impl KernelFile {
                 "base_scale_channels",
                 "base_gather_naive",
             ],
+            KernelFile::Elementwise => &["ew_unary", "ew_binary", "dropout_fwd"],
+            KernelFile::Reduce => &[
+                "reduce_rows",
+                "reduce_cols",
+                "log_softmax_fwd",
+                "log_softmax_bwd",
+                "nll_fwd",
+                "nll_bwd",
+            ],
+            KernelFile::BatchNorm => &[
+                "bn_stats",
+                "bn_apply",
+                "bn_invstd",
+                "bn_backward_reduce",
+                "bn_backward_dx",
+            ],
+            KernelFile::Pooling => &[
+                "max_pool_fwd",
+                "max_pool_bwd",
+                "avg_pool_fwd",
+                "avg_pool_bwd",
+                "global_avg_pool_bwd",
+            ],
+            KernelFile::Channels => &[
+                "copy_channels",
+                "index_select_channels",
+                "index_add_channels",
+            ],
+            KernelFile::Optim => &["sgd_step", "adam_step"],
+            KernelFile::SbpKl => &["sbp_kl_grad"],
         }
     }
 
@@ -91,6 +156,16 @@ impl KernelFile {
             KernelFile::Baseline => {
                 parts.push(("sbp_noise.cu", SBP_NOISE));
                 parts.push(("baseline.cu", BASELINE));
+            }
+            KernelFile::Elementwise => parts.push(("elementwise.cu", ELEMENTWISE)),
+            KernelFile::Reduce => parts.push(("reduce.cu", REDUCE)),
+            KernelFile::BatchNorm => parts.push(("batchnorm.cu", BATCHNORM)),
+            KernelFile::Pooling => parts.push(("pooling.cu", POOLING)),
+            KernelFile::Channels => parts.push(("channels.cu", CHANNELS)),
+            KernelFile::Optim => parts.push(("optim.cu", OPTIM)),
+            KernelFile::SbpKl => {
+                parts.push(("sbp_noise.cu", SBP_NOISE));
+                parts.push(("sbp_kl.cu", SBP_KL));
             }
         }
         parts

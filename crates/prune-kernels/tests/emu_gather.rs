@@ -140,3 +140,19 @@ fn fill_reaches_every_element() {
         assert!(got[0][n].is_nan(), "fill wrote past n = {n}");
     }
 }
+
+/// The emulator's table (every `__global__` of kernels/*.cu) and the kernel lists the
+/// crate loads by name agree, so every kernel the crate can launch is emulated and every
+/// kernel file is known to the crate.
+#[test]
+fn emulated_kernels_are_the_crates_kernels() {
+    use prune_kernels::KernelFile;
+    let mut listed: Vec<String> = KernelFile::ALL
+        .iter()
+        .flat_map(|f| f.kernels().iter().map(|k| k.to_string()))
+        .collect();
+    let mut emulated = prune_kernels_emu::kernel_names();
+    listed.sort();
+    emulated.sort();
+    assert_eq!(listed, emulated);
+}
