@@ -35,7 +35,7 @@ fn run(
     dst_init: &[f32],
     sched: Schedule,
 ) -> Vec<f32> {
-    let vec4 = l.inner % 4 == 0;
+    let vec4 = l.inner.is_multiple_of(4);
     let unit_inner = if vec4 { l.inner / 4 } else { l.inner };
     let row_units = keep.len() * unit_inner;
     let (s, k, d) = (buf(src), ubuf(keep), buf(dst_init));

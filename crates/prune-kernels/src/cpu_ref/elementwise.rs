@@ -120,13 +120,13 @@ impl Binary {
 /// Largest rank `ew_binary` handles.
 pub const MAX_DIMS: usize = 8;
 
+/// `(out_dims, stride_a, stride_b)` of a broadcast.
+pub type Broadcast = (Vec<usize>, Vec<usize>, Vec<usize>);
+
 /// Output shape and element strides of two operands broadcast against each other (NumPy
 /// rules: shapes aligned at the right, a dimension of 1 stretches).  Returns
 /// `(out_dims, stride_a, stride_b)`, all of the output's rank.
-pub fn broadcast(
-    a: &[usize],
-    b: &[usize],
-) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>), KernelError> {
+pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Broadcast, KernelError> {
     let nd = a.len().max(b.len());
     if nd > MAX_DIMS {
         return Err(KernelError::shape(

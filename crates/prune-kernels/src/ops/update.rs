@@ -1,0 +1,131 @@
+//! Fused optimizer steps (`kernels/optim.cu`) and the SBP KL gradient (`kernels/sbp_kl.cu`).
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg};
+
+use super::{as_i64, cfg, function, run, NnKernels};
+use crate::context::{as_i32, check_buf, check_stream};
+use crate::cpu_ref::optim::adam_bias_corrections;
+use crate::error::KernelError;
+
+/// Hyper-parameters of one SGD step (prune-core's `Sgd`).
+#[derive(Debug, Clone, Copy)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+}
+
+/// Hyper-parameters of one Adam step (prune-core's `Adam`); `t` is the 1-based step count
+/// of this parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub t: u32,
+}
+
+impl NnKernels {
+    /// One SGD step on `n` parameters in place (`velocity` is read and written only with
+    /// momentum; pass any buffer of `n` entries).
+    pub fn sgd_step(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &mut CudaSlice<f32>,
+        g: &CudaSlice<f32>,
+        velocity: &mut CudaSlice<f32>,
+        n: usize,
+        s: SgdStep,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "sgd step";
+        check_stream(&self.ctx, OP, stream)?;
+        check_buf(&self.ctx, OP, "w", w, n)?;
+        check_buf(&self.ctx, OP, "g", g, n)?;
+        check_buf(&self.ctx, OP, "velocity", velocity, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (n64, nest) = (as_i64(OP, "n", n)?, s.nesterov as i32);
+        let mut b = stream.launch_builder(function(&self.optim, "sgd_step")?);
+        b.arg(w).arg(g).arg(velocity).arg(&n64);
+        b.arg(&s.lr)
+            .arg(&s.momentum)
+            .arg(&s.weight_decay)
+            .arg(&nest);
+        run("sgd_step", b, self.stride_cfg(n))
+    }
+
+    /// One Adam step on `n` parameters in place.
+    pub fn adam_step(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &mut CudaSlice<f32>,
+        g: &CudaSlice<f32>,
+        m: &mut CudaSlice<f32>,
+        v: &mut CudaSlice<f32>,
+        n: usize,
+        s: AdamStep,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "adam step";
+        check_stream(&self.ctx, OP, stream)?;
+        if s.t == 0 {
+            return Err(KernelError::invalid(OP, "the step count t starts at 1"));
+        }
+        check_buf(&self.ctx, OP, "w", w, n)?;
+        check_buf(&self.ctx, OP, "g", g, n)?;
+        check_buf(&self.ctx, OP, "m", m, n)?;
+        check_buf(&self.ctx, OP, "v", v, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (bc1, bc2) = adam_bias_corrections(s.beta1, s.beta2, s.t);
+        let (bc1, bc2) = (bc1 as f32, bc2 as f32);
+        let n64 = as_i64(OP, "n", n)?;
+        let mut b = stream.launch_builder(function(&self.optim, "adam_step")?);
+        b.arg(w).arg(g).arg(m).arg(v).arg(&n64);
+        b.arg(&s.lr)
+            .arg(&s.beta1)
+            .arg(&s.beta2)
+            .arg(&s.eps)
+            .arg(&s.weight_decay);
+        b.arg(&bc1).arg(&bc2);
+        run("adam_step", b, self.stride_cfg(n))
+    }
+
+    /// Per-channel SBP KL and its gradient w.r.t. mu and log_sigma.
+    pub fn sbp_kl_grad(
+        &self,
+        stream: &Arc<CudaStream>,
+        mu: &CudaSlice<f32>,
+        log_sigma: &CudaSlice<f32>,
+        channels: usize,
+        kl: &mut CudaSlice<f32>,
+        dmu: &mut CudaSlice<f32>,
+        dlog_sigma: &mut CudaSlice<f32>,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "sbp kl";
+        check_stream(&self.ctx, OP, stream)?;
+        check_buf(&self.ctx, OP, "mu", mu, channels)?;
+        check_buf(&self.ctx, OP, "log_sigma", log_sigma, channels)?;
+        check_buf(&self.ctx, OP, "kl", kl, channels)?;
+        check_buf(&self.ctx, OP, "dmu", dmu, channels)?;
+        check_buf(&self.ctx, OP, "dlog_sigma", dlog_sigma, channels)?;
+        if channels == 0 {
+            return Ok(());
+        }
+        let c32 = as_i32(OP, "channels", channels)?;
+        let mut b = stream.launch_builder(function(&self.sbp_kl, "sbp_kl_grad")?);
+        b.arg(mu)
+            .arg(log_sigma)
+            .arg(kl)
+            .arg(dmu)
+            .arg(dlog_sigma)
+            .arg(&c32);
+        run("sbp_kl_grad", b, cfg([channels.div_ceil(256) as u32, 1, 1]))
+    }
+}
