@@ -2,7 +2,8 @@
 //!
 //! Prints, before the criterion runs, one line per kernel with its effective bandwidth and
 //! the fraction of device-to-device copy bandwidth measured on the same buffers, and the
-//! masked-convolution speedup over a dense convolution followed by a mask multiply.
+//! masked-convolution speedup over a dense convolution followed by a mask multiply.  Every
+//! timed call starts with a cold L2 (see `L2_FLUSH_BYTES`).
 //! Without a GPU it prints the reason and exits successfully.
 
 use std::sync::Arc;
@@ -23,32 +24,43 @@ fn drv(op: &'static str) -> impl FnOnce(DriverError) -> KernelError {
     }
 }
 
-/// Seconds per call of `f`, timed with CUDA events over `iters` back-to-back calls.
+/// Bytes written between timed calls to evict the previous call's data from L2 (larger
+/// than the L2 of any current GPU: 50 MB on H100 / H200), so that every timed call reads
+/// its inputs from DRAM, as it does in a training step where other layers run in between.
+const L2_FLUSH_BYTES: usize = 256 << 20;
+
+/// Seconds per call of `f`, timed with CUDA events around each of `iters` calls, with the
+/// L2 cache flushed (outside the timed interval) before every call.
 fn time_gpu(
     kc: &KernelContext,
     iters: u64,
     f: &mut dyn FnMut() -> Result<(), KernelError>,
 ) -> Result<f64, KernelError> {
     let ctx = kc.cuda_context();
+    let stream = kc.stream();
     let start = ctx
         .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
         .map_err(drv("creating a timing event"))?;
     let end = ctx
         .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
         .map_err(drv("creating a timing event"))?;
+    let mut flush = stream
+        .alloc_zeros::<u8>(L2_FLUSH_BYTES)
+        .map_err(drv("allocating the L2 flush buffer"))?;
     f()?; // warm-up
-    start
-        .record(kc.stream())
-        .map_err(drv("recording a timing event"))?;
-    for _ in 0..iters {
+    let mut total_ms = 0.0f64;
+    for _ in 0..iters.max(1) {
+        stream
+            .memset_zeros(&mut flush)
+            .map_err(drv("flushing L2"))?;
+        start.record(stream).map_err(drv("recording a timing event"))?;
         f()?;
+        end.record(stream).map_err(drv("recording a timing event"))?;
+        total_ms += start
+            .elapsed_ms(&end)
+            .map_err(drv("reading a timing event"))? as f64;
     }
-    end.record(kc.stream())
-        .map_err(drv("recording a timing event"))?;
-    let ms = start
-        .elapsed_ms(&end)
-        .map_err(drv("reading a timing event"))?;
-    Ok(ms as f64 * 1e-3 / iters.max(1) as f64)
+    Ok(total_ms * 1e-3 / iters.max(1) as f64)
 }
 
 fn criterion_time(
