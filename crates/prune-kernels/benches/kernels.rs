@@ -53,9 +53,12 @@ fn time_gpu(
         stream
             .memset_zeros(&mut flush)
             .map_err(drv("flushing L2"))?;
-        start.record(stream).map_err(drv("recording a timing event"))?;
+        start
+            .record(stream)
+            .map_err(drv("recording a timing event"))?;
         f()?;
-        end.record(stream).map_err(drv("recording a timing event"))?;
+        end.record(stream)
+            .map_err(drv("recording a timing event"))?;
         total_ms += start
             .elapsed_ms(&end)
             .map_err(drv("reading a timing event"))? as f64;
