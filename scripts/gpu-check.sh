@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The prepared GPU check.  Runs on a GPU machine with CUDA 13, PyTorch + cuDNN and
+# compute-sanitizer but no cargo and no network, from the repository root, with the bundle
+# built beforehand by scripts/gpu-build.sh carried along:
+#
+#     OUT=/some/dir bash scripts/gpu-check.sh [BUNDLE]     # default BUNDLE: runs/gpu-bundle
+#
+# Everything it prints also goes under $OUT (default: ./gpu-check-out): one log per step and
+# summary.txt with one line per step (PASS / FAIL / SKIP / UNSUPPORTED and the reason).
+# Budget: under 5 minutes in all; every step runs under its own `timeout`.
+#
+# Steps
+#   1. nvidia-smi
+#   2. every GPU test binary with PRUNE_REQUIRE_GPU=1 (a missing GPU or driver fails them)
+#   3. compute-sanitizer memcheck and racecheck on a small subset (the gather and backend-op
+#      tests); where the device runtime does not support the tool, UNSUPPORTED with its message
+#   4. the kernel benchmarks (bandwidth lines, fused vs unfused, gather vs copy, masked conv)
+#   5. training on the GPU with the prune-nn CLI: LeNet5 one MNIST epoch on cuda and on cpu
+#      from the same seed (losses compared), one ResNet-20 / ResNet-56 epoch on
+#      Fashion-MNIST timed; only when the CLI accepts --device, else SKIP with the reason
+#   6. the PyTorch peer: ResNet-56 / ResNet-20 training step on the same GPU and batch
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE="${1:-runs/gpu-bundle}"
+OUT="${OUT:-$PWD/gpu-check-out}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+START=$(date +%s)
+BUDGET=290  # seconds for everything
+
+note() { echo "$*" | tee -a "$SUMMARY"; }
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+# step NAME TIMEOUT CMD...: runs CMD with output to $OUT/NAME.log (and the console).
+step() {
+    local name="$1" limit="$2"
+    shift 2
+    local l
+    l=$(left)
+    if [ "$l" -lt 10 ]; then
+        note "SKIP  $name: out of time budget"
+        return 0
+    fi
+    [ "$limit" -gt "$l" ] && limit="$l"
+    echo "=== $name (timeout ${limit}s): $*" | tee "$OUT/$name.log"
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
+        note "PASS  $name"
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        note "FAIL  $name: timed out after ${limit}s"
+    else
+        note "FAIL  $name: exit $rc (see $name.log)"
+    fi
+    return 0
+}
+
+note "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+[ -f "$BUNDLE/BUILD_INFO" ] && sed 's/^/bundle /' "$BUNDLE/BUILD_INFO" | tee -a "$SUMMARY"
+if [ ! -d "$BUNDLE/tests" ]; then
+    note "FAIL  bundle: $BUNDLE/tests not found; build it with: bash scripts/gpu-build.sh $BUNDLE"
+    exit 1
+fi
+
+# Dataset for the training steps (the repository's shared/data, or $PRUNE_NN_DATA).
+if [ -z "${PRUNE_NN_DATA:-}" ]; then
+    for d in shared/data ../shared/data; do
+        [ -d "$d" ] && PRUNE_NN_DATA="$(cd "$d" && pwd)" && break
+    done
+fi
+export PRUNE_NN_DATA="${PRUNE_NN_DATA:-}"
+
+# 1. device
+step nvidia-smi 20 nvidia-smi
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
+    >> "$OUT/nvidia-smi.log" 2>&1
+
+# 2. GPU tests: every test of every carried binary, GPU required.
+export PRUNE_REQUIRE_GPU=1 PRUNE_REQUIRE_NVRTC=1
+for t in "$BUNDLE"/tests/*; do
+    step "test-$(basename "$t")" 90 "$t" --test-threads=1
+done
+
+# 3. compute-sanitizer on a small subset.
+if command -v compute-sanitizer >/dev/null 2>&1; then
+    for tool in memcheck racecheck; do
+        for t in gpu_gather gpu_ops; do
+            [ -x "$BUNDLE/tests/$t" ] || continue
+            name="sanitizer-$tool-$t"
+            step "$name" 75 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+                "$BUNDLE/tests/$t" --test-threads=1
+            if grep -qiE "not supported|unsupported|Target application terminated before first instrumented API call|Unable to find injection library|device does not support" "$OUT/$name.log"; then
+                sed -i "s/^FAIL  $name:.*/UNSUPPORTED $name: compute-sanitizer $tool does not run on this device runtime (see $name.log)/" "$SUMMARY"
+                echo "UNSUPPORTED $name" >&2
+            fi
+        done
+    done
+else
+    note "UNSUPPORTED compute-sanitizer: not on PATH"
+fi
+
+# 4. kernel benchmarks (the summary lines print before the criterion runs).
+if [ -x "$BUNDLE/benches/kernels" ]; then
+    step bench-kernels 100 "$BUNDLE/benches/kernels" --bench --noplot \
+        --warm-up-time 0.5 --measurement-time 1 --sample-size 10
+else
+    note "SKIP  bench-kernels: no benchmark binary in $BUNDLE/benches"
+fi
+
+# 5. training on the GPU through the CLI.
+CLI="$BUNDLE/bin/prune-nn"
+if [ ! -x "$CLI" ]; then
+    note "SKIP  training: no prune-nn binary in $BUNDLE/bin"
+elif ! "$CLI" train --help 2>/dev/null | grep -q -- "--device"; then
+    note "SKIP  training (LeNet5 cuda vs cpu, ResNet-20/56 epochs): this prune-nn has no --device option, the CUDA backend is not built in"
+elif [ -z "$PRUNE_NN_DATA" ]; then
+    note "SKIP  training: no dataset (set PRUNE_NN_DATA or carry shared/data)"
+else
+    for dev in cuda cpu; do
+        rm -rf "$OUT/lenet5-$dev"
+        step "train-lenet5-$dev" 60 "$CLI" train --model lenet5 --dataset mnist --epochs 1 \
+            --seed 7 --device "$dev" --out "$OUT/lenet5-$dev"
+    done
+    python3 - "$OUT/lenet5-cuda/metrics.jsonl" "$OUT/lenet5-cpu/metrics.jsonl" <<'PY' 2>&1 | tee -a "$SUMMARY"
+import json, sys
+try:
+    a, b = [json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3]]
+except Exception as e:  # a run above failed; its log says why
+    print(f"FAIL  lenet5-compare: {e}")
+    sys.exit(0)
+rel = abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-12)
+verdict = "PASS" if rel <= 1e-4 else "FAIL"
+print(f"{verdict}  lenet5-compare: train loss cuda {a['train_loss']:.6f} cpu {b['train_loss']:.6f} "
+      f"(relative difference {rel:.2e}, goal 1e-4); epoch seconds cuda {a['seconds']:.2f} "
+      f"(goal <= 2 s) cpu {b['seconds']:.2f}")
+PY
+    for m in resnet20 resnet56; do
+        rm -rf "$OUT/$m-cuda"
+        step "train-$m-cuda" 90 "$CLI" train --model "$m" --dataset fashion-mnist --epochs 1 \
+            --optimizer sgd --lr 0.1 --seed 7 --device cuda --out "$OUT/$m-cuda"
+        [ -f "$OUT/$m-cuda/metrics.jsonl" ] && tail -n1 "$OUT/$m-cuda/metrics.jsonl" \
+            | sed "s/^/$m epoch: /" | tee -a "$SUMMARY"
+    done
+fi
+
+# 6. the PyTorch peer on the same GPU.
+if python3 -c "import torch" >/dev/null 2>&1; then
+    step torch-resnet56 60 python3 scripts/torch_resnet56_step.py --batch 128 --steps 30 --blocks 9
+    step torch-resnet20 40 python3 scripts/torch_resnet56_step.py --batch 128 --steps 30 --blocks 3
+    grep -h "ms/step" "$OUT"/torch-resnet*.log | tee -a "$SUMMARY"
+else
+    note "SKIP  torch peer: python3 cannot import torch"
+fi
+
+# Bandwidth lines of the benchmark, for docs/kernels.md.
+grep -hE "GB/s|speedup|device:" "$OUT/bench-kernels.log" 2>/dev/null | tee -a "$SUMMARY" >/dev/null
+note "done in $(($(date +%s) - START)) s; logs in $OUT"
+grep -q "^FAIL" "$SUMMARY" && exit 1
+exit 0
