@@ -84,6 +84,12 @@ fn main() {
         let text = fs::read_to_string(f).unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
         all.extend(kernel_names(&text));
     }
+    // The emulator's own test kernels.
+    let selftest = cpp.join("selftest.cu");
+    tu.push_str(&inc(&selftest));
+    all.extend(kernel_names(
+        &fs::read_to_string(&selftest).unwrap_or_else(|e| panic!("reading selftest.cu: {e}")),
+    ));
     tu.push_str("extern \"C\" const pk_emu::KernelInfo pk_emu_kernels[] = {\n");
     for k in &all {
         let _ = writeln!(tu, "    pk_emu::kernel_info(\"{k}\", &{k}),");

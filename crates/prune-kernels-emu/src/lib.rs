@@ -217,8 +217,19 @@ impl Arg {
     }
 }
 
-/// Names of every emulated kernel (all `extern "C" __global__` functions of `kernels/*.cu`).
+/// Prefix of the emulator's own test kernels (`cpp/selftest.cu`).
+pub const SELFTEST_PREFIX: &str = "pk_emu_selftest_";
+
+/// Names of every emulated kernel of `kernels/*.cu` (the emulator's own test kernels,
+/// named with [`SELFTEST_PREFIX`], excluded).
 pub fn kernel_names() -> Vec<String> {
+    all_kernel_names()
+        .into_iter()
+        .filter(|n| !n.starts_with(SELFTEST_PREFIX))
+        .collect()
+}
+
+fn all_kernel_names() -> Vec<String> {
     // SAFETY: the table is static; names are NUL-terminated literals.
     let n = unsafe { pk_emu_kernel_count_get() };
     (0..n)

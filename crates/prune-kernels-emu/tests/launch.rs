@@ -77,3 +77,55 @@ fn buffers_round_trip() {
     let e = DevBuf::<f32>::zeroed(0).unwrap();
     assert!(e.is_empty());
 }
+
+fn run_block(use_barrier: i32, sched: Schedule) -> Vec<f32> {
+    let out = DevBuf::<f32>::zeroed(2 * 256).unwrap();
+    launch(
+        "pk_emu_selftest_block",
+        [2, 1, 1],
+        [256, 1, 1],
+        &[out.arg(), Arg::i32(use_barrier)],
+        sched,
+    )
+    .unwrap();
+    out.to_vec()
+}
+
+#[test]
+fn barriers_and_shuffles_behave_like_a_gpu() {
+    // lane 0 of every warp holds 0 + 1 + ... + 31 = 496 after the shuffle tree
+    let want: Vec<f32> = (0..512)
+        .map(|e| ((e % 256 + 1) % 256 + 1) as f32 + 1000.0 * 496.0)
+        .collect();
+    for s in [
+        Schedule::Ascending,
+        Schedule::Descending,
+        Schedule::Shuffled(9),
+    ] {
+        assert_eq!(run_block(1, s), want, "{s:?}");
+    }
+}
+
+#[test]
+fn a_missing_barrier_shows_as_schedule_dependence() {
+    assert_ne!(
+        run_block(0, Schedule::Ascending),
+        run_block(0, Schedule::Descending)
+    );
+}
+
+#[test]
+fn a_shuffle_reached_by_part_of_a_warp_is_an_error() {
+    let out = DevBuf::<f32>::zeroed(64).unwrap();
+    let e = launch(
+        "pk_emu_selftest_divergent",
+        [1, 1, 1],
+        [64, 1, 1],
+        &[out.arg()],
+        Schedule::Ascending,
+    );
+    match e {
+        Err(EmuError::Launch { message, .. }) => assert!(message.contains("warp 0"), "{message}"),
+        other => panic!("expected a launch error, got {other:?}"),
+    }
+}
