@@ -42,7 +42,7 @@ cargo test --release -p prune-kernels "${args[@]}" --no-run --message-format=jso
     done
 
 echo "gpu-build: kernel benchmark" >&2
-cargo bench -p prune-kernels --bench kernels --no-run --message-format=json-render-diagnostics \
+cargo bench -p prune-kernels --features cudnn --bench kernels --no-run --message-format=json-render-diagnostics \
     | artifacts | while IFS=$'\t' read -r name path; do
         cp "$path" "$BUNDLE/benches/$name"
     done

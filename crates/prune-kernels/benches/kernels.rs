@@ -9,6 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "cudnn")]
+#[path = "support/cudnn_peer.rs"]
+mod cudnn_peer;
+
 use criterion::{BenchmarkId, Criterion};
 use prune_kernels::cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream, DriverError};
 use prune_kernels::host::{upload, zeros};
@@ -319,6 +323,22 @@ fn run(kc: &KernelContext, c: &mut Criterion) -> Result<(), KernelError> {
         dense_flops / t_d / 1e9
     );
     println!("masked conv speedup over dense + mask: {:.2}x", t_d / t_m);
+    #[cfg(feature = "cudnn")]
+    if let Some(mut peer) = cudnn_peer::compact_conv(&stream, &sh, ki.len(), ko.len())? {
+        let t_c = time_gpu(kc, 20, &mut *peer)?;
+        println!(
+            "{:<44} {:>9.3} ms {:>9.1} GFLOP/s",
+            "cuDNN conv on the gathered tensors",
+            t_c * 1e3,
+            dense_flops * 0.09 / t_c / 1e9
+        );
+        println!(
+            "masked conv speedup over cuDNN on gathered tensors: {:.2}x",
+            t_c / t_m
+        );
+    }
+    #[cfg(not(feature = "cudnn"))]
+    println!("cuDNN peer skipped: built without the cudnn feature");
     let mut g = c.benchmark_group("conv/32x256x28x28/3x3/30%");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(200))
