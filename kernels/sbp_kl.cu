@@ -14,7 +14,7 @@
 // and d alpha/d mu = d beta/d mu = -1/sigma, d alpha/d ls = -alpha, d beta/d ls = -beta:
 //   dKL/dmu = (H_alpha + H_beta) / sigma
 //   dKL/dls = -1 + alpha H_alpha + beta H_beta
-// Both are zero where ls is clamped or where sbp_stats clamps KL at 0.
+// Both are zero where sbp_stats clamps KL at 0; each is zero where its parameter is clamped.
 // Evaluation without cancellation.  alpha >= 0 is mapped to the lower tail by the mirror
 // (alpha', beta') = (-beta, -alpha), under which H_alpha = -H'_beta', H_beta = -H'_alpha'.
 // There, with E_a = 1 + alpha^2 - N/Z and E_b = 1 + beta^2 - N/Z,
@@ -78,26 +78,43 @@ __device__ void sbp_kl_hgrad(double alpha, double beta, double* h_alpha, double*
     *h_beta = mirror ? -ha : hb;
 }
 
+// The parameter clamp of sbp_noise.cu: log_sigma in [SBP_LOG_SIGMA_MIN, SBP_LOG_SIGMA_MAX],
+// or, where sbp_noise.cu clamps both parameters, mu and log_sigma in
+// [SBP_PARAM_MIN, SBP_PARAM_MAX].  Outside the clamp the gradient is zero.
+#ifdef SBP_PARAM_MIN
+#define SBP_KL_MU_LO SBP_PARAM_MIN
+#define SBP_KL_MU_HI SBP_PARAM_MAX
+#define SBP_KL_LS_LO SBP_PARAM_MIN
+#define SBP_KL_LS_HI SBP_PARAM_MAX
+#else
+#define SBP_KL_MU_LO (-1e300)
+#define SBP_KL_MU_HI 1e300
+#define SBP_KL_LS_LO SBP_LOG_SIGMA_MIN
+#define SBP_KL_LS_HI SBP_LOG_SIGMA_MAX
+#endif
+
 extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 sbp_kl_grad(const float* __restrict__ mu, const float* __restrict__ log_sigma,
             float* __restrict__ kl, float* __restrict__ dmu, float* __restrict__ dlog_sigma,
             int channels) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
-    const double m = (double)mu[c], ls_raw = (double)log_sigma[c];
-    const SbpStats st = sbp_stats(m, ls_raw);
+    const double m_raw = (double)mu[c], ls_raw = (double)log_sigma[c];
+    const SbpStats st = sbp_stats(m_raw, ls_raw);
     kl[c] = (float)st.kl;
-    const bool ls_clamped = !(ls_raw >= SBP_LOG_SIGMA_MIN && ls_raw <= SBP_LOG_SIGMA_MAX);
+    const bool mu_clamped = !(m_raw >= SBP_KL_MU_LO && m_raw <= SBP_KL_MU_HI);
+    const bool ls_clamped = !(ls_raw >= SBP_KL_LS_LO && ls_raw <= SBP_KL_LS_HI);
     if (st.kl <= 0.0) {
         dmu[c] = 0.0f;
         dlog_sigma[c] = 0.0f;
         return;
     }
-    const double sigma = exp(fmin(fmax(ls_raw, SBP_LOG_SIGMA_MIN), SBP_LOG_SIGMA_MAX));
+    const double m = fmin(fmax(m_raw, SBP_KL_MU_LO), SBP_KL_MU_HI);
+    const double sigma = exp(fmin(fmax(ls_raw, SBP_KL_LS_LO), SBP_KL_LS_HI));
     const double alpha = (SBP_A - m) / sigma, beta = (SBP_B - m) / sigma;
     double h_a, h_b;
     sbp_kl_hgrad(alpha, beta, &h_a, &h_b);
-    dmu[c] = (float)((h_a + h_b) / sigma);
+    dmu[c] = mu_clamped ? 0.0f : (float)((h_a + h_b) / sigma);
     const double ah = h_a == 0.0 ? 0.0 : alpha * h_a;
     const double bh = h_b == 0.0 ? 0.0 : beta * h_b;
     dlog_sigma[c] = ls_clamped ? 0.0f : (float)(-1.0 + ah + bh);
