@@ -70,6 +70,39 @@ if [ -z "${PRUNE_NN_DATA:-}" ]; then
 fi
 export PRUNE_NN_DATA="${PRUNE_NN_DATA:-}"
 
+# CUDA libraries the binaries load at run time (libcuda from the driver; libnvrtc and, for
+# the cuDNN peer, libcudnn): the toolkit's lib directory and the NVIDIA wheels next to
+# PyTorch, added to LD_LIBRARY_PATH when present.
+libdirs=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -d "$d" ] && libdirs="$libdirs:$d"
+done
+if command -v python3 >/dev/null 2>&1; then
+    wheel_dirs="$(python3 - <<'PY' 2>/dev/null
+import glob, os, site, sys
+roots = []
+try:
+    roots += site.getsitepackages()
+except AttributeError:
+    pass
+roots += [p for p in sys.path if p.endswith("site-packages") or p.endswith("dist-packages")]
+seen = []
+for root in dict.fromkeys(roots):
+    for pat in ("libnvrtc.so*", "libcudnn.so*"):
+        for hit in glob.glob(os.path.join(root, "nvidia", "**", pat), recursive=True):
+            d = os.path.dirname(os.path.realpath(hit))
+            if d not in seen:
+                seen.append(d)
+print(":".join(seen))
+PY
+)"
+    [ -n "$wheel_dirs" ] && libdirs="$libdirs:$wheel_dirs"
+fi
+if [ -n "$libdirs" ]; then
+    export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+note "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+
 # 1. device
 step nvidia-smi 20 nvidia-smi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
