@@ -136,6 +136,10 @@ fi
 if [ -x "$BUNDLE/benches/kernels" ]; then
     step bench-kernels 100 "$BUNDLE/benches/kernels" --bench --noplot \
         --warm-up-time 0.5 --measurement-time 1 --sample-size 10
+    # The benchmark exits successfully when it finds no GPU; here that is a failure.
+    if grep -q "benchmarks skipped" "$OUT/bench-kernels.log" 2>/dev/null; then
+        sed -i "s/^PASS  bench-kernels$/FAIL  bench-kernels: no usable GPU (see bench-kernels.log)/" "$SUMMARY"
+    fi
 else
     note "SKIP  bench-kernels: no benchmark binary in $BUNDLE/benches"
 fi
