@@ -93,7 +93,7 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A run directory (model.json + weights.safetensors).
+    /// A run directory (model.json + weights.safetensors, or checkpoint/).
     #[arg(long)]
     pub model: PathBuf,
     /// Dataset (default: the one in the run's report.json).

@@ -90,7 +90,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let model = prune_nn::graph::Model::load(&a.model)?;
+    let model = prune_nn::graph::Model::load(&prune_nn::outputs::model_dir(&a.model))?;
     let dataset = match a.dataset.or_else(|| run_dataset(&a.model)) {
         Some(d) => d,
         None => {

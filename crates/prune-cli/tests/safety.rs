@@ -108,7 +108,13 @@ fn commands_never_replace_the_model_they_read() {
     assert!(o.status.success(), "{}", text(&o));
 
     // Every run directory written above evaluates without flags.
-    for d in [&dense, &pruned, &sparse, &compiled] {
+    for d in [
+        &dense,
+        &pruned,
+        &sparse,
+        &pruned.join("finetune"),
+        &compiled,
+    ] {
         let o = run(&["eval", "--model", s(d), "--data", s(&data)]);
         assert!(
             o.status.success() && text(&o).contains("test accuracy"),
@@ -339,7 +345,7 @@ fn the_demo_says_where_its_files_are_and_each_run_evaluates() {
         assert!(!stdout.contains(row), "row '{row}' in:\n{stdout}");
     }
     assert!(text(&o).contains("finetune: epoch 1/1"), "{}", text(&o));
-    for d in [&dense, &sbp, &sbp.join("sparse")] {
+    for d in [&dense, &sbp, &sbp.join("sparse"), &sbp.join("finetune")] {
         let o = run(&["eval", "--model", s(d), "--data", s(&data)]);
         assert!(
             o.status.success(),

@@ -105,10 +105,23 @@ pub fn record_dataset(dir: &Path, dataset: &str) -> Result<()> {
     write_json(&path, &v)
 }
 
+/// Where the model of run directory `dir` is: `dir` itself, or for a run
+/// that keeps only checkpoints (a pruning run's `finetune/`) its latest
+/// checkpoint.
+pub fn model_dir(dir: &Path) -> PathBuf {
+    let checkpoint = dir.join("checkpoint");
+    if !dir.join(MODEL_FILE).is_file() && checkpoint.join(MODEL_FILE).is_file() {
+        checkpoint
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// [`record_dataset`] for `dir` and every directory below it that holds a
-/// model (a pruning run's `sparse/`, search trials, ...).
+/// model or checkpoints (a pruning run's `sparse/`, `finetune/`, search
+/// trials, ...).
 pub fn record_dataset_tree(dir: &Path, dataset: &str) -> Result<()> {
-    if dir.join(MODEL_FILE).is_file() {
+    if dir.join(MODEL_FILE).is_file() || dir.join("checkpoint").is_dir() {
         record_dataset(dir, dataset)?;
     }
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
