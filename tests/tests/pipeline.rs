@@ -7,9 +7,15 @@ use prune_nn::run::train_dense;
 use prune_nn::train::{OptimizerKind, TrainConfig};
 use prune_tests::mnist;
 
-#[test]
+fn main() {
+    let need = prune_testkit::Need::data();
+    prune_testkit::run(prune_testkit::tests_needing!(&need;
+        lenet5_one_epoch_then_sbp_prune_compile_finetune,
+    ));
+}
+
 fn lenet5_one_epoch_then_sbp_prune_compile_finetune() {
-    let Some((train, test)) = mnist() else { return };
+    let (train, test) = mnist();
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = TrainConfig {
         epochs: 1,

@@ -50,6 +50,7 @@ pub struct DataArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// lenet-300-100, lenet-500-300, lenet5, vgg-like, resnet20, resnet32, resnet56.
     #[arg(long)]
@@ -80,16 +81,19 @@ pub struct TrainArgs {
     /// Stop each epoch after this many batches.
     #[arg(long)]
     pub max_batches: Option<usize>,
-    /// Continue from the run directory's checkpoint.
+    /// Continue from the run directory's checkpoint (same settings; --epochs may grow).
     #[arg(long)]
     pub resume: bool,
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier run in --out (never a directory the command reads).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A run directory (model.json + weights.safetensors).
+    /// A run directory (model.json + weights.safetensors, or checkpoint/).
     #[arg(long)]
     pub model: PathBuf,
     /// Dataset (default: the one in the run's report.json).
@@ -117,6 +121,9 @@ pub struct CompileArgs {
     /// Fold batch norm into the preceding conv/linear layer.
     #[arg(long)]
     pub fold_bn: bool,
+    /// Replace an earlier run in --out (never a directory the command reads).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -127,6 +134,7 @@ pub enum MethodArg {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct PruneArgs {
     #[arg(long, value_enum)]
     pub method: MethodArg,
@@ -179,9 +187,13 @@ pub struct PruneArgs {
     pub max_batches: Option<usize>,
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier run in --out (never a directory the command reads).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct DemoArgs {
     /// Where the demo writes its runs.
     #[arg(long, default_value = "runs/demo")]
@@ -194,4 +206,10 @@ pub struct DemoArgs {
     /// SBP epochs.
     #[arg(long, default_value_t = 8)]
     pub sbp_epochs: usize,
+    /// Use only the first N training examples (quick tries).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Replace an earlier run in --out (never a directory the command reads).
+    #[arg(long)]
+    pub force: bool,
 }

@@ -1,10 +1,10 @@
 //! What each subcommand does; the work itself lives in the `prune-nn` crate.
 
 use crate::args::*;
+use prune_nn::outputs::{check_output_dir, record_dataset, record_dataset_tree, RunLock};
 use prune_nn::prune::{Method, PruneConfig};
-use prune_nn::run::{load_data, run_dataset, train_dense, write_json};
+use prune_nn::run::{load_data, run_dataset, train_dense};
 use prune_nn::{Error, Result};
-use std::path::Path;
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -14,15 +14,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Graph(a) => graph(a),
         Command::Compile(a) => compile(a),
         Command::Prune(a) => prune(a),
-        Command::Demo(a) => {
-            let report = prune_nn::demo::run(&a.out, a.data.as_deref(), a.epochs, a.sbp_epochs)?;
-            println!("{}", prune_nn::report::render_markdown(&report));
-            Ok(())
-        }
+        Command::Demo(a) => crate::demo::demo(a),
     }
 }
 
 fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Dataset)> {
+    if d.subset == Some(0) {
+        return Err(Error::Usage(
+            "--subset must be at least 1 (0 trains on nothing)".into(),
+        ));
+    }
     let (mut train, test, dir) = load_data(&d.dataset, d.data.as_deref())?;
     if let Some(n) = d.subset {
         train = train.subset(n);
@@ -38,7 +39,9 @@ fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Datase
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    let (train, test) = data(&a.data)?;
+    if !a.resume {
+        check_output_dir(&a.out, &[], a.force)?;
+    }
     let optimizer = match a.optimizer {
         Optim::Adam => prune_nn::train::OptimizerKind::Adam {
             beta1: 0.9,
@@ -70,6 +73,9 @@ fn train(a: TrainArgs) -> Result<()> {
         max_batches: a.max_batches,
         progress: true,
     };
+    cfg.validate()?;
+    let (train, test) = data(&a.data)?;
+    let _lock = RunLock::acquire(&a.out)?;
     let (_, report) = train_dense(&a.model, &train, &test, &cfg, &a.out, a.resume)?;
     println!(
         "{}: test accuracy {:.4}, {:.0} training images/s, {} params, {} FLOPs; wrote {}",
@@ -84,7 +90,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let model = prune_nn::graph::Model::load(&a.model)?;
+    let model = prune_nn::graph::Model::load(&prune_nn::outputs::model_dir(&a.model))?;
     let dataset = match a.dataset.or_else(|| run_dataset(&a.model)) {
         Some(d) => d,
         None => {
@@ -110,9 +116,15 @@ fn graph(a: GraphArgs) -> Result<()> {
 }
 
 fn compile(a: CompileArgs) -> Result<()> {
+    check_output_dir(&a.out, &[&a.model], a.force)?;
     let model = prune_nn::graph::Model::load(&a.model)?;
     let masks = prune_nn::reg::Masks::load_json(&a.masks)?;
+    let _lock = RunLock::acquire(&a.out)?;
     let compiled = prune_nn::compile_masks(&model, &masks, a.fold_bn, &a.out)?;
+    let dataset = run_dataset(&a.model).or_else(|| a.masks.parent().and_then(run_dataset));
+    if let Some(d) = dataset {
+        record_dataset(&a.out, &d)?;
+    }
     println!(
         "compiled {}: FLOPs {} -> {}, params {} -> {}, verified (max rel. error {:.2e}); wrote {}\n{}",
         a.model.display(),
@@ -133,8 +145,8 @@ fn prune(a: PruneArgs) -> Result<()> {
         MethodArg::Polarization => Method::Polarization,
         MethodArg::Slimming => Method::Slimming,
     };
+    check_output_dir(&a.out, &[&a.model], a.force)?;
     let dense = prune_nn::graph::Model::load(&a.model)?;
-    let (train, test) = data(&a.data)?;
     let mut cfg = PruneConfig::paper_defaults(method);
     cfg.epochs = a.epochs;
     cfg.finetune_epochs = a.finetune_epochs;
@@ -157,21 +169,14 @@ fn prune(a: PruneArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.max_batches = a.max_batches;
     cfg.progress = true;
+    cfg.validate()?;
+    let (train, test) = data(&a.data)?;
+    let _lock = RunLock::acquire(&a.out)?;
     let pruned = prune_nn::prune::prune(&dense, &train, &test, &cfg, &a.out)?;
-    write_dataset_note(&a.out, &a.data.dataset)?;
+    record_dataset_tree(&a.out, &a.data.dataset)?;
     println!("{}", prune_nn::report::render_markdown(&pruned.report));
-    Ok(())
-}
-
-/// Records the dataset beside a pruned model so `eval` finds it.
-fn write_dataset_note(out: &Path, dataset: &str) -> Result<()> {
-    let path = out.join("report.json");
-    let mut v: serde_json::Value = prune_nn::run::read_json(&path)?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "dataset".into(),
-            serde_json::Value::String(dataset.to_string()),
-        );
+    if let Some(warning) = prune_nn::report::target_warning(&pruned.report) {
+        eprintln!("warning: {warning}");
     }
-    write_json(&path, &v)
+    Ok(())
 }

@@ -1,26 +1,27 @@
 //! The `prune-nn` binary: flags, errors, and a short train → eval → graph →
-//! prune → compile round on real data when `PRUNE_NN_DATA` is set.
+//! prune → compile round on the real MNIST files under `PRUNE_NN_DATA`
+//! (reported as ignored, with the reason, when the variable is unset).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prune-nn"))
+use common::*;
+use prune_testkit::{data, Need};
+
+fn main() {
+    let real = Need::data();
+    let mut trials =
+        prune_testkit::tests![bad_flags_get_clap_errors, missing_inputs_are_clear_errors];
+    trials.extend(prune_testkit::tests_needing!(&real;
+        train_eval_graph_prune_compile_on_real_data,
+        a_batch_that_cannot_fit_in_memory_is_refused,
+    ));
+    trials.push(prune_testkit::test_needing(
+        "unreadable_data_folders_are_reported_as_unreadable",
+        &unprivileged_need(),
+        unreadable_data_folders_are_reported_as_unreadable,
+    ));
+    prune_testkit::run(trials);
 }
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[test]
 fn bad_flags_get_clap_errors() {
     let o = run(&[
         "train", "--model", "lenet5", "--epochs", "many", "--out", "x",
@@ -34,7 +35,6 @@ fn bad_flags_get_clap_errors() {
     assert!(o.status.success() && text(&o).contains("demo"));
 }
 
-#[test]
 fn missing_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("nope");
@@ -62,13 +62,8 @@ fn missing_inputs_are_clear_errors() {
     );
 }
 
-#[test]
 fn train_eval_graph_prune_compile_on_real_data() {
-    let Some(data) = std::env::var_os("PRUNE_NN_DATA") else {
-        eprintln!("skipped: PRUNE_NN_DATA is not set");
-        return;
-    };
-    let data = Path::new(&data).join("mnist");
+    let data = data().join("mnist");
     let dir = tempfile::tempdir().expect("tmp");
     let run_dir = dir.path().join("lenet");
     let (d, r) = (
@@ -179,6 +174,112 @@ fn train_eval_graph_prune_compile_on_real_data() {
     ] {
         assert!(cr.get(key).is_some(), "compile report.json lacks {key}");
     }
-    let o = run(&["eval", "--model", c, "--dataset", "mnist", "--data", d]);
+    // The compiled run names its dataset: eval needs no --dataset.
+    let o = run(&["eval", "--model", c, "--data", d]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// ResNet-56 at a batch of all 60,000 MNIST images needs hundreds of GiB of
+/// activations: refused before training, with the estimate and the limit.
+fn a_batch_that_cannot_fit_in_memory_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("big");
+    let o = run(&[
+        "train",
+        "--model",
+        "resnet56",
+        "--data",
+        s(&data()),
+        "--batch-size",
+        "1000000",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("batch size 60000") && t.contains("GiB") && t.contains("MemAvailable"),
+        "{t}"
+    );
+}
+
+/// How the permission test drops root's right to read anything: `setpriv`
+/// to the `nobody` user, or nothing when not root.
+fn unprivileged() -> Option<Vec<String>> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .to_string();
+    if uid != "0" {
+        return Some(Vec::new());
+    }
+    // nobody must be able to reach and run the binary from where it was built.
+    let ok = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([env!("CARGO_BIN_EXE_prune-nn"), "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(|| {
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
+}
+
+fn unprivileged_need() -> Need {
+    Need::check(
+        "cannot drop root's permission to read any folder",
+        unprivileged().map(drop).ok_or_else(|| {
+            "running as root, and `setpriv` to user nobody cannot run the binary".to_string()
+        }),
+    )
+}
+
+/// A data folder that exists but may not be read is not reported as
+/// "missing files".
+fn unreadable_data_folders_are_reported_as_unreadable() {
+    use std::os::unix::fs::PermissionsExt;
+    let prefix = unprivileged().expect("probed");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mnist = synthetic_mnist(dir.path(), 10, 10);
+    std::fs::set_permissions(&mnist, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let out = dir.path().join("out");
+    let exe = env!("CARGO_BIN_EXE_prune-nn");
+    let mut cmd = match prefix.split_first() {
+        Some((p, rest)) => {
+            let mut c = std::process::Command::new(p);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let o = cmd
+        .args([
+            "train",
+            "--model",
+            "lenet-300-100",
+            "--data",
+            s(&mnist),
+            "--out",
+            s(&out),
+        ])
+        .output()
+        .expect("runs");
+    std::fs::set_permissions(&mnist, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("permission denied") && t.contains(s(&mnist)),
+        "{t}"
+    );
+    assert!(!t.contains("missing:"), "{t}");
 }

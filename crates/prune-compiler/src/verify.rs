@@ -12,8 +12,13 @@ use prune_graph::{predict, ChannelMasks, GateRuntime, Model};
 use rand::SeedableRng;
 
 /// `max|a − b| / max(1e-6, max|b|)`; `b` is the reference.
+///
+/// Any NaN or infinity on either side is an infinite error: a model whose
+/// logits are not finite has not reproduced anything, even when both sides
+/// are NaN in the same places.
 pub fn max_rel_error(a: &Tensor, b: &Tensor) -> Result<f64> {
-    if a.all_finite() != b.all_finite() {
+    if !(a.all_finite() && b.all_finite()) {
+        a.max_abs_diff(b)?;
         return Ok(f64::INFINITY);
     }
     let diff = f64::from(a.max_abs_diff(b)?);
@@ -66,6 +71,10 @@ mod tests {
         // Non-finite output against a finite reference is an infinite error.
         let n = Tensor::from_vec([2, 2], vec![f32::NAN, 0.0, 0.0, 0.0]).unwrap();
         assert_eq!(max_rel_error(&n, &b).unwrap(), f64::INFINITY);
+        // NaN on both sides is a failure too, not "error 0".
+        assert_eq!(max_rel_error(&n, &n).unwrap(), f64::INFINITY);
+        let inf = Tensor::from_vec([2, 2], vec![f32::INFINITY, 0.0, 0.0, 0.0]).unwrap();
+        assert_eq!(max_rel_error(&inf, &inf).unwrap(), f64::INFINITY);
         assert!(max_rel_error(&z, &b).is_err());
     }
 }

@@ -144,6 +144,27 @@ pub fn locate(kind: DatasetKind, explicit: Option<&Path>) -> Result<PathBuf> {
     locate_in(kind, explicit, &SearchPaths::from_env())
 }
 
+/// Why `dir` cannot be searched, when the reason is not simply that it is
+/// absent: a folder that exists but may not be read is not "missing".
+fn access_problem(dir: &Path) -> Option<String> {
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    match std::fs::metadata(dir) {
+        Err(e) if denied(&e) => Some(format!(
+            "{}: permission denied (a parent folder may not be entered)",
+            dir.display()
+        )),
+        Err(_) => None,
+        Ok(m) if !m.is_dir() => Some(format!("{}: not a folder", dir.display())),
+        Ok(_) => match std::fs::read_dir(dir) {
+            Err(e) if denied(&e) => Some(format!(
+                "{}: permission denied (the folder exists but may not be read)",
+                dir.display()
+            )),
+            _ => None,
+        },
+    }
+}
+
 /// The message of a failed search: what was searched, which files are needed,
 /// where to put them.
 pub fn not_found_message(
@@ -153,10 +174,25 @@ pub fn not_found_message(
     paths: &SearchPaths,
 ) -> String {
     let mut msg = format!("{} not found.", kind.title());
+    let mut problems: Vec<String> = Vec::new();
+    for p in explicit
+        .into_iter()
+        .chain(searched.iter().map(PathBuf::as_path))
+        .filter_map(access_problem)
+    {
+        if !problems.contains(&p) {
+            problems.push(p);
+        }
+    }
+    if !problems.is_empty() {
+        msg += &format!(" Not readable: {}.", problems.join("; "));
+    }
     if let Some(dir) = explicit {
-        msg += &format!(" The --data folder {} does not hold it", dir.display());
-        let missing = missing_files(kind, dir);
-        msg += &format!(" (missing: {}).", missing.join(", "));
+        if access_problem(dir).is_none() {
+            msg += &format!(" The --data folder {} does not hold it", dir.display());
+            let missing = missing_files(kind, dir);
+            msg += &format!(" (missing: {}).", missing.join(", "));
+        }
     }
     if searched.is_empty() {
         msg +=

@@ -206,39 +206,6 @@ fn cifar_archive_extraction() {
     assert!(e.contains("lacks data_batch_1.bin"), "{e}");
 }
 
-/// Serves the real MNIST files from `$PRUNE_NN_DATA/mnist` as a mirror and
-/// downloads them into an empty cache: checksums, atomic placement, loading.
-#[test]
-fn load_or_download_from_local_mirror_of_real_files() {
-    let Some(root) = real_data_root("load_or_download_from_local_mirror_of_real_files") else {
-        return;
-    };
-    let kind = DatasetKind::Mnist;
-    let routes: Vec<(&str, Reply)> = kind
-        .known_sha256()
-        .iter()
-        .map(|(name, _)| {
-            (
-                *name,
-                Reply::Body(std::fs::read(root.join("mnist").join(name)).unwrap()),
-            )
-        })
-        .collect();
-    let server = Server::start(routes, 4);
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = SearchPaths {
-        data_env: None,
-        cache_root: Some(tmp.path().join("cache")),
-        system_fashion_mnist: None,
-    };
-    let (train, test, dir) = load_or_download_in(kind, None, &paths, &[&server.base]).unwrap();
-    assert_eq!(dir, tmp.path().join("cache").join("mnist"));
-    assert_eq!((train.len(), test.len()), (60_000, 10_000));
-    assert_eq!(dir_entries(&dir).len(), 4);
-    prune_data::verify_checksums(kind, &dir).unwrap();
-    assert_eq!(server.finish(), 4);
-}
-
 /// The real mirrors, for machines with internet access: run with
 /// `cargo test -p prune-data -- --ignored`. Without access it must fail within
 /// the connect timeout, cleanly.

@@ -1,16 +1,27 @@
-//! The real MNIST and Fashion-MNIST files under `$PRUNE_NN_DATA` (skipped with
-//! a message when the variable is unset).
+//! The real MNIST and Fashion-MNIST files under `$PRUNE_NN_DATA` (a relative
+//! value is taken from the workspace root). Without the variable every test
+//! here is reported as ignored, with the reason.
 
 mod common;
 
-use common::real_data_root;
+use common::{dir_entries, Reply, Server};
 use prune_data::idx::load_idx_images;
 use prune_data::{load, locate, verify_checksums, DatasetKind, Split};
+use prune_data::{load_or_download_in, SearchPaths};
+use prune_testkit::{data, Need};
 
-fn check(kind: DatasetKind, test: &str) {
-    let Some(root) = real_data_root(test) else {
-        return;
-    };
+fn main() {
+    let need = Need::data();
+    prune_testkit::run(prune_testkit::tests_needing!(&need;
+        real_mnist,
+        real_fashion_mnist,
+        real_gz_and_raw_agree,
+        load_or_download_from_local_mirror_of_real_files,
+    ));
+}
+
+fn check(kind: DatasetKind) {
+    let root = data();
     let dir = root.join(kind.name());
     verify_checksums(kind, &dir).unwrap();
     assert_eq!(locate(kind, Some(&root)).unwrap(), dir);
@@ -79,21 +90,16 @@ fn check(kind: DatasetKind, test: &str) {
     );
 }
 
-#[test]
 fn real_mnist() {
-    check(DatasetKind::Mnist, "real_mnist");
+    check(DatasetKind::Mnist);
 }
 
-#[test]
 fn real_fashion_mnist() {
-    check(DatasetKind::FashionMnist, "real_fashion_mnist");
+    check(DatasetKind::FashionMnist);
 }
 
-#[test]
 fn real_gz_and_raw_agree() {
-    let Some(root) = real_data_root("real_gz_and_raw_agree") else {
-        return;
-    };
+    let root = data();
     let src = root.join("mnist");
     let tmp = tempfile::tempdir().unwrap();
     for name in DatasetKind::Mnist.files(Split::Test) {
@@ -104,4 +110,34 @@ fn real_gz_and_raw_agree() {
     let raw = load(DatasetKind::Mnist, Split::Test, tmp.path()).unwrap();
     let gz = load(DatasetKind::Mnist, Split::Test, &src).unwrap();
     assert_eq!(raw, gz);
+}
+
+/// Serves the real MNIST files from `$PRUNE_NN_DATA/mnist` as a mirror and
+/// downloads them into an empty cache: checksums, atomic placement, loading.
+fn load_or_download_from_local_mirror_of_real_files() {
+    let root = data();
+    let kind = DatasetKind::Mnist;
+    let routes: Vec<(&str, Reply)> = kind
+        .known_sha256()
+        .iter()
+        .map(|(name, _)| {
+            (
+                *name,
+                Reply::Body(std::fs::read(root.join("mnist").join(name)).unwrap()),
+            )
+        })
+        .collect();
+    let server = Server::start(routes, 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = SearchPaths {
+        data_env: None,
+        cache_root: Some(tmp.path().join("cache")),
+        system_fashion_mnist: None,
+    };
+    let (train, test, dir) = load_or_download_in(kind, None, &paths, &[&server.base]).unwrap();
+    assert_eq!(dir, tmp.path().join("cache").join("mnist"));
+    assert_eq!((train.len(), test.len()), (60_000, 10_000));
+    assert_eq!(dir_entries(&dir).len(), 4);
+    prune_data::verify_checksums(kind, &dir).unwrap();
+    assert_eq!(server.finish(), 4);
 }

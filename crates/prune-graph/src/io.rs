@@ -98,9 +98,22 @@ pub fn tensors_to_safetensors<'a>(
     safetensors::serialize(views, &None).map_err(|e| GraphError::Invalid(e.to_string()))
 }
 
+/// Why safetensors bytes did not parse, in words: a short or cut-off file
+/// gets "truncated" rather than the parser's variant name.
+fn safetensors_reason(e: safetensors::SafeTensorError, len: usize) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall | E::MetadataIncompleteBuffer | E::InvalidHeaderLength => {
+            format!("the file is truncated or is not a safetensors file ({len} bytes; {e:?})")
+        }
+        other => format!("not a valid safetensors file: {other}"),
+    }
+}
+
 /// Parses safetensors bytes (F32, F16 or BF16) into named f32 tensors.
 pub fn tensors_from_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| GraphError::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| GraphError::io(path, safetensors_reason(e, bytes.len())))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
@@ -153,7 +166,8 @@ impl Model {
         atomic_write(&dir.join(MODEL_FILE), &json)
     }
 
-    /// Reads a model written by [`Model::save`], validating shapes.
+    /// Reads a model written by [`Model::save`], validating shapes and
+    /// rejecting NaN or infinite values (the error names the tensor).
     pub fn load(dir: &Path) -> Result<Model> {
         let mpath = dir.join(MODEL_FILE);
         let text = std::fs::read(&mpath).map_err(|e| GraphError::io(&mpath, e))?;
@@ -169,6 +183,16 @@ impl Model {
         let bytes = std::fs::read(&wpath).map_err(|e| GraphError::io(&wpath, e))?;
         let mut params = ParamStore::new();
         for (name, t) in tensors_from_safetensors(&bytes, &wpath)? {
+            if let Some(bad) = t.data().iter().position(|v| !v.is_finite()) {
+                return Err(GraphError::io(
+                    &wpath,
+                    format!(
+                        "tensor '{name}' holds a non-finite value ({} at flat index {bad}); \
+                         the model cannot be used",
+                        t.data()[bad]
+                    ),
+                ));
+            }
             params.insert(name, t);
         }
         let model = Model {

@@ -55,3 +55,45 @@ fn bad_files_give_errors_naming_the_problem() {
         .to_string();
     assert!(e.contains("nope"), "{e}");
 }
+
+#[test]
+fn non_finite_weights_are_rejected_at_load_naming_the_tensor() {
+    let mut m = Model::init(zoo::build("lenet5", &[1, 28, 28], 10).expect("zoo"), 3).expect("init");
+    for (bad, text) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let t = m.params.get_mut("conv2.weight").expect("w");
+        t.data_mut()[7] = bad;
+        let dir = tempfile::tempdir().expect("tmp");
+        m.save(dir.path()).expect("save");
+        let e = Model::load(dir.path())
+            .expect_err("non-finite weights load")
+            .to_string();
+        assert!(
+            e.contains("conv2.weight") && e.contains(text) && e.contains(WEIGHTS_FILE),
+            "{e}"
+        );
+        m.params.get_mut("conv2.weight").expect("w").data_mut()[7] = 0.0;
+    }
+}
+
+#[test]
+fn truncated_weights_name_the_file_and_say_truncated() {
+    let m = Model::init(
+        zoo::build("lenet-300-100", &[1, 28, 28], 10).expect("zoo"),
+        3,
+    )
+    .expect("init");
+    let dir = tempfile::tempdir().expect("tmp");
+    m.save(dir.path()).expect("save");
+    let path = dir.path().join(WEIGHTS_FILE);
+    let bytes = std::fs::read(&path).expect("read");
+    for keep in [0, 5, 100, bytes.len() / 2] {
+        std::fs::write(&path, &bytes[..keep]).expect("truncate");
+        let e = Model::load(dir.path())
+            .expect_err("truncated file loads")
+            .to_string();
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains("truncated"),
+            "{keep} bytes: {e}"
+        );
+    }
+}

@@ -9,6 +9,14 @@ use common::{assert_within, gpu, Rng};
 use prune_kernels::cpu_ref::conv as cref;
 use prune_kernels::{ConvShape, MaskedConv2d};
 
+fn main() {
+    let need = common::gpu_need();
+    prune_testkit::run(prune_testkit::tests_needing!(&need;
+        masked_conv_matches_cpu_reference,
+        invalid_keep_lists_are_rejected,
+    ));
+}
+
 #[allow(clippy::too_many_arguments)]
 fn s(
     batch: usize,
@@ -48,7 +56,6 @@ fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-#[test]
 fn masked_conv_matches_cpu_reference() {
     let Some(kc) = gpu("masked_conv_matches_cpu_reference") else {
         return;
@@ -142,7 +149,6 @@ fn masked_conv_matches_cpu_reference() {
     }
 }
 
-#[test]
 fn invalid_keep_lists_are_rejected() {
     let Some(kc) = gpu("invalid_keep_lists_are_rejected") else {
         return;

@@ -9,6 +9,13 @@ use prune_kernels::cpu_ref::gather as cref;
 use prune_kernels::host::{download, poisoned, upload};
 use prune_kernels::{Baselines, ChannelGather, ChannelLayout, KeepList, Untouched};
 
+fn main() {
+    let need = common::gpu_need();
+    prune_testkit::run(prune_testkit::tests_needing!(&need;
+        gather_and_scatter_match_cpu_reference,
+    ));
+}
+
 fn layouts() -> Vec<ChannelLayout> {
     vec![
         ChannelLayout::nchw(3, 7, 5, 3),
@@ -23,7 +30,6 @@ fn layouts() -> Vec<ChannelLayout> {
     ]
 }
 
-#[test]
 fn gather_and_scatter_match_cpu_reference() {
     let Some(kc) = gpu("gather_and_scatter_match_cpu_reference") else {
         return;

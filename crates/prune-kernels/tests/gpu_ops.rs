@@ -13,7 +13,13 @@ use prune_kernels::ops::nn::BnParams;
 use prune_kernels::ops::update::{AdamStep, SgdStep};
 use prune_kernels::NnKernels;
 
-#[test]
+fn main() {
+    let need = common::gpu_need();
+    prune_testkit::run(prune_testkit::tests_needing!(&need;
+        backend_ops_match_cpu_reference,
+    ));
+}
+
 fn backend_ops_match_cpu_reference() {
     let Some(kc) = gpu("backend_ops_match_cpu_reference") else {
         return;

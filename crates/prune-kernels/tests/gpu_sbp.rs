@@ -8,6 +8,16 @@ use prune_kernels::cpu_ref::sbp as cref;
 use prune_kernels::host::{download, poisoned, upload};
 use prune_kernels::{Baselines, NoiseMode, SbpNoise, SbpParams, SbpShape, UnfusedWork};
 
+fn main() {
+    let need = common::gpu_need();
+    prune_testkit::run(prune_testkit::tests_needing!(&need;
+        forward_and_backward_match_cpu_reference,
+        channel_stats_match_cpu_reference,
+        unfused_chain_agrees_with_fused_forward,
+        mismatched_buffers_are_rejected,
+    ));
+}
+
 fn shapes() -> Vec<SbpShape> {
     vec![
         SbpShape::nchw(3, 5, 2, 3),
@@ -30,7 +40,6 @@ fn rel_tol(v: &[f64], rel: f64) -> Vec<f64> {
     v.iter().map(|x| rel * x.abs() + 1e-30).collect()
 }
 
-#[test]
 fn forward_and_backward_match_cpu_reference() {
     let Some(kc) = gpu("forward_and_backward_match_cpu_reference") else {
         return;
@@ -102,7 +111,6 @@ fn forward_and_backward_match_cpu_reference() {
     }
 }
 
-#[test]
 fn channel_stats_match_cpu_reference() {
     let Some(kc) = gpu("channel_stats_match_cpu_reference") else {
         return;
@@ -129,7 +137,6 @@ fn channel_stats_match_cpu_reference() {
     }
 }
 
-#[test]
 fn unfused_chain_agrees_with_fused_forward() {
     let Some(kc) = gpu("unfused_chain_agrees_with_fused_forward") else {
         return;
@@ -168,7 +175,6 @@ fn unfused_chain_agrees_with_fused_forward() {
     }
 }
 
-#[test]
 fn mismatched_buffers_are_rejected() {
     let Some(kc) = gpu("mismatched_buffers_are_rejected") else {
         return;

@@ -3,7 +3,8 @@
 //! local memory fails the test.  Cold kernels (per-channel double-precision math, run once
 //! per channel, not per element) are listed in `COLD` and only reported.
 //!
-//! Skips with a message when ptxas or libnvrtc is missing, unless PRUNE_REQUIRE_PTXAS=1.
+//! Reported as ignored (with the reason) when ptxas or libnvrtc is missing, and failed
+//! instead when PRUNE_REQUIRE_PTXAS=1.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,9 +20,23 @@ const COLD: &[&str] = &[
     "base_noise_log_theta",
 ];
 
-fn ptxas() -> Option<PathBuf> {
-    let required = std::env::var("PRUNE_REQUIRE_PTXAS").is_ok_and(|v| v == "1");
-    let path = std::env::var_os("PRUNE_PTXAS")
+fn main() {
+    let tools = match (ptxas_path(), prune_kernels::nvrtc_library_present()) {
+        (Some(_), true) => Ok(()),
+        (None, _) => {
+            Err("ptxas not found (set PRUNE_PTXAS or eval \"$(bash .ci/ptxas.sh)\")".to_string())
+        }
+        (_, false) => Err("libnvrtc is not on the loader path (see .ci/nvrtc.sh)".to_string()),
+    };
+    let need = prune_testkit::Need::probe("no ptxas/NVRTC", "PRUNE_REQUIRE_PTXAS", tools);
+    let mut trials = prune_testkit::tests!(parser_reads_ptxas_lines);
+    trials.extend(prune_testkit::tests_needing!(&need; hot_kernels_do_not_spill));
+    prune_testkit::run(trials);
+}
+
+/// `$PRUNE_PTXAS`, else `ptxas` when it runs from the PATH.
+fn ptxas_path() -> Option<PathBuf> {
+    std::env::var_os("PRUNE_PTXAS")
         .map(PathBuf::from)
         .or_else(|| {
             Command::new("ptxas")
@@ -30,18 +45,7 @@ fn ptxas() -> Option<PathBuf> {
                 .ok()
                 .filter(|o| o.status.success())
                 .map(|_| PathBuf::from("ptxas"))
-        });
-    match path {
-        Some(p) => Some(p),
-        None => {
-            assert!(
-                !required,
-                "PRUNE_REQUIRE_PTXAS=1 but ptxas was not found (set PRUNE_PTXAS or run .ci/ptxas.sh)"
-            );
-            eprintln!("ptxas_spills: skipped, ptxas not found (eval \"$(bash .ci/ptxas.sh)\")");
-            None
-        }
-    }
+        })
 }
 
 /// (function, spill store bytes, spill load bytes) from `ptxas -v` output.
@@ -64,30 +68,20 @@ fn parse_spills(log: &str) -> Vec<(String, u64, u64)> {
     out
 }
 
-#[test]
 fn parser_reads_ptxas_lines() {
     let log = "ptxas info    : Function properties for sbp_forward\n    \
                8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n";
     assert_eq!(parse_spills(log), vec![("sbp_forward".to_string(), 4, 12)]);
 }
 
-#[test]
 fn hot_kernels_do_not_spill() {
-    let Some(ptxas) = ptxas() else { return };
-    let required = std::env::var("PRUNE_REQUIRE_PTXAS").is_ok_and(|v| v == "1");
+    let ptxas = ptxas_path().expect("the harness checked for ptxas");
     let dir = std::env::temp_dir().join(format!("prune-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let mut failures = Vec::new();
     for (arch, sm) in [("compute_90", "sm_90"), ("compute_80", "sm_80")] {
         for file in KernelFile::ALL {
-            let compiled = match compile(file, arch) {
-                Ok(c) => c,
-                Err(e) if !required => {
-                    eprintln!("ptxas_spills: skipped, NVRTC unavailable: {e}");
-                    return;
-                }
-                Err(e) => panic!("NVRTC: {e}"),
-            };
+            let compiled = compile(file, arch).unwrap_or_else(|e| panic!("NVRTC: {e}"));
             let ptx = dir.join(format!("{}.{arch}.ptx", file.file_name()));
             std::fs::write(&ptx, &compiled.ptx).expect("write PTX");
             let out = Command::new(&ptxas)

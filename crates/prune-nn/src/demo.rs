@@ -2,20 +2,30 @@
 //! compared before/after — the whole pipeline in one command.
 
 use crate::error::Result;
+use crate::outputs::record_dataset_tree;
 use crate::prune::{prune, Method, PruneConfig};
 use crate::report::PruneReport;
 use crate::run::{load_data, train_dense};
 use prune_train::{OptimizerKind, TrainConfig};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What the demo produced and where.
+pub struct DemoRun {
+    pub report: PruneReport,
+    /// `mnist`, or `fashion-mnist` when MNIST was not available.
+    pub dataset: &'static str,
+    /// The dense run directory (`<out>/dense`).
+    pub dense_dir: PathBuf,
+    /// The pruning run directory (`<out>/sbp`): the compiled, fine-tuned
+    /// model, `report.md`, `masks.json`, histograms and `sparse/`.
+    pub pruned_dir: PathBuf,
+}
 
 /// Runs the demo into `out`; uses MNIST, or Fashion-MNIST when MNIST is
-/// neither present nor downloadable (and says which it used).
-pub fn run(
-    out: &Path,
-    data: Option<&Path>,
-    epochs: usize,
-    sbp_epochs: usize,
-) -> Result<PruneReport> {
+/// neither present nor downloadable (and says which it used). Every run
+/// directory it writes records its dataset, so `prune-nn eval --model DIR`
+/// works on each without flags.
+pub fn run(out: &Path, data: Option<&Path>, epochs: usize, sbp_epochs: usize) -> Result<DemoRun> {
     let (name, (train, test, dir)) = match load_data("mnist", data) {
         Ok(d) => ("mnist", d),
         Err(e) => {
@@ -36,7 +46,8 @@ pub fn run(
         progress: true,
     };
     eprintln!("demo: training the dense model ({epochs} epochs)");
-    let (dense, _) = train_dense("lenet5", &train, &test, &cfg, &out.join("dense"), false)?;
+    let dense_dir = out.join("dense");
+    let (dense, _) = train_dense("lenet5", &train, &test, &cfg, &dense_dir, false)?;
     let mut pcfg = PruneConfig::paper_defaults(Method::Sbp);
     pcfg.epochs = sbp_epochs;
     // μ and log σ at 100x the network's rate, so that a few epochs suffice
@@ -45,6 +56,13 @@ pub fn run(
     pcfg.finetune_epochs = 1;
     pcfg.progress = true;
     eprintln!("demo: SBP sparse training ({sbp_epochs} epochs), compile, fine-tune");
-    let pruned = prune(&dense, &train, &test, &pcfg, &out.join("sbp"))?;
-    Ok(pruned.report)
+    let pruned_dir = out.join("sbp");
+    let pruned = prune(&dense, &train, &test, &pcfg, &pruned_dir)?;
+    record_dataset_tree(&pruned_dir, name)?;
+    Ok(DemoRun {
+        report: pruned.report,
+        dataset: name,
+        dense_dir,
+        pruned_dir,
+    })
 }

@@ -8,10 +8,12 @@
 
 pub mod demo;
 pub mod error;
+pub mod outputs;
 pub mod plots;
 pub mod prune;
 pub mod report;
 pub mod run;
+mod settings;
 mod tools;
 
 pub use error::{Error, Result};

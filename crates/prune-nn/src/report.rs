@@ -44,6 +44,10 @@ pub struct PruneReport {
     /// Pruned / dense throughput at batch 100.
     pub speedup: Option<f64>,
     pub verify_max_rel_error: f64,
+    /// With a FLOPs target: whether the reduction reached it (within the
+    /// polarization search's δ of 5 points of FLOPs reduction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_flops_met: Option<bool>,
     pub compile: CompileReport,
     pub speed: Option<SpeedReport>,
     pub config: PruneConfig,
@@ -90,12 +94,16 @@ impl PruneReport {
         flops_before: u64,
         flops_after: u64,
     ) -> Result<Self> {
+        // Rows for the layers that own channels (conv, linear, batch norm);
+        // activations, pooling and gates only pass their producer's on.
+        let flops_reduction = flops_before as f64 / flops_after.max(1) as f64;
+        let target_flops_met = cfg.target_flops.map(|t| target_met(t, flops_reduction));
         let layers = compile
             .layers
             .iter()
             .filter(|l| {
-                l.channels_before != l.channels_after
-                    || matches!(l.kind.as_str(), "conv2d" | "linear")
+                l.channels_before > 0
+                    && matches!(l.kind.as_str(), "conv2d" | "linear" | "batch_norm")
             })
             .map(|l| LayerChange {
                 name: l.name.clone(),
@@ -113,7 +121,7 @@ impl PruneReport {
             test_accuracy_after: acc[4],
             flops_before,
             flops_after,
-            flops_reduction: flops_before as f64 / flops_after.max(1) as f64,
+            flops_reduction,
             params_before: dense.cost()?.params,
             params_after: pruned.cost()?.params,
             architecture_before: architecture(dense)?,
@@ -125,10 +133,40 @@ impl PruneReport {
                 .as_ref()
                 .map(|s| s.pruned_images_per_sec / s.dense_images_per_sec.max(1e-9)),
             verify_max_rel_error: compile.verify_max_rel_error.unwrap_or(f64::NAN),
+            target_flops_met,
             compile: compile.clone(),
             speed,
             config: cfg.clone(),
         })
+    }
+}
+
+/// Whether a FLOPs reduction `got` meets the target `target` (both
+/// dense/pruned ratios): the FLOPs removed, `100·(1 − 1/x)` percent, may
+/// fall short of the target's by at most 5 points (the δ of Zhuang et al.'s
+/// search).
+pub fn target_met(target: f64, got: f64) -> bool {
+    let pct = |x: f64| 100.0 * (1.0 - 1.0 / x.max(1e-12));
+    pct(got) >= pct(target) - 5.0
+}
+
+/// A warning when a FLOPs target was set and missed.
+pub fn target_warning(r: &PruneReport) -> Option<String> {
+    match (r.config.target_flops, r.target_flops_met) {
+        (Some(t), Some(false)) => Some(format!(
+            "the FLOPs target of {t}x was missed: the pruned model has {:.2}x fewer FLOPs",
+            r.flops_reduction
+        )),
+        _ => None,
+    }
+}
+
+/// The method as the papers name it.
+pub fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Sbp => "SBP",
+        Method::Polarization => "polarization",
+        Method::Slimming => "network slimming",
     }
 }
 
@@ -140,8 +178,9 @@ fn pct(x: f64) -> String {
 pub fn render_markdown(r: &PruneReport) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "# Pruning report: {} with {:?}\n\n",
-        r.model, r.method
+        "# Pruning report: {} with {}\n\n",
+        r.model,
+        method_name(r.method)
     ));
     s.push_str("| | dense | pruned |\n|---|---:|---:|\n");
     s.push_str(&format!(
@@ -170,6 +209,9 @@ pub fn render_markdown(r: &PruneReport) -> String {
         s.push_str(&format!("| CPU images/s (batch 100) | {d:.0} | {p:.0} |\n"));
     }
     s.push_str(&format!("\nFLOPs reduction: {:.2}x", r.flops_reduction));
+    if let Some(w) = target_warning(r) {
+        s.push_str(&format!(" ({w})"));
+    }
     if let Some(x) = r.speedup {
         s.push_str(&format!(", measured CPU speedup: {x:.2}x"));
     }

@@ -26,6 +26,11 @@ pub struct CheckpointState {
     pub optimizer_step: u64,
     pub config: TrainConfig,
     pub history: Vec<EpochRecord>,
+    /// The training set's name and size (absent in older checkpoints).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    #[serde(default)]
+    pub train_examples: Option<usize>,
 }
 
 /// A loaded checkpoint.

@@ -78,17 +78,67 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks the settings.
+    /// Checks the settings: each degenerate value gets an error naming it.
     pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1 (0 would write an untrained model)".into());
+        }
         if self.batch_size == 0 {
-            return Err(TrainError::Config("batch size must be at least 1".into()));
+            return bad("batch size must be at least 1".into());
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return Err(TrainError::Config(format!(
-                "learning rate {} is invalid",
+        if self.max_batches == Some(0) {
+            return bad("max batches must be at least 1 (0 trains nothing)".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "learning rate must be a positive number, got {}",
                 self.lr
-            )));
+            ));
         }
-        Ok(())
+        self.optimizer.validate()
+    }
+}
+
+impl OptimizerKind {
+    /// Checks the hyperparameters: decay ≥ 0, momentum and betas in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        let unit = |name: &str, v: f32| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(TrainError::Config(format!(
+                    "{name} must lie in [0, 1), got {v}"
+                )))
+            }
+        };
+        let decay = |v: f32| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(TrainError::Config(format!(
+                    "weight decay must be a non-negative number, got {v}"
+                )))
+            }
+        };
+        match *self {
+            OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                unit("momentum", momentum)?;
+                decay(weight_decay)
+            }
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                weight_decay,
+            } => {
+                unit("beta1", beta1)?;
+                unit("beta2", beta2)?;
+                decay(weight_decay)
+            }
+        }
     }
 }

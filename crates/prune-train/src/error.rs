@@ -21,6 +21,17 @@ pub enum TrainError {
     /// A bad setting.
     #[error("config: {0}")]
     Config(String),
+    /// `--resume` with settings that differ from the checkpoint's.
+    #[error("cannot resume {dir}: {field} {reason}")]
+    Resume {
+        dir: PathBuf,
+        /// The setting that differs, as the command line names it.
+        field: String,
+        reason: String,
+    },
+    /// A training step would not fit in memory.
+    #[error("memory: {0}")]
+    Memory(String),
     /// Reading or writing a run file failed.
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },

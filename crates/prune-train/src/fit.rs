@@ -13,8 +13,10 @@ use crate::checkpoint::{self, CheckpointState};
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
+use crate::memory::{available_memory, check_step_memory};
 use crate::metrics::{self, EpochRecord};
 use crate::regularizer::Regularizer;
+use crate::resume::{check_resume, TrainSet};
 use prune_core::optim::{Optimizer, ParamUpdate};
 use prune_core::{Tape, Tensor};
 use prune_data::{Augment, BatchOptions, Dataset};
@@ -42,7 +44,9 @@ pub struct TrainSummary {
 pub struct RunFiles<'p> {
     /// The run directory (checkpoints, `metrics.jsonl`); `None` keeps nothing.
     pub dir: Option<&'p Path>,
-    /// Continue from `dir/checkpoint` when present.
+    /// Continue from `dir/checkpoint`, which must exist and match the
+    /// model, settings and training set (see [`crate::resume`]); without
+    /// it, a run starts afresh and replaces the directory's metrics.
     pub resume: bool,
 }
 
@@ -63,18 +67,44 @@ pub fn fit(
 ) -> Result<TrainSummary> {
     cfg.validate()?;
     model.validate()?;
+    if train.is_empty() {
+        return Err(TrainError::Config("the training set is empty".into()));
+    }
+    check_step_memory(
+        &model.graph,
+        cfg.batch_size.min(train.len()),
+        available_memory(),
+    )?;
     let mut opt = cfg.optimizer.build();
     let mut history = Vec::new();
     let mut start = 0;
-    if let (Some(dir), true) = (files.dir, files.resume) {
-        if let Some(ck) = checkpoint::load(dir)? {
+    let train_set = TrainSet {
+        name: train.kind.name(),
+        examples: train.len(),
+    };
+    match (files.dir, files.resume) {
+        (Some(dir), true) => {
+            let ck = checkpoint::load(dir)?.ok_or_else(|| TrainError::Resume {
+                dir: dir.to_path_buf(),
+                field: "--resume".into(),
+                reason: "was given but the directory holds no checkpoint/ to continue from".into(),
+            })?;
+            check_resume(dir, &ck, model, cfg, &train_set)?;
             *model = ck.model;
             opt.load_state(ck.optimizer);
             history = ck.state.history;
             start = ck.state.epochs_done;
             rewrite_metrics(dir, &history)?;
         }
+        (None, true) => return Err(TrainError::Config("resuming needs a run directory".into())),
+        (Some(dir), false) => rewrite_metrics(dir, &[])?,
+        (None, false) => {}
     }
+    let phase = files
+        .dir
+        .and_then(|d| d.file_name())
+        .map(|n| format!("{}: ", n.to_string_lossy()))
+        .unwrap_or_default();
     let kinds: BTreeMap<String, ParamKind> = param_specs(&model.graph)
         .into_iter()
         .map(|s| (s.name, s.kind))
@@ -92,7 +122,7 @@ pub fn fit(
         let total = cfg
             .max_batches
             .map_or(batches.len(), |m| m.min(batches.len()));
-        let bar = progress_bar(cfg.progress, total, epoch, cfg.epochs);
+        let bar = progress_bar(cfg.progress, &phase, total, epoch, cfg.epochs);
         let t0 = Instant::now();
         let (mut loss_sum, mut pen_sum, mut correct, mut seen) = (0f64, 0f64, 0usize, 0usize);
         for (bi, batch) in batches.take(total).enumerate() {
@@ -154,13 +184,15 @@ pub fn fit(
                 optimizer_step: st.step,
                 config: cfg.clone(),
                 history: history.clone(),
+                dataset: Some(train_set.name.to_string()),
+                train_examples: Some(train_set.examples),
             };
             checkpoint::save(dir, model, &st, &state)?;
             metrics::append(dir, &rec)?;
         }
         if cfg.progress {
             eprintln!(
-                "epoch {}/{}: loss {:.4} train acc {:.4} test acc {:.4} ({:.0} img/s)",
+                "{phase}epoch {}/{}: loss {:.4} train acc {:.4} test acc {:.4} ({:.0} img/s)",
                 rec.epoch,
                 cfg.epochs,
                 rec.train_loss,
@@ -192,7 +224,13 @@ fn rewrite_metrics(dir: &Path, history: &[EpochRecord]) -> Result<()> {
     Ok(())
 }
 
-fn progress_bar(show: bool, total: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
+fn progress_bar(
+    show: bool,
+    phase: &str,
+    total: usize,
+    epoch: usize,
+    epochs: usize,
+) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
@@ -202,7 +240,7 @@ fn progress_bar(show: bool, total: usize, epoch: usize, epochs: usize) -> indica
     {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
+    bar.set_prefix(format!("{phase}epoch {}/{}", epoch + 1, epochs));
     bar
 }
 

@@ -10,8 +10,10 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod fit;
+pub mod memory;
 pub mod metrics;
 pub mod regularizer;
+pub mod resume;
 
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::{Result, TrainError};

@@ -78,12 +78,16 @@ fn resume_continues_exactly() {
     .expect("fit");
 
     let dir = tempfile::tempdir().expect("tmp");
+    let first = RunFiles {
+        dir: Some(dir.path()),
+        resume: false,
+    };
     let files = RunFiles {
         dir: Some(dir.path()),
         resume: true,
     };
     let mut m = model();
-    fit(&mut m, &train, &test, &config(2), None, files).expect("first part");
+    fit(&mut m, &train, &test, &config(2), None, first).expect("first part");
     let mut fresh = model();
     let s = fit(&mut fresh, &train, &test, &config(3), None, files).expect("resumed");
     assert_eq!(s.history.len(), 3);

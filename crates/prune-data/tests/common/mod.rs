@@ -8,7 +8,7 @@ use prune_data::cifar::{encode_cifar, CifarRecords, CIFAR_IMAGE_BYTES};
 use prune_data::idx::{encode_idx_images, encode_idx_labels, IdxImages};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -91,17 +91,6 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
     };
     v.sort();
     v
-}
-
-/// `$PRUNE_NN_DATA`, or `None` after printing why the calling test is skipped.
-pub fn real_data_root(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("PRUNE_NN_DATA").filter(|v| !v.is_empty()) {
-        Some(v) => Some(PathBuf::from(v)),
-        None => {
-            eprintln!("skipping {test}: PRUNE_NN_DATA is not set (point it at a folder with mnist/ and fashion-mnist/)");
-            None
-        }
-    }
 }
 
 /// What the test server answers for a path.

@@ -73,20 +73,24 @@ impl Rng {
     }
 }
 
-/// Opens device 0, or explains why not.  With PRUNE_REQUIRE_GPU=1 a missing GPU fails the
-/// test instead of skipping it.
+/// Whether device 0 opens: the need of the GPU tests, which the harness
+/// reports as ignored (with the reason) when unmet, or fails when
+/// PRUNE_REQUIRE_GPU=1.
+#[allow(dead_code)]
+pub fn gpu_need() -> prune_testkit::Need {
+    prune_testkit::Need::probe(
+        "no usable GPU",
+        "PRUNE_REQUIRE_GPU",
+        KernelContext::new(0).map(drop).map_err(|e| e.to_string()),
+    )
+}
+
+/// Opens device 0 for a test that [`gpu_need`] let run.
+#[allow(dead_code)]
 pub fn gpu(test: &str) -> Option<KernelContext> {
     match KernelContext::new(0) {
         Ok(kc) => Some(kc),
-        Err(e) => {
-            let required = std::env::var("PRUNE_REQUIRE_GPU").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "{test}: PRUNE_REQUIRE_GPU=1 but no usable GPU: {e}"
-            );
-            eprintln!("{test}: skipped, no usable GPU: {e}");
-            None
-        }
+        Err(e) => panic!("{test}: no usable GPU: {e}"),
     }
 }
 
