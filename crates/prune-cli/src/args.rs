@@ -28,6 +28,10 @@ pub enum Command {
     Prune(PruneArgs),
     /// The whole pipeline on LeNet5: train, prune with SBP, compile, compare.
     Demo(DemoArgs),
+    /// Import an ONNX model into a run directory.
+    Import(crate::onnx::ImportArgs),
+    /// Export a run directory's model as ONNX.
+    Export(crate::onnx::ExportArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

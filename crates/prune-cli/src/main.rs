@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod onnx;
 
 use clap::Parser;
 

@@ -8,6 +8,7 @@
 
 pub mod demo;
 pub mod error;
+pub mod onnx;
 pub mod plots;
 pub mod prune;
 pub mod report;
@@ -21,4 +22,4 @@ pub use prune_data as data;
 pub use prune_graph as graph;
 pub use prune_reg as reg;
 pub use prune_train as train;
-pub use tools::{compile_masks, describe, evaluate};
+pub use tools::{compile_masks, describe, evaluate, gates};

@@ -154,6 +154,7 @@ pub fn prune(
     cfg: &PruneConfig,
     out: &Path,
 ) -> Result<Pruned> {
+    crate::onnx::check_fits(dense, train)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let acc_before = evaluate(dense, test, None, None, 500)?.accuracy;
     let flops_before = dense_flops(dense)?;
