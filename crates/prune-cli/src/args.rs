@@ -45,7 +45,7 @@ pub struct DataArgs {
     /// Dataset: mnist, fashion-mnist or cifar10.
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
-    /// Directory holding the dataset files (else $PRUNE_NN_DATA/<dataset>, the cache, ...).
+    /// Directory holding the dataset files (else $PRUNE_NN_DATA/DATASET, the cache, ...).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Use only the first N training examples.

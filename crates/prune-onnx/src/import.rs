@@ -1,8 +1,8 @@
 //! ONNX → IR: reads a model as `torch.onnx.export` writes CNNs (opsets 13–21)
 //! into a [`Model`].
 //!
-//! Every ONNX value maps either to an IR node's output ([`Value::Data`]) or
-//! to a constant (initializers and `Constant` nodes). Layers with weights
+//! Every ONNX value maps either to an IR node's output or to a constant
+//! (initializers and `Constant` nodes). Layers with weights
 //! take their tensors from constants; shape-only operators (Flatten,
 //! Reshape/Squeeze to 2-D) become `flatten` or vanish when the IR value is
 //! already flat; Identity and Dropout (inference) are aliases. ONNX keeps
