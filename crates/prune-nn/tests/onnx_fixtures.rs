@@ -159,3 +159,30 @@ fn dataset_must_fit_the_imported_input() {
     let err = check_fits(&m, &synthetic(Split::Test, 4, 0)).expect_err("class mismatch");
     assert!(err.to_string().contains("10 classes"), "{err}");
 }
+
+/// A model exported from PyTorch (`py/export_torchvision.py`), named by
+/// `PRUNE_NN_TORCH_ONNX`: imported and compared with onnxruntime.
+#[test]
+fn torch_export_matches_onnxruntime() {
+    let Some(path) = std::env::var_os("PRUNE_NN_TORCH_ONNX") else {
+        eprintln!("SKIPPED torch_export_matches_onnxruntime: PRUNE_NN_TORCH_ONNX is not set");
+        return;
+    };
+    let Some(py) = ort::python("torch_export_matches_onnxruntime") else {
+        return;
+    };
+    let path = PathBuf::from(path);
+    let m = import_file(&path).expect("import");
+    let mut shape = vec![2];
+    shape.extend(m.graph.input_shape().expect("input"));
+    let x = ort::random_input(&shape, 3);
+    let y = predict(&m, x.clone(), None, None).expect("predict");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = ort::run_models(&py, dir.path(), &[(path, x)]);
+    let e = ort::rel_error(&y, &o[0]);
+    eprintln!(
+        "{}: prune-nn vs onnxruntime rel. error {e:.2e}",
+        m.graph.name
+    );
+    assert!(e <= 1e-5, "rel. error {e:.2e}");
+}
