@@ -28,6 +28,10 @@ pub enum Command {
     Prune(PruneArgs),
     /// The whole pipeline on LeNet5: train, prune with SBP, compile, compare.
     Demo(DemoArgs),
+    /// Import an ONNX model into a run directory.
+    Import(crate::onnx::ImportArgs),
+    /// Export a run directory's model as ONNX.
+    Export(crate::onnx::ExportArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,7 +45,7 @@ pub struct DataArgs {
     /// Dataset: mnist, fashion-mnist or cifar10.
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
-    /// Directory holding the dataset files (else $PRUNE_NN_DATA/<dataset>, the cache, ...).
+    /// Directory holding the dataset files (else $PRUNE_NN_DATA/DATASET, the cache, ...).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Use only the first N training examples.

@@ -14,6 +14,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Graph(a) => graph(a),
         Command::Compile(a) => compile(a),
         Command::Prune(a) => prune(a),
+        Command::Import(a) => crate::onnx::import(a),
+        Command::Export(a) => crate::onnx::export(a),
         Command::Demo(a) => crate::demo::demo(a),
     }
 }

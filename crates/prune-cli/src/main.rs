@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod demo;
+mod onnx;
 
 use clap::Parser;
 

@@ -128,6 +128,7 @@ pub(crate) fn role(layer: &Layer) -> Role {
         }
         Layer::BatchNorm { .. } | Layer::SbpGate { .. } | Layer::Scale { .. } => Role::Gate,
         Layer::Relu
+        | Layer::Relu6
         | Layer::MaxPool { .. }
         | Layer::AvgPool { .. }
         | Layer::Dropout { .. }

@@ -190,6 +190,7 @@ pub fn forward<'a>(
                 }
             }
             Layer::Relu => tape.relu(xin()?).map_err(at)?,
+            Layer::Relu6 => tape.clamp(xin()?, 0.0, 6.0).map_err(at)?,
             Layer::MaxPool {
                 kernel,
                 stride,

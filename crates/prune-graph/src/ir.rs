@@ -41,6 +41,8 @@ pub enum Layer {
         momentum: f32,
     },
     Relu,
+    /// `min(max(x, 0), 6)`: MobileNet's ReLU6 (ONNX `Clip(0, 6)`).
+    Relu6,
     MaxPool {
         kernel: [usize; 2],
         stride: [usize; 2],
@@ -88,6 +90,7 @@ impl Layer {
             Layer::Conv2d { .. } => "conv2d",
             Layer::BatchNorm { .. } => "batch_norm",
             Layer::Relu => "relu",
+            Layer::Relu6 => "relu6",
             Layer::MaxPool { .. } => "max_pool",
             Layer::AvgPool { .. } => "avg_pool",
             Layer::GlobalAvgPool => "global_avg_pool",
@@ -108,6 +111,7 @@ impl Layer {
             self,
             Layer::BatchNorm { .. }
                 | Layer::Relu
+                | Layer::Relu6
                 | Layer::MaxPool { .. }
                 | Layer::AvgPool { .. }
                 | Layer::Dropout { .. }

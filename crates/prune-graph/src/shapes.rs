@@ -87,7 +87,7 @@ pub fn infer_shapes(graph: &Graph) -> Result<Vec<Vec<usize>>> {
                 }
                 ins[0].clone()
             }
-            Layer::Relu | Layer::Dropout { .. } => ins[0].clone(),
+            Layer::Relu | Layer::Relu6 | Layer::Dropout { .. } => ins[0].clone(),
             Layer::MaxPool {
                 kernel,
                 stride,

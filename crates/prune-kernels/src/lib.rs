@@ -2,7 +2,7 @@
 //!
 //! * [`SbpNoise`]: fused multiplicative truncated log-normal noise of Structured Bayesian
 //!   Pruning (sampling with an in-kernel Philox4x32-10 generator, multiply, backward with
-//!   per-channel reductions, and per-channel E[theta] / SNR / KL);
+//!   per-channel reductions, and per-channel E\[theta\] / SNR / KL);
 //! * [`MaskedConv2d`]: 2-D convolution reading only kept input channels and writing only
 //!   kept output channels, with input and weight gradients;
 //! * [`ChannelGather`]: channel gather / scatter of activations and weights;

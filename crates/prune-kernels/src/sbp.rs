@@ -47,9 +47,9 @@ pub struct SbpHostGrads {
 
 /// Per-channel statistics on the device.
 pub struct SbpStatsBuffers {
-    /// E[theta]
+    /// E\[theta\]
     pub mean: CudaSlice<f32>,
-    /// E[theta] / std[theta], capped at 1e6
+    /// E\[theta\] / std\[theta\], capped at 1e6
     pub snr: CudaSlice<f32>,
     /// KL(q(theta) || log-uniform on [e^-20, 1])
     pub kl: CudaSlice<f32>,
@@ -305,7 +305,7 @@ impl SbpNoise {
         Ok(g)
     }
 
-    /// E[theta], SNR and KL of every channel.
+    /// E\[theta\], SNR and KL of every channel.
     pub fn stats_into(
         &self,
         stream: &Arc<CudaStream>,

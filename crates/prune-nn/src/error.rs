@@ -15,6 +15,8 @@ pub enum Error {
     Reg(#[from] prune_reg::RegError),
     #[error(transparent)]
     Compile(#[from] prune_compiler::CompileError),
+    #[error(transparent)]
+    Onnx(#[from] prune_onnx::OnnxError),
     /// A bad argument or run directory.
     #[error("{0}")]
     Usage(String),

@@ -155,6 +155,7 @@ pub fn prune(
     out: &Path,
 ) -> Result<Pruned> {
     cfg.validate()?;
+    crate::onnx::check_fits(dense, train)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let acc_before = evaluate(dense, test, None, None, 500)?.accuracy;
     let flops_before = dense_flops(dense)?;

@@ -18,6 +18,7 @@ pub fn gates() -> Option<&'static dyn GateRuntime> {
 
 /// Test-set accuracy and loss of any saved model (gated or not).
 pub fn evaluate(model: &Model, test: &Dataset) -> Result<EvalResult> {
+    crate::onnx::check_fits(model, test)?;
     Ok(prune_train::evaluate(model, test, gates(), None, 500)?)
 }
 

@@ -1,6 +1,6 @@
 //! `prune-train`: the training loop, evaluation, checkpoints and metrics.
 //!
-//! [`fit`] trains a [`prune_graph::Model`] on a [`prune_data::Dataset`] with
+//! [`fit()`] trains a [`prune_graph::Model`] on a [`prune_data::Dataset`] with
 //! an optional [`Regularizer`] (the hook through which SBP, polarization and
 //! network slimming shape training). Runs write `checkpoint/` and
 //! `metrics.jsonl` into their run directory and resume exactly.

@@ -183,7 +183,7 @@ pub fn trunc_entropy(alpha: f64, beta: f64) -> f64 {
     log_sqrt_2pi() + 0.5 + z.ln() + (ta - tb) / (2.0 * z)
 }
 
-/// E[theta], SNR and KL of one channel.
+/// E\[theta\], SNR and KL of one channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChannelStats {
     pub mean: f64,
@@ -191,7 +191,7 @@ pub struct ChannelStats {
     pub kl: f64,
 }
 
-/// Per-channel statistics (see `sbp_stats`): E[theta], SNR = E/sqrt(Var) capped at
+/// Per-channel statistics (see `sbp_stats`): E\[theta\], SNR = E/sqrt(Var) capped at
 /// [`SNR_MAX`], and KL(q || log-uniform on [A, B]) = max(0, log(B - A) - entropy).
 pub fn stats(mu: f64, log_sigma: f64) -> ChannelStats {
     let ls = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX);
