@@ -1,26 +1,57 @@
 //! A dense, contiguous, row-major `f32` tensor.
 //!
-//! Images are NCHW. The tensor owns its data; the autograd tape stores
-//! tensors by value, and parameters are copied into a tape as leaves.
+//! Images are NCHW. The tensor owns its [`Storage`], which names the
+//! [`Device`] holding the elements; ops run on that device's
+//! [`Backend`](crate::backend::Backend). Constructors build CPU tensors.
+//!
+//! The host accessors (`data`, `data_mut`, `into_vec`) and the small host
+//! helpers below (`map`, `zip_map`, `sum_all`, ...) read CPU storage;
+//! tensors on another device are copied with [`Tensor::to_device`] first.
 
+use crate::backend::{Backend, Device};
 use crate::error::{CoreError, Result};
+use crate::storage::Storage;
 use rand::Rng;
 
 /// A contiguous row-major `f32` tensor.
-#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    storage: Storage,
 }
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let head: Vec<f32> = self.data.iter().take(8).copied().collect();
+        let head: Vec<f32> = self.data().iter().take(8).copied().collect();
         write!(f, "Tensor{:?} {:?}", self.shape, head)?;
-        if self.data.len() > 8 {
+        if self.numel() > 8 {
             write!(f, "...")?;
         }
         Ok(())
+    }
+}
+
+/// The serialized form: shape and row-major host data.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TensorRepr<S, D> {
+    shape: S,
+    data: D,
+}
+
+impl serde::Serialize for Tensor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        TensorRepr {
+            shape: &self.shape,
+            data: self.data(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Tensor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let r = TensorRepr::<Vec<usize>, Vec<f32>>::deserialize(d)?;
+        Tensor::from_vec(r.shape, r.data).map_err(serde::de::Error::custom)
     }
 }
 
@@ -30,6 +61,64 @@ pub fn numel(shape: &[usize]) -> usize {
 }
 
 impl Tensor {
+    fn cpu(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Self {
+            shape,
+            storage: Storage::Cpu(data),
+        }
+    }
+
+    /// A tensor of `shape` over `storage`; an error if the sizes disagree.
+    pub fn from_storage(shape: impl Into<Vec<usize>>, storage: Storage) -> Result<Self> {
+        let shape = shape.into();
+        let expected = numel(&shape);
+        if expected != storage.len() {
+            return Err(CoreError::DataLength {
+                shape,
+                expected,
+                got: storage.len(),
+            });
+        }
+        Ok(Self { shape, storage })
+    }
+
+    /// The storage, for a backend.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The storage, mutable, for a backend.
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        &mut self.storage
+    }
+
+    /// The device holding the elements.
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    /// The backend that runs ops on this tensor's device.
+    pub fn backend(&self) -> &'static dyn Backend {
+        self.device().backend()
+    }
+
+    /// A copy on `device` (a clone when it is already there).
+    pub fn to_device(&self, device: Device) -> Result<Self> {
+        match (&self.storage, device) {
+            (Storage::Cpu(_), Device::Cpu) => Ok(self.clone()),
+            (Storage::Cpu(_), Device::Cuda(ordinal)) => {
+                let dev = crate::backend::cuda::CudaDevice::new(ordinal)?;
+                dev.unreachable()
+            }
+            (Storage::Cuda(s), _) => s.unreachable(),
+        }
+    }
+
+    /// Zeros of this tensor's shape on its device.
+    pub fn zeros_like(&self) -> Result<Self> {
+        self.backend().full(&self.shape, 0.0)
+    }
+
     /// Builds a tensor, checking that `data.len()` matches the shape.
     pub fn from_vec(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
         let shape = shape.into();
@@ -41,17 +130,14 @@ impl Tensor {
                 got: data.len(),
             });
         }
-        Ok(Self { shape, data })
+        Ok(Self::cpu(shape, data))
     }
 
     /// A tensor filled with `value`.
     pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Self {
         let shape = shape.into();
         let n = numel(&shape);
-        Self {
-            shape,
-            data: vec![value; n],
-        }
+        Self::cpu(shape, vec![value; n])
     }
 
     /// A tensor of zeros.
@@ -66,10 +152,7 @@ impl Tensor {
 
     /// A rank-0 tensor holding one value.
     pub fn scalar(value: f32) -> Self {
-        Self {
-            shape: vec![],
-            data: vec![value],
-        }
+        Self::cpu(vec![], vec![value])
     }
 
     /// Samples i.i.d. uniform values in `[lo, hi)`.
@@ -84,7 +167,7 @@ impl Tensor {
         let data = (0..n)
             .map(|_| lo + (hi - lo) * rng.random::<f32>())
             .collect();
-        Self { shape, data }
+        Self::cpu(shape, data)
     }
 
     /// Samples i.i.d. normal values with the given mean and standard deviation.
@@ -97,7 +180,7 @@ impl Tensor {
         let shape = shape.into();
         let n = numel(&shape);
         let data = (0..n).map(|_| mean + std * standard_normal(rng)).collect();
-        Self { shape, data }
+        Self::cpu(shape, data)
     }
 
     /// The shape.
@@ -124,40 +207,49 @@ impl Tensor {
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.data.len()
+        numel(&self.shape)
     }
 
-    /// The elements, row-major.
+    /// The elements of a CPU tensor, row-major.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        match &self.storage {
+            Storage::Cpu(v) => v,
+            Storage::Cuda(s) => s.unreachable(),
+        }
     }
 
-    /// The elements, mutable.
+    /// The elements of a CPU tensor, mutable.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        match &mut self.storage {
+            Storage::Cpu(v) => v,
+            Storage::Cuda(s) => s.unreachable(),
+        }
     }
 
-    /// Consumes the tensor, returning its elements.
+    /// Consumes a CPU tensor, returning its elements.
     pub fn into_vec(self) -> Vec<f32> {
-        self.data
+        match self.storage {
+            Storage::Cpu(v) => v,
+            Storage::Cuda(s) => s.unreachable(),
+        }
     }
 
     /// The value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
-        if self.data.len() != 1 {
-            return Err(CoreError::BadShape {
+        match self.data() {
+            [v] => Ok(*v),
+            _ => Err(CoreError::BadShape {
                 op: "item",
                 shape: self.shape.clone(),
                 reason: "expected exactly one element".into(),
-            });
+            }),
         }
-        Ok(self.data[0])
     }
 
     /// Same data under a new shape with the same number of elements.
     pub fn reshape(&self, shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();
-        if numel(&shape) != self.data.len() {
+        if numel(&shape) != self.numel() {
             return Err(CoreError::ShapeMismatch {
                 op: "reshape",
                 lhs: self.shape.clone(),
@@ -166,14 +258,14 @@ impl Tensor {
         }
         Ok(Self {
             shape,
-            data: self.data.clone(),
+            storage: self.storage.clone(),
         })
     }
 
     /// Reshapes in place (no copy).
     pub fn into_reshaped(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();
-        if numel(&shape) != self.data.len() {
+        if numel(&shape) != self.numel() {
             return Err(CoreError::ShapeMismatch {
                 op: "reshape",
                 lhs: self.shape,
@@ -186,10 +278,10 @@ impl Tensor {
 
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(f32) -> f32) -> Self {
-        Self {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|&v| f(v)).collect(),
-        }
+        Self::cpu(
+            self.shape.clone(),
+            self.data().iter().map(|&v| f(v)).collect(),
+        )
     }
 
     /// Elementwise combination of two tensors of identical shape.
@@ -200,21 +292,19 @@ impl Tensor {
         f: impl Fn(f32, f32) -> f32,
     ) -> Result<Self> {
         self.expect_same_shape(other, op)?;
-        Ok(Self {
-            shape: self.shape.clone(),
-            data: self
-                .data
-                .iter()
-                .zip(&other.data)
-                .map(|(&a, &b)| f(a, b))
-                .collect(),
-        })
+        let data = self
+            .data()
+            .iter()
+            .zip(other.data())
+            .map(|(&a, &b)| f(a, b))
+            .collect();
+        Ok(Self::cpu(self.shape.clone(), data))
     }
 
     /// `self += other` for tensors of identical shape.
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
         self.expect_same_shape(other, "add_assign")?;
-        for (a, b) in self.data.iter_mut().zip(&other.data) {
+        for (a, b) in self.data_mut().iter_mut().zip(other.data()) {
             *a += b;
         }
         Ok(())
@@ -227,21 +317,21 @@ impl Tensor {
 
     /// Sum of all elements (accumulated in f64).
     pub fn sum_all(&self) -> f32 {
-        self.data.iter().map(|&v| v as f64).sum::<f64>() as f32
+        self.data().iter().map(|&v| v as f64).sum::<f64>() as f32
     }
 
     /// True when every element is finite.
     pub fn all_finite(&self) -> bool {
-        self.data.iter().all(|v| v.is_finite())
+        self.data().iter().all(|v| v.is_finite())
     }
 
     /// Largest absolute elementwise difference; an error if shapes differ.
     pub fn max_abs_diff(&self, other: &Tensor) -> Result<f32> {
         self.expect_same_shape(other, "max_abs_diff")?;
         Ok(self
-            .data
+            .data()
             .iter()
-            .zip(&other.data)
+            .zip(other.data())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max))
     }
@@ -257,7 +347,7 @@ impl Tensor {
         }
         let cols = self.shape[1];
         Ok(self
-            .data
+            .data()
             .chunks(cols)
             .map(|row| {
                 let mut best = 0;
@@ -297,7 +387,7 @@ impl Tensor {
 
     /// Little-endian bytes of the f32 data (for safetensors).
     pub fn as_bytes(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.data)
+        bytemuck::cast_slice(self.data())
     }
 
     /// Builds a tensor from little-endian f32 bytes.
@@ -320,12 +410,18 @@ impl Tensor {
 
     /// Converts to IEEE half precision.
     pub fn to_f16(&self) -> Vec<half::f16> {
-        self.data.iter().map(|&v| half::f16::from_f32(v)).collect()
+        self.data()
+            .iter()
+            .map(|&v| half::f16::from_f32(v))
+            .collect()
     }
 
     /// Converts to bfloat16.
     pub fn to_bf16(&self) -> Vec<half::bf16> {
-        self.data.iter().map(|&v| half::bf16::from_f32(v)).collect()
+        self.data()
+            .iter()
+            .map(|&v| half::bf16::from_f32(v))
+            .collect()
     }
 
     /// Builds a tensor from half-precision values.

@@ -30,7 +30,8 @@ fn train_mode_normalizes_with_batch_statistics() {
             .collect();
         let xm = xs.iter().sum::<f64>() / 128.0;
         let xv = xs.iter().map(|a| (a - xm) * (a - xm)).sum::<f64>() / 127.0;
-        assert!((mean[c] as f64 - xm).abs() < 1e-4 && (var[c] as f64 - xv).abs() < 1e-3);
+        let (mean, var) = (mean.data()[c] as f64, var.data()[c] as f64);
+        assert!((mean - xm).abs() < 1e-4 && (var - xv).abs() < 1e-3);
     }
 }
 
@@ -41,7 +42,7 @@ fn eval_mode_uses_running_statistics() {
     let g = tape.constant(t(&[2], &[2.0, 1.0]));
     let b = tape.constant(t(&[2], &[0.5, 0.0]));
     let y = tape
-        .batch_norm_eval(x, g, b, &[1.0, 0.0], &[4.0, 1.0], 0.0)
+        .batch_norm_eval(x, g, b, &t(&[2], &[1.0, 0.0]), &t(&[2], &[4.0, 1.0]), 0.0)
         .unwrap();
     // (x - μ)/σ·γ + β
     assert_eq!(tape.value(y).unwrap().data(), &[0.5, 2.0, 2.5, 4.0]);
@@ -61,7 +62,8 @@ fn gradients_match_finite_differences() {
         &[x1.clone(), g.clone(), b.clone()],
         |tp, v| Ok(tp.batch_norm_train(v[0], v[1], v[2], 1e-5)?.0),
     );
+    let (rm, rv) = (t(&[3], &[0.1, -0.2, 0.3]), t(&[3], &[0.5, 1.5, 2.0]));
     assert_grads("bn eval", &[x1, g, b], |tp, v| {
-        tp.batch_norm_eval(v[0], v[1], v[2], &[0.1, -0.2, 0.3], &[0.5, 1.5, 2.0], 1e-5)
+        tp.batch_norm_eval(v[0], v[1], v[2], &rm, &rv, 1e-5)
     });
 }

@@ -73,8 +73,8 @@ impl<'r> RunOptions<'r> {
 #[derive(Clone, Debug)]
 pub struct BnUpdate {
     pub node: String,
-    pub mean: Vec<f32>,
-    pub var: Vec<f32>,
+    pub mean: Tensor,
+    pub var: Tensor,
     pub momentum: f32,
 }
 
@@ -182,8 +182,8 @@ pub fn forward<'a>(
                         y
                     }
                     Mode::Eval => {
-                        let rm = model.params.get(&format!("{n}.running_mean"))?.data();
-                        let rv = model.params.get(&format!("{n}.running_var"))?.data();
+                        let rm = model.params.get(&format!("{n}.running_mean"))?;
+                        let rv = model.params.get(&format!("{n}.running_var"))?;
                         tape.batch_norm_eval(xin()?, g, b, rm, rv, *eps)
                             .map_err(at)?
                     }
@@ -301,7 +301,7 @@ pub fn apply_bn_updates(model: &mut Model, updates: &[BnUpdate]) -> Result<()> {
     for u in updates {
         for (field, batch) in [("running_mean", &u.mean), ("running_var", &u.var)] {
             let t = model.params.get_mut(&format!("{}.{field}", u.node))?;
-            for (r, b) in t.data_mut().iter_mut().zip(batch.iter()) {
+            for (r, b) in t.data_mut().iter_mut().zip(batch.data()) {
                 *r = (1.0 - u.momentum) * *r + u.momentum * b;
             }
         }

@@ -123,7 +123,7 @@ fn train_mode_updates_running_statistics() {
     assert_eq!(updates.len(), 1);
     apply_bn_updates(&mut m, &updates).expect("apply");
     let rm = m.params.get("bn.running_mean").expect("rm");
-    for (r, b) in rm.data().iter().zip(&updates[0].mean) {
+    for (r, b) in rm.data().iter().zip(updates[0].mean.data()) {
         assert!((r - 0.1 * b).abs() < 1e-6);
     }
 }

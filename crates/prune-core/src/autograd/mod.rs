@@ -9,20 +9,27 @@
 //!
 //! [`Tape::no_grad`] builds a tape for inference: values are computed, but no
 //! backward information is kept and `backward` is an error.
+//!
+//! The tape computes nothing itself: every forward and backward value comes
+//! from the [`Backend`](crate::backend::Backend) of its inputs' device, and
+//! `Op` variants keep tensors (pooling argmax, dropout mask, batch
+//! statistics, labels), so the tape runs unchanged on any backend.
 
 mod backward;
-mod broadcast;
 mod ops_basic;
 mod ops_nn;
 mod ops_shape;
 
-use crate::cpu::{BnSaved, Conv2dParams, PoolParams};
+use crate::backend::{BnBatchStats, Device};
+use crate::cpu::{Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
+use crate::storage::Indices;
 use crate::tensor::Tensor;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-pub use broadcast::{broadcast_shape, reduce_to_shape};
+pub use crate::backend::broadcast_shape;
+pub use ops_shape::{index_select, reduce_to_shape, sum_axes};
 
 /// A handle to a node of a [`Tape`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,13 +69,22 @@ pub enum Binary {
     Div,
 }
 
-/// A user-defined differentiable operation (for example the SBP noise gate).
+/// A user-defined differentiable operation (for example a regularizer's
+/// penalty).
 ///
 /// The forward value is computed by the caller and handed to
-/// [`Tape::custom`]; the op keeps whatever it needs for its backward.
+/// [`Tape::custom`]; the op keeps whatever it needs for its backward. Inputs,
+/// output and gradients are tensors on the inputs' device; an op computes
+/// with [`Tensor::backend`] to stay device-agnostic, and says through
+/// [`CustomOp::supports`] which devices it runs on, so the tape refuses it
+/// cleanly elsewhere.
 pub trait CustomOp: Send + Sync + std::fmt::Debug {
     /// A short name shown when the graph is inspected.
     fn name(&self) -> &str;
+    /// Whether the op runs on `device` (the CPU only, unless overridden).
+    fn supports(&self, device: Device) -> bool {
+        device == Device::Cpu
+    }
     /// Gradients of the inputs given the gradient of the output
     /// (`None` for an input that gets no gradient).
     fn backward(
@@ -112,10 +128,11 @@ pub enum Op {
         b: Option<Var>,
         params: Conv2dParams,
     },
+    /// `argmax`: the flat index of each output's maximum in its input plane.
     MaxPool2d {
         x: Var,
         params: PoolParams,
-        argmax: Vec<u32>,
+        argmax: Indices,
     },
     AvgPool2d {
         x: Var,
@@ -126,15 +143,15 @@ pub enum Op {
         x: Var,
         gamma: Var,
         beta: Var,
-        saved: BnSaved,
+        stats: BnBatchStats,
     },
     /// Batch norm with running statistics (evaluation).
     BatchNormEval {
         x: Var,
         gamma: Var,
         beta: Var,
-        running_mean: Vec<f32>,
-        running_var: Vec<f32>,
+        running_mean: Tensor,
+        running_var: Tensor,
         eps: f32,
     },
     /// Sum over `axes` (kept as size-1 dims when `keepdim`).
@@ -164,7 +181,7 @@ pub enum Op {
     /// Inverted dropout; `mask` holds 0 or 1/(1-p) per element.
     Dropout {
         x: Var,
-        mask: Vec<f32>,
+        mask: Tensor,
     },
     /// Log-softmax over the last axis.
     LogSoftmax {
@@ -173,7 +190,7 @@ pub enum Op {
     /// Mean cross-entropy of `[N, K]` logits against class labels.
     CrossEntropy {
         logits: Var,
-        labels: Vec<usize>,
+        labels: Indices,
     },
     Custom {
         inputs: Vec<Var>,
@@ -349,10 +366,36 @@ impl<'a> Tape<'a> {
         Var(self.nodes.len() - 1)
     }
 
+    /// The backend shared by the values of `vars` (an error names `op` when
+    /// they live on different devices).
+    pub(crate) fn backend(
+        &self,
+        op: &'static str,
+        vars: &[Var],
+    ) -> Result<&'static dyn crate::backend::Backend> {
+        let values = vars
+            .iter()
+            .map(|v| self.value(*v))
+            .collect::<Result<Vec<&Tensor>>>()?;
+        crate::backend::backend_of(op, &values)
+    }
+
     /// Records the output of a [`CustomOp`] whose forward the caller computed.
+    /// An error when the inputs and the output do not share a device the op supports.
     pub fn custom(&mut self, inputs: &[Var], output: Tensor, op: Arc<dyn CustomOp>) -> Result<Var> {
-        for v in inputs {
-            self.value(*v)?;
+        let device = self.backend("custom op", inputs)?.device();
+        let device = if inputs.is_empty() {
+            output.device()
+        } else {
+            device
+        };
+        if output.device() != device || !op.supports(device) {
+            return Err(CoreError::Unsupported(format!(
+                "custom op {} on {} (output on {})",
+                op.name(),
+                device,
+                output.device()
+            )));
         }
         Ok(self.push(
             output,

@@ -1,23 +1,8 @@
-//! Elementwise operations: unary maps and broadcasting binary arithmetic.
+//! Elementwise operations: unary maps and broadcasting binary arithmetic,
+//! with the scalar definitions of the unary maps and their derivatives.
 
-use super::broadcast::broadcast_zip;
 use super::{Binary, Op, Tape, Unary, Var};
 use crate::error::{CoreError, Result};
-use crate::tensor::Tensor;
-
-/// Applies `op` to every element, with the match hoisted out of the loop so
-/// each arm compiles to a tight (vectorizable) loop.
-pub(crate) fn apply_unary(op: Unary, x: &[f32]) -> Vec<f32> {
-    let m = |f: &dyn Fn(f32) -> f32| x.iter().map(|&v| f(v)).collect::<Vec<f32>>();
-    match op {
-        Unary::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
-        Unary::Scale(s) => x.iter().map(|&v| v * s).collect(),
-        Unary::Shift(s) => x.iter().map(|&v| v + s).collect(),
-        Unary::Square => x.iter().map(|&v| v * v).collect(),
-        Unary::Neg => x.iter().map(|&v| -v).collect(),
-        other => m(&|v| other.apply(v)),
-    }
-}
 
 impl Unary {
     /// The forward map.
@@ -86,8 +71,7 @@ impl Tape<'_> {
             }
         }
         let xv = self.value(x)?;
-        let y = apply_unary(op, xv.data());
-        let y = Tensor::from_vec(xv.shape().to_vec(), y)?;
+        let y = xv.backend().unary(xv, op)?;
         Ok(self.push(y, Op::Unary { x, op }))
     }
 
@@ -134,13 +118,8 @@ impl Tape<'_> {
 
     /// An elementwise binary op with broadcasting.
     pub fn binary(&mut self, a: Var, b: Var, op: Binary) -> Result<Var> {
-        let (av, bv) = (self.value(a)?, self.value(b)?);
-        let y = match op {
-            Binary::Add => broadcast_zip(av, bv, "add", |x, y| x + y)?,
-            Binary::Sub => broadcast_zip(av, bv, "sub", |x, y| x - y)?,
-            Binary::Mul => broadcast_zip(av, bv, "mul", |x, y| x * y)?,
-            Binary::Div => broadcast_zip(av, bv, "div", |x, y| x / y)?,
-        };
+        let backend = self.backend("binary", &[a, b])?;
+        let y = backend.binary(self.value(a)?, self.value(b)?, op)?;
         Ok(self.push(y, Op::Binary { a, b, op }))
     }
 

@@ -1,38 +1,28 @@
 //! Neural-network operations: matmul/linear, conv2d, pooling, batch norm,
-//! dropout, log-softmax and cross-entropy. The arithmetic lives in
-//! [`crate::cpu`]; these wrappers validate shapes and record nodes.
+//! dropout, log-softmax and cross-entropy. The arithmetic runs on the
+//! inputs' [`Backend`](crate::backend::Backend); these wrappers validate
+//! shapes and record nodes.
 
-use super::{Op, Tape, Var};
-use crate::cpu::{self, Conv2dParams, PoolParams};
+use super::{Binary, Op, Tape, Var};
+use crate::cpu::{Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
+use crate::storage::Indices;
 use crate::tensor::Tensor;
 use rand::Rng;
-
-/// Row-wise log-softmax of a `[rows, cols]` tensor (max-shifted for stability).
-pub(crate) fn log_softmax_rows(x: &Tensor) -> Result<Tensor> {
-    x.expect_rank(2, "log_softmax")?;
-    let cols = x.shape()[1];
-    let mut out = x.clone();
-    if cols == 0 {
-        return Ok(out);
-    }
-    for row in out.data_mut().chunks_mut(cols) {
-        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
-        row.iter_mut().for_each(|v| *v -= lse);
-    }
-    Ok(out)
-}
 
 impl Tape<'_> {
     /// `a @ b` for 2-D tensors.
     pub fn matmul(&mut self, a: Var, b: Var) -> Result<Var> {
-        let y = cpu::matmul(self.value(a)?, self.value(b)?, false, false)?;
+        let backend = self.backend("matmul", &[a, b])?;
+        let y = backend.matmul(self.value(a)?, self.value(b)?, false, false)?;
         Ok(self.push(y, Op::MatMul { a, b }))
     }
 
     /// Fully connected layer: `x @ wᵀ + b`, `x: [N, in]`, `w: [out, in]`, `b: [out]`.
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        let mut vars = vec![x, w];
+        vars.extend(b);
+        let backend = self.backend("linear", &vars)?;
         let (xv, wv) = (self.value(x)?, self.value(w)?);
         xv.expect_rank(2, "linear (input)")?;
         wv.expect_rank(2, "linear (weight)")?;
@@ -43,7 +33,7 @@ impl Tape<'_> {
                 rhs: wv.shape().to_vec(),
             });
         }
-        let mut y = cpu::matmul(xv, wv, false, true)?;
+        let mut y = backend.matmul(xv, wv, false, true)?;
         if let Some(b) = b {
             let bv = self.value(b)?;
             let out = wv.shape()[0];
@@ -54,71 +44,78 @@ impl Tape<'_> {
                     rhs: bv.shape().to_vec(),
                 });
             }
-            let bd = bv.data().to_vec();
-            for row in y.data_mut().chunks_mut(out.max(1)) {
-                row.iter_mut().zip(&bd).for_each(|(v, b)| *v += b);
-            }
+            // [N, out] + [out], broadcast over the rows
+            y = backend.binary(&y, bv, Binary::Add)?;
         }
         Ok(self.push(y, Op::Linear { x, w, b }))
     }
 
     /// 2-D convolution, `x: [N, Cin, H, W]`, `w: [Cout, Cin/groups, kh, kw]`.
     pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, params: Conv2dParams) -> Result<Var> {
+        let mut vars = vec![x, w];
+        vars.extend(b);
+        let backend = self.backend("conv2d", &vars)?;
         let bias = match b {
             Some(b) => Some(self.value(b)?),
             None => None,
         };
-        let y = cpu::conv2d_forward(self.value(x)?, self.value(w)?, bias, &params)?;
+        let y = backend.conv2d(self.value(x)?, self.value(w)?, bias, &params)?;
         Ok(self.push(y, Op::Conv2d { x, w, b, params }))
     }
 
     /// Max pooling.
     pub fn max_pool2d(&mut self, x: Var, params: PoolParams) -> Result<Var> {
-        let (y, argmax) = cpu::max_pool2d_forward(self.value(x)?, &params)?;
+        let xv = self.value(x)?;
+        let (y, argmax) = xv.backend().max_pool2d(xv, &params)?;
         Ok(self.push(y, Op::MaxPool2d { x, params, argmax }))
     }
 
     /// Average pooling (padding counted in the divisor).
     pub fn avg_pool2d(&mut self, x: Var, params: PoolParams) -> Result<Var> {
-        let y = cpu::avg_pool2d_forward(self.value(x)?, &params)?;
+        let xv = self.value(x)?;
+        let y = xv.backend().avg_pool2d(xv, &params)?;
         Ok(self.push(y, Op::AvgPool2d { x, params }))
     }
 
     /// Batch norm with batch statistics. Returns the output, the batch mean
-    /// and the unbiased batch variance (for the caller's running statistics).
+    /// and the unbiased batch variance (for the caller's running statistics),
+    /// both `[C]` on the input's device.
     pub fn batch_norm_train(
         &mut self,
         x: Var,
         gamma: Var,
         beta: Var,
         eps: f32,
-    ) -> Result<(Var, Vec<f32>, Vec<f32>)> {
-        let (y, saved, var) =
-            cpu::batch_norm_train(self.value(x)?, self.value(gamma)?, self.value(beta)?, eps)?;
-        let mean = saved.mean.clone();
+    ) -> Result<(Var, Tensor, Tensor)> {
+        let backend = self.backend("batch_norm", &[x, gamma, beta])?;
+        let out =
+            backend.batch_norm_train(self.value(x)?, self.value(gamma)?, self.value(beta)?, eps)?;
+        let mean = out.stats.mean.clone();
         let v = self.push(
-            y,
+            out.y,
             Op::BatchNormTrain {
                 x,
                 gamma,
                 beta,
-                saved,
+                stats: out.stats,
             },
         );
-        Ok((v, mean, var))
+        Ok((v, mean, out.var))
     }
 
-    /// Batch norm with running statistics.
+    /// Batch norm with running statistics (`[C]` each).
     pub fn batch_norm_eval(
         &mut self,
         x: Var,
         gamma: Var,
         beta: Var,
-        running_mean: &[f32],
-        running_var: &[f32],
+        running_mean: &Tensor,
+        running_var: &Tensor,
         eps: f32,
     ) -> Result<Var> {
-        let y = cpu::batch_norm_eval(
+        let backend = self.backend("batch_norm", &[x, gamma, beta])?;
+        crate::backend::backend_of("batch_norm", &[self.value(x)?, running_mean, running_var])?;
+        let y = backend.batch_norm_eval(
             self.value(x)?,
             self.value(gamma)?,
             self.value(beta)?,
@@ -132,8 +129,8 @@ impl Tape<'_> {
                 x,
                 gamma,
                 beta,
-                running_mean: running_mean.to_vec(),
-                running_var: running_var.to_vec(),
+                running_mean: running_mean.clone(),
+                running_var: running_var.clone(),
                 eps,
             },
         ))
@@ -148,20 +145,17 @@ impl Tape<'_> {
             });
         }
         let xv = self.value(x)?;
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..xv.numel())
-            .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
-            .collect();
-        let y = Tensor::from_vec(
-            xv.shape().to_vec(),
-            xv.data().iter().zip(&mask).map(|(a, m)| a * m).collect(),
-        )?;
+        let backend = xv.backend();
+        let mut rng = rng;
+        let mask = backend.dropout_mask(xv.shape(), p, &mut rng)?;
+        let y = backend.binary(xv, &mask, Binary::Mul)?;
         Ok(self.push(y, Op::Dropout { x, mask }))
     }
 
     /// Log-softmax over the last axis of a `[N, K]` tensor.
     pub fn log_softmax(&mut self, x: Var) -> Result<Var> {
-        let y = log_softmax_rows(self.value(x)?)?;
+        let xv = self.value(x)?;
+        let y = xv.backend().log_softmax(xv)?;
         Ok(self.push(y, Op::LogSoftmax { x }))
     }
 
@@ -183,19 +177,8 @@ impl Tape<'_> {
                 reason: format!("label {bad} out of range for {k} classes"),
             });
         }
-        let lp = log_softmax_rows(lv)?;
-        let loss: f64 = labels
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| -(lp.data()[i * k + l] as f64))
-            .sum::<f64>()
-            / n as f64;
-        Ok(self.push(
-            Tensor::scalar(loss as f32),
-            Op::CrossEntropy {
-                logits,
-                labels: labels.to_vec(),
-            },
-        ))
+        let labels = Indices::from_usize(labels)?.to_device(lv.device())?;
+        let loss = lv.backend().cross_entropy(lv, &labels)?;
+        Ok(self.push(loss, Op::CrossEntropy { logits, labels }))
     }
 }

@@ -1,8 +1,7 @@
 //! Reductions and shape operations: sum/mean over axes, reshape, flatten,
 //! concat and index-select (channel gather).
 
-use super::broadcast::reduce_to_shape;
-use super::{Op, Tape, Var};
+use super::{Op, Tape, Unary, Var};
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 
@@ -34,11 +33,10 @@ fn drop_axes(shape: &[usize], axes: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// `(outer, dim, inner)` sizes around `axis`.
-pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    let outer = shape[..axis].iter().product();
-    let inner = shape[axis + 1..].iter().product();
-    (outer, shape[axis], inner)
+/// Sums `grad` (of a broadcast result) down to `shape`: the adjoint of
+/// broadcasting, on `grad`'s backend (no tape).
+pub fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    grad.backend().sum_to_shape(grad, shape)
 }
 
 /// Sum over `axes` of a tensor (no tape), keeping size-1 dims when `keepdim`.
@@ -60,46 +58,14 @@ pub fn index_select(x: &Tensor, axis: usize, indices: &[usize]) -> Result<Tensor
             reason: format!("axis {axis} out of range for shape {:?}", x.shape()),
         });
     }
-    let (outer, dim, inner) = split_at_axis(x.shape(), axis);
+    let dim = x.shape()[axis];
     if let Some(&bad) = indices.iter().find(|&&i| i >= dim) {
         return Err(CoreError::InvalidArgument {
             op: "index_select",
             reason: format!("index {bad} out of range for axis {axis} of size {dim}"),
         });
     }
-    let mut out = Vec::with_capacity(outer * indices.len() * inner);
-    let d = x.data();
-    for o in 0..outer {
-        for &i in indices {
-            let s = (o * dim + i) * inner;
-            out.extend_from_slice(&d[s..s + inner]);
-        }
-    }
-    let mut shape = x.shape().to_vec();
-    shape[axis] = indices.len();
-    Tensor::from_vec(shape, out)
-}
-
-/// Scatter-adds `grad` (shaped like an index-select result) back into `shape`.
-pub(crate) fn index_scatter_add(
-    grad: &Tensor,
-    shape: &[usize],
-    axis: usize,
-    indices: &[usize],
-) -> Result<Tensor> {
-    let (outer, dim, inner) = split_at_axis(shape, axis);
-    let mut out = Tensor::zeros(shape.to_vec());
-    let (g, o_data) = (grad.data(), out.data_mut());
-    for o in 0..outer {
-        for (k, &i) in indices.iter().enumerate() {
-            let src = (o * indices.len() + k) * inner;
-            let dst = (o * dim + i) * inner;
-            for j in 0..inner {
-                o_data[dst + j] += g[src + j];
-            }
-        }
-    }
-    Ok(out)
+    x.backend().index_select(x, axis, indices)
 }
 
 impl Tape<'_> {
@@ -126,9 +92,9 @@ impl Tape<'_> {
     pub fn mean(&mut self, x: Var, axes: &[usize], keepdim: bool) -> Result<Var> {
         let xv = self.value(x)?;
         let count: usize = axes.iter().filter_map(|&a| xv.shape().get(a)).product();
-        let mut y = sum_axes(xv, axes, keepdim)?;
+        let y = sum_axes(xv, axes, keepdim)?;
         let inv = 1.0 / count.max(1) as f32;
-        y.data_mut().iter_mut().for_each(|v| *v *= inv);
+        let y = y.backend().unary(&y, Unary::Scale(inv))?;
         Ok(self.push(
             y,
             Op::Mean {
@@ -172,7 +138,6 @@ impl Tape<'_> {
                 reason: format!("axis {axis} out of range for shape {base:?}"),
             });
         }
-        let mut total = 0;
         for v in xs {
             let s = self.value(*v)?.shape();
             let same_rank = s.len() == base.len();
@@ -188,20 +153,12 @@ impl Tape<'_> {
                     rhs: s.to_vec(),
                 });
             }
-            total += s[axis];
         }
-        let (outer, _, inner) = split_at_axis(&base, axis);
-        let mut out = Vec::with_capacity(outer * total * inner);
-        for o in 0..outer {
-            for v in xs {
-                let t = self.value(*v)?;
-                let chunk = t.shape()[axis] * inner;
-                out.extend_from_slice(&t.data()[o * chunk..(o + 1) * chunk]);
-            }
-        }
-        let mut shape = base;
-        shape[axis] = total;
-        let y = Tensor::from_vec(shape, out)?;
+        let values = xs
+            .iter()
+            .map(|v| self.value(*v))
+            .collect::<Result<Vec<&Tensor>>>()?;
+        let y = crate::backend::backend_of("concat", &values)?.concat(&values, axis)?;
         Ok(self.push(
             y,
             Op::Concat {

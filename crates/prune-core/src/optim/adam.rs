@@ -4,8 +4,11 @@
 //! m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²
 //! p ← p − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)
 //! ```
+//!
+//! The update runs on the parameter's backend.
 
 use super::{check_pair, OptimState, Optimizer, ParamUpdate};
+use crate::backend::{backend_of, AdamStep};
 use crate::error::Result;
 use crate::Tensor;
 use std::collections::BTreeMap;
@@ -48,37 +51,28 @@ impl Optimizer for Adam {
             check_pair(p)?;
         }
         self.step += 1;
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         for p in params.iter_mut() {
-            let lr = lr as f64 * p.lr_mult as f64;
-            let wd = if p.decay { self.weight_decay } else { 0.0 };
+            let backend = backend_of("adam step", &[p.value, p.grad])?;
             let (m, v, t) = match self.moments.entry(p.name.to_string()) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert((zeros_like(p.grad), zeros_like(p.grad), 0))
+                    e.insert((p.grad.zeros_like()?, p.grad.zeros_like()?, 0))
                 }
             };
             m.expect_same_shape(p.grad, "adam state")?;
             // each parameter counts its own steps, so one that joins later
             // (e.g. freshly inserted gates) gets the right bias correction
             *t += 1;
-            let bc1 = 1.0 - (b1 as f64).powi(*t as i32);
-            let bc2 = 1.0 - (b2 as f64).powi(*t as i32);
-            for (((w, &g), m), v) in p
-                .value
-                .data_mut()
-                .iter_mut()
-                .zip(p.grad.data())
-                .zip(m.data_mut())
-                .zip(v.data_mut())
-            {
-                let g = g + wd * *w;
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                let mh = *m as f64 / bc1;
-                let vh = *v as f64 / bc2;
-                *w -= (lr * mh / (vh.sqrt() + eps as f64)) as f32;
-            }
+            let h = AdamStep {
+                lr: lr as f64 * p.lr_mult as f64,
+                weight_decay: if p.decay { self.weight_decay } else { 0.0 },
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                bias_correction1: 1.0 - (self.beta1 as f64).powi(*t as i32),
+                bias_correction2: 1.0 - (self.beta2 as f64).powi(*t as i32),
+            };
+            backend.adam_update(p.value, p.grad, m, v, &h)?;
         }
         Ok(())
     }
@@ -113,8 +107,4 @@ impl Optimizer for Adam {
             }
         }
     }
-}
-
-fn zeros_like(t: &Tensor) -> Tensor {
-    Tensor::zeros(t.shape().to_vec())
 }

@@ -5,7 +5,8 @@
 //! multiplier (so a parameter group, such as the SBP noise parameters, can
 //! train at 10x the network's rate) and a flag for weight decay. The state
 //! (momentum buffers, Adam moments, the step count) is exported as named
-//! tensors for checkpoints.
+//! tensors for checkpoints. The arithmetic of each update runs on the
+//! parameter's [`Backend`](crate::backend::Backend).
 
 mod adam;
 mod schedule;
@@ -55,7 +56,7 @@ pub trait Optimizer: Send {
 /// Checks a parameter/gradient pair before an update.
 pub(crate) fn check_pair(p: &ParamUpdate<'_>) -> Result<()> {
     p.value.expect_same_shape(p.grad, "optimizer step")?;
-    if !p.grad.all_finite() {
+    if !p.grad.backend().all_finite(p.grad)? {
         return Err(CoreError::NonFinite {
             what: format!("gradient of {}", p.name),
         });
@@ -71,9 +72,10 @@ pub(crate) fn buffer<'s>(
     like: &Tensor,
 ) -> Result<&'s mut Tensor> {
     let key = format!("{name}.{suffix}");
-    let t = buffers
-        .entry(key)
-        .or_insert_with(|| Tensor::zeros(like.shape().to_vec()));
+    let t = match buffers.entry(key) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => e.insert(like.zeros_like()?),
+    };
     t.expect_same_shape(like, "optimizer state")?;
     Ok(t)
 }

@@ -6,8 +6,11 @@
 //! v ← μ·v + g
 //! p ← p − lr·(g + μ·v)   (Nesterov)   or   p ← p − lr·v
 //! ```
+//!
+//! The update runs on the parameter's backend.
 
 use super::{buffer, check_pair, OptimState, Optimizer, ParamUpdate};
+use crate::backend::{backend_of, SgdStep};
 use crate::error::Result;
 use std::collections::BTreeMap;
 
@@ -40,27 +43,19 @@ impl Optimizer for Sgd {
             check_pair(p)?;
         }
         for p in params.iter_mut() {
-            let lr = lr * p.lr_mult;
-            let wd = if p.decay { self.weight_decay } else { 0.0 };
-            if self.momentum == 0.0 {
-                for (w, &g) in p.value.data_mut().iter_mut().zip(p.grad.data()) {
-                    *w -= lr * (g + wd * *w);
-                }
-                continue;
-            }
-            let v = buffer(&mut self.buffers, p.name, "momentum", p.grad)?;
-            let (mu, nesterov) = (self.momentum, self.nesterov);
-            for ((w, &g), v) in p
-                .value
-                .data_mut()
-                .iter_mut()
-                .zip(p.grad.data())
-                .zip(v.data_mut())
-            {
-                let g = g + wd * *w;
-                *v = mu * *v + g;
-                *w -= lr * if nesterov { g + mu * *v } else { *v };
-            }
+            let h = SgdStep {
+                lr: lr * p.lr_mult,
+                weight_decay: if p.decay { self.weight_decay } else { 0.0 },
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+            };
+            let backend = backend_of("sgd step", &[p.value, p.grad])?;
+            let velocity = if self.momentum == 0.0 {
+                None
+            } else {
+                Some(buffer(&mut self.buffers, p.name, "momentum", p.grad)?)
+            };
+            backend.sgd_update(p.value, p.grad, velocity, &h)?;
         }
         self.step += 1;
         Ok(())

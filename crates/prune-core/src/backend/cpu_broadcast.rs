@@ -1,5 +1,5 @@
-//! NumPy-style broadcasting for elementwise binary ops, and its adjoint:
-//! summing a gradient back down to an operand's shape.
+//! NumPy-style broadcasting for elementwise binary ops on the CPU, and its
+//! adjoint: summing a gradient back down to an operand's shape.
 //!
 //! Shapes are right-aligned; a dimension of size 1 (or a missing leading
 //! dimension) stretches to the other operand's size. Adjacent dimensions that
@@ -170,7 +170,7 @@ pub(crate) fn broadcast_zip(
 }
 
 /// Sums `grad` (of a broadcast result) down to `shape`: the adjoint of broadcasting.
-pub fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> {
+pub(crate) fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if grad.shape() == shape {
         return Ok(grad.clone());
     }
