@@ -11,11 +11,10 @@ pub mod error;
 pub mod eval;
 pub mod fit;
 pub mod metrics;
-pub mod regularizer;
 
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::{Result, TrainError};
 pub use eval::{evaluate, EvalResult};
 pub use fit::{fit, RunFiles, TrainSummary};
 pub use metrics::EpochRecord;
-pub use regularizer::Regularizer;
+pub use prune_graph::Regularizer;

@@ -5,4 +5,6 @@ pub mod conv;
 pub mod gather;
 pub mod philox;
 pub mod sbp;
+pub mod sbp_closed;
 pub mod special;
+pub mod truncated;
