@@ -6,17 +6,18 @@
 //   masked multiply after a dense convolution: base_scale_channels with a 0/1 mask
 //   naive gather: one thread per element, full index decomposition with 64-bit divisions
 
-// eps[k] for k < count: per-channel (count = C, counter (c, 0, 0)) or per-example
-// (count = rows*C, counter (c, n, 1)); same counters as the fused kernel.
+// eps[k] for k < count: per-channel (count = C, counter (c, 0, step, layer2)) or
+// per-example (count = rows*C, counter (c, n, step, layer2 | 1)); same counters as the
+// fused kernel.  layer2 = 2 * layer.
 extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 base_noise_uniform(float* __restrict__ eps, int rows, int channels, u32 seed_lo, u32 seed_hi,
-                   int per_example) {
+                   u32 step, u32 layer2, int per_example) {
     const i64 count = per_example ? (i64)rows * channels : (i64)channels;
     for (i64 k = (i64)blockIdx.x * blockDim.x + threadIdx.x; k < count;
          k += (i64)gridDim.x * blockDim.x) {
         const u32 c = (u32)(k % channels);
         const u32 n = per_example ? (u32)(k / channels) : 0u;
-        eps[k] = (float)pk_noise_eps(c, n, per_example ? 1u : 0u, seed_lo, seed_hi);
+        eps[k] = (float)pk_noise_eps(c, n, step, per_example ? (layer2 | 1u) : layer2, seed_lo, seed_hi);
     }
 }
 

@@ -47,11 +47,13 @@ __device__ __forceinline__ double pk_uniform_open(u32 bits) {
 }
 
 // Noise counter layout shared with the CPU reference (src/cpu_ref/sbp.rs):
-//   counter = (channel, example, mode, 0), key = (seed_lo, seed_hi)
+//   counter = (channel, example, step, 2 * layer + mode), key = (seed_lo, seed_hi)
 // mode 0: one sample per channel (example = 0); mode 1: one sample per (example, channel).
-__device__ __forceinline__ double pk_noise_eps(u32 channel, u32 example, u32 mode, u32 seed_lo,
-                                               u32 seed_hi) {
-    const uint4 r = pk_philox4x32_10(make_uint4(channel, example, mode, 0u), seed_lo, seed_hi);
+// Distinct gates (layer) and optimizer steps (step) read disjoint counters.
+__device__ __forceinline__ double pk_noise_eps(u32 channel, u32 example, u32 step,
+                                               u32 layer_mode, u32 seed_lo, u32 seed_hi) {
+    const uint4 r =
+        pk_philox4x32_10(make_uint4(channel, example, step, layer_mode), seed_lo, seed_hi);
     return pk_uniform_open(r.x);
 }
 

@@ -4,8 +4,12 @@
 // Each channel c carries a truncated log-normal noise theta_c:
 //   log theta ~ N(mu, sigma^2) truncated to [A, B] = [-20, 0],  sigma = exp(log_sigma)
 //   alpha = (A - mu)/sigma, beta = (B - mu)/sigma, Z = Phi(beta) - Phi(alpha)
-//   u = clip(Phi(alpha) + eps Z, 1e-5, 1 - 1e-5),  z = Phi^-1(u)
-//   theta = exp(clip(mu + sigma z, A, B)),  eps ~ U(0,1) from Philox(seed; channel[, example])
+//   mu, log_sigma clamped to [-20, 5] first
+//   u = clip((1 - eps) Phi(alpha) + eps Phi(beta), 1e-5, 1 - 1e-5),  z = Phi^-1(u)
+//   (mirrored through Phi(-.) when alpha + beta > 0, see sbp_sample)
+//   theta = exp(clip(mu + sigma z, A, B)),
+//   eps ~ U(0,1) from Philox(key = seed; counter = (channel, example, step, 2 layer + mode))
+// The math is that of the CPU reference, prune-kernels src/cpu_ref/{sbp,sbp_closed}.rs.
 // The activation layout is [rows, C, HW] (NCHW with HW = H*W, or N x F with HW = 1).
 // Forward: y = x * theta, theta written out for the backward.
 // Backward: dx = dy * theta, dtheta = sum dy * x, then dmu, dlog_sigma by the chain rule
@@ -18,9 +22,9 @@
 #define SBP_A (-20.0)
 #define SBP_B (0.0)
 #define SBP_UCLIP 1e-5
-#define SBP_LOG_SIGMA_MIN (-20.0)
-#define SBP_LOG_SIGMA_MAX (20.0)
-#define SBP_SNR_MAX 1e6
+#define SBP_PARAM_MIN (-20.0)
+#define SBP_PARAM_MAX (5.0)
+#define SBP_SNR_MAX 1e30
 #define SBP_TILE_COLS 1024
 #define SBP_SMEM_FLOATS 4096
 
@@ -38,24 +42,25 @@ struct SbpSample {
 //   dz/du   = 1 / phi(z)                      (0 when the u-clip is active)
 //   L = mu + sigma z:  dL/dmu = 1 + sigma dz/dmu,  dL/dls = sigma z + sigma dz/dls
 //   theta = exp(clip(L, A, B)):  dtheta = theta dL  (0 when the L-clip is active)
-// log_sigma is clamped to [SBP_LOG_SIGMA_MIN, SBP_LOG_SIGMA_MAX] (zero derivative outside).
-// When alpha > 0 both bounds sit in the upper tail and Phi(.) ~ 1 would cancel, so the
-// mirrored quantity v = 1 - u = (1 - eps) Phi(-alpha) + eps Phi(-beta) is used instead;
-// z = -Phi^-1(v) and the clip is symmetric, so the value and the derivatives agree.
-__device__ SbpSample sbp_sample(double mu, double log_sigma, double eps) {
-    const bool ls_clamped = !(log_sigma >= SBP_LOG_SIGMA_MIN && log_sigma <= SBP_LOG_SIGMA_MAX);
-    const double ls = fmin(fmax(log_sigma, SBP_LOG_SIGMA_MIN), SBP_LOG_SIGMA_MAX);
+// mu and log_sigma are clamped to [SBP_PARAM_MIN, SBP_PARAM_MAX] (zero derivative for a
+// clamped parameter).  When alpha + beta > 0 the interval lies mostly above the mode and
+// Phi(.) ~ 1 would cancel, so the mirrored quantity
+// v = 1 - u = (1 - eps) Phi(-alpha) + eps Phi(-beta) is used instead; z = -Phi^-1(v) and
+// the clip is symmetric, so the value and the derivatives agree.
+__device__ SbpSample sbp_sample(double mu_in, double log_sigma, double eps) {
+    const bool mu_clamped = !(mu_in >= SBP_PARAM_MIN && mu_in <= SBP_PARAM_MAX);
+    const bool ls_clamped = !(log_sigma >= SBP_PARAM_MIN && log_sigma <= SBP_PARAM_MAX);
+    const double mu = fmin(fmax(mu_in, SBP_PARAM_MIN), SBP_PARAM_MAX);
+    const double ls = fmin(fmax(log_sigma, SBP_PARAM_MIN), SBP_PARAM_MAX);
     const double sigma = exp(ls);
     const double alpha = (SBP_A - mu) / sigma;
     const double beta = (SBP_B - mu) / sigma;
-    const bool mirror = alpha > 0.0;
+    const bool mirror = alpha + beta > 0.0;
     double w, z;
     if (!mirror) {
-        const double pa = pk_cdf(alpha), pb = pk_cdf(beta);
-        w = pa + eps * (pb - pa);
+        w = (1.0 - eps) * pk_cdf(alpha) + eps * pk_cdf(beta);
     } else {
-        const double qa = pk_cdf(-alpha), qb = pk_cdf(-beta);
-        w = qa + eps * (qb - qa);
+        w = (1.0 - eps) * pk_cdf(-alpha) + eps * pk_cdf(-beta);
     }
     const bool u_clipped = !(w >= SBP_UCLIP && w <= 1.0 - SBP_UCLIP);
     w = fmin(fmax(w, SBP_UCLIP), 1.0 - SBP_UCLIP);
@@ -74,13 +79,13 @@ __device__ SbpSample sbp_sample(double mu, double log_sigma, double eps) {
     }
     const double l = mu + sigma * z;
     SbpSample s;
-    if (l <= SBP_A || l >= SBP_B) {
+    if (l < SBP_A || l > SBP_B) {
         s.theta = exp(fmin(fmax(l, SBP_A), SBP_B));
         s.dth_dmu = 0.0;
         s.dth_dls = 0.0;
     } else {
         s.theta = exp(l);
-        s.dth_dmu = s.theta * (1.0 + sigma * dz_dmu);
+        s.dth_dmu = mu_clamped ? 0.0 : s.theta * (1.0 + sigma * dz_dmu);
         s.dth_dls = ls_clamped ? 0.0 : s.theta * (sigma * z + sigma * dz_dls);
     }
     return s;
@@ -178,8 +183,9 @@ struct SbpStats {
 // numbers.  Var = E^2 expm1(d), SNR = 1/sqrt(expm1(d)), reported as SBP_SNR_MAX where
 // d <= 0 or the ratio exceeds it.
 // KL = max(0, log(B - A) - log sigma - H(alpha, beta)).
-__device__ SbpStats sbp_stats(double mu, double log_sigma) {
-    const double ls = fmin(fmax(log_sigma, SBP_LOG_SIGMA_MIN), SBP_LOG_SIGMA_MAX);
+__device__ SbpStats sbp_stats(double mu_in, double log_sigma) {
+    const double mu = fmin(fmax(mu_in, SBP_PARAM_MIN), SBP_PARAM_MAX);
+    const double ls = fmin(fmax(log_sigma, SBP_PARAM_MIN), SBP_PARAM_MAX);
     const double sigma = exp(ls);
     const double alpha = (SBP_A - mu) / sigma;
     const double beta = (SBP_B - mu) / sigma;
@@ -258,7 +264,7 @@ extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ theta_out,
             const float* __restrict__ mu, const float* __restrict__ log_sigma, int rows,
             int channels, int hw, int ch_per_tile, int chunks, int chunk_cols, int rows_per_tile,
-            u32 seed_lo, u32 seed_hi, int per_example) {
+            u32 seed_lo, u32 seed_hi, u32 step, u32 layer2, int per_example) {
     __shared__ float theta_s[SBP_SMEM_FLOATS];
     const SbpTile t = sbp_tile(channels, hw, ch_per_tile, chunks, chunk_cols);
     const i64 row_len = (i64)channels * hw;
@@ -269,7 +275,7 @@ sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restric
     if (!per_example) {
         for (int lc = threadIdx.x; lc < t.nch; lc += blockDim.x) {
             const int c = t.c0 + lc;
-            const double eps = pk_noise_eps((u32)c, 0u, 0u, seed_lo, seed_hi);
+            const double eps = pk_noise_eps((u32)c, 0u, step, layer2, seed_lo, seed_hi);
             const float th = (float)sbp_sample((double)mu[c], (double)log_sigma[c], eps).theta;
             theta_s[lc] = th;
             if (writer && blockIdx.y == 0) theta_out[c] = th;
@@ -310,7 +316,7 @@ sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restric
         for (int idx = threadIdx.x; idx < nb * t.nch; idx += blockDim.x) {
             const int rr = idx / t.nch, lc = idx - rr * t.nch;
             const int c = t.c0 + lc, r = rb + rr;
-            const double eps = pk_noise_eps((u32)c, (u32)r, 1u, seed_lo, seed_hi);
+            const double eps = pk_noise_eps((u32)c, (u32)r, step, layer2 | 1u, seed_lo, seed_hi);
             const float th = (float)sbp_sample((double)mu[c], (double)log_sigma[c], eps).theta;
             theta_s[idx] = th;
             if (writer) theta_out[(i64)r * channels + c] = th;
@@ -436,7 +442,7 @@ extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 sbp_backward_finalize(const float* __restrict__ partial, const float* __restrict__ mu,
                       const float* __restrict__ log_sigma, float* __restrict__ dmu,
                       float* __restrict__ dlog_sigma, float* __restrict__ dtheta_out,
-                      int channels, int parts, int chunks, u32 seed_lo, u32 seed_hi,
+                      int channels, int parts, int chunks, u32 seed_lo, u32 seed_hi, u32 step, u32 layer2,
                       int per_example) {
     const int lane = threadIdx.x & 31;
     const int c = blockIdx.x * PK_WARPS + (threadIdx.x >> 5);
@@ -451,7 +457,7 @@ sbp_backward_finalize(const float* __restrict__ partial, const float* __restrict
         }
         acc = pk_warp_sum_d(acc);
         if (lane == 0) {
-            const double eps = pk_noise_eps((u32)c, 0u, 0u, seed_lo, seed_hi);
+            const double eps = pk_noise_eps((u32)c, 0u, step, layer2, seed_lo, seed_hi);
             const SbpSample s = sbp_sample(m, ls, eps);
             dtheta_out[c] = (float)acc;
             dmu[c] = (float)(acc * s.dth_dmu);
@@ -464,7 +470,7 @@ sbp_backward_finalize(const float* __restrict__ partial, const float* __restrict
         double g = 0.0;
         for (int k = 0; k < chunks; ++k) g += (double)partial[((i64)n * channels + c) * chunks + k];
         dtheta_out[(i64)n * channels + c] = (float)g;
-        const double eps = pk_noise_eps((u32)c, (u32)n, 1u, seed_lo, seed_hi);
+        const double eps = pk_noise_eps((u32)c, (u32)n, step, layer2 | 1u, seed_lo, seed_hi);
         const SbpSample s = sbp_sample(m, ls, eps);
         gm += g * s.dth_dmu;
         gl += g * s.dth_dls;

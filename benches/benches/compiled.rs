@@ -83,10 +83,10 @@ fn bench(c: &mut Criterion) {
         &dense,
         &[("conv1", 20), ("conv2", 50), ("flatten", 800), ("fc1", 500)],
     );
-    let compiled = compile(&gated, &paper_masks(), None, &CompileOptions::default())
+    let compiled = compile(&gated, &paper_masks(), &CompileOptions::default())
         .expect("compile LeNet5 3-18-284-283");
     println!("{}", compiled.report.to_table());
-    let speed = measure_speed(&dense, &compiled.model, None, 50).expect("measure speed");
+    let speed = measure_speed(&dense, &compiled.model, 50).expect("measure speed");
     println!(
         "lenet5 dense vs 3-18-284-283: batch 100 {:.0} vs {:.0} images/s ({:.2}x); \
          batch 1 {:.3} vs {:.3} ms ({:.2}x)",
@@ -106,9 +106,7 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(batch as u64));
         for (name, model) in [("dense", &dense), ("3-18-284-283", &compiled.model)] {
             g.bench_function(BenchmarkId::new(name, format!("batch{batch}")), |b| {
-                b.iter(|| {
-                    black_box(predict(model, black_box(x.clone()), None, None).expect("predict"))
-                })
+                b.iter(|| black_box(predict(model, black_box(x.clone()), None).expect("predict")))
             });
         }
     }

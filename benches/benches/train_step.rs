@@ -24,7 +24,14 @@ fn step(
     let grads = {
         let mut tape = Tape::new();
         let input = tape.constant(x.clone());
-        let f = forward(model, &mut tape, input, &RunOptions::train(None), rng).expect("forward");
+        let f = forward(
+            model,
+            &mut tape,
+            input,
+            &RunOptions::train(prune_core::sbp::GateNoise::new(0, 0)),
+            rng,
+        )
+        .expect("forward");
         let loss = tape.cross_entropy(f.output, labels).expect("loss");
         let mut g = tape.backward(loss).expect("backward");
         f.params

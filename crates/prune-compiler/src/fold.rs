@@ -44,17 +44,13 @@ pub(crate) struct FoldLog {
     pub notes: Vec<String>,
 }
 
+/// Indices of the nodes that read node `idx` ([`Graph::consumers`]).
 fn consumers(graph: &Graph, idx: usize) -> Vec<usize> {
-    let name = &graph.nodes[idx].name;
-    let mut out = Vec::new();
-    for (i, n) in graph.nodes.iter().enumerate() {
-        for inp in &n.inputs {
-            if inp == name {
-                out.push(i);
-            }
-        }
-    }
-    out
+    graph
+        .consumers(&graph.nodes[idx].name)
+        .iter()
+        .filter_map(|n| graph.index_of(&n.name))
+        .collect()
 }
 
 fn input_of(graph: &Graph, idx: usize) -> Result<usize> {

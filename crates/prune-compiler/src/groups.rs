@@ -126,13 +126,23 @@ pub(crate) fn role(layer: &Layer) -> Role {
                 Role::Grouped
             }
         }
-        Layer::BatchNorm { .. } | Layer::SbpGate { .. } | Layer::Scale { .. } => Role::Gate,
-        Layer::Relu
+        // Channelwise layers: a channel mask passes through them; gates among
+        // them carry the factor that decides pruning.
+        Layer::BatchNorm { .. }
+        | Layer::SbpGate { .. }
+        | Layer::Scale { .. }
+        | Layer::Relu
         | Layer::Relu6
         | Layer::MaxPool { .. }
         | Layer::AvgPool { .. }
         | Layer::Dropout { .. }
-        | Layer::GlobalAvgPool => Role::Passthrough,
+        | Layer::GlobalAvgPool => {
+            if layer.is_gate() {
+                Role::Gate
+            } else {
+                Role::Passthrough
+            }
+        }
         Layer::Add => Role::Add,
         Layer::Concat => Role::Concat,
         Layer::Flatten => Role::Flatten,

@@ -35,7 +35,7 @@ pub use groups::{analyze, ChannelGroup, Consumer, ConsumerKind, Member};
 pub use masks::effective_masks;
 pub use report::{measure_speed, CompileReport, LayerReport, SpeedReport};
 
-use prune_graph::{ChannelMasks, GateRuntime, Model};
+use prune_graph::{ChannelMasks, Model};
 
 /// Options of [`compile`].
 #[derive(Clone, Debug, PartialEq)]
@@ -75,17 +75,11 @@ pub struct Compiled {
 
 /// Compiles `model` under `masks` (gate node name → keep flag per channel).
 ///
-/// `gates` runs the SBP gates of the original model during verification.
 /// The compiled model has the same node names minus folded nodes, no SBP
 /// gates, and reproduces the masked model (the original in eval mode with
 /// the effective masks applied) to `opts.tolerance`; otherwise this returns
 /// [`CompileError::Verify`] with the measured error.
-pub fn compile(
-    model: &Model,
-    masks: &ChannelMasks,
-    gates: Option<&dyn GateRuntime>,
-    opts: &CompileOptions,
-) -> Result<Compiled> {
+pub fn compile(model: &Model, masks: &ChannelMasks, opts: &CompileOptions) -> Result<Compiled> {
     if opts.verify && opts.verify_batch == 0 {
         return Err(CompileError::Options(
             "verify_batch must be at least 1".into(),
@@ -116,7 +110,6 @@ pub fn compile(
         let e = verify::compare_with_masked(
             model,
             &plan.effective,
-            gates,
             &compiled,
             opts.verify_batch,
             opts.verify_seed,

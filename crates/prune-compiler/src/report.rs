@@ -5,7 +5,7 @@
 
 use crate::error::{CompileError, Result};
 use crate::verify::random_batch;
-use prune_graph::{cost, predict, GateRuntime, Model};
+use prune_graph::{cost, predict, Model};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -202,18 +202,13 @@ impl CompileReport {
 }
 
 /// Median of `repeats` timings (after one warm-up run) of `predict` on `x`, in ms.
-fn median_ms(
-    model: &Model,
-    x: &prune_core::Tensor,
-    gates: Option<&dyn GateRuntime>,
-    repeats: usize,
-) -> Result<f64> {
-    predict(model, x.clone(), gates, None)?;
+fn median_ms(model: &Model, x: &prune_core::Tensor, repeats: usize) -> Result<f64> {
+    predict(model, x.clone(), None)?;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let input = x.clone();
         let t0 = Instant::now();
-        let y = predict(model, input, gates, None)?;
+        let y = predict(model, input, None)?;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         drop(y);
     }
@@ -223,12 +218,7 @@ fn median_ms(
 
 /// Measures median CPU latency at batch 1 and batch 100 of the dense and the
 /// compiled model (eval mode, [`prune_graph::predict`]), `repeats` runs each.
-pub fn measure_speed(
-    dense: &Model,
-    compiled: &Model,
-    gates: Option<&dyn GateRuntime>,
-    repeats: usize,
-) -> Result<SpeedReport> {
+pub fn measure_speed(dense: &Model, compiled: &Model, repeats: usize) -> Result<SpeedReport> {
     if repeats == 0 {
         return Err(CompileError::Options(
             "measure_speed needs at least one repeat".into(),
@@ -243,10 +233,10 @@ pub fn measure_speed(
     }
     let x1 = random_batch(dense, 1, 1)?;
     let x100 = random_batch(dense, 100, 2)?;
-    let d1 = median_ms(dense, &x1, gates, repeats)?;
-    let p1 = median_ms(compiled, &x1, gates, repeats)?;
-    let d100 = median_ms(dense, &x100, gates, repeats)?;
-    let p100 = median_ms(compiled, &x100, gates, repeats)?;
+    let d1 = median_ms(dense, &x1, repeats)?;
+    let p1 = median_ms(compiled, &x1, repeats)?;
+    let d100 = median_ms(dense, &x100, repeats)?;
+    let p100 = median_ms(compiled, &x100, repeats)?;
     let ips = |ms: f64| 100.0 / (ms / 1e3);
     Ok(SpeedReport {
         repeats,
@@ -328,7 +318,7 @@ mod tests {
     #[test]
     fn measure_speed_rejects_zero_repeats_and_mismatched_inputs() {
         let a = mlp(8);
-        assert!(measure_speed(&a, &a, None, 0).is_err());
+        assert!(measure_speed(&a, &a, 0).is_err());
         let mut g = Graph::new("other", &[5]);
         g.push(
             "fc",
@@ -341,6 +331,6 @@ mod tests {
         )
         .unwrap();
         let other = Model::init(g, 0).unwrap();
-        assert!(measure_speed(&a, &other, None, 1).is_err());
+        assert!(measure_speed(&a, &other, 1).is_err());
     }
 }

@@ -36,7 +36,7 @@ pub(crate) fn sbp_eval_factor(mu: &[f32], log_sigma: &[f32], zeroed: &[bool]) ->
             if z {
                 0.0
             } else {
-                prune_reg::sbp::test_time_scale(f64::from(m), f64::from(l)) as f32
+                prune_core::sbp::test_time_scale(f64::from(m), f64::from(l)) as f32
             }
         })
         .collect()

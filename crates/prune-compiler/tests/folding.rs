@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bn, conv, keep_only, linear, nodes_of_kind, pool2, EvalSbp};
+use common::{bn, conv, keep_only, linear, nodes_of_kind, pool2};
 use prune_compiler::{compile, verify, CompileOptions};
 use prune_core::Tensor;
 use prune_graph::ir::{Graph, Layer};
@@ -32,7 +32,7 @@ fn bn_folding_is_exact_without_masks() {
     g.push("fc2", linear(8, 3), &["relu3"]).unwrap();
     let mut m = Model::init(g, 0).unwrap();
     common::randomize(&mut m, 5);
-    let c = compile(&m, &ChannelMasks::new(), None, &fold_bn()).unwrap();
+    let c = compile(&m, &ChannelMasks::new(), &fold_bn()).unwrap();
     assert!(nodes_of_kind(&c.model.graph, "batch_norm").is_empty());
     assert_eq!(
         c.model.graph.node("conv1").unwrap().layer,
@@ -60,8 +60,8 @@ fn bn_folding_is_exact_without_masks() {
         assert!((b[k] - want).abs() < 1e-5, "bias {k}: {} vs {want}", b[k]);
     }
     let x = verify::random_batch(&m, 6, 42).unwrap();
-    let a = predict(&m, x.clone(), None, None).unwrap();
-    let z = predict(&c.model, x, None, None).unwrap();
+    let a = predict(&m, x.clone(), None).unwrap();
+    let z = predict(&c.model, x, None).unwrap();
     assert!(verify::max_rel_error(&z, &a).unwrap() <= 1e-5);
 }
 
@@ -75,7 +75,7 @@ fn bn_stays_when_its_producer_has_other_consumers() {
     g.push("fc", linear(3, 2), &["gap"]).unwrap();
     let mut m = Model::init(g, 0).unwrap();
     common::randomize(&mut m, 6);
-    let c = compile(&m, &ChannelMasks::new(), None, &fold_bn()).unwrap();
+    let c = compile(&m, &ChannelMasks::new(), &fold_bn()).unwrap();
     assert!(c.model.graph.node("bn").is_ok());
     assert!(c
         .report
@@ -102,7 +102,7 @@ fn sbp_gate_after_relu_folds_back_through_relu() {
     m.params.insert("sbp.log_sigma", Tensor::full([5], -3.0));
     let mut masks = ChannelMasks::new();
     masks.insert("sbp".into(), keep_only(5, &[0, 2, 3]));
-    let c = compile(&m, &masks, Some(&EvalSbp), &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     assert!(nodes_of_kind(&c.model.graph, "sbp_gate").is_empty());
     let folded = c.report.layers.iter().find(|l| l.name == "sbp").unwrap();
     assert_eq!(folded.folded_into.as_deref(), Some("conv1"));
@@ -130,7 +130,7 @@ fn gate_with_shared_input_folds_into_consumers() {
         "s.weight",
         Tensor::from_vec([4], vec![0.5, 2.0, 1.5, 3.0]).unwrap(),
     );
-    let c = compile(&m, &ChannelMasks::new(), None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &ChannelMasks::new(), &CompileOptions::default()).unwrap();
     let s = c.report.layers.iter().find(|l| l.name == "s").unwrap();
     assert_eq!(s.folded_into.as_deref(), Some("conv2"));
     assert!(c.report.verify_max_rel_error.unwrap() <= 1e-5);
@@ -158,7 +158,7 @@ fn gate_feeding_a_residual_sum_becomes_a_scale_layer() {
     m.params.insert("sbp.log_sigma", Tensor::full([4], -3.0));
     let mut masks = ChannelMasks::new();
     masks.insert("sbp".into(), keep_only(4, &[1, 2, 3]));
-    let c = compile(&m, &masks, Some(&EvalSbp), &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     // The gate after the sum cannot fold backwards; the relu → gap → fc path
     // after it absorbs the factor.
     assert!(nodes_of_kind(&c.model.graph, "sbp_gate").is_empty());
@@ -177,7 +177,7 @@ fn gate_feeding_a_residual_sum_becomes_a_scale_layer() {
         "sbp.weight",
         Tensor::from_vec([4], vec![1.0, -2.0, 0.5, 1.0]).unwrap(),
     );
-    let c2 = compile(&m2, &masks, None, &CompileOptions::default()).unwrap();
+    let c2 = compile(&m2, &masks, &CompileOptions::default()).unwrap();
     assert_eq!(
         nodes_of_kind(&c2.model.graph, "scale"),
         vec!["sbp".to_string()]
@@ -204,13 +204,7 @@ fn sbp_gate_that_cannot_fold_is_replaced_by_its_eval_factor() {
     g.push("fc", linear(4, 2), &["gap"]).unwrap();
     let mut m = Model::init(g, 0).unwrap();
     common::randomize(&mut m, 14);
-    let c = compile(
-        &m,
-        &ChannelMasks::new(),
-        Some(&EvalSbp),
-        &CompileOptions::default(),
-    )
-    .unwrap();
+    let c = compile(&m, &ChannelMasks::new(), &CompileOptions::default()).unwrap();
     assert_eq!(
         nodes_of_kind(&c.model.graph, "scale"),
         vec!["sbp".to_string()]
@@ -220,8 +214,8 @@ fn sbp_gate_that_cannot_fold_is_replaced_by_its_eval_factor() {
     let s = c.model.params.get("sbp.weight").unwrap().data();
     for k in 0..4 {
         let (a, b) = (f64::from(mu[k]), f64::from(ls[k]));
-        let want = if prune_reg::sbp::keep(a, b) {
-            prune_reg::sbp::expected_theta(a, b)
+        let want = if prune_core::sbp::keep(a, b) {
+            prune_core::sbp::expected_theta(a, b)
         } else {
             0.0
         };
@@ -246,7 +240,7 @@ fn scale_gate_after_bn_folds_into_bn_then_conv() {
     common::randomize(&mut m, 15);
     let mut masks = ChannelMasks::new();
     masks.insert("s".into(), keep_only(5, &[0, 4]));
-    let c = compile(&m, &masks, None, &fold_bn()).unwrap();
+    let c = compile(&m, &masks, &fold_bn()).unwrap();
     let names: Vec<&str> = c
         .model
         .graph

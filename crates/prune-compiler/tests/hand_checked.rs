@@ -40,7 +40,7 @@ fn mlp_rows_columns_and_scale_fold() {
     let m = mlp();
     let mut masks = ChannelMasks::new();
     masks.insert("g".into(), vec![true, false, true, false]);
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     let g = &c.model.graph;
     assert!(g.node("g").is_err(), "scale gate folded away");
     assert_eq!(input_names(g, "relu"), vec!["fc1".to_string()]);
@@ -107,7 +107,7 @@ fn flatten_expands_channels_to_blocks_and_zeroes_gated_features() {
     let mut f = vec![true; 12];
     f[8] = false;
     masks.insert("f".into(), f);
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     let p = &c.model.params;
     // conv rows 0 and 2; channel 2 scaled by 10 (backward fold of `s`).
     assert_eq!(p.get("conv.weight").unwrap().data(), &[1., 2., 50., 60.]);
@@ -189,7 +189,7 @@ fn depthwise_conv_shrinks_groups_in_and_out_together() {
         .insert("head.weight", t(&[1, 3, 1, 1], &[4., 5., 6.]));
     let mut masks = ChannelMasks::new();
     masks.insert("s".into(), keep_only(3, &[0, 2]));
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     let gr = &c.model.graph;
     assert_eq!(
         gr.node("dw").unwrap().layer,
@@ -223,7 +223,7 @@ fn batch_norm_and_sbp_parameters_are_sliced() {
     let mean = m.params.get("bn.running_mean").unwrap().data().to_vec();
     let mut masks = ChannelMasks::new();
     masks.insert("bn".into(), keep_only(4, &[1, 3]));
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     let p = &c.model.params;
     assert_eq!(p.get("bn.weight").unwrap().data(), &[gamma[1], gamma[3]]);
     assert_eq!(

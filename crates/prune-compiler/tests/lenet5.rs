@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{lenet5_paper_masks, lenet5_sbp, nodes_of_kind, EvalSbp};
+use common::{lenet5_paper_masks, lenet5_sbp, nodes_of_kind};
 use prune_compiler::{compile, CompileOptions};
 use prune_graph::ir::Layer;
 use prune_graph::Model;
@@ -24,13 +24,7 @@ fn lenet5_compiles_to_3_18_284_283() {
     // the 18 kept channels flatten to 288 features; the 4 masked features
     // of kept channels are dropped by a `Select`, so fc1 reads 284.
     let m = sbp_lenet5();
-    let c = compile(
-        &m,
-        &lenet5_paper_masks(),
-        Some(&EvalSbp),
-        &CompileOptions::default(),
-    )
-    .unwrap();
+    let c = compile(&m, &lenet5_paper_masks(), &CompileOptions::default()).unwrap();
     let g = &c.model.graph;
     assert!(
         nodes_of_kind(g, "sbp_gate").is_empty(),
@@ -117,22 +111,16 @@ fn lenet5_compiles_to_3_18_284_283() {
 fn compiled_lenet5_matches_masked_model_on_fresh_inputs() {
     let m = sbp_lenet5();
     let masks = lenet5_paper_masks();
-    let c = compile(&m, &masks, Some(&EvalSbp), &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     for seed in 10..13 {
-        let e = prune_compiler::verify::compare_with_masked(
-            &m,
-            &c.effective_masks,
-            Some(&EvalSbp),
-            &c.model,
-            5,
-            seed,
-        )
-        .unwrap();
+        let e =
+            prune_compiler::verify::compare_with_masked(&m, &c.effective_masks, &c.model, 5, seed)
+                .unwrap();
         assert!(e <= 1e-5, "seed {seed}: {e}");
     }
     // The compiled model needs no SBP runtime.
     let x = prune_compiler::verify::random_batch(&m, 2, 3).unwrap();
-    prune_graph::predict(&c.model, x, None, None).unwrap();
+    prune_graph::predict(&c.model, x, None).unwrap();
 }
 
 #[test]
@@ -146,7 +134,7 @@ fn masks_with_scale_gates_give_the_same_architecture() {
     }
     let mut m = Model::init(g, 0).unwrap();
     common::randomize(&mut m, 9);
-    let c = compile(&m, &lenet5_paper_masks(), None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &lenet5_paper_masks(), &CompileOptions::default()).unwrap();
     assert_eq!(
         c.model.graph.node("fc1").unwrap().layer,
         Layer::Linear {

@@ -29,7 +29,7 @@ fn residual_sum_with_an_ungated_branch_keeps_its_units() {
     common::randomize(&mut m, 31);
     let masks = one("bn", keep_only(4, &[0, 2]));
     assert!(effective_masks(&m.graph, &masks).unwrap().is_empty());
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     assert_eq!(c.report.flops_after, c.report.flops_before);
     assert!(
         c.report
@@ -67,7 +67,7 @@ fn grouped_convolution_channels_are_never_removed() {
     common::randomize(&mut m, 32);
     let mut masks = one("bn_a", keep_only(4, &[1, 2, 3]));
     masks.insert("bn_g".into(), keep_only(6, &[0, 5]));
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     assert_eq!(c.model.graph, m.graph);
     assert!(c.effective_masks.is_empty());
     let notes = c.report.notes.join("\n");
@@ -85,7 +85,6 @@ fn masks_on_the_logits_are_ignored_with_a_note() {
     let c = compile(
         &m,
         &one("bn", keep_only(4, &[0])),
-        None,
         &CompileOptions::default(),
     )
     .unwrap();

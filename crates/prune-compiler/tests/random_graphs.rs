@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bn, conv, linear, nodes_of_kind, random_masks, EvalSbp};
+use common::{bn, conv, linear, nodes_of_kind, random_masks};
 use proptest::prelude::*;
 use prune_compiler::{compile, CompileOptions};
 use prune_graph::ir::{Graph, Layer};
@@ -282,7 +282,7 @@ proptest! {
         common::randomize(&mut m, seed);
         let masks = random_masks(&m.graph, p, seed ^ 0x5eed);
         let opts = CompileOptions { fold_bn, verify_batch: 3, ..Default::default() };
-        let c = compile(&m, &masks, Some(&EvalSbp), &opts)
+        let c = compile(&m, &masks, &opts)
             .map_err(|e| TestCaseError::fail(format!("{e}\n{:#?}", m.graph.nodes)))?;
         let err = c.report.verify_max_rel_error.unwrap();
         prop_assert!(err <= 1e-5, "relative error {}", err);

@@ -32,7 +32,7 @@ fn resnet20_random_masks_compile_and_verify() {
             verify_batch: 4,
             ..Default::default()
         };
-        let c = compile(&m, &masks, None, &opts).unwrap();
+        let c = compile(&m, &masks, &opts).unwrap();
         let e = c.report.verify_max_rel_error.unwrap();
         assert!(e <= 1e-5, "seed {seed}: {e}");
         assert!(c.report.flops_after < c.report.flops_before);
@@ -76,7 +76,7 @@ fn one_masked_gate_prunes_the_whole_residual_group() {
         );
     }
     assert_eq!(eff.len(), stage1.gates.len());
-    let c = compile(&m, &masks, None, &CompileOptions::default()).unwrap();
+    let c = compile(&m, &masks, &CompileOptions::default()).unwrap();
     assert_eq!(out_channels(&c.model, "conv1"), 4);
     assert_eq!(out_channels(&c.model, "layer1.0.conv1"), 16);
     match c.model.graph.node("layer2.0.down.conv").unwrap().layer {

@@ -8,6 +8,8 @@
 //! * [`autograd`] — a [`Tape`] of nodes, each an inspectable [`Op`] variant;
 //!   `backward` from a scalar returns the gradients of every leaf.
 //! * [`optim`] — SGD (momentum, Nesterov, weight decay), Adam, LR schedules.
+//! * [`sbp`] — the SBP noise gate and its KL as tape ops, over the one SBP math
+//!   (the kernel crate's CPU reference).
 //! * [`gradcheck`] — central finite differences, reused by every crate's tests.
 
 pub mod autograd;
@@ -16,6 +18,7 @@ pub mod cpu;
 pub mod error;
 pub mod gradcheck;
 pub mod optim;
+pub mod sbp;
 pub mod storage;
 pub mod tensor;
 

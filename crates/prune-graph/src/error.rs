@@ -14,15 +14,15 @@ pub enum GraphError {
     /// Shapes do not fit at a node; names the node and its producers.
     #[error("node '{node}': {reason}")]
     Shape { node: String, reason: String },
+    /// A regularizer's projection after an optimizer step failed.
+    #[error("regularizer: {0}")]
+    Regularizer(String),
     /// A parameter is missing or has the wrong shape.
     #[error("parameter '{name}': {reason}")]
     Param { name: String, reason: String },
     /// Reading or writing a file failed.
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
-    /// A node needs a runtime that was not supplied (e.g. an SBP gate).
-    #[error("node '{node}': {reason}")]
-    Runtime { node: String, reason: String },
 }
 
 /// Result alias of `prune-graph`.

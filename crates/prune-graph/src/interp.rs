@@ -2,9 +2,10 @@
 //!
 //! Train mode uses batch statistics in batch norm (returned as
 //! [`BnUpdate`]s for the caller to fold into the running statistics),
-//! dropout, and stochastic gates; eval mode is deterministic. Gate layers
-//! whose arithmetic lives in another crate (the SBP noise layer) run through
-//! a [`GateRuntime`]. Optional channel masks zero chosen channels at the
+//! dropout, and stochastic gates; eval mode is deterministic. Every layer,
+//! gates included, runs as prune-core ops: the SBP noise gate draws its noise
+//! from the stream `(seed, node index, step)` that train mode must be given
+//! ([`RunOptions::train`]). Optional channel masks zero chosen channels at the
 //! output of chosen nodes: the "masked model" the pruning compiler verifies
 //! against.
 
@@ -13,6 +14,7 @@ use crate::ir::Layer;
 use crate::model::Model;
 use crate::params::param_specs;
 use prune_core::cpu::{Conv2dParams, PoolParams};
+use prune_core::sbp::{sbp_gate_eval, sbp_gate_train, GateNoise};
 use prune_core::{Tape, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -24,48 +26,44 @@ pub enum Mode {
     Eval,
 }
 
-/// Forward of gate layers implemented outside this crate.
-pub trait GateRuntime: Sync {
-    /// The SBP noise gate: `x` is `[N, C, ...]`, `mu` and `log_sigma` are `[C]`.
-    /// Train mode samples θ; eval mode multiplies by `E[θ]·1[SNR > 1]`.
-    fn sbp_forward(
-        &self,
-        tape: &mut Tape<'_>,
-        x: Var,
-        mu: Var,
-        log_sigma: Var,
-        mode: Mode,
-        rng: &mut ChaCha8Rng,
-    ) -> prune_core::Result<Var>;
-}
-
 /// Channel masks: node name → keep flag per output channel of that node.
 pub type ChannelMasks = BTreeMap<String, Vec<bool>>;
 
 /// How to run a forward pass.
 #[derive(Clone, Copy)]
 pub struct RunOptions<'r> {
-    pub mode: Mode,
-    pub gates: Option<&'r dyn GateRuntime>,
+    mode: Mode,
+    /// The noise of stochastic gates; present exactly in train mode.
+    noise: Option<GateNoise>,
     pub masks: Option<&'r ChannelMasks>,
 }
 
 impl<'r> RunOptions<'r> {
-    /// Evaluation mode with the given gate runtime.
-    pub fn eval(gates: Option<&'r dyn GateRuntime>) -> Self {
+    /// Evaluation mode: deterministic, gates multiply by their test-time scale.
+    pub fn eval() -> Self {
         Self {
             mode: Mode::Eval,
-            gates,
+            noise: None,
             masks: None,
         }
     }
-    /// Training mode with the given gate runtime.
-    pub fn train(gates: Option<&'r dyn GateRuntime>) -> Self {
+    /// Training mode; stochastic gates draw from `noise` (seed, step, per-minibatch or
+    /// per-example), each gate from its own stream.
+    pub fn train(noise: GateNoise) -> Self {
         Self {
             mode: Mode::Train,
-            gates,
+            noise: Some(noise),
             masks: None,
         }
+    }
+    /// The same options with channel masks applied at node outputs.
+    pub fn with_masks(mut self, masks: Option<&'r ChannelMasks>) -> Self {
+        self.masks = masks;
+        self
+    }
+    /// Training or evaluation.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 }
 
@@ -234,19 +232,18 @@ pub fn forward<'a>(
                 tape.concat(&xs, 1).map_err(at)?
             }
             Layer::SbpGate { .. } => {
-                let rt = opts.gates.ok_or_else(|| GraphError::Runtime {
-                    node: n.clone(),
-                    reason: "an SBP gate needs the SBP runtime (prune-reg)".into(),
-                })?;
-                rt.sbp_forward(
-                    tape,
-                    xin()?,
-                    p(n, "mu")?,
-                    p(n, "log_sigma")?,
-                    opts.mode,
-                    rng,
-                )
-                .map_err(at)?
+                let (x, mu, ls) = (xin()?, p(n, "mu")?, p(n, "log_sigma")?);
+                match opts.noise {
+                    Some(noise) => {
+                        let layer = u32::try_from(i)
+                            .ok()
+                            .filter(|&l| l < 1 << 31)
+                            .ok_or_else(|| GraphError::Invalid("too many nodes".into()))?;
+                        sbp_gate_train(tape, x, mu, ls, noise.stream(layer), noise.mode)
+                            .map_err(at)?
+                    }
+                    None => sbp_gate_eval(tape, x, mu, ls).map_err(at)?,
+                }
             }
             Layer::Scale { units } => {
                 let x = xin()?;
@@ -310,20 +307,11 @@ pub fn apply_bn_updates(model: &mut Model, updates: &[BnUpdate]) -> Result<()> {
 }
 
 /// Evaluation-mode logits of `model` on a batch, recording nothing.
-pub fn predict(
-    model: &Model,
-    x: Tensor,
-    gates: Option<&dyn GateRuntime>,
-    masks: Option<&ChannelMasks>,
-) -> Result<Tensor> {
+pub fn predict(model: &Model, x: Tensor, masks: Option<&ChannelMasks>) -> Result<Tensor> {
     let mut tape = Tape::no_grad();
     let input = tape.constant(x);
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let opts = RunOptions {
-        mode: Mode::Eval,
-        gates,
-        masks,
-    };
+    let opts = RunOptions::eval().with_masks(masks);
     let out = forward(model, &mut tape, input, &opts, &mut rng)?;
     Ok(tape.take_value(out.output)?)
 }

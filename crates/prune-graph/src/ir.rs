@@ -104,22 +104,6 @@ impl Layer {
         }
     }
 
-    /// True for layers that act on each channel independently and keep the
-    /// channel count (so a channel mask passes straight through them).
-    pub fn is_channelwise(&self) -> bool {
-        matches!(
-            self,
-            Layer::BatchNorm { .. }
-                | Layer::Relu
-                | Layer::Relu6
-                | Layer::MaxPool { .. }
-                | Layer::AvgPool { .. }
-                | Layer::Dropout { .. }
-                | Layer::SbpGate { .. }
-                | Layer::Scale { .. }
-        )
-    }
-
     /// True for gate layers whose per-channel factor decides pruning.
     pub fn is_gate(&self) -> bool {
         matches!(

@@ -9,12 +9,14 @@ pub mod io;
 pub mod ir;
 pub mod model;
 pub mod params;
+pub mod regularizer;
 pub mod shapes;
 pub mod zoo;
 
 pub use error::{GraphError, Result};
-pub use interp::{forward, predict, ChannelMasks, GateRuntime, Mode, RunOptions};
+pub use interp::{forward, predict, ChannelMasks, Mode, RunOptions};
 pub use ir::{Graph, Layer, Node};
 pub use model::Model;
 pub use params::{ParamKind, ParamStore};
+pub use regularizer::Regularizer;
 pub use shapes::{cost, infer_shapes, Cost, LayerCost};

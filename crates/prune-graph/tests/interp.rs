@@ -1,5 +1,6 @@
 //! The interpreter: shape errors, masks, train/eval semantics, gradients.
 
+use prune_core::sbp::GateNoise;
 use prune_core::{Tape, Tensor};
 use prune_graph::interp::apply_bn_updates;
 use prune_graph::{forward, predict, ChannelMasks, Graph, Layer, Model, RunOptions};
@@ -80,16 +81,13 @@ fn shape_errors_name_the_nodes() {
 fn masks_zero_channels_and_eval_is_deterministic() {
     let m = Model::init(small(), 1).expect("init");
     let x = Tensor::uniform([2, 2, 6, 6], -1.0, 1.0, &mut rng());
-    let a = predict(&m, x.clone(), None, None).expect("predict");
-    assert_eq!(a, predict(&m, x.clone(), None, None).expect("predict"));
+    let a = predict(&m, x.clone(), None).expect("predict");
+    assert_eq!(a, predict(&m, x.clone(), None).expect("predict"));
     let mut masks = ChannelMasks::new();
     masks.insert("relu".into(), vec![true, false, true]);
     let mut tape = Tape::no_grad();
     let input = tape.constant(x);
-    let opts = RunOptions {
-        masks: Some(&masks),
-        ..RunOptions::eval(None)
-    };
+    let opts = RunOptions::eval().with_masks(Some(&masks));
     let f = forward(&m, &mut tape, input, &opts, &mut rng()).expect("forward");
     let relu = tape.value(f.nodes[3]).expect("relu out");
     for n in 0..2 {
@@ -99,10 +97,7 @@ fn masks_zero_channels_and_eval_is_deterministic() {
     masks.insert("relu".into(), vec![true]);
     let mut tape = Tape::no_grad();
     let input = tape.constant(Tensor::zeros([1, 2, 6, 6]));
-    let opts = RunOptions {
-        masks: Some(&masks),
-        ..RunOptions::eval(None)
-    };
+    let opts = RunOptions::eval().with_masks(Some(&masks));
     let e = forward(&m, &mut tape, input, &opts, &mut rng())
         .err()
         .expect("bad mask");
@@ -116,9 +111,15 @@ fn train_mode_updates_running_statistics() {
     let updates = {
         let mut tape = Tape::new();
         let input = tape.constant(x);
-        forward(&m, &mut tape, input, &RunOptions::train(None), &mut rng())
-            .expect("fwd")
-            .bn_updates
+        forward(
+            &m,
+            &mut tape,
+            input,
+            &RunOptions::train(GateNoise::new(0, 0)),
+            &mut rng(),
+        )
+        .expect("fwd")
+        .bn_updates
     };
     assert_eq!(updates.len(), 1);
     apply_bn_updates(&mut m, &updates).expect("apply");
@@ -136,7 +137,14 @@ fn loss_and_grads(
 ) -> (f64, std::collections::BTreeMap<String, Tensor>) {
     let mut tape = Tape::new();
     let input = tape.constant(x.clone());
-    let f = forward(m, &mut tape, input, &RunOptions::train(None), &mut rng()).expect("forward");
+    let f = forward(
+        m,
+        &mut tape,
+        input,
+        &RunOptions::train(GateNoise::new(0, 0)),
+        &mut rng(),
+    )
+    .expect("forward");
     let rv = tape.constant(r.clone());
     let p = tape.mul(f.output, rv).expect("mul");
     let l = tape.sum_all(p).expect("sum");

@@ -34,7 +34,7 @@ fn losses(
         let (grads, bn, loss) = {
             let mut tape = Tape::new();
             let input = tape.constant(x.clone());
-            let f = forward(&model, &mut tape, input, &RunOptions::train(None), &mut rng)
+            let f = forward(&model, &mut tape, input, &RunOptions::train(prune_core::sbp::GateNoise::new(0, 0)), &mut rng)
                 .expect("forward");
             let loss = tape.cross_entropy(f.output, &labels).expect("loss");
             let value = tape
@@ -69,7 +69,7 @@ fn losses(
     }
     let mut tape = Tape::no_grad();
     let input = tape.constant(x);
-    let f = forward(&model, &mut tape, input, &RunOptions::eval(None), &mut rng).expect("eval");
+    let f = forward(&model, &mut tape, input, &RunOptions::eval(), &mut rng).expect("eval");
     let loss = tape.cross_entropy(f.output, &labels).expect("eval loss");
     out.push(tape.value(loss).expect("value").item().expect("scalar"));
     out

@@ -150,7 +150,7 @@ fn run(kc: &KernelContext, c: &mut Criterion) -> Result<(), KernelError> {
             let p = SbpParams {
                 mu: &mu,
                 log_sigma: &ls,
-                seed: 42,
+                stream: 42u64.into(),
                 mode,
             };
             let mut theta = zeros(&stream, shape.theta_len(mode)?)?;

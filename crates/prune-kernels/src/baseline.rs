@@ -10,7 +10,7 @@ use crate::context::{as_i32, check_buf, check_slice, check_stream, KernelContext
 use crate::error::KernelError;
 use crate::host::alloc;
 use crate::keep::KeepList;
-use crate::sbp::SbpParams;
+use crate::sbp::{stream_words, SbpParams};
 use crate::shapes::{ChannelLayout, NoiseMode, SbpShape};
 use crate::source::KernelFile;
 use crate::tiling::{stride_grid, BLOCK};
@@ -96,7 +96,7 @@ impl Baselines {
         let channels = as_i32(OP, "channels", shape.channels)?;
         let inner = as_i32(OP, "inner", shape.inner)?;
         let per_example = p.mode.counter_tag() as i32;
-        let (seed_lo, seed_hi) = (p.seed as u32, (p.seed >> 32) as u32);
+        let (seed_lo, seed_hi, step, layer2) = stream_words(&p.stream);
         let count = tlen as i64;
         let blocks = stride_grid(tlen, self.sms);
 
@@ -107,6 +107,8 @@ impl Baselines {
             .arg(&channels)
             .arg(&seed_lo)
             .arg(&seed_hi)
+            .arg(&step)
+            .arg(&layer2)
             .arg(&per_example);
         // SAFETY: arguments match; eps holds tlen entries.
         unsafe { b.launch(cfg(blocks)) }.map_err(KernelError::launch("base_noise_uniform"))?;

@@ -44,6 +44,7 @@ pub mod tiling;
 pub use baseline::{Baselines, UnfusedWork};
 pub use context::KernelContext;
 pub use conv::MaskedConv2d;
+pub use cpu_ref::sbp::NoiseStream;
 pub use cudarc;
 pub use error::KernelError;
 pub use gather::{ChannelGather, Untouched};

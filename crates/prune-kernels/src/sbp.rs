@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::context::{as_i32, check_buf, check_stream, KernelContext, LoadedModule};
+use crate::cpu_ref::sbp::NoiseStream;
 use crate::error::KernelError;
 use crate::host::{alloc, download, poisoned, upload};
 use crate::shapes::{NoiseMode, SbpShape};
@@ -18,8 +19,9 @@ pub struct SbpParams<'a> {
     pub mu: &'a CudaSlice<f32>,
     /// Per-channel log standard deviation of log theta (C entries).
     pub log_sigma: &'a CudaSlice<f32>,
-    /// Philox key; the same seed reproduces the same noise.
-    pub seed: u64,
+    /// Philox key (seed) and counter words (layer, step): the same stream reproduces the
+    /// same noise; see [`crate::cpu_ref::sbp`].
+    pub stream: NoiseStream,
     /// One sample per channel or per (example, channel).
     pub mode: NoiseMode,
 }
@@ -49,7 +51,7 @@ pub struct SbpHostGrads {
 pub struct SbpStatsBuffers {
     /// E\[theta\]
     pub mean: CudaSlice<f32>,
-    /// E\[theta\] / std\[theta\], capped at 1e6
+    /// E\[theta\] / std\[theta\], capped at 1e30
     pub snr: CudaSlice<f32>,
     /// KL(q(theta) || log-uniform on [e^-20, 1])
     pub kl: CudaSlice<f32>,
@@ -70,8 +72,9 @@ pub struct SbpNoise {
     sms: u32,
 }
 
-fn seed_words(seed: u64) -> (u32, u32) {
-    (seed as u32, (seed >> 32) as u32)
+/// `(seed_lo, seed_hi, step, 2·layer)`: the kernel arguments of a noise stream.
+pub(crate) fn stream_words(s: &NoiseStream) -> (u32, u32, u32, u32) {
+    (s.seed as u32, (s.seed >> 32) as u32, s.step, s.layer << 1)
 }
 
 /// (ch_per_tile, chunks, chunk_cols, rows_per_tile) as kernel arguments; all are bounded
@@ -125,6 +128,12 @@ impl SbpNoise {
         shape: &SbpShape,
         p: &SbpParams,
     ) -> Result<(), KernelError> {
+        if p.stream.layer >= 1 << 31 {
+            return Err(KernelError::invalid(
+                op,
+                "noise stream layer must be below 2^31",
+            ));
+        }
         check_buf(&self.ctx, op, "mu", p.mu, shape.channels)?;
         check_buf(&self.ctx, op, "log_sigma", p.log_sigma, shape.channels)
     }
@@ -152,7 +161,7 @@ impl SbpNoise {
         }
         let plan = SbpPlan::new(shape.rows, shape.channels, shape.inner, self.sms)?;
         let (cpt, chunks, ccols, rpt) = plan_args(&plan);
-        let (seed_lo, seed_hi) = seed_words(p.seed);
+        let (seed_lo, seed_hi, step, layer2) = stream_words(&p.stream);
         let per_example = p.mode.counter_tag() as i32;
         let f = self.module.function("sbp_forward")?;
         let cfg = LaunchConfig {
@@ -169,7 +178,11 @@ impl SbpNoise {
             .arg(&chunks)
             .arg(&ccols)
             .arg(&rpt);
-        b.arg(&seed_lo).arg(&seed_hi).arg(&per_example);
+        b.arg(&seed_lo)
+            .arg(&seed_hi)
+            .arg(&step)
+            .arg(&layer2)
+            .arg(&per_example);
         // SAFETY: the argument list matches the kernel signature; every buffer was checked
         // to have the length the kernel indexes.
         unsafe { b.launch(cfg) }.map_err(KernelError::launch("sbp_forward"))?;
@@ -261,7 +274,7 @@ impl SbpNoise {
             unsafe { b.launch(cfg) }.map_err(KernelError::launch("sbp_backward_tiles"))?;
         }
         let parts_i = as_i32(OP, "reduction parts", parts)?;
-        let (seed_lo, seed_hi) = seed_words(p.seed);
+        let (seed_lo, seed_hi, step, layer2) = stream_words(&p.stream);
         let f = self.module.function("sbp_backward_finalize")?;
         let warps = BLOCK as usize / 32;
         let cfg = LaunchConfig {
@@ -278,7 +291,9 @@ impl SbpNoise {
             .arg(&parts_i)
             .arg(&chunks)
             .arg(&seed_lo)
-            .arg(&seed_hi);
+            .arg(&seed_hi)
+            .arg(&step)
+            .arg(&layer2);
         b.arg(&per_example);
         // SAFETY: arguments match the kernel; the workspace holds parts*C*chunks entries.
         unsafe { b.launch(cfg) }.map_err(KernelError::launch("sbp_backward_finalize"))?;
@@ -369,7 +384,7 @@ impl SbpNoise {
         shape: SbpShape,
         mu: &[f32],
         log_sigma: &[f32],
-        seed: u64,
+        noise: impl Into<NoiseStream>,
         mode: NoiseMode,
     ) -> Result<(Vec<f32>, Vec<f32>), KernelError> {
         let (xd, mud, lsd) = (
@@ -380,7 +395,7 @@ impl SbpNoise {
         let p = SbpParams {
             mu: &mud,
             log_sigma: &lsd,
-            seed,
+            stream: noise.into(),
             mode,
         };
         let (n, t) = (shape.numel()?, shape.theta_len(mode)?);
@@ -400,7 +415,7 @@ impl SbpNoise {
         shape: SbpShape,
         mu: &[f32],
         log_sigma: &[f32],
-        seed: u64,
+        noise: impl Into<NoiseStream>,
         mode: NoiseMode,
     ) -> Result<SbpHostGrads, KernelError> {
         let (dyd, xd, thd) = (
@@ -412,7 +427,7 @@ impl SbpNoise {
         let p = SbpParams {
             mu: &mud,
             log_sigma: &lsd,
-            seed,
+            stream: noise.into(),
             mode,
         };
         let (n, t, c) = (shape.numel()?, shape.theta_len(mode)?, shape.channels);

@@ -71,7 +71,7 @@ fn closed_forms_match_quadrature() {
             );
         }
     }
-    // Far tails and edges of the interval.
+    // Far tails and edges of the interval; parameters outside [-20, 5] are clamped first.
     for &(mu, ls) in &[
         (-25.0, 0.5),
         (-19.9, -6.0),
@@ -81,7 +81,7 @@ fn closed_forms_match_quadrature() {
         (-10.0, 6.0),
     ] {
         let st = stats(mu, ls);
-        let (m1, m2, kl) = quadrature(mu, ls);
+        let (m1, m2, kl) = quadrature(mu.clamp(-20.0, 5.0), ls.clamp(-20.0, 5.0));
         assert!(
             ((st.mean - m1) / m1).abs() < 1e-7,
             "mu={mu} ls={ls}: mean {} vs {m1}",
@@ -139,11 +139,14 @@ fn closed_forms_follow_their_limits() {
     assert!((st.kl - kl_free).abs() < 1e-10, "kl {} vs {kl_free}", st.kl);
     let snr_free = 1.0 / (s * s).exp_m1().sqrt();
     assert!((st.snr / snr_free - 1.0).abs() < 1e-6);
-    // Very wide noise: theta becomes log-uniform on [A, B], KL -> 0.
+    // Very wide noise (log sigma at its clamp, 5): theta is close to log-uniform on
+    // [A, B], KL -> 0 like (B - A)^2 / (24 sigma^2) relative terms.
     let st = stats(-10.0, 19.0);
+    assert_eq!(st, stats(-10.0, 5.0));
     let mean_lu = (B.exp() - A.exp()) / (B - A);
-    assert!(st.kl.abs() < 1e-9, "kl {}", st.kl);
-    assert!((st.mean / mean_lu - 1.0).abs() < 1e-6);
+    assert!(st.kl.abs() < 1e-6, "kl {}", st.kl);
+    assert!((st.mean / mean_lu - 1.0).abs() < 1e-2);
+    assert!((st.mean / quadrature(-10.0, 5.0).0 - 1.0).abs() < 1e-8);
     // Mean far above B with small sigma: an exponential tail of rate |beta| at B, whose
     // entropy in log theta is 1 + log(sigma / |beta|).
     let (mu, ls): (f64, f64) = (5.0, -4.0);

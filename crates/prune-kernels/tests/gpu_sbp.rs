@@ -154,7 +154,7 @@ fn unfused_chain_agrees_with_fused_forward() {
             let p = SbpParams {
                 mu: &mu,
                 log_sigma: &ls,
-                seed: rng.next_u64(),
+                stream: rng.next_u64().into(),
                 mode,
             };
             let (yf, _) = sbp.forward(stream, &x, shape, &p).unwrap();

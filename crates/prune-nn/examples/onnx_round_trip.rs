@@ -60,8 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let (dense_onnx, pruned_onnx) = (out.join("dense.onnx"), out.join("pruned.onnx"));
-    export_file(&dense, None, &ExportOptions::default(), &dense_onnx)?;
-    export_file(&pruned.model, None, &ExportOptions::default(), &pruned_onnx)?;
+    export_file(&dense, &ExportOptions::default(), &dense_onnx)?;
+    export_file(&pruned.model, &ExportOptions::default(), &pruned_onnx)?;
     println!(
         "wrote {} and {}",
         dense_onnx.display(),
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prune-onnx/py/run_ort.py");
     let (x, _) = test.subset(16).to_tensor()?;
-    let want = predict(&pruned.model, x.clone(), None, None)?;
+    let want = predict(&pruned.model, x.clone(), None)?;
     let (inp, got) = (out.join("input.f32"), out.join("ort-output.f32"));
     std::fs::write(&inp, x.as_bytes())?;
     let dims: Vec<String> = x.shape().iter().map(|d| d.to_string()).collect();

@@ -85,4 +85,4 @@ pub use prune_data as data;
 pub use prune_graph as graph;
 pub use prune_reg as reg;
 pub use prune_train as train;
-pub use tools::{compile_masks, describe, evaluate, gates};
+pub use tools::{compile_masks, describe, evaluate};

@@ -82,7 +82,7 @@ pub fn export_run(model_dir: &Path, onnx: &Path, opts: &ExportOptions) -> Result
         )));
     }
     let model = Model::load(model_dir)?;
-    let bytes = export_bytes(&model, crate::tools::gates(), opts)?;
+    let bytes = export_bytes(&model, opts)?;
     prune_graph::io::atomic_write(onnx, &bytes)?;
     let cost = model.cost()?;
     Ok(ExportSummary {

@@ -5,9 +5,8 @@
 use crate::error::Result;
 use crate::prune::Method;
 use prune_graph::Model;
-use prune_reg::method::{gamma_gates, sbp_gates};
+use prune_reg::method::{gamma_gates, sbp_gates, sbp_layer_mask};
 use prune_reg::plot::histogram_grid;
-use prune_reg::sbp::layer_stats;
 use std::path::Path;
 
 /// Writes `histograms.svg` into `out` for the method's gates.
@@ -18,8 +17,8 @@ pub fn write_histograms(model: &Model, method: Method, out: &Path) -> Result<()>
             for g in sbp_gates(&model.graph) {
                 let mu = model.params.get(&format!("{g}.mu"))?;
                 let ls = model.params.get(&format!("{g}.log_sigma"))?;
-                let stats = layer_stats(mu.data(), ls.data())?;
-                let log_snr = stats.snr.iter().map(|s| s.max(1e-12).log10()).collect();
+                let snr = sbp_layer_mask(&g, mu.data(), ls.data())?.scores;
+                let log_snr = snr.iter().map(|s| s.max(1e-12).log10()).collect();
                 layers.push((g, log_snr));
             }
             (

@@ -14,10 +14,10 @@ use crate::report::{render_markdown, PruneReport};
 use crate::run::write_json;
 use prune_compiler::{compile, measure_speed, CompileOptions};
 use prune_data::Dataset;
-use prune_graph::{GateRuntime, Model};
+use prune_graph::Model;
 use prune_reg::method::{
     insert_sbp_gates, insert_scale_gates, polarization_rule, sbp_masks, slimming_rule,
-    to_channel_masks, PolarizationMethod, SbpMethod, SbpRuntime, SlimmingMethod,
+    to_channel_masks, PolarizationMethod, SbpMethod, SlimmingMethod,
 };
 use prune_reg::polarization::Polarization;
 use prune_reg::threshold::ThresholdMode;
@@ -157,7 +157,7 @@ pub fn prune(
     cfg.validate()?;
     crate::onnx::check_fits(dense, train)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let acc_before = evaluate(dense, test, None, None, 500)?.accuracy;
+    let acc_before = evaluate(dense, test, None, 500)?.accuracy;
     let flops_before = dense_flops(dense)?;
     let (sparse, acc_sparse, masks) = match (cfg.method, cfg.target_flops) {
         (Method::Polarization, Some(target)) => {
@@ -166,19 +166,18 @@ pub fn prune(
         _ => {
             let dir = out.join("sparse");
             let (m, acc) = sparse_train(dense, train, test, cfg, cfg.lambda, cfg.t, &dir)?;
-            let masks = choose_masks(&m, cfg, flops_before, gates_of(cfg.method))?;
+            let masks = choose_masks(&m, cfg, flops_before)?;
             (m, acc, masks)
         }
     };
-    let gates = gates_of(cfg.method);
     masks.save_json(out.join("masks.json"))?;
     crate::plots::write_histograms(&sparse, cfg.method, out)?;
 
     let channel_masks = to_channel_masks(&masks);
-    let masked_acc = evaluate(&sparse, test, gates, Some(&channel_masks), 500)?.accuracy;
-    let compiled = compile(&sparse, &channel_masks, gates, &CompileOptions::default())?;
+    let masked_acc = evaluate(&sparse, test, Some(&channel_masks), 500)?.accuracy;
+    let compiled = compile(&sparse, &channel_masks, &CompileOptions::default())?;
     let mut model = compiled.model;
-    let pruned_acc = evaluate(&model, test, None, None, 500)?.accuracy;
+    let pruned_acc = evaluate(&model, test, None, 500)?.accuracy;
     if cfg.finetune_epochs > 0 {
         let ft = out.join("finetune");
         fit(
@@ -193,10 +192,10 @@ pub fn prune(
             },
         )?;
     }
-    let acc_after = evaluate(&model, test, None, None, 500)?.accuracy;
+    let acc_after = evaluate(&model, test, None, 500)?.accuracy;
     model.save(out)?;
     let speed = if cfg.speed_repeats > 0 {
-        Some(measure_speed(dense, &model, None, cfg.speed_repeats)?)
+        Some(measure_speed(dense, &model, cfg.speed_repeats)?)
     } else {
         None
     };
@@ -221,16 +220,6 @@ pub fn prune(
     })
 }
 
-static SBP_RUNTIME: SbpRuntime = SbpRuntime { per_example: false };
-
-/// The gate runtime a model trained with `method` needs.
-pub(crate) fn gates_of(method: Method) -> Option<&'static dyn GateRuntime> {
-    match method {
-        Method::Sbp => Some(&SBP_RUNTIME),
-        _ => None,
-    }
-}
-
 /// Adds the method's gates to `dense` and trains with its regularizer
 /// (λ and t apply to polarization). Returns the sparse model and its test
 /// accuracy.
@@ -245,7 +234,7 @@ fn sparse_train(
 ) -> Result<(Model, f64)> {
     let sbp = SbpMethod {
         param_lr_mult: cfg.sbp_lr_mult,
-        runtime: SBP_RUNTIME,
+        noise: prune_core::sbp::NoiseMode::PerChannel,
     };
     let pol = PolarizationMethod {
         reg: Polarization::new(lambda, t)?,
@@ -312,8 +301,8 @@ fn polarization_search(
         |lambda, t| -> Result<f64> {
             let dir = out.join(format!("search/trial-{}", runs.len()));
             let (m, acc) = sparse_train(dense, train, test, cfg, lambda, t, &dir)?;
-            let masks = choose_masks(&m, cfg, flops_before, None)?;
-            let f = compiled_flops(&m, &masks, None)?;
+            let masks = choose_masks(&m, cfg, flops_before)?;
+            let f = compiled_flops(&m, &masks)?;
             let pct = 100.0 * (1.0 - f as f64 / flops_before.max(1) as f64);
             trials.push(Trial {
                 lambda,
@@ -334,12 +323,12 @@ fn polarization_search(
 }
 
 /// FLOPs of the model compiled under `masks` (no verification).
-fn compiled_flops(model: &Model, masks: &Masks, gates: Option<&dyn GateRuntime>) -> Result<u64> {
+fn compiled_flops(model: &Model, masks: &Masks) -> Result<u64> {
     let opts = CompileOptions {
         verify: false,
         ..Default::default()
     };
-    let c = compile(model, &to_channel_masks(masks), gates, &opts)?;
+    let c = compile(model, &to_channel_masks(masks), &opts)?;
     Ok(c.model.cost()?.flops)
 }
 
@@ -353,12 +342,7 @@ fn clamp_all_gammas(model: &mut Model, upper: f32) -> Result<()> {
 
 /// Applies the method's rule; with a FLOPs target, slimming's percentage is
 /// chosen by bisection on the compiled FLOPs (no retraining needed).
-fn choose_masks(
-    sparse: &Model,
-    cfg: &PruneConfig,
-    flops_before: u64,
-    gates: Option<&dyn GateRuntime>,
-) -> Result<Masks> {
+fn choose_masks(sparse: &Model, cfg: &PruneConfig, flops_before: u64) -> Result<Masks> {
     match cfg.method {
         Method::Sbp => Ok(sbp_masks(sparse)?),
         Method::Polarization => {
@@ -377,7 +361,7 @@ fn choose_masks(
                 for _ in 0..30 {
                     let mid = 0.5 * (lo + hi);
                     let m = slimming_rule(sparse, mid)?;
-                    let f = compiled_flops(sparse, &m, gates)?;
+                    let f = compiled_flops(sparse, &m)?;
                     let reduction = flops_before as f64 / f.max(1) as f64;
                     if reduction < target {
                         lo = mid;

@@ -4,22 +4,17 @@ use crate::error::{Error, Result};
 use crate::run::{write_json, REPORT_FILE};
 use prune_compiler::{analyze, compile, measure_speed, CompileOptions, CompileReport};
 use prune_data::Dataset;
-use prune_graph::{infer_shapes, GateRuntime, Model};
+use prune_graph::{infer_shapes, Model};
 use prune_reg::method::to_channel_masks;
 use prune_reg::Masks;
 use prune_train::EvalResult;
 use std::fmt::Write;
 use std::path::Path;
 
-/// The gate runtime every model may need (SBP gates run through it).
-pub fn gates() -> Option<&'static dyn GateRuntime> {
-    crate::prune::gates_of(crate::prune::Method::Sbp)
-}
-
 /// Test-set accuracy and loss of any saved model (gated or not).
 pub fn evaluate(model: &Model, test: &Dataset) -> Result<EvalResult> {
     crate::onnx::check_fits(model, test)?;
-    Ok(prune_train::evaluate(model, test, gates(), None, 500)?)
+    Ok(prune_train::evaluate(model, test, None, 500)?)
 }
 
 /// A printable summary: each node with its output shape, parameters and
@@ -76,7 +71,7 @@ pub fn compile_masks(
         fold_bn,
         ..Default::default()
     };
-    let compiled = compile(model, &to_channel_masks(masks), gates(), &opts)?;
+    let compiled = compile(model, &to_channel_masks(masks), &opts)?;
     let keep_all = to_channel_masks(masks)
         .into_iter()
         .map(|(name, keep)| (name, vec![true; keep.len()]))
@@ -85,8 +80,8 @@ pub fn compile_masks(
         verify: false,
         ..opts
     };
-    let baseline = compile(model, &keep_all, gates(), &baseline_opts)?;
-    let speed = measure_speed(&baseline.model, &compiled.model, gates(), 5)?;
+    let baseline = compile(model, &keep_all, &baseline_opts)?;
+    let speed = measure_speed(&baseline.model, &compiled.model, 5)?;
     let mut report = compiled.report;
     report.set_speed(&speed);
     compiled.model.save(out)?;

@@ -12,6 +12,30 @@ use prune_nn::prune::{prune, Method, PruneConfig};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
+fn main() {
+    let ort = ort::need();
+    let torch = prune_testkit::Need::check(
+        "no PyTorch export to check",
+        match std::env::var_os("PRUNE_NN_TORCH_ONNX") {
+            Some(_) => Ok(()),
+            None => Err("PRUNE_NN_TORCH_ONNX is not set (see docs/onnx.md)".to_string()),
+        },
+    );
+    let mut trials = prune_testkit::tests!(dataset_must_fit_the_imported_input);
+    trials.extend(prune_testkit::tests_needing!(&ort;
+        imported_fixtures_match_onnxruntime,
+        imported_names_are_kept,
+        unsupported_operator_is_named,
+        pruned_fixtures_export_and_match_onnxruntime,
+    ));
+    if ort.is_met() {
+        trials.extend(prune_testkit::tests_needing!(&torch; torch_export_matches_onnxruntime));
+    } else {
+        trials.extend(prune_testkit::tests_needing!(&ort; torch_export_matches_onnxruntime));
+    }
+    prune_testkit::run(trials);
+}
+
 const MODELS: [&str; 3] = ["chain", "residual", "branches"];
 
 fn fixtures(py: &Path, dir: &Path) -> PathBuf {
@@ -38,11 +62,8 @@ fn synthetic(split: Split, n: usize, seed: u64) -> Dataset {
     Dataset::from_bytes(DatasetKind::Mnist, split, &pixels, labels).expect("dataset")
 }
 
-#[test]
 fn imported_fixtures_match_onnxruntime() {
-    let Some(py) = ort::python("imported_fixtures_match_onnxruntime") else {
-        return;
-    };
+    let py = ort::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(&py, dir.path());
     let x = ort::random_input(&[3, 1, 28, 28], 7);
@@ -51,7 +72,7 @@ fn imported_fixtures_match_onnxruntime() {
     for name in MODELS {
         let path = fx.join(format!("{name}.onnx"));
         let model = import_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        want.push(predict(&model, x.clone(), None, None).expect("predict"));
+        want.push(predict(&model, x.clone(), None).expect("predict"));
         jobs.push((path, x.clone()));
     }
     let got = ort::run_models(&py, dir.path(), &jobs);
@@ -62,11 +83,8 @@ fn imported_fixtures_match_onnxruntime() {
     }
 }
 
-#[test]
 fn imported_names_are_kept() {
-    let Some(py) = ort::python("imported_names_are_kept") else {
-        return;
-    };
+    let py = ort::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(&py, dir.path());
     let m = import_file(&fx.join("residual.onnx")).expect("import");
@@ -84,11 +102,8 @@ fn imported_names_are_kept() {
     );
 }
 
-#[test]
 fn unsupported_operator_is_named() {
-    let Some(py) = ort::python("unsupported_operator_is_named") else {
-        return;
-    };
+    let py = ort::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(&py, dir.path());
     let err = import_file(&fx.join("unsupported.onnx")).expect_err("Sigmoid is not importable");
@@ -103,11 +118,8 @@ fn unsupported_operator_is_named() {
     }
 }
 
-#[test]
 fn pruned_fixtures_export_and_match_onnxruntime() {
-    let Some(py) = ort::python("pruned_fixtures_export_and_match_onnxruntime") else {
-        return;
-    };
+    let py = ort::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(&py, dir.path());
     let train = synthetic(Split::Train, 256, 1);
@@ -131,11 +143,11 @@ fn pruned_fixtures_export_and_match_onnxruntime() {
             let pruned = prune(&dense, &train, &test, &cfg, &out)
                 .unwrap_or_else(|e| panic!("{name} {method:?}: {e}"));
             let onnx = out.join("pruned.onnx");
-            export_file(&pruned.model, None, &ExportOptions::default(), &onnx)
+            export_file(&pruned.model, &ExportOptions::default(), &onnx)
                 .unwrap_or_else(|e| panic!("{name} {method:?}: export: {e}"));
             want.push((
                 format!("{name} {method:?}"),
-                predict(&pruned.model, x.clone(), None, None).expect("predict"),
+                predict(&pruned.model, x.clone(), None).expect("predict"),
             ));
             jobs.push((onnx, x.clone()));
         }
@@ -148,7 +160,6 @@ fn pruned_fixtures_export_and_match_onnxruntime() {
     }
 }
 
-#[test]
 fn dataset_must_fit_the_imported_input() {
     let g = prune_nn::graph::zoo::build("lenet5", &[3, 32, 32], 10).expect("zoo");
     let m = Model::init(g, 0).expect("init");
@@ -162,21 +173,15 @@ fn dataset_must_fit_the_imported_input() {
 
 /// A model exported from PyTorch (`py/export_torchvision.py`), named by
 /// `PRUNE_NN_TORCH_ONNX`: imported and compared with onnxruntime.
-#[test]
 fn torch_export_matches_onnxruntime() {
-    let Some(path) = std::env::var_os("PRUNE_NN_TORCH_ONNX") else {
-        eprintln!("SKIPPED torch_export_matches_onnxruntime: PRUNE_NN_TORCH_ONNX is not set");
-        return;
-    };
-    let Some(py) = ort::python("torch_export_matches_onnxruntime") else {
-        return;
-    };
+    let path = std::env::var_os("PRUNE_NN_TORCH_ONNX").expect("the harness checked it");
+    let py = ort::python();
     let path = PathBuf::from(path);
     let m = import_file(&path).expect("import");
     let mut shape = vec![2];
     shape.extend(m.graph.input_shape().expect("input"));
     let x = ort::random_input(&shape, 3);
-    let y = predict(&m, x.clone(), None, None).expect("predict");
+    let y = predict(&m, x.clone(), None).expect("predict");
     let dir = tempfile::tempdir().expect("tempdir");
     let o = ort::run_models(&py, dir.path(), &[(path, x)]);
     let e = ort::rel_error(&y, &o[0]);

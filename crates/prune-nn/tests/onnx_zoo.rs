@@ -45,12 +45,13 @@ fn random_masks(model: &Model, seed: u64) -> ChannelMasks {
     masks
 }
 
-#[test]
+fn main() {
+    let need = ort::need();
+    prune_testkit::run(prune_testkit::tests_needing!(&need; zoo_models_match_onnxruntime));
+}
+
 fn zoo_models_match_onnxruntime() {
-    let Some(py) = ort::python("zoo_models_match_onnxruntime") else {
-        return;
-    };
-    let gates = prune_nn::gates();
+    let py = ort::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut jobs = Vec::new();
     let mut want = Vec::new();
@@ -65,7 +66,7 @@ fn zoo_models_match_onnxruntime() {
         let mut gated = insert_sbp_gates(&dense).expect("gates");
         randomize(&mut gated, 100 + k as u64);
         let masks = random_masks(&gated, k as u64);
-        let compiled = compile(&gated, &masks, gates, &CompileOptions::default())
+        let compiled = compile(&gated, &masks, &CompileOptions::default())
             .unwrap_or_else(|e| panic!("{name}: compile: {e}"))
             .model;
         let x = ort::random_input(&[2, input[0], input[1], input[2]], k as u64);
@@ -83,9 +84,9 @@ fn zoo_models_match_onnxruntime() {
                     fold_bn,
                     ..Default::default()
                 };
-                export_file(m, gates, &opts, &path)
+                export_file(m, &opts, &path)
                     .unwrap_or_else(|e| panic!("{name} {kind}: {e}"));
-                let y = predict(m, x.clone(), gates, None).expect("predict");
+                let y = predict(m, x.clone(), None).expect("predict");
                 want.push((format!("{name} {kind} fold_bn={fold_bn}"), y));
                 jobs.push((path, x.clone()));
             }

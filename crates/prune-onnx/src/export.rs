@@ -23,9 +23,7 @@ use crate::proto::{
 };
 use crate::tensor::{attr_float, attr_int, attr_ints, f32_tensor, i64_tensor};
 use prost::Message;
-use prune_core::Tape;
-use prune_graph::{infer_shapes, GateRuntime, Layer, Mode, Model};
-use rand::SeedableRng;
+use prune_graph::{infer_shapes, Layer, Model};
 use std::path::Path;
 
 /// Default opset of exported models.
@@ -107,26 +105,21 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     }
 }
 
-/// Test-time factor of each channel of an SBP gate, computed by the gate
-/// runtime itself (eval mode on a row of ones), so export uses the same
-/// `E[θ]·1[SNR > 1]` as evaluation.
-fn sbp_scale(model: &Model, node: &str, units: usize, gates: &dyn GateRuntime) -> Result<Vec<f32>> {
-    let mut tape = Tape::no_grad();
-    let x = tape.constant(prune_core::Tensor::ones(vec![1, units]));
-    let mu = tape.constant(model.params.get(&format!("{node}.mu"))?.clone());
-    let ls = tape.constant(model.params.get(&format!("{node}.log_sigma"))?.clone());
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let y = gates.sbp_forward(&mut tape, x, mu, ls, Mode::Eval, &mut rng)?;
-    Ok(tape.take_value(y)?.into_vec())
+/// Test-time factor of each channel of an SBP gate: `E[θ]·1[SNR > 1]`, the
+/// same single SBP math that evaluation and the compiler's folding use.
+fn sbp_scale(model: &Model, node: &str) -> Result<Vec<f32>> {
+    let mu = model.params.get(&format!("{node}.mu"))?;
+    let ls = model.params.get(&format!("{node}.log_sigma"))?;
+    Ok(mu
+        .data()
+        .iter()
+        .zip(ls.data())
+        .map(|(&m, &l)| prune_core::sbp::test_time_scale(f64::from(m), f64::from(l)) as f32)
+        .collect())
 }
 
-/// Serializes `model` as an ONNX model. `gates` is needed when the model
-/// has SBP gates (the facade passes prune-reg's runtime).
-pub fn export_bytes(
-    model: &Model,
-    gates: Option<&dyn GateRuntime>,
-    opts: &ExportOptions,
-) -> Result<Vec<u8>> {
+/// Serializes `model` as an ONNX model.
+pub fn export_bytes(model: &Model, opts: &ExportOptions) -> Result<Vec<u8>> {
     if !(13..=21).contains(&opts.opset) {
         return Err(OnnxError::Export(format!(
             "opset {} is outside the supported 13..=21",
@@ -265,12 +258,8 @@ pub fn export_bytes(
             }
             Layer::Concat => out.node("Concat", n, &ins, n, vec![attr_int("axis", 1)]),
             Layer::SbpGate { units } => {
-                let rt = gates.ok_or_else(|| {
-                    OnnxError::Export(format!(
-                        "node '{n}' is an SBP gate: exporting it needs the SBP runtime"
-                    ))
-                })?;
-                let s = sbp_scale(model, n, *units, rt)?;
+                let s = sbp_scale(model, n)?;
+                debug_assert_eq!(s.len(), *units);
                 let name = p(n, "scale");
                 out.inits.push(f32_tensor(&name, &chan_dims(*units), &s));
                 out.node("Mul", n, &[x, &name], n, vec![]);
@@ -316,13 +305,8 @@ pub fn export_bytes(
 }
 
 /// Writes `model` as an ONNX file (atomically).
-pub fn export_file(
-    model: &Model,
-    gates: Option<&dyn GateRuntime>,
-    opts: &ExportOptions,
-    path: &Path,
-) -> Result<()> {
-    let bytes = export_bytes(model, gates, opts)?;
+pub fn export_file(model: &Model, opts: &ExportOptions, path: &Path) -> Result<()> {
+    let bytes = export_bytes(model, opts)?;
     prune_graph::io::atomic_write(path, &bytes)?;
     Ok(())
 }

@@ -37,7 +37,7 @@ fn zoo_models_round_trip() {
         };
         let mut m = Model::init(zoo::build(name, input, 10).expect("zoo"), k as u64).expect("init");
         randomize_bn(&mut m, k as u64);
-        let bytes = export_bytes(&m, None, &ExportOptions::default()).expect("export");
+        let bytes = export_bytes(&m, &ExportOptions::default()).expect("export");
         let back = import_bytes(&bytes, name, name).expect("import");
         let kinds = |m: &Model| {
             m.graph
@@ -56,15 +56,15 @@ fn zoo_models_round_trip() {
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let x = prune_core::Tensor::randn([&[2usize][..], input].concat(), 0.0, 1.0, &mut rng);
-        let a = predict(&m, x.clone(), None, None).expect("predict");
-        let b = predict(&back, x.clone(), None, None).expect("predict");
+        let a = predict(&m, x.clone(), None).expect("predict");
+        let b = predict(&back, x.clone(), None).expect("predict");
         assert_eq!(
             a.data(),
             b.data(),
             "{name}: outputs differ after a round trip"
         );
         let folded = fold_batch_norms(&m).expect("fold");
-        let c = predict(&folded, x, None, None).expect("predict");
+        let c = predict(&folded, x, None).expect("predict");
         assert!(
             rel(&c, &a) < 1e-5,
             "{name}: folding BN changed outputs by {}",
@@ -89,7 +89,6 @@ fn export_rejects_opsets_out_of_range() {
     let m = Model::init(zoo::build("lenet5", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
     let err = export_bytes(
         &m,
-        None,
         &ExportOptions {
             opset: 12,
             fold_bn: false,

@@ -1,7 +1,7 @@
 //! `prune-reg`: the regularizers and pruning rules of prune-nn.
 //!
-//! * [`sbp`] — Structured Bayesian Pruning: truncated log-normal noise per unit,
-//!   its KL to the log-uniform prior, reparameterized samples, SNR keep rule.
+//! * SBP's math (sampler, E\[θ\], SNR, KL) and its gate are core ops
+//!   ([`prune_core::sbp`]); here are its gate placement and SNR keep rule.
 //! * [`polarization`] — the polarization regularizer over batch-norm scales,
 //!   with [`threshold`] (first valley of the scale histogram) and [`search`]
 //!   (λ/t search for a FLOPs target).
@@ -10,14 +10,13 @@
 //!   emptied.
 //! * [`plot`] — SVG histograms.
 //! * [`method`] — the methods wired into models and training: gate placement,
-//!   SBP on the autograd tape, the regularizers and their rules.
+//!   the regularizers and their rules.
 
 pub mod error;
 pub mod masks;
 pub mod method;
 pub mod plot;
 pub mod polarization;
-pub mod sbp;
 pub mod search;
 pub mod slimming;
 pub mod threshold;

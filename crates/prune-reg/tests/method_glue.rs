@@ -3,11 +3,11 @@
 //! rules read from models.
 
 use prune_core::gradcheck::{check_gradients, GradcheckConfig};
+use prune_core::sbp::{sbp_gate_train, sbp_kl, NoiseMode, NoiseStream};
 use prune_core::{Tape, Tensor};
-use prune_graph::{predict, zoo, GateRuntime, Layer, Mode, Model};
+use prune_graph::{predict, zoo, Layer, Model, Regularizer};
 use prune_reg::method::*;
 use prune_reg::polarization::Polarization;
-use prune_train::Regularizer;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 
@@ -24,18 +24,17 @@ fn cfg() -> GradcheckConfig {
 
 #[test]
 fn sbp_gate_gradients_match_finite_differences() {
-    for per_example in [false, true] {
-        let rt = SbpRuntime { per_example };
+    for mode in [NoiseMode::PerChannel, NoiseMode::PerExample] {
         let x = Tensor::uniform([3, 4, 2, 2], -1.0, 1.0, &mut rng(1));
         let mu = Tensor::from_vec([4], vec![-0.5, -1.0, -2.0, -0.2]).expect("mu");
         let ls = Tensor::from_vec([4], vec![-1.0, -0.5, 0.0, -2.0]).expect("ls");
         let report = check_gradients(
             &[x, mu, ls],
-            |tape, v| rt.sbp_forward(tape, v[0], v[1], v[2], Mode::Train, &mut rng(5)),
+            |tape, v| sbp_gate_train(tape, v[0], v[1], v[2], NoiseStream::new(5, 2, 9), mode),
             cfg(),
         )
         .expect("gradcheck");
-        assert!(report.passed, "per_example={per_example}: {}", report.worst);
+        assert!(report.passed, "{mode:?}: {}", report.worst);
     }
 }
 
@@ -103,9 +102,8 @@ fn sbp_gates_go_where_the_paper_puts_them() {
     assert_eq!(units, [20, 50, 800, 500]);
     // at initialization (μ = 0, log σ = −5) the gated net is nearly the dense one
     let x = Tensor::uniform([4, 1, 28, 28], -1.0, 1.0, &mut rng(2));
-    let a = predict(&dense, x.clone(), None, None).expect("dense");
-    let rt = SbpRuntime::default();
-    let b = predict(&gated, x, Some(&rt), None).expect("gated");
+    let a = predict(&dense, x.clone(), None).expect("dense");
+    let b = predict(&gated, x, None).expect("gated");
     let scale = a.data().iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(a.max_abs_diff(&b).expect("shape") < 0.05 * scale);
     let fc = insert_sbp_gates(
@@ -127,8 +125,8 @@ fn scale_gates_leave_the_function_unchanged() {
         ["conv1.scale", "conv2.scale", "fc1.scale"]
     );
     let x = Tensor::uniform([3, 1, 28, 28], -1.0, 1.0, &mut rng(3));
-    let a = predict(&dense, x.clone(), None, None).expect("dense");
-    let b = predict(&gated, x, None, None).expect("gated");
+    let a = predict(&dense, x.clone(), None).expect("dense");
+    let b = predict(&gated, x, None).expect("gated");
     assert!(a.max_abs_diff(&b).expect("shape") < 1e-4);
     // networks with BN regularize their BN scales instead
     let vgg = Model::init(zoo::build("vgg-like", &[1, 28, 28], 10).expect("zoo"), 0).expect("init");
@@ -201,7 +199,7 @@ fn sbp_method_penalty_is_kl_over_n_and_after_step_clips() {
     };
     let kl: f64 = [784usize, 300, 100]
         .iter()
-        .map(|&n| n as f64 * prune_reg::sbp::kl(0.0, -5.0))
+        .map(|&n| n as f64 * prune_core::sbp::kl(0.0, -5.0))
         .sum();
     assert!(
         (value - kl / 1000.0).abs() < 1e-3 * kl / 1000.0,

@@ -1,9 +1,9 @@
 //! Invariants over random inputs.
 
 use proptest::prelude::*;
-use prune_reg::sbp::special::{norm_cdf, norm_sf};
-use prune_reg::sbp::truncated::{log_mass, truncated_variance};
-use prune_reg::sbp::{expected_theta, expected_theta_sq, kl, kl_grad, sample, snr, LOG_THETA_MIN};
+use prune_core::sbp::special::{norm_cdf, norm_sf};
+use prune_core::sbp::truncated::{log_mass, truncated_variance};
+use prune_core::sbp::{expected_theta, expected_theta_sq, kl, kl_grad, sample, snr, LOG_THETA_MIN};
 use prune_reg::slimming::{prune_count, slimming_masks};
 use prune_reg::threshold::{histogram_threshold, DEFAULT_BINS};
 

@@ -1,29 +1,38 @@
 //! Analytic derivatives of the SBP sample and KL against central differences,
 //! the clip conventions, and the per-layer helpers.
 
-use prune_reg::sbp::special::norm_cdf;
-use prune_reg::sbp::{
-    expected_theta, keep, kl, kl_grad, kl_layer_sum_and_grad, layer_stats, sample, sample_layer,
-    sbp_layer_mask, snr, test_time_scale, P_CLIP_HI, P_CLIP_LO,
+use prune_core::sbp::special::norm_cdf;
+use prune_core::sbp::{
+    expected_theta, keep, kl, kl_grad, kl_layer_sum_and_grad, layer_stats, mirrored, sample,
+    sample_layer, snr, test_time_scale, U_CLIP,
 };
-use prune_reg::RegError;
+use prune_reg::method::sbp_layer_mask;
+
+const P_CLIP_LO: f64 = U_CLIP;
+const P_CLIP_HI: f64 = 1.0 - U_CLIP;
 
 /// Central difference of `f` at `x` with step `h`.
 fn central(f: impl Fn(f64) -> f64, x: f64, h: f64) -> f64 {
     (f(x + h) - f(x - h)) / (2.0 * h)
 }
 
-/// True if the p-clip or x-clip state of the sampler differs within ±h of a point.
+/// True if the p-clip, x-clip or branch state of the sampler differs within ±h of a point.
 fn near_kink(mu: f64, ls: f64, eps: f64, h: f64) -> bool {
     let state = |m: f64, l: f64| {
         let sigma = l.exp();
         let (a, b) = ((-20.0 - m) / sigma, (0.0 - m) / sigma);
-        let p = norm_cdf(a) + eps * (norm_cdf(b) - norm_cdf(a));
+        let mirror = mirrored(m, l);
+        let p = if mirror {
+            1.0 - ((1.0 - eps) * norm_cdf(-a) + eps * norm_cdf(-b))
+        } else {
+            (1.0 - eps) * norm_cdf(a) + eps * norm_cdf(b)
+        };
         let pc = p.clamp(P_CLIP_LO, P_CLIP_HI);
-        let x = m + sigma * prune_reg::sbp::special::norm_ppf(pc);
+        let x = m + sigma * prune_core::sbp::special::norm_ppf(pc);
         (
             (P_CLIP_LO..=P_CLIP_HI).contains(&p),
             (-20.0..=0.0).contains(&x),
+            mirror,
         )
     };
     let s0 = state(mu, ls);
@@ -73,7 +82,7 @@ fn clipped_samples_have_the_documented_derivatives() {
     // p below 1e-5: the p-clip is active, x = μ + σ·Φ⁻¹(1e-5) still moves with μ, σ.
     let (mu, ls) = (-1.0, -2.0); // α ≈ -140, β ≈ 7.4: Φ(α) = 0
     let s = sample(mu, ls, 1e-9);
-    let t = prune_reg::sbp::special::norm_ppf(P_CLIP_LO);
+    let t = prune_core::sbp::special::norm_ppf(P_CLIP_LO);
     let sigma = f64::exp(ls);
     assert!((s.theta - (mu + sigma * t).exp()).abs() < 1e-15);
     assert!((s.dtheta_dmu - s.theta).abs() < 1e-15);
@@ -123,14 +132,14 @@ fn kl_grad_matches_finite_differences() {
 fn layer_helpers_agree_with_scalar_functions() {
     let mu = [-8.0f32, -1.0, 0.0, 0.5, 3.0];
     let ls = [2.0f32, 0.0, -5.0, -1.0, -8.0];
-    let eps = [0.1f32, 0.4, 0.5, 0.9, 0.7];
+    let eps = [0.1f64, 0.4, 0.5, 0.9, 0.7];
     let s = sample_layer(&mu, &ls, &eps).unwrap();
     let k = kl_layer_sum_and_grad(&mu, &ls).unwrap();
     let st = layer_stats(&mu, &ls).unwrap();
     let mut sum = 0.0;
     for i in 0..mu.len() {
         let (m, l) = (f64::from(mu[i]), f64::from(ls[i]));
-        let one = sample(m, l, f64::from(eps[i]));
+        let one = sample(m, l, eps[i]);
         assert_eq!(s.theta[i], one.theta as f32);
         assert_eq!(s.dtheta_dmu[i], one.dtheta_dmu as f32);
         assert_eq!(s.dtheta_dlog_sigma[i], one.dtheta_dlog_sigma as f32);
@@ -149,7 +158,7 @@ fn layer_helpers_agree_with_scalar_functions() {
     assert!(!st.keep[0] && st.scale[0] == 0.0);
     assert!(st.keep[2] && st.scale[2] > 0.99);
     let err = sample_layer(&mu, &ls[..3], &eps).unwrap_err();
-    assert!(matches!(err, RegError::LengthMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("log_sigma has 3"), "{err}");
     assert!(kl_layer_sum_and_grad(&mu, &ls[..4]).is_err());
 }
 

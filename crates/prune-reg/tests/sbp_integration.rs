@@ -2,7 +2,7 @@
 
 mod common;
 
-use prune_reg::sbp::{expected_theta, kl, sample, snr};
+use prune_core::sbp::{expected_theta, kl, sample, snr};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -5,7 +5,7 @@
 #[path = "data/reference.rs"]
 mod reference;
 
-use prune_reg::sbp::{expected_theta, expected_theta_sq, kl, kl_grad, snr};
+use prune_core::sbp::{expected_theta, expected_theta_sq, kl, kl_grad, snr};
 use reference::SBP_TABLE;
 
 fn rel(got: f64, want: f64) -> f64 {

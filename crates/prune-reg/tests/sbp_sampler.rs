@@ -1,9 +1,14 @@
 //! The sampler's empirical distribution against the truncated log-normal CDF.
 
-use prune_reg::sbp::special::norm_cdf;
-use prune_reg::sbp::{draw_eps, sample, sample_layer_with_rng};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use prune_core::sbp::special::norm_cdf;
+use prune_core::sbp::{noise_eps, sample, samples, NoiseMode, NoiseStream, SbpShape};
+
+/// `n` noise variates of one stream (one per channel index).
+fn draw_eps(stream: NoiseStream, n: usize) -> Vec<f64> {
+    (0..n as u32)
+        .map(|c| noise_eps(c, 0, NoiseMode::PerChannel, stream))
+        .collect()
+}
 
 /// CDF of θ = exp(x), x ~ N(μ, σ²) truncated to [-20, 0], evaluated at θ.
 fn truncated_lognormal_cdf(theta: f64, mu: f64, sigma: f64) -> f64 {
@@ -29,20 +34,21 @@ fn sampler_passes_kolmogorov_smirnov() {
     let n = 10_000;
     // Critical value of the one-sample KS test at level 0.01: 1.628/√n.
     let critical = 1.628 / (n as f64).sqrt();
-    let mut rng = ChaCha8Rng::seed_from_u64(2017);
-    for &(mu, ls) in &[
+    for (layer, &(mu, ls)) in [
         (0.0, -5.0),
         (0.0, 0.0),
         (-3.0, -1.0),
         (-10.0, 1.5),
         (1.0, 0.0),
         (-19.0, 0.5),
-    ] {
-        let eps = draw_eps(&mut rng, n);
-        let samples: Vec<f64> = eps
-            .iter()
-            .map(|&e| sample(mu, ls, f64::from(e)).theta)
-            .collect();
+        (-15.0, -1.0),
+        (-12.0, 1.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let eps = draw_eps(NoiseStream::new(2017, layer as u32, 0), n);
+        let samples: Vec<f64> = eps.iter().map(|&e| sample(mu, ls, e).theta).collect();
         let sigma = f64::exp(ls);
         let d = ks_statistic(samples, |th| truncated_lognormal_cdf(th, mu, sigma));
         println!("KS(μ = {mu}, log σ = {ls}) = {d:.5} (critical {critical:.5})");
@@ -54,12 +60,8 @@ fn sampler_passes_kolmogorov_smirnov() {
 fn sampler_detects_a_wrong_distribution() {
     // The same statistic separates a shifted law: the test has power.
     let n = 10_000;
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let eps = draw_eps(&mut rng, n);
-    let samples: Vec<f64> = eps
-        .iter()
-        .map(|&e| sample(-3.0, -1.0, f64::from(e)).theta)
-        .collect();
+    let eps = draw_eps(NoiseStream::new(3, 0, 0), n);
+    let samples: Vec<f64> = eps.iter().map(|&e| sample(-3.0, -1.0, e).theta).collect();
     let d = ks_statistic(samples, |th| {
         truncated_lognormal_cdf(th, -3.0 + 0.1, f64::exp(-1.0))
     });
@@ -70,16 +72,19 @@ fn sampler_detects_a_wrong_distribution() {
 }
 
 #[test]
-fn layer_sampling_with_rng_is_reproducible_and_in_range() {
+fn layer_sampling_is_reproducible_and_in_range() {
     let mu = vec![0.0f32; 64];
     let ls = vec![-5.0f32; 64];
-    let a = sample_layer_with_rng(&mut ChaCha8Rng::seed_from_u64(1), &mu, &ls).unwrap();
-    let b = sample_layer_with_rng(&mut ChaCha8Rng::seed_from_u64(1), &mu, &ls).unwrap();
+    let shape = SbpShape::features(1, 64);
+    let one = NoiseStream::new(1, 0, 0);
+    let a = samples(&shape, &mu, &ls, one, NoiseMode::PerChannel).unwrap();
+    let b = samples(&shape, &mu, &ls, one, NoiseMode::PerChannel).unwrap();
     assert_eq!(a, b);
-    for &t in &a.theta {
+    let theta: Vec<f32> = a.iter().map(|s| s.theta as f32).collect();
+    for &t in &theta {
         assert!((2.0e-9..=1.0).contains(&t), "θ = {t}");
     }
     // At initialization (μ = 0, log σ = -5) θ sits just below 1.
-    let mean: f32 = a.theta.iter().sum::<f32>() / 64.0;
+    let mean: f32 = theta.iter().sum::<f32>() / 64.0;
     assert!(mean > 0.99 && mean < 1.0, "mean θ = {mean}");
 }

@@ -5,7 +5,7 @@
 #[path = "data/reference.rs"]
 mod reference;
 
-use prune_reg::sbp::special::{
+use prune_core::sbp::special::{
     cdf_over_pdf, erf, erfc, erfcx, laplace_cf, log_norm_cdf, lower_tail, norm_cdf, norm_pdf,
     norm_ppf, norm_sf,
 };

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use prune_data::Dataset;
-use prune_graph::{predict, ChannelMasks, GateRuntime, Model};
+use prune_graph::{predict, ChannelMasks, Model};
 use serde::{Deserialize, Serialize};
 
 /// Accuracy and loss on one dataset.
@@ -19,14 +19,13 @@ pub struct EvalResult {
 pub fn evaluate(
     model: &Model,
     data: &Dataset,
-    gates: Option<&dyn GateRuntime>,
     masks: Option<&ChannelMasks>,
     batch_size: usize,
 ) -> Result<EvalResult> {
     let (mut correct, mut loss, mut n) = (0usize, 0f64, 0usize);
     for batch in data.batches(batch_size.max(1), None, 0)? {
         let (x, labels) = batch?;
-        let logits = predict(model, x, gates, masks)?;
+        let logits = predict(model, x, masks)?;
         let k = logits.shape().get(1).copied().unwrap_or(1).max(1);
         let pred = logits.argmax_rows()?;
         for (row, (&p, &l)) in logits.data().chunks(k).zip(pred.iter().zip(&labels)) {

@@ -15,14 +15,14 @@ use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
 use crate::memory::{available_memory, check_step_memory};
 use crate::metrics::{self, EpochRecord};
-use crate::regularizer::Regularizer;
 use crate::resume::{check_resume, TrainSet};
 use prune_core::optim::{Optimizer, ParamUpdate};
+use prune_core::sbp::{GateNoise, NoiseMode};
 use prune_core::{Tape, Tensor};
 use prune_data::{Augment, BatchOptions, Dataset};
 use prune_graph::interp::apply_bn_updates;
 use prune_graph::params::param_specs;
-use prune_graph::{forward, Model, ParamKind, RunOptions};
+use prune_graph::{forward, Model, ParamKind, Regularizer, RunOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -109,7 +109,10 @@ pub fn fit(
         .into_iter()
         .map(|s| (s.name, s.kind))
         .collect();
-    let gates = reg.and_then(|r| r.gates());
+    let noise_mode = reg.map_or(NoiseMode::PerChannel, |r| r.noise_mode());
+    // Gate noise comes from (seed, gate, optimizer step): a resumed run continues the
+    // step count from its checkpoint, so no step replays another's noise.
+    let mut global_step = opt.state().step;
     let (mut images, mut seconds) = (0usize, 0f64);
     for epoch in start..cfg.epochs {
         let lr = cfg.schedule.lr(cfg.lr, epoch);
@@ -128,6 +131,14 @@ pub fn fit(
         for (bi, batch) in batches.take(total).enumerate() {
             let (x, labels) = batch?;
             let n = labels.len();
+            let noise = GateNoise {
+                seed: cfg.seed,
+                step: u32::try_from(global_step).map_err(|_| {
+                    TrainError::Config("more than 2^32 optimizer steps in one run".into())
+                })?,
+                mode: noise_mode,
+            };
+            global_step += 1;
             let stats = step(
                 model,
                 &mut *opt,
@@ -136,7 +147,7 @@ pub fn fit(
                 &labels,
                 lr,
                 reg,
-                gates,
+                noise,
                 train.len(),
                 &mut rng,
             )
@@ -164,7 +175,7 @@ pub fn fit(
         let dt = t0.elapsed().as_secs_f64();
         images += seen;
         seconds += dt;
-        let ev = evaluate(model, test, gates, None, 500)?;
+        let ev = evaluate(model, test, None, 500)?;
         let rec = EpochRecord {
             epoch: epoch + 1,
             lr,
@@ -204,7 +215,7 @@ pub fn fit(
     }
     let test_accuracy = match history.last() {
         Some(r) if start < cfg.epochs => r.test_accuracy,
-        _ => evaluate(model, test, gates, None, 500)?.accuracy,
+        _ => evaluate(model, test, None, 500)?.accuracy,
     };
     Ok(TrainSummary {
         train_images_per_sec: images as f64 / seconds.max(1e-9),
@@ -268,14 +279,14 @@ fn step(
     labels: &[usize],
     lr: f32,
     reg: Option<&dyn Regularizer>,
-    gates: Option<&dyn prune_graph::GateRuntime>,
+    noise: GateNoise,
     n_train: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<StepStats> {
     let (grads, bn_updates, stats) = {
         let mut tape = Tape::new();
         let input = tape.constant(x);
-        let fwd = forward(model, &mut tape, input, &RunOptions::train(gates), rng)?;
+        let fwd = forward(model, &mut tape, input, &RunOptions::train(noise), rng)?;
         let correct = tape
             .value(fwd.output)?
             .argmax_rows()?

@@ -12,7 +12,6 @@ pub mod eval;
 pub mod fit;
 pub mod memory;
 pub mod metrics;
-pub mod regularizer;
 pub mod resume;
 
 pub use config::{OptimizerKind, TrainConfig};
@@ -20,4 +19,4 @@ pub use error::{Result, TrainError};
 pub use eval::{evaluate, EvalResult};
 pub use fit::{fit, RunFiles, TrainSummary};
 pub use metrics::EpochRecord;
-pub use regularizer::Regularizer;
+pub use prune_graph::Regularizer;

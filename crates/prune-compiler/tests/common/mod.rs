@@ -1,54 +1,12 @@
-//! Shared helpers of the integration tests: an SBP gate runtime for eval
-//! mode, random parameters, random masks and small graph builders.
+//! Shared helpers of the integration tests: random parameters, random masks and small graph builders.
 #![allow(dead_code)]
 
-use prune_core::{CoreError, Tape, Tensor, Var};
+use prune_core::Tensor;
 use prune_graph::ir::{Graph, Layer};
 use prune_graph::params::{param_specs, ParamKind};
-use prune_graph::{ChannelMasks, GateRuntime, Mode, Model};
+use prune_graph::{ChannelMasks, Model};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// Eval-mode SBP gate: multiplies channel `c` by `E[θ_c]·1[SNR_c > 1]`,
-/// computed from prune-reg's closed forms (`expected_theta`, `keep`).
-pub struct EvalSbp;
-
-impl GateRuntime for EvalSbp {
-    fn sbp_forward(
-        &self,
-        tape: &mut Tape<'_>,
-        x: Var,
-        mu: Var,
-        log_sigma: Var,
-        mode: Mode,
-        _rng: &mut ChaCha8Rng,
-    ) -> prune_core::Result<Var> {
-        if mode != Mode::Eval {
-            return Err(CoreError::Unsupported(
-                "the test SBP runtime runs eval mode only".into(),
-            ));
-        }
-        let m = tape.value(mu)?.data().to_vec();
-        let l = tape.value(log_sigma)?.data().to_vec();
-        let s: Vec<f32> = m
-            .iter()
-            .zip(&l)
-            .map(|(&m, &l)| {
-                let (m, l) = (f64::from(m), f64::from(l));
-                if prune_reg::sbp::keep(m, l) {
-                    prune_reg::sbp::expected_theta(m, l) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let rank = tape.shape(x)?.len();
-        let mut shape = vec![1; rank];
-        shape[1] = s.len();
-        let st = tape.constant(Tensor::from_vec(shape, s)?);
-        tape.mul(x, st)
-    }
-}
 
 /// Fills every tensor of `model` with random values of the right kind:
 /// weights `N(0, 1/fan_in)`, biases `N(0, 0.3)`, BN γ ∈ [0.5, 1.5],

@@ -11,5 +11,6 @@ pub mod philox;
 pub mod pooling;
 pub mod reduce;
 pub mod sbp;
-pub mod sbp_kl;
+pub mod sbp_closed;
 pub mod special;
+pub mod truncated;

@@ -1,220 +1,258 @@
-//! CPU reference of the SBP noise kernels (`kernels/sbp_noise.cu`), in double precision.
-//! The formulas and their derivations are documented next to the device code; every
-//! function here follows the device function of the same name step by step.
+//! Structured Bayesian Pruning noise (Neklyudov et al. 2017): the reparameterized sampler,
+//! its noise streams and the layer-level forward / backward, in double precision.
+//!
+//! This module and [`super::sbp_closed`] are the one SBP math of the workspace: training
+//! (through prune-core), the compiler's folding, and the CPU reference of the CUDA kernels
+//! in `kernels/sbp_noise.cu` all call it.
+//!
+//! # The sampler
+//! `log θ ~ N(μ, σ²)` truncated to `[a, b] = [-20, 0]`; μ and log σ are first clamped to
+//! `[-20, 5]` (a clamped parameter gets derivative zero). With `α = (a-μ)/σ`,
+//! `β = (b-μ)/σ` and `ε ~ U(0, 1)`:
+//!
+//! ```text
+//! w = (1-ε)·Φ(α) + ε·Φ(β),           t = Φ⁻¹(clip(w, 1e-5, 1-1e-5))       (α + β ≤ 0)
+//! w = (1-ε)·Φ(-α) + ε·Φ(-β),         t = -Φ⁻¹(clip(w, 1e-5, 1-1e-5))      (α + β > 0)
+//! θ = exp(clip(μ + σ·t, a, b))
+//! ```
+//! Both forms are sums of positive terms; the second (the mirrored upper-tail branch) is
+//! used when the interval lies mostly above the mode, where `Φ(·)` would be close to 1 and
+//! the quantile would lose the digits of `1 - w`. Both give the same `t` in exact
+//! arithmetic, and the same derivatives
+//!
+//! ```text
+//! ∂t/∂μ     = -[(1-ε)·φ(α) + ε·φ(β)] / (σ·φ(t))
+//! ∂t/∂log σ = -[(1-ε)·α·φ(α) + ε·β·φ(β)] / φ(t)
+//! ∂θ/∂μ = θ·(1 + σ·∂t/∂μ),  ∂θ/∂log σ = θ·σ·(t + ∂t/∂log σ).
+//! ```
+//! An active clip contributes derivative zero: on `w` it zeroes the `∂t` terms (the direct
+//! dependence of `μ + σt` on μ and σ remains), on `log θ` it zeroes both, on a parameter
+//! that parameter's.
+//!
+//! # Noise streams
+//! `ε` of channel `c` (and example `n` in per-example mode) is the first word of
+//! Philox4x32-10 with key `(seed_lo, seed_hi)` and counter
+//! `(c, n, step, 2·layer + mode)` (`n = 0` in per-channel mode; mode 0 per channel,
+//! 1 per example), mapped to `(⌊bits/2⁹⌋ + ½)·2⁻²³` in (0, 1). Distinct layers and distinct steps read
+//! disjoint counters, so no two gates share noise and no step replays another's.
 
 use super::philox::{philox4x32_10, uniform_open};
-use super::special::{
-    erf, erfcx, frac_1_sqrt_2, log_cdf_scaled, log_sqrt_2pi, mills_gap, norm_cdf, norm_pdf,
-    norm_quantile, SQRT_PI_OVER_2,
-};
+pub use super::sbp_closed::*;
+use super::special::{norm_cdf, norm_pdf, norm_ppf};
 use crate::error::KernelError;
 use crate::shapes::{NoiseMode, SbpShape};
 
-/// Lower truncation bound of log theta.
-pub const A: f64 = -20.0;
-/// Upper truncation bound of log theta.
-pub const B: f64 = 0.0;
-/// Clip of the uniform variate before the normal quantile.
+/// Lower truncation bound `a` of log θ.
+pub const A: f64 = LOG_THETA_MIN;
+/// Upper truncation bound `b` of log θ.
+pub const B: f64 = LOG_THETA_MAX;
+/// Clip of `w` before the normal quantile.
 pub const U_CLIP: f64 = 1e-5;
-/// log_sigma is clamped to [LOG_SIGMA_MIN, LOG_SIGMA_MAX].
-pub const LOG_SIGMA_MIN: f64 = -20.0;
-/// See [`LOG_SIGMA_MIN`].
-pub const LOG_SIGMA_MAX: f64 = 20.0;
-/// Largest reported signal-to-noise ratio.
-pub const SNR_MAX: f64 = 1e6;
 
-/// The uniform variate of channel `channel` (and example `example` in per-example mode):
-/// Philox4x32-10 of counter (channel, example, mode, 0) under key (seed_lo, seed_hi).
-pub fn noise_eps(channel: u32, example: u32, mode: NoiseMode, seed: u64) -> f64 {
+/// Where the noise of one gate at one training step comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoiseStream {
+    /// The run's seed (the Philox key).
+    pub seed: u64,
+    /// Which gate (below 2³¹).
+    pub layer: u32,
+    /// Which optimizer step.
+    pub step: u32,
+}
+
+impl NoiseStream {
+    /// The stream of gate `layer` at step `step` of a run seeded with `seed`.
+    pub fn new(seed: u64, layer: u32, step: u32) -> NoiseStream {
+        NoiseStream { seed, layer, step }
+    }
+
+    /// The 4th counter word: `2·layer + mode`.
+    pub fn layer_mode_word(&self, mode: NoiseMode) -> u32 {
+        (self.layer << 1) | mode.counter_tag()
+    }
+}
+
+impl From<u64> for NoiseStream {
+    /// Layer 0 at step 0 of `seed`.
+    fn from(seed: u64) -> NoiseStream {
+        NoiseStream::new(seed, 0, 0)
+    }
+}
+
+/// `ε` of `channel` (and `example` in per-example mode) in `stream`; see the module
+/// documentation.
+pub fn noise_eps(
+    channel: u32,
+    example: u32,
+    mode: NoiseMode,
+    stream: impl Into<NoiseStream>,
+) -> f64 {
+    let s = stream.into();
     let example = match mode {
         NoiseMode::PerChannel => 0,
         NoiseMode::PerExample => example,
     };
     let r = philox4x32_10(
-        [channel, example, mode.counter_tag(), 0],
-        [seed as u32, (seed >> 32) as u32],
+        [channel, example, s.step, s.layer_mode_word(mode)],
+        [s.seed as u32, (s.seed >> 32) as u32],
     );
     uniform_open(r[0])
 }
 
-/// A noise sample and its pathwise derivatives at fixed eps.
+/// A noise sample and its pathwise derivatives at fixed `ε`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
+    /// θ ∈ [e^a, e^b].
     pub theta: f64,
+    /// ∂θ/∂μ.
     pub dtheta_dmu: f64,
+    /// ∂θ/∂log σ.
     pub dtheta_dlog_sigma: f64,
 }
 
-/// theta = exp(clip(mu + sigma Phi^-1(clip(Phi(alpha) + eps Z)), A, B)) and its derivatives.
+/// Whether [`sample`] takes the mirrored upper-tail branch for these parameters.
+pub fn mirrored(mu: f64, log_sigma: f64) -> bool {
+    let s = standardize(mu, log_sigma);
+    s.alpha + s.beta > 0.0
+}
+
+/// θ from the truncated log-normal given the uniform variate `eps`, with derivatives.
 pub fn sample(mu: f64, log_sigma: f64, eps: f64) -> Sample {
-    let ls_clamped = !(LOG_SIGMA_MIN..=LOG_SIGMA_MAX).contains(&log_sigma);
-    let ls = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX);
-    let sigma = ls.exp();
-    let alpha = (A - mu) / sigma;
-    let beta = (B - mu) / sigma;
-    let mirror = alpha > 0.0;
-    let w = if !mirror {
-        let (pa, pb) = (norm_cdf(alpha), norm_cdf(beta));
-        pa + eps * (pb - pa)
+    let s = standardize(mu, log_sigma);
+    let (alpha, beta, sigma) = (s.alpha, s.beta, s.sigma);
+    let mirror = alpha + beta > 0.0;
+    let w = if mirror {
+        (1.0 - eps) * norm_cdf(-alpha) + eps * norm_cdf(-beta)
     } else {
-        let (qa, qb) = (norm_cdf(-alpha), norm_cdf(-beta));
-        qa + eps * (qb - qa)
+        (1.0 - eps) * norm_cdf(alpha) + eps * norm_cdf(beta)
     };
-    let u_clipped = !(U_CLIP..=1.0 - U_CLIP).contains(&w);
-    let w = w.clamp(U_CLIP, 1.0 - U_CLIP);
-    let z = if mirror {
-        -norm_quantile(w)
-    } else {
-        norm_quantile(w)
-    };
-    let (pdf_a, pdf_b) = (norm_pdf(alpha), norm_pdf(beta));
-    let (mut dz_dmu, mut dz_dls) = (0.0, 0.0);
-    if !u_clipped {
-        let inv_pdf_z = 1.0 / norm_pdf(z);
-        let du_dmu = -((1.0 - eps) * pdf_a + eps * pdf_b) / sigma;
-        let ta = if pdf_a == 0.0 { 0.0 } else { alpha * pdf_a };
-        let tb = if pdf_b == 0.0 { 0.0 } else { beta * pdf_b };
-        let du_dls = -((1.0 - eps) * ta + eps * tb);
-        dz_dmu = du_dmu * inv_pdf_z;
-        dz_dls = du_dls * inv_pdf_z;
-    }
-    let l = mu + sigma * z;
-    if l <= A || l >= B {
-        Sample {
-            theta: l.clamp(A, B).exp(),
+    let w_passes = (U_CLIP..=1.0 - U_CLIP).contains(&w);
+    let wc = w.clamp(U_CLIP, 1.0 - U_CLIP);
+    let t = if mirror { -norm_ppf(wc) } else { norm_ppf(wc) };
+    let x = s.mu.value + sigma * t;
+    if !(A..=B).contains(&x) {
+        return Sample {
+            theta: x.clamp(A, B).exp(),
             dtheta_dmu: 0.0,
             dtheta_dlog_sigma: 0.0,
-        }
+        };
+    }
+    let theta = x.exp();
+    let (dt_dmu, dt_dls) = if w_passes {
+        let (phi_a, phi_b, phi_t) = (norm_pdf(alpha), norm_pdf(beta), norm_pdf(t));
+        let a_term = if phi_a == 0.0 { 0.0 } else { alpha * phi_a };
+        let b_term = if phi_b == 0.0 { 0.0 } else { beta * phi_b };
+        (
+            -((1.0 - eps) * phi_a + eps * phi_b) / (sigma * phi_t),
+            -((1.0 - eps) * a_term + eps * b_term) / phi_t,
+        )
     } else {
-        let theta = l.exp();
-        Sample {
-            theta,
-            dtheta_dmu: theta * (1.0 + sigma * dz_dmu),
-            dtheta_dlog_sigma: if ls_clamped {
-                0.0
-            } else {
-                theta * (sigma * z + sigma * dz_dls)
-            },
-        }
-    }
-}
-
-/// log(Phi(hi - s) - Phi(lo - s)) + s^2/2 for lo < hi, split as `r + q` with the large
-/// quadratic part in `q` (see `sbp_log_mass`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LogMass {
-    pub r: f64,
-    pub q: f64,
-    /// 0: both bounds in the lower tail, 1: both in the upper tail, 2: straddling 0.
-    pub kind: u8,
-}
-
-impl LogMass {
-    /// The full value r + q.
-    pub fn value(&self) -> f64 {
-        self.r + self.q
-    }
-}
-
-/// See [`LogMass`].
-pub fn log_mass(lo: f64, hi: f64, s: f64) -> LogMass {
-    let (lp, hp) = (lo - s, hi - s);
-    if hp <= 0.0 {
-        let lh = log_cdf_scaled(hp);
-        let e = log_cdf_scaled(lp) - lh - 0.5 * (lo - hi) * (lo + hi - 2.0 * s);
-        LogMass {
-            r: lh + (-e.exp_m1()).ln(),
-            q: hi * (s - 0.5 * hi),
-            kind: 0,
-        }
-    } else if lp >= 0.0 {
-        let ll = log_cdf_scaled(-lp);
-        let e = log_cdf_scaled(-hp) - ll - 0.5 * (lo - hi) * (2.0 * s - lo - hi);
-        LogMass {
-            r: ll + (-e.exp_m1()).ln(),
-            q: lo * (s - 0.5 * lo),
-            kind: 1,
-        }
-    } else {
-        LogMass {
-            r: (0.5 * (erf(hp * frac_1_sqrt_2()) + erf(-lp * frac_1_sqrt_2()))).ln(),
-            q: 0.5 * s * s,
-            kind: 2,
-        }
-    }
-}
-
-/// q(sa) - q(sb), exact in the shift when both parts are of the same kind.
-pub fn q_diff(a: &LogMass, b: &LogMass, lo: f64, hi: f64, sa: f64, sb: f64) -> f64 {
-    if a.kind != b.kind {
-        return a.q - b.q;
-    }
-    match a.kind {
-        0 => hi * (sa - sb),
-        1 => lo * (sa - sb),
-        _ => 0.5 * (sa - sb) * (sa + sb),
-    }
-}
-
-/// Entropy of the standard normal truncated to [alpha, beta] (see `sbp_trunc_entropy`).
-pub fn trunc_entropy(alpha: f64, beta: f64) -> f64 {
-    let (alpha, beta) = if alpha >= 0.0 {
-        (-beta, -alpha)
-    } else {
-        (alpha, beta)
+        (0.0, 0.0)
     };
-    if beta <= 0.0 {
-        let lb = log_cdf_scaled(beta);
-        let q = 0.5 * (alpha - beta) * (alpha + beta);
-        let e = log_cdf_scaled(alpha) - lb - q;
-        let m = -e.exp_m1();
-        let rho = e.exp();
-        let t = -beta * frac_1_sqrt_2();
-        let r = SQRT_PI_OVER_2 * erfcx(t);
-        let g = mills_gap(t);
-        let rm = r * m;
-        return log_sqrt_2pi() + 0.5 + lb + m.ln() - beta * (g - beta * r * rho) / (2.0 * rm)
-            + alpha * (-q).exp() / (2.0 * rm);
+    Sample {
+        theta,
+        dtheta_dmu: if s.mu.passes_grad {
+            theta * (1.0 + sigma * dt_dmu)
+        } else {
+            0.0
+        },
+        dtheta_dlog_sigma: if s.log_sigma.passes_grad {
+            theta * sigma * (t + dt_dls)
+        } else {
+            0.0
+        },
     }
-    let z = 0.5 * (erf(beta * frac_1_sqrt_2()) + erf(-alpha * frac_1_sqrt_2()));
-    let (pa, pb) = (norm_pdf(alpha), norm_pdf(beta));
-    let ta = if pa == 0.0 { 0.0 } else { alpha * pa };
-    let tb = if pb == 0.0 { 0.0 } else { beta * pb };
-    log_sqrt_2pi() + 0.5 + z.ln() + (ta - tb) / (2.0 * z)
 }
 
-/// E\[theta\], SNR and KL of one channel.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChannelStats {
-    pub mean: f64,
-    pub snr: f64,
-    pub kl: f64,
-}
-
-/// Per-channel statistics (see `sbp_stats`): E\[theta\], SNR = E/sqrt(Var) capped at
-/// [`SNR_MAX`], and KL(q || log-uniform on [A, B]) = max(0, log(B - A) - entropy).
-pub fn stats(mu: f64, log_sigma: f64) -> ChannelStats {
-    let ls = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX);
-    let sigma = ls.exp();
-    let alpha = (A - mu) / sigma;
-    let beta = (B - mu) / sigma;
-    let m0 = log_mass(alpha, beta, 0.0);
-    let m1 = log_mass(alpha, beta, sigma);
-    let m2 = log_mass(alpha, beta, 2.0 * sigma);
-    let q10 = q_diff(&m1, &m0, alpha, beta, sigma, 0.0);
-    let q21 = q_diff(&m2, &m1, alpha, beta, 2.0 * sigma, sigma);
-    let d = (m2.r - 2.0 * m1.r + m0.r) + (q21 - q10);
-    let ratio = if d > 0.0 { d.exp_m1() } else { 0.0 };
-    let snr = if ratio > 1.0 / (SNR_MAX * SNR_MAX) {
-        (1.0 / ratio.sqrt()).min(SNR_MAX)
+fn check_len(op: &'static str, what: &str, expected: usize, got: usize) -> Result<(), KernelError> {
+    if expected == got {
+        Ok(())
     } else {
-        SNR_MAX
-    };
-    ChannelStats {
-        mean: (mu + (m1.r - m0.r) + q10).exp(),
-        snr,
-        kl: ((B - A).ln() - ls - trunc_entropy(alpha, beta)).max(0.0),
+        Err(KernelError::shape(
+            op,
+            format!("{what} has {got} entries, expected {expected}"),
+        ))
     }
+}
+
+/// Samples of one layer in `f32`, like the tensors they feed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerSample {
+    /// θ per entry.
+    pub theta: Vec<f32>,
+    /// ∂θ/∂μ per entry.
+    pub dtheta_dmu: Vec<f32>,
+    /// ∂θ/∂log σ per entry.
+    pub dtheta_dlog_sigma: Vec<f32>,
+}
+
+/// [`sample`] per unit from per-unit `mu`, `log_sigma` and `eps`.
+pub fn sample_layer(
+    mu: &[f32],
+    log_sigma: &[f32],
+    eps: &[f64],
+) -> Result<LayerSample, KernelError> {
+    check_len("sbp sample", "log_sigma", mu.len(), log_sigma.len())?;
+    check_len("sbp sample", "eps", mu.len(), eps.len())?;
+    let mut out = LayerSample::default();
+    for ((&m, &ls), &e) in mu.iter().zip(log_sigma).zip(eps) {
+        let s = sample(f64::from(m), f64::from(ls), e);
+        out.theta.push(s.theta as f32);
+        out.dtheta_dmu.push(s.dtheta_dmu as f32);
+        out.dtheta_dlog_sigma.push(s.dtheta_dlog_sigma as f32);
+    }
+    Ok(out)
+}
+
+/// Sum of KL over a layer's units and its gradient.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerKl {
+    /// Σᵢ KL(μᵢ, log σᵢ), accumulated in f64.
+    pub sum: f64,
+    /// ∂sum/∂μᵢ.
+    pub d_mu: Vec<f32>,
+    /// ∂sum/∂log σᵢ.
+    pub d_log_sigma: Vec<f32>,
+}
+
+/// KL summed over a layer, with its gradient.
+pub fn kl_layer_sum_and_grad(mu: &[f32], log_sigma: &[f32]) -> Result<LayerKl, KernelError> {
+    check_len("sbp kl", "log_sigma", mu.len(), log_sigma.len())?;
+    let mut out = LayerKl::default();
+    for (&m, &ls) in mu.iter().zip(log_sigma) {
+        let (v, (dm, dls)) = kl_value_and_grad(f64::from(m), f64::from(ls));
+        out.sum += v;
+        out.d_mu.push(dm as f32);
+        out.d_log_sigma.push(dls as f32);
+    }
+    Ok(out)
+}
+
+/// Per-unit test-time statistics of a layer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerStats {
+    /// E\[θ\] per unit.
+    pub expected_theta: Vec<f32>,
+    /// SNR per unit (at most [`SNR_MAX`]).
+    pub snr: Vec<f32>,
+    /// SNR > 1 per unit.
+    pub keep: Vec<bool>,
+    /// E\[θ\]·1\[SNR > 1\] per unit: the multiplier used at test time.
+    pub scale: Vec<f32>,
+}
+
+/// [`stats`] of every unit of a layer.
+pub fn layer_stats(mu: &[f32], log_sigma: &[f32]) -> Result<LayerStats, KernelError> {
+    check_len("sbp stats", "log_sigma", mu.len(), log_sigma.len())?;
+    let mut out = LayerStats::default();
+    for (&m, &ls) in mu.iter().zip(log_sigma) {
+        let st = stats(f64::from(m), f64::from(ls));
+        out.expected_theta.push(st.mean as f32);
+        out.snr.push(st.snr as f32);
+        out.keep.push(st.keep);
+        out.scale.push(st.scale() as f32);
+    }
+    Ok(out)
 }
 
 fn check_params(
@@ -223,17 +261,8 @@ fn check_params(
     mu: &[f32],
     ls: &[f32],
 ) -> Result<(), KernelError> {
-    if mu.len() != shape.channels || ls.len() != shape.channels {
-        return Err(KernelError::shape(
-            op,
-            format!(
-                "mu has {} and log_sigma {} entries, expected {} channels",
-                mu.len(),
-                ls.len(),
-                shape.channels
-            ),
-        ));
-    }
+    check_len(op, "mu", shape.channels, mu.len())?;
+    check_len(op, "log_sigma", shape.channels, ls.len())?;
     if shape.rows > u32::MAX as usize || shape.channels > u32::MAX as usize {
         return Err(KernelError::invalid(
             op,
@@ -243,22 +272,29 @@ fn check_params(
     Ok(())
 }
 
-/// The samples of every (example, channel) the forward pass uses: C entries per-channel,
-/// rows*C entries per-example (row-major).
+/// The samples of every (example, channel) the forward pass uses: C entries per channel,
+/// rows·C entries per example (row-major).
 pub fn samples(
     shape: &SbpShape,
     mu: &[f32],
     ls: &[f32],
-    seed: u64,
+    stream: impl Into<NoiseStream>,
     mode: NoiseMode,
 ) -> Result<Vec<Sample>, KernelError> {
     check_params("cpu sbp samples", shape, mu, ls)?;
+    let stream = stream.into();
+    if stream.layer >= 1 << 31 {
+        return Err(KernelError::invalid(
+            "cpu sbp samples",
+            "layer must be below 2^31",
+        ));
+    }
     let n = shape.theta_len(mode)?;
     Ok((0..n)
         .map(|k| {
             let c = k % shape.channels;
             let r = k / shape.channels;
-            let eps = noise_eps(c as u32, r as u32, mode, seed);
+            let eps = noise_eps(c as u32, r as u32, mode, stream);
             sample(mu[c] as f64, ls[c] as f64, eps)
         })
         .collect())
@@ -271,13 +307,13 @@ fn theta_index(mode: NoiseMode, r: usize, c: usize, channels: usize) -> usize {
     }
 }
 
-/// Forward: (y = x * theta in float, theta as float), like `sbp_forward`.
+/// Forward: (y = x·θ in float, θ as float), like `sbp_forward`.
 pub fn forward(
     x: &[f32],
     shape: &SbpShape,
     mu: &[f32],
     ls: &[f32],
-    seed: u64,
+    stream: impl Into<NoiseStream>,
     mode: NoiseMode,
 ) -> Result<(Vec<f32>, Vec<f32>), KernelError> {
     if x.len() != shape.numel()? {
@@ -290,7 +326,7 @@ pub fn forward(
             ),
         ));
     }
-    let theta: Vec<f32> = samples(shape, mu, ls, seed, mode)?
+    let theta: Vec<f32> = samples(shape, mu, ls, stream, mode)?
         .iter()
         .map(|s| s.theta as f32)
         .collect();
@@ -306,13 +342,13 @@ pub fn forward(
 /// Gradients of the SBP layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grads {
-    /// dy * theta (float, as the kernel computes it)
+    /// dy·θ (float, as the kernel computes it)
     pub dx: Vec<f32>,
     /// per channel
     pub dmu: Vec<f64>,
     /// per channel
     pub dlog_sigma: Vec<f64>,
-    /// sum of dy * x per theta entry (C or rows*C entries)
+    /// Σ dy·x per θ entry (C or rows·C entries)
     pub dtheta: Vec<f64>,
 }
 
@@ -323,21 +359,13 @@ pub fn backward(
     shape: &SbpShape,
     mu: &[f32],
     ls: &[f32],
-    seed: u64,
+    stream: impl Into<NoiseStream>,
     mode: NoiseMode,
 ) -> Result<Grads, KernelError> {
     let n = shape.numel()?;
-    if x.len() != n || dy.len() != n {
-        return Err(KernelError::shape(
-            "cpu sbp backward",
-            format!(
-                "x has {}, dy {} elements, shape {shape:?} needs {n}",
-                x.len(),
-                dy.len()
-            ),
-        ));
-    }
-    let s = samples(shape, mu, ls, seed, mode)?;
+    check_len("cpu sbp backward", "x", n, x.len())?;
+    check_len("cpu sbp backward", "dy", n, dy.len())?;
+    let s = samples(shape, mu, ls, stream, mode)?;
     let mut dtheta = vec![0.0f64; s.len()];
     let mut dx = vec![0.0f32; n];
     for k in 0..n {

@@ -2,8 +2,8 @@
 //!
 //! `PRUNE_NN_PYTHON` names a Python with the `onnx` and `onnxruntime`
 //! packages (.ci/run installs them into a venv outside the repository).
-//! Without it the tests that need it print why they are skipped and pass
-//! nothing; with `PRUNE_NN_REQUIRE_ORT=1` (set by CI) a missing or broken
+//! Without it the tests that need it are reported as ignored with the
+//! reason; with `PRUNE_NN_REQUIRE_ORT=1` (set by CI) a missing or broken
 //! Python fails them instead.
 #![allow(dead_code)]
 
@@ -16,11 +16,12 @@ pub fn py_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../prune-onnx/py")
 }
 
-/// The Python to use, or `None` after printing why `test` is skipped.
-pub fn python(test: &str) -> Option<PathBuf> {
-    let required = std::env::var("PRUNE_NN_REQUIRE_ORT").is_ok_and(|v| v == "1");
-    let why = match std::env::var_os("PRUNE_NN_PYTHON") {
-        None => "PRUNE_NN_PYTHON is not set (a Python with onnx and onnxruntime)".to_string(),
+/// Whether `PRUNE_NN_PYTHON` names a Python with onnx, onnxruntime and
+/// numpy: the need of the onnxruntime tests, which the harness reports as
+/// ignored (with the reason) when unmet, or fails when PRUNE_NN_REQUIRE_ORT=1.
+pub fn need() -> prune_testkit::Need {
+    let probe = match std::env::var_os("PRUNE_NN_PYTHON") {
+        None => Err("PRUNE_NN_PYTHON is not set (a Python with onnx and onnxruntime)".to_string()),
         Some(p) => {
             let ok = Command::new(&p)
                 .args(["-c", "import onnx, onnxruntime, numpy"])
@@ -28,19 +29,21 @@ pub fn python(test: &str) -> Option<PathBuf> {
                 .map(|o| o.status.success())
                 .unwrap_or(false);
             if ok {
-                return Some(PathBuf::from(p));
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} cannot import onnx, onnxruntime and numpy",
+                    p.to_string_lossy()
+                ))
             }
-            format!(
-                "{} cannot import onnx, onnxruntime and numpy",
-                p.to_string_lossy()
-            )
         }
     };
-    if required {
-        panic!("{test}: PRUNE_NN_REQUIRE_ORT=1 but {why}");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-    None
+    prune_testkit::Need::probe("no onnxruntime", "PRUNE_NN_REQUIRE_ORT", probe)
+}
+
+/// The Python of a test that [`need`] let run.
+pub fn python() -> PathBuf {
+    PathBuf::from(std::env::var_os("PRUNE_NN_PYTHON").expect("the harness checked PRUNE_NN_PYTHON"))
 }
 
 /// Runs `python script args...`, panicking with its output on failure.

@@ -1,13 +1,12 @@
-//! The methods wired into models and training: gate placement, SBP on the
-//! autograd tape, the three regularizers and their rules.
+//! The methods wired into models and training: gate placement, the three
+//! regularizers and their rules. The SBP gate and KL ops themselves are core ops
+//! ([`prune_core::sbp`]).
 
 pub mod placement;
 pub mod regularizers;
-pub mod sbp_ops;
 
 pub use placement::{gamma_gates, insert_sbp_gates, insert_scale_gates, sbp_gates};
 pub use regularizers::{
-    polarization_rule, sbp_masks, slimming_rule, to_channel_masks, PolarizationMethod, SbpMethod,
-    SlimmingMethod, SBP_PARAM_CLIP,
+    polarization_rule, sbp_layer_mask, sbp_masks, slimming_rule, to_channel_masks,
+    PolarizationMethod, SbpMethod, SlimmingMethod,
 };
-pub use sbp_ops::{sbp_kl, SbpRuntime};

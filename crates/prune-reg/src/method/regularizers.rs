@@ -1,30 +1,27 @@
-//! The three methods as training objectives ([`prune_train::Regularizer`])
+//! The three methods as training objectives ([`prune_graph::Regularizer`])
 //! and their pruning rules (`Masks = rule(model)`, no mutation).
 //!
 //! * [`SbpMethod`]: SGVLB = mean cross-entropy + Σ KL / N_train; μ and log σ
 //!   train at `param_lr_mult` times the network's rate and are clipped to
-//!   [−20, 5] after each step. Rule: keep a unit iff SNR > 1.
+//!   `[PARAM_MIN, PARAM_MAX]` = [−20, 5] (the clamp of the SBP math in
+//!   [`prune_core::sbp`]) after each step. Rule: keep a unit iff SNR > 1.
 //! * [`PolarizationMethod`]: `λ·R(γ)` over every regularized γ with one
 //!   global mean; γ clamped to [0, a] after each step. Rule: the first local
 //!   minimum of the γ histogram (per layer or global).
 //! * [`SlimmingMethod`]: `λ·Σ|γ|`. Rule: a global percentile of |γ|.
 
 use super::placement::{gamma_gates, sbp_gates};
-use super::sbp_ops::{sbp_kl, SbpRuntime};
 use crate::error::Result;
-use crate::masks::Masks;
+use crate::masks::{LayerMask, Masks};
 use crate::polarization::{clamp_gammas, Polarization};
-use crate::sbp::sbp_layer_mask;
 use crate::slimming::{l1_value_and_grad, slimming_masks};
 use crate::threshold::{polarization_masks, HistogramThreshold, ThresholdMode};
 use prune_core::autograd::CustomOp;
+use prune_core::sbp::{layer_stats, sbp_kl, NoiseMode, PARAM_MAX, PARAM_MIN};
 use prune_core::{CoreError, Tape, Tensor, Var};
-use prune_graph::{ChannelMasks, GateRuntime, Model, ParamKind};
+use prune_graph::{ChannelMasks, GraphError, Model, ParamKind, Regularizer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Bounds of μ and log σ (Neklyudov et al. 2017).
-pub const SBP_PARAM_CLIP: (f32, f32) = (-20.0, 5.0);
 
 /// Masks keyed by gate node, as the compiler and interpreter take them.
 pub fn to_channel_masks(masks: &Masks) -> ChannelMasks {
@@ -42,8 +39,8 @@ fn var(params: &BTreeMap<String, Var>, name: &str) -> prune_core::Result<Var> {
     })
 }
 
-fn train_err(e: impl std::fmt::Display) -> prune_train::TrainError {
-    prune_train::TrainError::Regularizer(e.to_string())
+fn step_err(e: impl std::fmt::Display) -> GraphError {
+    GraphError::Regularizer(e.to_string())
 }
 
 /// Structured Bayesian Pruning.
@@ -51,19 +48,20 @@ fn train_err(e: impl std::fmt::Display) -> prune_train::TrainError {
 pub struct SbpMethod {
     /// Learning-rate multiplier of μ and log σ (10 for deep nets).
     pub param_lr_mult: f32,
-    pub runtime: SbpRuntime,
+    /// θ drawn once per minibatch (the reference implementation) or per example.
+    pub noise: NoiseMode,
 }
 
 impl Default for SbpMethod {
     fn default() -> Self {
         Self {
             param_lr_mult: 1.0,
-            runtime: SbpRuntime::default(),
+            noise: NoiseMode::PerChannel,
         }
     }
 }
 
-impl prune_train::Regularizer for SbpMethod {
+impl Regularizer for SbpMethod {
     fn name(&self) -> &str {
         "sbp"
     }
@@ -100,8 +98,8 @@ impl prune_train::Regularizer for SbpMethod {
         }
     }
 
-    fn after_step(&self, model: &mut Model) -> prune_train::Result<()> {
-        let (lo, hi) = SBP_PARAM_CLIP;
+    fn after_step(&self, model: &mut Model) -> prune_graph::Result<()> {
+        let (lo, hi) = (PARAM_MIN as f32, PARAM_MAX as f32);
         for gate in sbp_gates(&model.graph) {
             for f in ["mu", "log_sigma"] {
                 let t = model.params.get_mut(&format!("{gate}.{f}"))?;
@@ -111,8 +109,8 @@ impl prune_train::Regularizer for SbpMethod {
         Ok(())
     }
 
-    fn gates(&self) -> Option<&dyn GateRuntime> {
-        Some(&self.runtime)
+    fn noise_mode(&self) -> NoiseMode {
+        self.noise
     }
 }
 
@@ -125,6 +123,21 @@ pub fn sbp_masks(model: &Model) -> Result<Masks> {
         layers.push(sbp_layer_mask(&gate, mu.data(), ls.data())?);
     }
     Ok(Masks::new(layers))
+}
+
+/// The SBP decision of one layer: keep units with SNR > 1, scored by SNR; a layer whose
+/// units would all be removed keeps its best unit and is flagged `forced`.
+pub fn sbp_layer_mask(name: &str, mu: &[f32], log_sigma: &[f32]) -> Result<LayerMask> {
+    let mismatch = || crate::RegError::LengthMismatch {
+        what: "log_sigma (vs mu)",
+        expected: mu.len(),
+        got: log_sigma.len(),
+    };
+    if mu.len() != log_sigma.len() {
+        return Err(mismatch());
+    }
+    let stats = layer_stats(mu, log_sigma).map_err(|_| mismatch())?;
+    LayerMask::from_decision(name, stats.keep, stats.snr)
 }
 
 /// Penalty over a list of γ vectors, given as value and per-layer gradient.
@@ -202,7 +215,7 @@ pub struct PolarizationMethod {
     pub upper: f32,
 }
 
-impl prune_train::Regularizer for PolarizationMethod {
+impl Regularizer for PolarizationMethod {
     fn name(&self) -> &str {
         "polarization"
     }
@@ -220,10 +233,10 @@ impl prune_train::Regularizer for PolarizationMethod {
         })
     }
 
-    fn after_step(&self, model: &mut Model) -> prune_train::Result<()> {
+    fn after_step(&self, model: &mut Model) -> prune_graph::Result<()> {
         for g in gamma_gates(&model.graph) {
             let t = model.params.get_mut(&format!("{g}.weight"))?;
-            clamp_gammas(t.data_mut(), self.upper).map_err(train_err)?;
+            clamp_gammas(t.data_mut(), self.upper).map_err(step_err)?;
         }
         Ok(())
     }
@@ -246,7 +259,7 @@ pub struct SlimmingMethod {
     pub lambda: f64,
 }
 
-impl prune_train::Regularizer for SlimmingMethod {
+impl Regularizer for SlimmingMethod {
     fn name(&self) -> &str {
         "slimming"
     }

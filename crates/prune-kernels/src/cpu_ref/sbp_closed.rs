@@ -1,5 +1,6 @@
 //! Closed forms of Structured Bayesian Pruning (Neklyudov et al. 2017) for one
-//! multiplicative noise variable θ.
+//! multiplicative noise variable θ: the one implementation that training, the
+//! compiler's folding and the CUDA kernels' CPU reference all use.
 //!
 //! `log θ ~ N(μ, σ²)` truncated to `[a, b] = [-20, 0]`, prior log-uniform on the
 //! same interval; `α = (a-μ)/σ`, `β = (b-μ)/σ`, `Z = Φ(β) - Φ(α)`.
@@ -255,5 +256,45 @@ pub fn test_time_scale(mu: f64, log_sigma: f64) -> f64 {
         lm1.exp()
     } else {
         0.0
+    }
+}
+
+/// Largest reported signal-to-noise ratio, `1/√SNR_VAR_FLOOR`.
+pub const SNR_MAX: f64 = 1e30;
+
+/// The per-unit statistics of one noise variable.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelStats {
+    /// E\[θ\].
+    pub mean: f64,
+    /// E\[θ\]/√Var\[θ\], at most [`SNR_MAX`].
+    pub snr: f64,
+    /// KL(q ‖ log-uniform prior on \[e^a, e^b\]).
+    pub kl: f64,
+    /// Whether the unit is kept at test time: `SNR > 1`, decided as `Var[θ] < E[θ]²`.
+    pub keep: bool,
+}
+
+impl ChannelStats {
+    /// The test-time multiplier `E[θ]·1[SNR > 1]`.
+    pub fn scale(&self) -> f64 {
+        if self.keep {
+            self.mean
+        } else {
+            0.0
+        }
+    }
+}
+
+/// E\[θ\], SNR and KL of one unit in one evaluation.
+pub fn stats(mu: f64, log_sigma: f64) -> ChannelStats {
+    let s = standardize(mu, log_sigma);
+    let (lm1, _, excess) = log_moments(&s);
+    let v = relative_variance_of(&s, excess);
+    ChannelStats {
+        mean: lm1.exp(),
+        snr: 1.0 / v.sqrt(),
+        kl: kl_constant() - s.log_sigma.value + kl_core(s.alpha, s.beta).value,
+        keep: v < 1.0,
     }
 }

@@ -1,8 +1,12 @@
-//! The hook through which a pruning method shapes training.
+//! The hook through which a pruning method shapes training. It sits here, below both
+//! the methods (prune-reg) and the training loop (prune-train), so that neither depends
+//! on the other.
 
 use crate::error::Result;
+use crate::model::Model;
+use crate::params::ParamKind;
+use prune_core::sbp::NoiseMode;
 use prune_core::{Tape, Var};
-use prune_graph::{GateRuntime, Model, ParamKind};
 use std::collections::BTreeMap;
 
 /// A sparsity-inducing training objective.
@@ -10,8 +14,8 @@ use std::collections::BTreeMap;
 /// The training loop adds [`Regularizer::penalty`] to the mean cross-entropy
 /// of every minibatch, scales each parameter's learning rate by
 /// [`Regularizer::lr_mult`], calls [`Regularizer::after_step`] after every
-/// optimizer step (projections such as clamping γ to `[0, a]`), and runs
-/// gate layers through [`Regularizer::gates`].
+/// optimizer step (projections such as clamping γ to `[0, a]`), and draws the
+/// noise of stochastic gates as [`Regularizer::noise_mode`] says.
 pub trait Regularizer: Sync {
     /// A short name for logs.
     fn name(&self) -> &str;
@@ -37,8 +41,8 @@ pub trait Regularizer: Sync {
         Ok(())
     }
 
-    /// The runtime of gate layers this method adds (SBP noise).
-    fn gates(&self) -> Option<&dyn GateRuntime> {
-        None
+    /// Whether the method's noise gates draw per minibatch (the default) or per example.
+    fn noise_mode(&self) -> NoiseMode {
+        NoiseMode::PerChannel
     }
 }
