@@ -28,6 +28,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// The whole pipeline on LeNet5: train, prune with SBP, compile, compare.
     Demo(DemoArgs),
+    /// Images/s (inference, training with --train) and batch-1 latency of a model.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -14,6 +14,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Graph(a) => graph(a),
         Command::Compile(a) => compile(a),
         Command::Prune(a) => prune(a),
+        Command::Bench(a) => crate::bench::run(a),
         Command::Demo(a) => {
             let report = prune_nn::demo::run(&a.out, a.data.as_deref(), a.epochs, a.sbp_epochs)?;
             println!("{}", prune_nn::report::render_markdown(&report));

@@ -3,6 +3,7 @@
 //! (`model.json`, `weights.safetensors`, `report.json`).
 
 mod args;
+mod bench;
 mod commands;
 
 use clap::Parser;

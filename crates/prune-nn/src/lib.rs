@@ -6,6 +6,7 @@
 //! This crate is the facade: it re-exports the workspace crates and holds
 //! the end-to-end pipeline ([`prune::prune`], [`demo::run`]).
 
+pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod plots;
