@@ -28,6 +28,7 @@ fn input(name: &str, batch: usize) -> Tensor {
 }
 
 fn bench(c: &mut Criterion) {
+    prune_benches::keep_freed_pages();
     let mut g = c.benchmark_group("convnets");
     g.sample_size(10);
     for (name, train_batch) in [("resnet20", 128), ("resnet56", 128), ("vgg-like", 64)] {

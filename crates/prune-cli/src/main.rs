@@ -2,6 +2,7 @@
 //! command line. Every command reads and writes run directories
 //! (`model.json`, `weights.safetensors`, `report.json`).
 
+mod alloc;
 mod args;
 mod bench;
 mod commands;
@@ -14,6 +15,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    alloc::keep_freed_pages();
     let cli = args::Cli::parse();
     if let Err(e) = commands::run(cli) {
         eprintln!("error: {e}");
