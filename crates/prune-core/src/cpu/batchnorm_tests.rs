@@ -269,7 +269,7 @@ fn train_statistics_exact_for_odd_planes_and_a_large_offset() {
     // match the two-pass f64 reference.
     let shape = [5usize, 17, 7, 7];
     let mut x = rand_tensor(&shape, &mut rng(150));
-    x.data_mut().iter_mut().for_each(|v| *v = 1000.0 + *v);
+    x.data_mut().iter_mut().for_each(|v| *v += 1000.0);
     let (gamma, beta) = params(17, 151);
     let (_, saved, unbiased) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
     let st = stats(&x);
