@@ -287,3 +287,71 @@ impl Trainer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> BenchConfig {
+        BenchConfig {
+            batch_size: 3,
+            train: true,
+            threads: Some(1),
+            warmup: 1,
+            repeats: 2,
+            latency_runs: 3,
+        }
+    }
+
+    #[test]
+    fn reports_every_figure_of_a_zoo_model() {
+        let model = load_model("lenet5", None).unwrap();
+        let r = bench(&model, &tiny()).unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.threads, r.batch_size),
+            ("lenet5", 1, 3)
+        );
+        assert_eq!(r.input, vec![1, 28, 28]);
+        assert!(r.flops > 0 && r.params > 0);
+        let t = r.training.as_ref().unwrap();
+        for x in [&r.inference, t] {
+            assert!(x.min_images_per_sec <= x.median_images_per_sec);
+            assert!(x.median_images_per_sec <= x.max_images_per_sec);
+            assert!(x.median_ms > 0.0);
+        }
+        let l = &r.latency_batch1;
+        assert_eq!(l.runs, 3);
+        assert!(0.0 < l.p50_ms && l.p50_ms <= l.p90_ms && l.p90_ms <= l.p99_ms);
+    }
+
+    #[test]
+    fn training_steps_change_the_weights() {
+        let model = load_model("lenet5", Some(&[1, 20, 20])).unwrap();
+        let before = model.params.get("fc2.weight").unwrap().clone();
+        let mut t = Trainer::new(model, 4).unwrap();
+        t.step().unwrap();
+        assert!(t.model.params.get("fc2.weight").unwrap() != &before);
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let e = load_model("resnet21", None).unwrap_err().to_string();
+        assert!(e.contains("resnet21") && e.contains("resnet20"), "{e}");
+        let model = load_model("lenet5", None).unwrap();
+        for cfg in [
+            BenchConfig {
+                batch_size: 0,
+                ..tiny()
+            },
+            BenchConfig {
+                threads: Some(0),
+                ..tiny()
+            },
+        ] {
+            assert!(matches!(bench(&model, &cfg), Err(Error::Usage(_))));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().to_str().unwrap();
+        assert!(load_model(spec, Some(&[1, 28, 28])).is_err());
+    }
+}
