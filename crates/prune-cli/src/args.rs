@@ -32,6 +32,8 @@ pub enum Command {
     Import(crate::onnx::ImportArgs),
     /// Export a run directory's model as ONNX.
     Export(crate::onnx::ExportArgs),
+    /// Images/s (inference, training with --train) and batch-1 latency of a model.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

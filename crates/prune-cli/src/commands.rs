@@ -17,6 +17,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => crate::onnx::import(a),
         Command::Export(a) => crate::onnx::export(a),
         Command::Demo(a) => crate::demo::demo(a),
+        Command::Bench(a) => crate::bench::run(a),
     }
 }
 

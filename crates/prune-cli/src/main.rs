@@ -2,7 +2,9 @@
 //! command line. Every command reads and writes run directories
 //! (`model.json`, `weights.safetensors`, `report.json`).
 
+mod alloc;
 mod args;
+mod bench;
 mod commands;
 mod demo;
 mod onnx;
@@ -15,6 +17,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    alloc::keep_freed_pages();
     let cli = args::Cli::parse();
     if let Err(e) = commands::run(cli) {
         eprintln!("error: {e}");

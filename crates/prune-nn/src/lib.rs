@@ -67,6 +67,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod outputs;

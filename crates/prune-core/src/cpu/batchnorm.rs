@@ -104,6 +104,70 @@ impl Layout {
         total
     }
 
+    /// Per-channel `(Σ x, Σ (x − mean)²)` over every image in one pass over
+    /// memory, for `hw > 1`: each image plane gives its own sum and centred
+    /// sum of squares while in cache, and the planes are combined image by
+    /// image, in order, with Chan's formula
+    /// `M2 = Σ_i q_i + Σ_i hw·(m_i − μ)²` (`m_i` the plane mean, `μ` the
+    /// channel mean).
+    fn channel_moments(&self, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let (c, hw) = (self.c, self.hw);
+        let img = c * hw;
+        let mut per_image = vec![(0.0f64, 0.0f64); self.n * c];
+        per_image
+            .par_chunks_mut(c)
+            .zip(x.par_chunks(img))
+            .for_each(|(out, xi)| {
+                for (o, plane) in out.iter_mut().zip(xi.chunks(hw)) {
+                    *o = reduce::plane_moments(plane);
+                }
+            });
+        let mut sums = vec![0.0f64; c];
+        for img in per_image.chunks(c) {
+            for (s, &(p, _)) in sums.iter_mut().zip(img) {
+                *s += p;
+            }
+        }
+        let m = self.m() as f64;
+        let mut m2 = vec![0.0f64; c];
+        for img in per_image.chunks(c) {
+            for ((q, &(p, qi)), s) in m2.iter_mut().zip(img).zip(&sums) {
+                let d = p / hw as f64 - s / m;
+                *q += qi + hw as f64 * d * d;
+            }
+        }
+        (sums, m2)
+    }
+
+    /// Per-channel `(Σ dy, Σ dy·(x − μ))` in one pass over `dy` and `x`.
+    fn grad_sums(&self, dy: &[f32], x: &[f32], mu: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        if self.hw == 1 {
+            let a = self.channel_sums(dy, dy, mu, |d, _, _| d as f64);
+            let b = self.channel_sums(dy, x, mu, |d, v, mu| d as f64 * (v as f64 - mu));
+            return (a, b);
+        }
+        let (c, hw) = (self.c, self.hw);
+        let img = c * hw;
+        let mut per_image = vec![(0.0f64, 0.0f64); self.n * c];
+        per_image
+            .par_chunks_mut(c)
+            .zip(dy.par_chunks(img).zip(x.par_chunks(img)))
+            .for_each(|(out, (di, xi))| {
+                for (ch, o) in out.iter_mut().enumerate() {
+                    let r = ch * hw..(ch + 1) * hw;
+                    *o = reduce::grad_sums(&di[r.clone()], &xi[r], mu[ch]);
+                }
+            });
+        let (mut a, mut b) = (vec![0.0f64; c], vec![0.0f64; c]);
+        for img in per_image.chunks(c) {
+            for ((sa, sb), &(p, q)) in a.iter_mut().zip(b.iter_mut()).zip(img) {
+                *sa += p;
+                *sb += q;
+            }
+        }
+        (a, b)
+    }
+
     /// `out = u·A[ch] + v·B[ch] + C[ch]` elementwise, one image per task.
     fn affine(&self, u: &[f32], v: &[f32], coef: &Affine) -> Vec<f32> {
         let mut out = vec![0.0f32; u.len()];
@@ -223,11 +287,17 @@ pub fn batch_norm_train(
         });
     }
     let xd = x.data();
-    let zeros = vec![0.0f64; l.c];
-    // Two passes: the mean, then the centred sum of squares.
-    let sums = l.channel_sums(xd, xd, &zeros, |v, _, _| v as f64);
-    let means: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
-    let ss = l.channel_sums(xd, xd, &means, |v, _, mu| (v as f64 - mu).powi(2));
+    let (means, ss) = if l.hw == 1 {
+        // Two passes: the mean, then the centred sum of squares.
+        let zeros = vec![0.0f64; l.c];
+        let sums = l.channel_sums(xd, xd, &zeros, |v, _, _| v as f64);
+        let means: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
+        let ss = l.channel_sums(xd, xd, &means, |v, _, mu| (v as f64 - mu).powi(2));
+        (means, ss)
+    } else {
+        let (sums, ss) = l.channel_moments(xd);
+        (sums.iter().map(|s| s / m as f64).collect(), ss)
+    };
     let var: Vec<f64> = ss.iter().map(|q| q / m as f64).collect();
     let mean: Vec<f32> = means.iter().map(|&mu| mu as f32).collect();
     let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps as f64).sqrt()).collect();
@@ -297,8 +367,7 @@ pub fn batch_norm_train_backward(
     let (xd, dy) = (x.data(), grad_out.data());
     let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
     let inv: Vec<f64> = saved.inv_std.iter().map(|&v| v as f64).collect();
-    let sum_dy = l.channel_sums(dy, dy, &mu, |d, _, _| d as f64);
-    let sum_dy_dev = l.channel_sums(dy, xd, &mu, |d, v, mu| d as f64 * (v as f64 - mu));
+    let (sum_dy, sum_dy_dev) = l.grad_sums(dy, xd, &mu);
     let m = l.m() as f64;
     let g = gamma.data();
     let dbeta: Vec<f32> = sum_dy.iter().map(|&s| s as f32).collect();
@@ -345,8 +414,7 @@ pub fn batch_norm_eval_backward(
         .map(|&v| 1.0 / (v as f64 + eps as f64).sqrt())
         .collect();
     let mu: Vec<f64> = running_mean.iter().map(|&v| v as f64).collect();
-    let sum_dy = l.channel_sums(dy, dy, &mu, |d, _, _| d as f64);
-    let sum_dy_dev = l.channel_sums(dy, xd, &mu, |d, v, mu| d as f64 * (v as f64 - mu));
+    let (sum_dy, sum_dy_dev) = l.grad_sums(dy, xd, &mu);
     let coef = Affine {
         a: (0..l.c)
             .map(|ch| (gamma.data()[ch] as f64 * inv[ch]) as f32)

@@ -261,3 +261,21 @@ fn results_do_not_depend_on_thread_count() {
     let one = run(1);
     assert!(run(3) == one);
 }
+
+#[test]
+fn train_statistics_exact_for_odd_planes_and_a_large_offset() {
+    // 17 channels of 7×7 planes (an odd, pruned-looking shape), values far
+    // from zero: the per-plane moments combined with Chan's formula must
+    // match the two-pass f64 reference.
+    let shape = [5usize, 17, 7, 7];
+    let mut x = rand_tensor(&shape, &mut rng(150));
+    x.data_mut().iter_mut().for_each(|v| *v += 1000.0);
+    let (gamma, beta) = params(17, 151);
+    let (_, saved, unbiased) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+    let st = stats(&x);
+    let m = (x.numel() / 17) as f64;
+    let mean: Vec<f64> = st.iter().map(|s| s.0).collect();
+    let unb: Vec<f64> = st.iter().map(|s| s.1 * m / (m - 1.0)).collect();
+    assert_close(&saved.mean, &mean, 1e-7, 1e-7, "mean");
+    assert_close(&unbiased, &unb, 1e-4, 1e-6, "unbiased variance");
+}

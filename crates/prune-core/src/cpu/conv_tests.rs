@@ -347,3 +347,41 @@ fn empty_batches_and_tiny_images() {
     let g = conv2d_backward(&x, &w, &y, &p, true).unwrap();
     assert_eq!(g.bias.data(), &[0.5, -1.0]);
 }
+
+#[test]
+fn single_images_split_by_columns_match_batches_and_loops() {
+    // One image whose output columns are split across threads (odd,
+    // pruned-looking channel counts, an edge block narrower than the rest,
+    // a 1x1 layer and a grouped one): equal to the direct loops, bit-equal
+    // to the same image inside a batch of two and to itself on 1 or 3
+    // threads.
+    for c in [
+        (1, 17, 24, 24, 26, 3, 3, (1, 1), (1, 1), 1),
+        (1, 45, 13, 15, 19, 1, 1, (1, 1), (0, 0), 1),
+        (1, 8, 20, 22, 40, 3, 3, (1, 1), (1, 1), 2),
+    ] {
+        let (x, w, b) = inputs(&c, 21);
+        let p = params(&c);
+        let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+        assert_close(
+            y.data(),
+            &reference_forward(&c, &x, &w, &b),
+            1e-5,
+            1e-5,
+            &format!("{c:?}"),
+        );
+        let mut two = x.data().to_vec();
+        two.extend_from_slice(x.data());
+        let x2 = Tensor::from_vec([2, c.1, c.2, c.3], two).unwrap();
+        let y2 = conv2d_forward(&x2, &w, Some(&b), &p).unwrap();
+        assert!(y2.data()[..y.numel()] == *y.data(), "{c:?}: batch of two");
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let yt = pool.install(|| conv2d_forward(&x, &w, Some(&b), &p).unwrap());
+            assert!(yt == y, "{c:?}: {threads} threads");
+        }
+    }
+}
