@@ -27,6 +27,10 @@ fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Datase
     if let Some(n) = d.subset {
         train = train.subset(n);
     }
+    let test = match d.test_subset {
+        Some(n) => test.subset(n),
+        None => test,
+    };
     eprintln!(
         "{}: {} training and {} test examples from {}",
         d.dataset,
@@ -41,7 +45,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let (train, test) = data(&a.data)?;
     let optimizer = match a.optimizer {
         Optim::Adam => prune_nn::train::OptimizerKind::Adam {
-            beta1: 0.9,
+            beta1: a.beta1,
             beta2: 0.999,
             weight_decay: a.weight_decay,
         },
@@ -51,14 +55,7 @@ fn train(a: TrainArgs) -> Result<()> {
             weight_decay: a.weight_decay,
         },
     };
-    let schedule = if a.milestones.is_empty() {
-        prune_nn::core::optim::LrSchedule::Constant
-    } else {
-        prune_nn::core::optim::LrSchedule::MultiStep {
-            milestones: a.milestones.clone(),
-            gamma: 0.1,
-        }
-    };
+    let schedule = crate::schedule_args::build(&a.schedule, a.epochs)?;
     let cfg = prune_nn::train::TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -136,6 +133,23 @@ fn prune(a: PruneArgs) -> Result<()> {
     let dense = prune_nn::graph::Model::load(&a.model)?;
     let (train, test) = data(&a.data)?;
     let mut cfg = PruneConfig::paper_defaults(method);
+    match a.optimizer {
+        Some(Optim::Sgd) => {
+            cfg.optimizer = prune_nn::train::OptimizerKind::Sgd {
+                momentum: a.momentum,
+                nesterov: false,
+                weight_decay: a.weight_decay,
+            }
+        }
+        Some(Optim::Adam) => {
+            cfg.optimizer = prune_nn::train::OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: a.weight_decay,
+            }
+        }
+        None => {}
+    }
     cfg.epochs = a.epochs;
     cfg.finetune_epochs = a.finetune_epochs;
     cfg.batch_size = a.batch_size;
@@ -157,9 +171,27 @@ fn prune(a: PruneArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.max_batches = a.max_batches;
     cfg.progress = true;
+    cfg.schedule = crate::schedule_args::build(&a.schedule, a.epochs)?;
+    cfg.finetune_schedule = crate::schedule_args::from_lists(
+        &a.finetune_milestones,
+        &a.finetune_gammas,
+        None,
+        a.finetune_epochs,
+        "finetune-",
+    )?;
+    cfg.sbp_per_example = a.sbp_per_example;
+    cfg.sbp_kl_weights = a.sbp_kl_weights.clone();
+    cfg.resume = a.resume;
+    cfg.speed_repeats = a.speed_repeats;
     let pruned = prune_nn::prune::prune(&dense, &train, &test, &cfg, &a.out)?;
     write_dataset_note(&a.out, &a.data.dataset)?;
     println!("{}", prune_nn::report::render_markdown(&pruned.report));
+    if let (MethodArg::Polarization, Some(_)) = (a.method, a.target_flops) {
+        let search: serde_json::Value = prune_nn::run::read_json(&a.out.join("search.json"))?;
+        if let Some(v) = search.get("verdict").and_then(|v| v.as_str()) {
+            println!("{v}");
+        }
+    }
     Ok(())
 }
 

@@ -10,9 +10,12 @@ pub mod demo;
 pub mod error;
 pub mod plots;
 pub mod prune;
+pub mod recipe;
 pub mod report;
 pub mod run;
+pub mod sbp_weights;
 mod tools;
+pub mod trajectory;
 
 pub use error::{Error, Result};
 pub use prune_compiler as compiler;
