@@ -53,11 +53,17 @@ pub struct DataArgs {
     /// Use only the first N training examples.
     #[arg(long)]
     pub subset: Option<usize>,
+    /// Use only the first N test examples (quick checks).
+    #[arg(long)]
+    pub test_subset: Option<usize>,
 }
 
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
+    /// A recipe file (recipes/*.toml); flags given here override it.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
     /// lenet-300-100, lenet-500-300, lenet5, vgg-like, resnet20, resnet32, resnet56.
     #[arg(long)]
     pub model: String,
@@ -76,9 +82,11 @@ pub struct TrainArgs {
     pub momentum: f32,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
-    /// Multiply the learning rate by 0.1 at these epochs.
-    #[arg(long, value_delimiter = ',')]
-    pub milestones: Vec<usize>,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Adam β1.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f32,
     /// Random crop + flip augmentation.
     #[arg(long)]
     pub augment: bool,
@@ -139,9 +147,26 @@ pub enum MethodArg {
     Slimming,
 }
 
+/// The learning-rate schedule flags.
+#[derive(Args, Debug, Clone)]
+pub struct ScheduleArgs {
+    /// Multiply the learning rate at these epochs (by --gammas, else by 0.1).
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Vec<usize>,
+    /// One factor per milestone, applied cumulatively (e.g. 10,0.2,0.2,0.2).
+    #[arg(long, value_delimiter = ',')]
+    pub gammas: Vec<f32>,
+    /// Constant rate until this epoch, then linear decay to 0 at the last epoch.
+    #[arg(long)]
+    pub linear_decay_from: Option<usize>,
+}
+
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct PruneArgs {
+    /// A recipe file (recipes/*.toml); flags given here override it.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub method: MethodArg,
     /// A trained run directory.
@@ -160,9 +185,36 @@ pub struct PruneArgs {
     pub lr: f32,
     #[arg(long, default_value_t = 1e-4)]
     pub finetune_lr: f32,
+    /// Optimizer of sparse training and fine-tuning (default: the method's paper).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<Optim>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
     /// Adam β1 (SBP's paper uses 0.95).
     #[arg(long)]
     pub beta1: Option<f32>,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Fine-tuning: multiply the rate at these epochs (by --finetune-gammas, else 0.1).
+    #[arg(long, value_delimiter = ',')]
+    pub finetune_milestones: Vec<usize>,
+    #[arg(long, value_delimiter = ',')]
+    pub finetune_gammas: Vec<f32>,
+    /// SBP: draw the noise per example instead of once per minibatch.
+    #[arg(long)]
+    pub sbp_per_example: bool,
+    /// SBP: KL weight of each gate in graph order (default 1 each), e.g. 10,10,1,1.
+    #[arg(long, value_delimiter = ',')]
+    pub sbp_kl_weights: Vec<f32>,
+    /// Continue sparse training from OUT/sparse/checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Timing repeats of the dense-vs-pruned speed measurement (0 skips it).
+    #[arg(long, default_value_t = 5)]
+    pub speed_repeats: usize,
     /// SBP: learning-rate multiplier of the noise parameters (10 for deep nets).
     #[arg(long, default_value_t = 1.0)]
     pub sbp_lr_mult: f32,

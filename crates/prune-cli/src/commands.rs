@@ -31,6 +31,10 @@ fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Datase
     if let Some(n) = d.subset {
         train = train.subset(n);
     }
+    let test = match d.test_subset {
+        Some(n) => test.subset(n),
+        None => test,
+    };
     eprintln!(
         "{}: {} training and {} test examples from {}",
         d.dataset,
@@ -47,7 +51,7 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let optimizer = match a.optimizer {
         Optim::Adam => prune_nn::train::OptimizerKind::Adam {
-            beta1: 0.9,
+            beta1: a.beta1,
             beta2: 0.999,
             weight_decay: a.weight_decay,
         },
@@ -57,14 +61,7 @@ fn train(a: TrainArgs) -> Result<()> {
             weight_decay: a.weight_decay,
         },
     };
-    let schedule = if a.milestones.is_empty() {
-        prune_nn::core::optim::LrSchedule::Constant
-    } else {
-        prune_nn::core::optim::LrSchedule::MultiStep {
-            milestones: a.milestones.clone(),
-            gamma: 0.1,
-        }
-    };
+    let schedule = crate::schedule_args::build(&a.schedule, a.epochs)?;
     let cfg = prune_nn::train::TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -151,6 +148,23 @@ fn prune(a: PruneArgs) -> Result<()> {
     check_output_dir(&a.out, &[&a.model], a.force)?;
     let dense = prune_nn::graph::Model::load(&a.model)?;
     let mut cfg = PruneConfig::paper_defaults(method);
+    match a.optimizer {
+        Some(Optim::Sgd) => {
+            cfg.optimizer = prune_nn::train::OptimizerKind::Sgd {
+                momentum: a.momentum,
+                nesterov: false,
+                weight_decay: a.weight_decay,
+            }
+        }
+        Some(Optim::Adam) => {
+            cfg.optimizer = prune_nn::train::OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: a.weight_decay,
+            }
+        }
+        None => {}
+    }
     cfg.epochs = a.epochs;
     cfg.finetune_epochs = a.finetune_epochs;
     cfg.batch_size = a.batch_size;
@@ -172,6 +186,18 @@ fn prune(a: PruneArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.max_batches = a.max_batches;
     cfg.progress = true;
+    cfg.schedule = crate::schedule_args::build(&a.schedule, a.epochs)?;
+    cfg.finetune_schedule = crate::schedule_args::from_lists(
+        &a.finetune_milestones,
+        &a.finetune_gammas,
+        None,
+        a.finetune_epochs,
+        "finetune-",
+    )?;
+    cfg.sbp_per_example = a.sbp_per_example;
+    cfg.sbp_kl_weights = a.sbp_kl_weights.clone();
+    cfg.resume = a.resume;
+    cfg.speed_repeats = a.speed_repeats;
     cfg.validate()?;
     let (train, test) = data(&a.data)?;
     let _lock = RunLock::acquire(&a.out)?;
@@ -180,6 +206,12 @@ fn prune(a: PruneArgs) -> Result<()> {
     println!("{}", prune_nn::report::render_markdown(&pruned.report));
     if let Some(warning) = prune_nn::report::target_warning(&pruned.report) {
         eprintln!("warning: {warning}");
+    }
+    if let (MethodArg::Polarization, Some(_)) = (a.method, a.target_flops) {
+        let search: serde_json::Value = prune_nn::run::read_json(&a.out.join("search.json"))?;
+        if let Some(v) = search.get("verdict").and_then(|v| v.as_str()) {
+            println!("{v}");
+        }
     }
     Ok(())
 }

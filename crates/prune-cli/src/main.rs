@@ -8,8 +8,8 @@ mod bench;
 mod commands;
 mod demo;
 mod onnx;
-
-use clap::Parser;
+mod recipe_args;
+mod schedule_args;
 
 /// Training allocates and frees large activation buffers every step; mimalloc
 /// reuses them instead of returning them to the kernel each time.
@@ -18,8 +18,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     alloc::keep_freed_pages();
-    let cli = args::Cli::parse();
-    if let Err(e) = commands::run(cli) {
+    let result = recipe_args::parse().and_then(|(cli, resolved)| {
+        // With a recipe the resolved settings are written before the run
+        // starts (long runs), otherwise once the command has succeeded.
+        if let Some(r) = resolved.as_ref().filter(|r| r.recipe.is_some()) {
+            r.write()?;
+        }
+        commands::run(cli)?;
+        match &resolved {
+            Some(r) => r.write(),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

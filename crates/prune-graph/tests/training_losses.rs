@@ -34,8 +34,14 @@ fn losses(
         let (grads, bn, loss) = {
             let mut tape = Tape::new();
             let input = tape.constant(x.clone());
-            let f = forward(&model, &mut tape, input, &RunOptions::train(prune_core::sbp::GateNoise::new(0, 0)), &mut rng)
-                .expect("forward");
+            let f = forward(
+                &model,
+                &mut tape,
+                input,
+                &RunOptions::train(prune_core::sbp::GateNoise::new(0, 0)),
+                &mut rng,
+            )
+            .expect("forward");
             let loss = tape.cross_entropy(f.output, &labels).expect("loss");
             let value = tape
                 .value(loss)

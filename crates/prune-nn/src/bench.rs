@@ -13,8 +13,8 @@
 
 use crate::error::{Error, Result};
 use prune_core::optim::{Optimizer, ParamUpdate, Sgd};
-use prune_core::{Tape, Tensor};
 use prune_core::sbp::GateNoise;
+use prune_core::{Tape, Tensor};
 use prune_graph::{forward, infer_shapes, predict, zoo, Model, RunOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

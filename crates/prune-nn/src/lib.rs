@@ -70,14 +70,17 @@
 pub mod bench;
 pub mod demo;
 pub mod error;
-pub mod outputs;
 pub mod onnx;
+pub mod outputs;
 pub mod plots;
 pub mod prune;
+pub mod recipe;
 pub mod report;
 pub mod run;
+pub mod sbp_weights;
 mod settings;
 mod tools;
+pub mod trajectory;
 
 pub use error::{Error, Result};
 pub use prune_compiler as compiler;

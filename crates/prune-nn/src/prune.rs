@@ -83,6 +83,20 @@ pub struct PruneConfig {
     pub progress: bool,
     /// Timing repeats of the speed measurement (0 skips it).
     pub speed_repeats: usize,
+    /// Learning-rate schedule of sparse training and of fine-tuning.
+    #[serde(default)]
+    pub schedule: prune_core::optim::LrSchedule,
+    #[serde(default)]
+    pub finetune_schedule: prune_core::optim::LrSchedule,
+    /// SBP: draw the noise per example instead of once per minibatch.
+    #[serde(default)]
+    pub sbp_per_example: bool,
+    /// SBP: KL weight per gate in graph order (empty: all 1).
+    #[serde(default)]
+    pub sbp_kl_weights: Vec<f32>,
+    /// Continue sparse training from `sparse/checkpoint`.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 impl PruneConfig {
@@ -117,16 +131,26 @@ impl PruneConfig {
             max_batches: None,
             progress: false,
             speed_repeats: 5,
+            schedule: Default::default(),
+            finetune_schedule: Default::default(),
+            sbp_per_example: false,
+            sbp_kl_weights: Vec::new(),
+            resume: false,
         }
     }
 
-    fn train_config(&self, epochs: usize, lr: f32) -> TrainConfig {
+    fn train_config(
+        &self,
+        epochs: usize,
+        lr: f32,
+        schedule: &prune_core::optim::LrSchedule,
+    ) -> TrainConfig {
         TrainConfig {
             epochs,
             batch_size: self.batch_size,
             lr,
             optimizer: self.optimizer.clone(),
-            schedule: Default::default(),
+            schedule: schedule.clone(),
             seed: self.seed,
             augment: false,
             max_batches: self.max_batches,
@@ -159,9 +183,13 @@ pub fn prune(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let acc_before = evaluate(dense, test, None, 500)?.accuracy;
     let flops_before = dense_flops(dense)?;
+    let mut verdict = None;
     let (sparse, acc_sparse, masks) = match (cfg.method, cfg.target_flops) {
         (Method::Polarization, Some(target)) => {
-            polarization_search(dense, train, test, cfg, out, flops_before, target)?
+            let (m, acc, masks, v) =
+                polarization_search(dense, train, test, cfg, out, flops_before, target)?;
+            verdict = Some(v);
+            (m, acc, masks)
         }
         _ => {
             let dir = out.join("sparse");
@@ -184,7 +212,7 @@ pub fn prune(
             &mut model,
             train,
             test,
-            &cfg.train_config(cfg.finetune_epochs, cfg.finetune_lr),
+            &cfg.train_config(cfg.finetune_epochs, cfg.finetune_lr, &cfg.finetune_schedule),
             None,
             RunFiles {
                 dir: Some(&ft),
@@ -211,7 +239,10 @@ pub fn prune(
         flops_after,
     )?;
     write_json(&out.join(crate::run::REPORT_FILE), &report)?;
-    let md = render_markdown(&report);
+    let mut md = render_markdown(&report);
+    if let Some(v) = &verdict {
+        md.push_str(&format!("\n{v}\n"));
+    }
     std::fs::write(out.join("report.md"), md).map_err(|e| Error::io(out, e))?;
     Ok(Pruned {
         model,
@@ -234,7 +265,15 @@ fn sparse_train(
 ) -> Result<(Model, f64)> {
     let sbp = SbpMethod {
         param_lr_mult: cfg.sbp_lr_mult,
-        noise: prune_core::sbp::NoiseMode::PerChannel,
+        noise: if cfg.sbp_per_example {
+            prune_core::sbp::NoiseMode::PerExample
+        } else {
+            prune_core::sbp::NoiseMode::PerChannel
+        },
+    };
+    let weighted = crate::sbp_weights::WeightedSbp {
+        inner: sbp.clone(),
+        weights: cfg.sbp_kl_weights.clone(),
     };
     let pol = PolarizationMethod {
         reg: Polarization::new(lambda, t)?,
@@ -244,6 +283,7 @@ fn sparse_train(
         lambda: cfg.slim_lambda,
     };
     let (mut sparse, reg): (Model, &dyn Regularizer) = match cfg.method {
+        Method::Sbp if !cfg.sbp_kl_weights.is_empty() => (insert_sbp_gates(dense)?, &weighted),
         Method::Sbp => (insert_sbp_gates(dense)?, &sbp),
         Method::Polarization => {
             let mut m = insert_scale_gates(dense, prune_reg::polarization::GAMMA_INIT)?;
@@ -252,15 +292,16 @@ fn sparse_train(
         }
         Method::Slimming => (insert_scale_gates(dense, 1.0)?, &slim),
     };
+    let tracked = crate::trajectory::tracked(reg, cfg, train.len(), dir)?;
     let summary = fit(
         &mut sparse,
         train,
         test,
-        &cfg.train_config(cfg.epochs, cfg.lr),
-        Some(reg),
+        &cfg.train_config(cfg.epochs, cfg.lr, &cfg.schedule),
+        Some(&tracked),
         RunFiles {
             dir: Some(dir),
-            resume: false,
+            resume: cfg.resume,
         },
     )?;
     sparse.save(dir)?;
@@ -272,13 +313,33 @@ fn sparse_train(
 struct Trial {
     lambda: f64,
     t: f64,
+    /// `lambda` (bisection), `widen` (the bracket's upper end) or `t`.
+    phase: &'static str,
     flops_reduction_percent: f64,
     test_accuracy: f64,
 }
 
-/// The paper's Algorithm 1: binary search of λ at t = 1.2, then steps of t,
-/// until the FLOPs reduction is within δ = 5 points of the target. Each
-/// trial is a full sparse training run; the closest trial's model is kept.
+/// `search.json`: the target, whether it was met, and every trial.
+#[derive(Clone, Debug, Serialize)]
+struct SearchRecord {
+    target_flops_reduction: f64,
+    target_percent: f64,
+    delta_points: f64,
+    target_met: bool,
+    stop: String,
+    chosen_trial: usize,
+    lambda_hi: f64,
+    widenings: usize,
+    verdict: String,
+    trials: Vec<Trial>,
+}
+
+/// The paper's Algorithm 1 (see [`prune_reg::search`]): binary search of λ
+/// at t = 1.2 in the paper's bracket, widened while λ_hi falls short, then
+/// steps of t, until the FLOPs reduction is within δ = 5 points of the
+/// target. Each trial is a full sparse training run; the chosen trial's
+/// model is kept. `search.json` records every trial and says whether the
+/// target was met; so does the message on stderr.
 fn polarization_search(
     dense: &Model,
     train: &Dataset,
@@ -287,39 +348,64 @@ fn polarization_search(
     out: &Path,
     flops_before: u64,
     target: f64,
-) -> Result<(Model, f64, Masks)> {
+) -> Result<(Model, f64, Masks, String)> {
     if target <= 1.0 {
         return Err(Error::Usage(format!(
             "--target-flops must exceed 1, got {target}"
         )));
     }
     let target_pct = 100.0 * (1.0 - 1.0 / target);
+    let search_cfg = prune_reg::search::SearchConfig::paper(target_pct, 8);
     let mut runs: Vec<(Model, f64, Masks, f64)> = Vec::new();
     let mut trials = Vec::new();
-    let outcome = prune_reg::search::search_lambda_t(
-        &prune_reg::search::SearchConfig::paper(target_pct, 8),
-        |lambda, t| -> Result<f64> {
-            let dir = out.join(format!("search/trial-{}", runs.len()));
-            let (m, acc) = sparse_train(dense, train, test, cfg, lambda, t, &dir)?;
-            let masks = choose_masks(&m, cfg, flops_before)?;
-            let f = compiled_flops(&m, &masks)?;
-            let pct = 100.0 * (1.0 - f as f64 / flops_before.max(1) as f64);
-            trials.push(Trial {
-                lambda,
-                t,
-                flops_reduction_percent: pct,
-                test_accuracy: acc,
-            });
-            runs.push((m, acc, masks, pct));
-            Ok(pct)
-        },
-    )?;
-    write_json(&out.join("search.json"), &trials)?;
+    let outcome = prune_reg::search::search_lambda_t(&search_cfg, |lambda, t| -> Result<f64> {
+        let dir = out.join(format!("search/trial-{}", runs.len()));
+        let (m, acc) = sparse_train(dense, train, test, cfg, lambda, t, &dir)?;
+        let masks = choose_masks(&m, cfg, flops_before)?;
+        let f = compiled_flops(&m, &masks)?;
+        let pct = 100.0 * (1.0 - f as f64 / flops_before.max(1) as f64);
+        trials.push(Trial {
+            lambda,
+            t,
+            phase: "",
+            flops_reduction_percent: pct,
+            test_accuracy: acc,
+        });
+        runs.push((m, acc, masks, pct));
+        Ok(pct)
+    })?;
+    for (tr, st) in trials.iter_mut().zip(&outcome.trail) {
+        tr.phase = match st.phase {
+            prune_reg::search::SearchPhase::Lambda => "lambda",
+            prune_reg::search::SearchPhase::Widen => "widen",
+            prune_reg::search::SearchPhase::T => "t",
+        };
+    }
+    let chosen = outcome
+        .trail
+        .iter()
+        .position(|t| *t == outcome.best)
+        .ok_or_else(|| Error::Usage("the search ran no trial".into()))?;
+    let record = SearchRecord {
+        target_flops_reduction: target,
+        target_percent: target_pct,
+        delta_points: search_cfg.delta,
+        target_met: outcome.converged,
+        stop: format!("{:?}", outcome.stop),
+        chosen_trial: chosen,
+        lambda_hi: outcome.lambda_hi,
+        widenings: outcome.widenings,
+        verdict: outcome.verdict(search_cfg.delta),
+        trials,
+    };
+    write_json(&out.join("search.json"), &record)?;
+    let verdict = outcome.verdict(search_cfg.delta);
+    eprintln!("{verdict}");
     let best = runs
         .into_iter()
-        .find(|r| (r.3 - outcome.best.flops_reduction).abs() < 1e-12)
+        .nth(chosen)
         .ok_or_else(|| Error::Usage("the search ran no trial".into()))?;
-    Ok((best.0, best.1, best.2))
+    Ok((best.0, best.1, best.2, verdict))
 }
 
 /// FLOPs of the model compiled under `masks` (no verification).

@@ -84,8 +84,7 @@ fn zoo_models_match_onnxruntime() {
                     fold_bn,
                     ..Default::default()
                 };
-                export_file(m, &opts, &path)
-                    .unwrap_or_else(|e| panic!("{name} {kind}: {e}"));
+                export_file(m, &opts, &path).unwrap_or_else(|e| panic!("{name} {kind}: {e}"));
                 let y = predict(m, x.clone(), None).expect("predict");
                 want.push((format!("{name} {kind} fold_bn={fold_bn}"), y));
                 jobs.push((path, x.clone()));

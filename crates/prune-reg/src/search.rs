@@ -7,7 +7,12 @@
 //!
 //! 1. Binary search of λ in `[λ_lo, λ_hi]` at `t = t_init` until
 //!    `|F - F*| < 2δ` (if the bracket shrinks below `lambda_resolution` of its
-//!    initial width first, the trial closest to F* is taken instead).
+//!    width first, the trial closest to F* is taken instead). The bracket
+//!    starts as the paper's; while no trial has reached F*, a midpoint that
+//!    falls short is followed by a trial at λ_hi itself, and when even λ_hi
+//!    falls short the bracket is widened — `[λ_lo, λ_hi] ← [λ_hi, 2·λ_hi]`,
+//!    trying the new end — at most `max_widenings` times, and only while F
+//!    still grows with λ (a λ that no longer moves F hands over to step 2).
 //! 2. With λ fixed, `t ← t ± t_step` (up when F < F*, down otherwise) until
 //!    `|F - F*| < δ`. It stops without convergence when t would leave
 //!    `[t_min, t_max]` or return to a value already tried (an oscillation).
@@ -40,6 +45,8 @@ pub struct SearchConfig {
     pub lambda_resolution: f64,
     /// Upper bound on the number of trials (callback invocations).
     pub max_trials: usize,
+    /// How many times λ_hi may be doubled when it falls short of F*.
+    pub max_widenings: usize,
 }
 
 impl SearchConfig {
@@ -57,6 +64,7 @@ impl SearchConfig {
             t_max: 1.9,
             lambda_resolution: 1e-4,
             max_trials,
+            max_widenings: 10,
         }
     }
 
@@ -115,6 +123,8 @@ impl SearchConfig {
 pub enum SearchPhase {
     /// Binary search of λ.
     Lambda,
+    /// A trial at the upper end of the λ bracket (the paper's, or widened).
+    Widen,
     /// Stepping of t.
     T,
 }
@@ -156,6 +166,38 @@ pub struct SearchOutcome {
     pub stop: StopReason,
     /// Every trial, in order.
     pub trail: Vec<SearchTrial>,
+    /// The upper end of the λ bracket when the search ended.
+    pub lambda_hi: f64,
+    /// How many times the λ bracket was doubled.
+    pub widenings: usize,
+    /// The target F*, percent.
+    pub target: f64,
+}
+
+impl SearchOutcome {
+    /// Says in plain words whether the target was met, with the FLOPs
+    /// reduction as a factor (dense / pruned) and in percent.
+    pub fn verdict(&self, delta: f64) -> String {
+        let factor = |pct: f64| 100.0 / (100.0 - pct).max(1e-9);
+        let (got, trials) = (self.best.flops_reduction, self.trail.len());
+        let target = self.target;
+        if self.converged {
+            format!(
+                "FLOPs target met: {:.2}x fewer FLOPs ({got:.1}% reduction) for a target of {:.2}x ({target:.1}% ± {delta} points), λ = {:.3e}, t = {:.2}, after {trials} trials",
+                factor(got),
+                factor(target),
+                self.best.lambda,
+                self.best.t,
+            )
+        } else {
+            format!(
+                "FLOPs target NOT met: the closest of {trials} trials reached {:.2}x fewer FLOPs ({got:.1}% reduction) against a target of {:.2}x ({target:.1}% ± {delta} points); search stopped: {:?}",
+                factor(got),
+                factor(target),
+                self.stop,
+            )
+        }
+    }
 }
 
 fn closest(trail: &[SearchTrial], target: f64) -> SearchTrial {
@@ -202,27 +244,39 @@ where
         Ok(rec)
     };
     let target = config.target;
-    let finish = |trail: Vec<SearchTrial>, stop: StopReason, best: Option<SearchTrial>| {
+    let mut bracket = (config.lambda_hi, 0usize);
+    let finish = |trail: Vec<SearchTrial>,
+                  stop: StopReason,
+                  best: Option<SearchTrial>,
+                  bracket: (f64, usize)| {
         let best = best.unwrap_or_else(|| closest(&trail, target));
         SearchOutcome {
             best,
             converged: stop == StopReason::Converged,
             stop,
             trail,
+            lambda_hi: bracket.0,
+            widenings: bracket.1,
+            target,
         }
     };
 
-    // Phase 1: bisection of λ at t_init.
+    // Phase 1: bisection of λ at t_init, widening the bracket while even its
+    // upper end falls short of the target.
     let (mut lo, mut hi) = (config.lambda_lo, config.lambda_hi);
-    let min_width = (config.lambda_hi - config.lambda_lo) * config.lambda_resolution;
+    let mut reached = false; // some trial had F > F*
+    let (mut lambda, mut phase) = (0.5 * (lo + hi), SearchPhase::Lambda);
     let mut current = loop {
         if trail.len() >= config.max_trials {
-            return Ok(finish(trail, StopReason::MaxTrials, None));
+            return Ok(finish(trail, StopReason::MaxTrials, None, bracket));
         }
-        let lambda = 0.5 * (lo + hi);
-        let rec = run(lambda, config.t_init, SearchPhase::Lambda, &mut trail)?;
+        let best_before = trail
+            .iter()
+            .map(|t| t.flops_reduction)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let rec = run(lambda, config.t_init, phase, &mut trail)?;
         if (rec.flops_reduction - target).abs() < config.delta {
-            return Ok(finish(trail, StopReason::Converged, Some(rec)));
+            return Ok(finish(trail, StopReason::Converged, Some(rec), bracket));
         }
         if (rec.flops_reduction - target).abs() < 2.0 * config.delta {
             break rec;
@@ -231,10 +285,27 @@ where
             lo = lambda;
         } else {
             hi = lambda;
+            reached = true;
         }
-        if hi - lo < min_width {
+        if !reached {
+            if phase == SearchPhase::Lambda {
+                // The midpoint falls short: does the bracket's end reach F*?
+                (lambda, phase) = (hi, SearchPhase::Widen);
+                continue;
+            }
+            // Even λ_hi falls short: double it, unless λ stopped moving F.
+            if rec.flops_reduction <= best_before || bracket.1 >= config.max_widenings {
+                break closest(&trail, target);
+            }
+            hi *= 2.0;
+            bracket = (hi, bracket.1 + 1);
+            lambda = hi;
+            continue;
+        }
+        if hi - lo < (bracket.0 - config.lambda_lo) * config.lambda_resolution {
             break closest(&trail, target);
         }
+        (lambda, phase) = (0.5 * (lo + hi), SearchPhase::Lambda);
     };
 
     // Phase 2: steps of t with λ fixed. t is kept as t_init + k·t_step.
@@ -243,10 +314,10 @@ where
     let mut tried = vec![k];
     loop {
         if (current.flops_reduction - target).abs() < config.delta {
-            return Ok(finish(trail, StopReason::Converged, Some(current)));
+            return Ok(finish(trail, StopReason::Converged, Some(current), bracket));
         }
         if trail.len() >= config.max_trials {
-            return Ok(finish(trail, StopReason::MaxTrials, None));
+            return Ok(finish(trail, StopReason::MaxTrials, None, bracket));
         }
         let next_k = if current.flops_reduction < target {
             k + 1
@@ -255,10 +326,10 @@ where
         };
         let t = config.t_init + next_k as f64 * config.t_step;
         if t < config.t_min - 1e-12 || t > config.t_max + 1e-12 {
-            return Ok(finish(trail, StopReason::TOutOfRange, None));
+            return Ok(finish(trail, StopReason::TOutOfRange, None, bracket));
         }
         if tried.contains(&next_k) {
-            return Ok(finish(trail, StopReason::TOscillates, None));
+            return Ok(finish(trail, StopReason::TOscillates, None, bracket));
         }
         tried.push(next_k);
         k = next_k;

@@ -120,3 +120,42 @@ fn callback_failures_and_bad_configs_are_errors() {
     cfg.t_init = 2.5;
     assert!(search_lambda_t(&cfg, |_l, _t| Ok::<_, Infallible>(0.0)).is_err());
 }
+
+#[test]
+fn widens_the_bracket_when_lambda_hi_falls_short() {
+    // F(λ = 2e-4) ≈ 17 < 60: the paper's bracket cannot reach the target.
+    let f = |l: f64, t: f64| 95.0 * (1.0 - (-l / 1e-3 * (t / 1.2).powf(1.5)).exp());
+    let out = search_lambda_t(&SearchConfig::paper(60.0, 20), |l, t| {
+        Ok::<_, Infallible>(f(l, t))
+    })
+    .unwrap();
+    assert!(out.converged, "{out:?}");
+    let phases: Vec<SearchPhase> = out.trail.iter().map(|t| t.phase).collect();
+    assert_eq!(
+        phases,
+        [
+            SearchPhase::Lambda,
+            SearchPhase::Widen,
+            SearchPhase::Widen,
+            SearchPhase::Widen,
+            SearchPhase::T
+        ]
+    );
+    let lambdas: Vec<f64> = out.trail.iter().map(|t| t.lambda).collect();
+    assert_eq!(lambdas, [1e-4, 2e-4, 4e-4, 8e-4, 8e-4]);
+    assert_eq!((out.widenings, out.lambda_hi), (2, 8e-4));
+    assert!((out.best.flops_reduction - 60.0).abs() < 5.0);
+}
+
+#[test]
+fn widening_stops_when_lambda_no_longer_moves_flops() {
+    // F saturates at 30 whatever λ: the first probe of λ_hi shows no gain.
+    let out = search_lambda_t(&SearchConfig::paper(80.0, 6), |l, _t| {
+        Ok::<_, Infallible>(30.0_f64.min(l * 1e6))
+    })
+    .unwrap();
+    assert!(!out.converged);
+    assert_eq!(out.widenings, 0);
+    assert_eq!(out.trail[1].phase, SearchPhase::Widen);
+    assert!(out.trail[2..].iter().all(|t| t.phase == SearchPhase::T));
+}

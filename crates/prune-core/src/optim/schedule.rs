@@ -11,7 +11,17 @@ pub enum LrSchedule {
     Constant,
     /// Multiply by `gamma` at each milestone epoch.
     MultiStep { milestones: Vec<usize>, gamma: f32 },
-    /// Constant until `start_epoch`, then linear decay reaching zero at `total_epochs`.
+    /// Multiply by `gammas[i]` from epoch `milestones[i]` on (cumulative):
+    /// `lr(e) = base · Π_{i: e ≥ milestones[i]} gammas[i]`. The polarization
+    /// paper's commands use factors like `10, 0.2, 0.2, 0.2` (a one-epoch
+    /// warm-up at a tenth of the rate, then drops).
+    Steps {
+        milestones: Vec<usize>,
+        gammas: Vec<f32>,
+    },
+    /// Constant until `start_epoch`, then linear decay reaching zero at
+    /// `total_epochs`: `lr(e) = base · (T − e)/(T − s)` for `s ≤ e < T` (the
+    /// SBP reference code's policy: 200 epochs, decay from epoch 100).
     LinearDecay {
         start_epoch: usize,
         total_epochs: usize,
@@ -21,6 +31,35 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// Checks the schedule's own consistency (one factor per milestone,
+    /// finite non-negative factors, a decay window that is not empty).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            LrSchedule::Steps { milestones, gammas } => {
+                if milestones.len() != gammas.len() {
+                    return Err(format!(
+                        "{} milestones but {} factors: give one factor per milestone",
+                        milestones.len(),
+                        gammas.len()
+                    ));
+                }
+                if let Some(g) = gammas.iter().find(|g| !(g.is_finite() && **g >= 0.0)) {
+                    return Err(format!(
+                        "learning-rate factor {g} is not a finite number >= 0"
+                    ));
+                }
+                Ok(())
+            }
+            LrSchedule::LinearDecay {
+                start_epoch,
+                total_epochs,
+            } if start_epoch >= total_epochs => Err(format!(
+                "linear decay starts at epoch {start_epoch} but training ends at {total_epochs}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The learning rate at `epoch`.
     pub fn lr(&self, base: f32, epoch: usize) -> f32 {
         match self {
@@ -29,6 +68,11 @@ impl LrSchedule {
                 let passed = milestones.iter().filter(|&&m| epoch >= m).count();
                 base * gamma.powi(passed as i32)
             }
+            LrSchedule::Steps { milestones, gammas } => milestones
+                .iter()
+                .zip(gammas)
+                .filter(|(&m, _)| epoch >= m)
+                .fold(base, |lr, (_, &g)| lr * g),
             LrSchedule::LinearDecay {
                 start_epoch,
                 total_epochs,
