@@ -10,6 +10,15 @@ use prune_kernels::cpu_ref::sbp;
 use prune_kernels::tiling::BLOCK;
 use prune_kernels::{NoiseMode, SbpShape};
 
+/// A gate other than the first at a step other than the first, so the
+/// counter words of the noise stream are exercised.
+const STREAM_LAYER: u32 = 3;
+const STREAM_STEP: u32 = 7;
+
+fn stream(seed: u64) -> prune_kernels::cpu_ref::sbp::NoiseStream {
+    prune_kernels::cpu_ref::sbp::NoiseStream::new(seed, STREAM_LAYER, STREAM_STEP)
+}
+
 #[test]
 fn unfused_chain_matches_reference() {
     let mut rng = Rng::fresh("emu unfused_chain_matches_reference");
@@ -39,6 +48,8 @@ fn unfused_chain_matches_reference() {
                         Arg::i32(c as i32),
                         Arg::u32(seed as u32),
                         Arg::u32((seed >> 32) as u32),
+                        Arg::u32(STREAM_STEP),
+                        Arg::u32(2 * STREAM_LAYER),
                         Arg::i32(pe),
                     ],
                     sched,
@@ -85,7 +96,7 @@ fn unfused_chain_matches_reference() {
                 .unwrap();
                 vec![theta.to_vec(), y.to_vec()]
             });
-            let (y, theta) = sbp::forward(&x, &shape, &mu, &ls, seed, mode).unwrap();
+            let (y, theta) = sbp::forward(&x, &shape, &mu, &ls, stream(seed), mode).unwrap();
             // log theta and exp go through float: a few ulps of theta.
             assert_close("theta", &out[0], &to_f64(&theta), 1e-5, 1e-30);
             assert_close("y", &out[1], &to_f64(&y), 1e-5, 1e-30);

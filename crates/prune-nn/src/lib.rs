@@ -61,7 +61,7 @@
 //!
 //! // 5. Save: model.json + weights.safetensors, and ONNX for onnxruntime.
 //! pruned.model.save(&out.join("compiled"))?;
-//! prune_nn::onnx::export_file(&pruned.model, None, &Default::default(), &out.join("model.onnx"))?;
+//! prune_nn::onnx::export_file(&pruned.model, &Default::default(), &out.join("model.onnx"))?;
 //! # std::fs::remove_dir_all(&out)?;
 //! # Ok(())
 //! # }
