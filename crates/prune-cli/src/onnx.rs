@@ -13,6 +13,10 @@ pub struct ImportArgs {
     /// The run directory to create (must not hold a model yet).
     #[arg(long)]
     pub out: PathBuf,
+    /// The dataset the model is for (mnist, fashion-mnist, cifar10): recorded
+    /// in the run directory so `eval --model DIR` needs no other flag.
+    #[arg(long)]
+    pub dataset: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -32,7 +36,13 @@ pub struct ExportArgs {
 }
 
 pub fn import(a: ImportArgs) -> Result<()> {
+    if let Some(d) = &a.dataset {
+        d.parse::<prune_nn::data::DatasetKind>()?;
+    }
     let r = import_run(&a.onnx, &a.out)?;
+    if let Some(d) = &a.dataset {
+        prune_nn::outputs::record_dataset(&a.out, d)?;
+    }
     println!(
         "imported {} ({} nodes): input {:?}, {} classes, {} params, {} FLOPs (MACs); wrote {}",
         a.onnx.display(),

@@ -358,3 +358,52 @@ fn the_demo_says_where_its_files_are_and_each_run_evaluates() {
     let o = demo();
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn an_imported_model_with_its_dataset_evaluates_without_flags() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, dense) = setup(dir.path());
+    let onnx = dir.path().join("dense.onnx");
+    let o = run(&["export", "--model", s(&dense), "--onnx", s(&onnx)]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Without --dataset the run directory cannot name its data: eval says so.
+    let bare = dir.path().join("imported-bare");
+    let o = run(&["import", "--onnx", s(&onnx), "--out", s(&bare)]);
+    assert!(o.status.success(), "{}", text(&o));
+    fails_with(
+        &run(&["eval", "--model", s(&bare), "--data", s(&data)]),
+        "--dataset",
+    );
+    // An unknown dataset name is refused before anything is written.
+    let wrong = dir.path().join("imported-wrong");
+    let o = run(&[
+        "import",
+        "--onnx",
+        s(&onnx),
+        "--out",
+        s(&wrong),
+        "--dataset",
+        "imagenet",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("imagenet"), "{}", text(&o));
+    assert!(!wrong.join("model.json").exists());
+    // With --dataset it evaluates like any other run directory.
+    let named = dir.path().join("imported");
+    let o = run(&[
+        "import",
+        "--onnx",
+        s(&onnx),
+        "--out",
+        s(&named),
+        "--dataset",
+        "mnist",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["eval", "--model", s(&named), "--data", s(&data)]);
+    assert!(
+        o.status.success() && text(&o).contains("test accuracy"),
+        "{}",
+        text(&o)
+    );
+}
