@@ -75,3 +75,26 @@ fn log_mass_of_infinite_intervals() {
     assert!((log_mass(0.0, f64::INFINITY).log_z() - 0.5f64.ln()).abs() < 1e-15);
     assert!((truncated_variance(f64::NEG_INFINITY, f64::INFINITY) - 1.0).abs() < 1e-15);
 }
+
+/// Narrow intervals, far in a tail included: the variance of a nearly flat
+/// density on an interval of width `w` is `w²/12` (the direct form
+/// `1 + l·r_l - u·r_u - (r_l - r_u)²` cancels to noise there).
+#[test]
+fn narrow_intervals_have_the_flat_variance() {
+    for (l, w) in [
+        (-24.361760157949174, 1e-9),
+        (-24.36, 1e-6),
+        (3.0, 1e-6),
+        (-1.0, 1e-5),
+        (0.0, 1e-4),
+        (31.5, 1e-8),
+    ] {
+        let v = truncated_variance(l, l + w);
+        let flat = w * w / 12.0;
+        assert!(
+            ((v - flat) / flat).abs() < 1e-6,
+            "[{l}, {}]: {v} vs {flat}",
+            l + w
+        );
+    }
+}

@@ -217,7 +217,15 @@ fn kl_core_lower_tail(alpha: f64, beta: f64) -> KlCore {
 /// `M = (1/√2)/(z + T₁)`, `q = T₁/(z + T₁)` and `½ - T₁(z + T₁) = T₁(T₂ - T₁)`),
 /// which is free of the cancellation of the direct form (`V ≈ 1/u²` there).
 /// The upper tail is the mirror image.
+///
+/// On a narrow interval (the narrow case of [`log_mass`], `width·max(|m|, 1) <
+/// 0.5`) the direct form subtracts numbers of order `1/width²` to get one of
+/// order `width²`; there the centred moments are integrated instead
+/// ([`narrow_variance`]).
 pub fn truncated_variance(l: f64, u: f64) -> f64 {
+    if (u - l) * closest_to_zero(l, u).abs().max(1.0) < 0.5 {
+        return narrow_variance(l, u);
+    }
     if u <= LOWER_TAIL_Y {
         if let Some(v) = one_sided_tail_variance(l, u) {
             return v;
@@ -233,6 +241,29 @@ pub fn truncated_variance(l: f64, u: f64) -> f64 {
     let lr = if r_l == 0.0 { 0.0 } else { l * r_l };
     let ur = if r_u == 0.0 { 0.0 } else { u * r_u };
     (1.0 + lr - ur - (r_l - r_u) * (r_l - r_u)).max(0.0)
+}
+
+/// Variance of N(0,1) truncated to a narrow `[l, u]`: with `x = t - (l+u)/2`
+/// and the weight `g(x) = exp(-(t² - m²)/2)` (`m` the point of `[l, u]`
+/// closest to zero, so `g ≤ 1` and nothing underflows),
+/// `V = ∫g·x²/∫g - (∫g·x/∫g)²`. The exponent changes by less than about 0.5
+/// across the interval, so 12-point Gauss–Legendre gives the integrals to
+/// rounding accuracy, and the centred moments do not cancel (`V ≈ width²/12`).
+fn narrow_variance(l: f64, u: f64) -> f64 {
+    let m = closest_to_zero(l, u);
+    let (mid, half) = (0.5 * (l + u), 0.5 * (u - l));
+    let (mut s0, mut s1, mut s2) = (0.0, 0.0, 0.0);
+    for &(x, w) in &GL12 {
+        for d in [-half * x, half * x] {
+            let t = mid + d;
+            let g = w * (-0.5 * (t - m) * (t + m)).exp();
+            s0 += g;
+            s1 += g * d;
+            s2 += g * d * d;
+        }
+    }
+    let e1 = s1 / s0;
+    (s2 / s0 - e1 * e1).max(0.0)
 }
 
 /// `2·T₁·(T₂ - T₁)` when the truncation at `l` is negligible (`ρ < 1e-17`).
