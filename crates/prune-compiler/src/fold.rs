@@ -28,6 +28,7 @@
 
 use crate::error::{CompileError, Result};
 use crate::groups::block;
+use crate::layers::{describe, Commute, Role};
 use crate::slice::{scale_input_columns, scale_rows};
 use crate::surgery::remove_node;
 use prune_core::Tensor;
@@ -74,13 +75,20 @@ fn param<'m>(model: &'m Model, node: &str, field: &str) -> Result<&'m Tensor> {
     Ok(model.params.get(&format!("{node}.{field}"))?)
 }
 
-/// The factor of a scale gate (SBP gates are scale layers after surgery);
-/// `None` for other nodes.
+/// The factor of a gate that folds away (a scale; SBP gates are scale
+/// layers after surgery); `None` for other nodes.
 pub(crate) fn gate_factor(model: &Model, idx: usize) -> Result<Option<Vec<f32>>> {
     let node = &model.graph.nodes[idx];
-    match node.layer {
-        Layer::Scale { .. } => Ok(Some(param(model, &node.name, "weight")?.data().to_vec())),
-        _ => Ok(None),
+    describe(&node.layer).fold_factor(&node.name, &model.params)
+}
+
+/// Whether a factor `s` passes through `layer` unchanged per channel
+/// (`f(s·x) = s·f(x)`), given whether every `s_c ≥ 0`.
+fn commutes(layer: &Layer, nonneg: bool) -> bool {
+    match describe(layer).commute(layer) {
+        Commute::Always => true,
+        Commute::NonNegative => nonneg,
+        Commute::No | Commute::Repeat => false,
     }
 }
 
@@ -93,13 +101,12 @@ fn backward_target(graph: &Graph, gate: usize, s: &[f32]) -> Result<Option<usize
         if consumers(graph, cur) != [prev] {
             return Ok(None);
         }
-        match &graph.nodes[cur].layer {
-            Layer::Linear { .. } | Layer::Conv2d { .. } | Layer::BatchNorm { .. } => {
-                return Ok(Some(cur))
-            }
-            Layer::Relu | Layer::MaxPool { .. } if nonneg => {}
-            Layer::AvgPool { .. } | Layer::GlobalAvgPool | Layer::Dropout { .. } => {}
-            _ => return Ok(None),
+        let layer = &graph.nodes[cur].layer;
+        if describe(layer).absorbs_output_factor(layer) {
+            return Ok(Some(cur));
+        }
+        if !commutes(layer, nonneg) {
+            return Ok(None);
         }
         prev = cur;
         cur = input_of(graph, cur)?;
@@ -118,27 +125,22 @@ fn forward_targets(
     let last = graph.nodes.len() - 1;
     let nonneg = s.iter().all(|&v| v >= 0.0);
     for c in consumers(graph, from) {
-        match &graph.nodes[c].layer {
-            Layer::Linear { .. } | Layer::Conv2d { .. } => out.push((c, s.to_vec())),
-            Layer::Relu | Layer::MaxPool { .. } if nonneg => {
-                if c == last || !forward_targets(graph, shapes, c, s, out) {
-                    return false;
-                }
-            }
-            Layer::AvgPool { .. } | Layer::GlobalAvgPool | Layer::Dropout { .. } => {
-                if c == last || !forward_targets(graph, shapes, c, s, out) {
-                    return false;
-                }
-            }
-            Layer::Flatten => {
+        let layer = &graph.nodes[c].layer;
+        let desc = describe(layer);
+        if desc.linear_map_groups(layer).is_some() {
+            out.push((c, s.to_vec()));
+            continue;
+        }
+        let passed: Vec<f32> = match desc.commute(layer) {
+            Commute::Repeat => {
                 let b = block(&shapes[from]);
-                let expanded: Vec<f32> =
-                    s.iter().flat_map(|&v| std::iter::repeat_n(v, b)).collect();
-                if c == last || !forward_targets(graph, shapes, c, &expanded, out) {
-                    return false;
-                }
+                s.iter().flat_map(|&v| std::iter::repeat_n(v, b)).collect()
             }
+            _ if commutes(layer, nonneg) => s.to_vec(),
             _ => return false,
+        };
+        if c == last || !forward_targets(graph, shapes, c, &passed, out) {
+            return false;
         }
     }
     true
@@ -160,9 +162,11 @@ fn scale_outputs(model: &mut Model, t: usize, s: &[f32]) -> Result<()> {
 /// Multiplies the weights of conv/linear `t` that read input channel `c` by `s[c]`.
 fn scale_inputs(model: &mut Model, t: usize, s: &[f32]) -> Result<()> {
     let node = model.graph.nodes[t].clone();
-    let groups = match node.layer {
-        Layer::Conv2d { groups, .. } => groups,
-        _ => 1,
+    let Some(groups) = describe(&node.layer).linear_map_groups(&node.layer) else {
+        return Err(CompileError::Unsupported {
+            node: node.name,
+            reason: "a factor on its input cannot fold into it".into(),
+        });
     };
     let name = format!("{}.weight", node.name);
     let w = model.params.get_mut(&name)?;
@@ -175,7 +179,7 @@ pub(crate) fn fold_gates(model: &mut Model, log: &mut FoldLog) -> Result<()> {
         .graph
         .nodes
         .iter()
-        .filter(|n| matches!(n.layer, Layer::Scale { .. }))
+        .filter(|n| describe(&n.layer).role(&n.layer) == Role::Gate)
         .map(|n| n.name.clone())
         .collect();
     for name in gates {
@@ -244,10 +248,9 @@ pub(crate) fn fold_batch_norms(model: &mut Model, log: &mut FoldLog) -> Result<(
         let p = input_of(&model.graph, idx)?;
         let foldable = idx + 1 != model.graph.nodes.len()
             && consumers(&model.graph, p) == [idx]
-            && matches!(
-                model.graph.nodes[p].layer,
-                Layer::Linear { .. } | Layer::Conv2d { .. }
-            );
+            && describe(&model.graph.nodes[p].layer)
+                .linear_map_groups(&model.graph.nodes[p].layer)
+                .is_some();
         let pname = model.graph.nodes[p].name.clone();
         if !foldable {
             log.notes.push(format!(

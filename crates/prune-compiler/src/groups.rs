@@ -26,8 +26,10 @@
 //! output of grouped (non-depthwise) convolutions are pinned: never removed.
 
 use crate::error::Result;
+pub(crate) use crate::layers::Role;
+use crate::layers::{describe, role};
 use prune_graph::infer_shapes;
-use prune_graph::ir::{Graph, Layer};
+use prune_graph::ir::Graph;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -83,72 +85,6 @@ impl UnionFind {
             ids.push(id_of_root[r]);
         }
         (ids, next)
-    }
-}
-
-/// What a node does to the channels flowing through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// The network input.
-    Input,
-    /// A convolution (groups == 1) or linear layer: new output channels,
-    /// reads its input channels.
-    Producer,
-    /// A depthwise convolution: output channel `c` reads input channel `c`.
-    Depthwise,
-    /// A grouped, non-depthwise convolution: its input and output are pinned.
-    Grouped,
-    /// SBP gate, scale or batch norm.
-    Gate,
-    /// ReLU, pooling, dropout, global average pooling.
-    Passthrough,
-    Add,
-    Concat,
-    Flatten,
-}
-
-/// The role of a layer.
-pub(crate) fn role(layer: &Layer) -> Role {
-    match layer {
-        Layer::Input { .. } => Role::Input,
-        Layer::Linear { .. } => Role::Producer,
-        Layer::Conv2d {
-            in_channels,
-            out_channels,
-            groups,
-            ..
-        } => {
-            if *groups <= 1 {
-                Role::Producer
-            } else if groups == in_channels && groups == out_channels {
-                Role::Depthwise
-            } else {
-                Role::Grouped
-            }
-        }
-        // Channelwise layers: a channel mask passes through them; gates among
-        // them carry the factor that decides pruning.
-        Layer::BatchNorm { .. }
-        | Layer::SbpGate { .. }
-        | Layer::Scale { .. }
-        | Layer::Relu
-        | Layer::Relu6
-        | Layer::MaxPool { .. }
-        | Layer::AvgPool { .. }
-        | Layer::Dropout { .. }
-        | Layer::GlobalAvgPool => {
-            if layer.is_gate() {
-                Role::Gate
-            } else {
-                Role::Passthrough
-            }
-        }
-        Layer::Add => Role::Add,
-        Layer::Concat => Role::Concat,
-        Layer::Flatten => Role::Flatten,
-        // A gather of individual features: its input and output are pinned
-        // (a compiled model is not pruned again through it).
-        Layer::Select { .. } => Role::Grouped,
     }
 }
 
@@ -442,16 +378,9 @@ impl Analysis {
                     _ => grp.passthrough.push(member.clone()),
                 }
             }
-            let how = match (&node.layer, roles[i]) {
-                (Layer::Linear { .. }, _) => Some(ConsumerKind::LinearInput),
-                (Layer::Conv2d { .. }, Role::Producer | Role::Grouped) => {
-                    Some(ConsumerKind::ConvInput)
-                }
-                (Layer::Flatten, _) => Some(ConsumerKind::FlattenBlock {
-                    block: block(&shapes[inputs[i][0]]),
-                }),
-                _ => None,
-            };
+            let how = inputs[i]
+                .first()
+                .and_then(|&j| describe(&node.layer).consumer_kind(&node.layer, &shapes[j]));
             if let Some(how) = how {
                 for g in touched(inputs[i][0]) {
                     groups[g].consumers.push(Consumer {
@@ -569,22 +498,5 @@ mod tests {
         assert_eq!(cuts[4], vec![0, 2, 5]);
         assert_eq!(cuts[6], vec![0, 2, 5]);
         assert_eq!(cuts[5], vec![0, 5]);
-    }
-
-    #[test]
-    fn roles_of_convolutions() {
-        let conv = |i, o, g| Layer::Conv2d {
-            in_channels: i,
-            out_channels: o,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-            groups: g,
-            bias: false,
-        };
-        assert_eq!(role(&conv(4, 8, 1)), Role::Producer);
-        assert_eq!(role(&conv(4, 4, 4)), Role::Depthwise);
-        assert_eq!(role(&conv(4, 8, 4)), Role::Grouped);
-        assert_eq!(role(&conv(4, 8, 2)), Role::Grouped);
     }
 }

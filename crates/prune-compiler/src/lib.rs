@@ -19,10 +19,16 @@
 //!    inputs; compilation fails if they differ by more than the tolerance.
 //! 7. [`report`] — channels, parameters and FLOPs before and after, and
 //!    (separately) measured CPU speed.
+//!
+//! What these steps need to know about a layer type — how its channels
+//! couple, how zeros pass through it, how to slice and lower it, how a
+//! per-channel factor folds through or into it — is one description per
+//! layer type in `layers` (see `layers::LayerDesc`).
 
 pub mod error;
 mod fold;
 pub mod groups;
+mod layers;
 pub mod masks;
 pub mod report;
 mod select;

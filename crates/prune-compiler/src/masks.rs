@@ -25,7 +25,8 @@
 
 use crate::error::{CompileError, Result};
 use crate::groups::{channels, Analysis, Role};
-use prune_graph::ir::{Graph, Layer};
+use crate::layers::describe;
+use prune_graph::ir::Graph;
 use prune_graph::ChannelMasks;
 
 /// The pruning decision over a graph.
@@ -74,35 +75,18 @@ pub(crate) fn validate_masks(graph: &Graph, an: &Analysis, masks: &ChannelMasks)
 }
 
 /// Which output channels of every node are exactly zero in the masked model
-/// when the units in `drop` are masked at every gate.
+/// when the units in `drop` are masked at every gate: each layer's
+/// [`crate::layers::LayerDesc::zeros`], then a gate zeroes its dropped units.
 fn zero_channels(graph: &Graph, an: &Analysis, drop: &[bool]) -> Vec<Vec<bool>> {
     let mut zero: Vec<Vec<bool>> = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
         let c = channels(&an.shapes[i]);
-        let from_input = |zero: &Vec<Vec<bool>>| zero[an.inputs[i][0]].clone();
-        let mut z = match (an.roles[i], &node.layer) {
-            (Role::Input | Role::Producer | Role::Grouped, _) => vec![false; c],
-            (Role::Depthwise, Layer::Conv2d { bias, .. }) => {
-                if *bias {
-                    vec![false; c]
-                } else {
-                    from_input(&zero)
-                }
-            }
-            (Role::Depthwise, _) => vec![false; c],
-            // Eval batch norm maps 0 to β − γ·mean/√(var+ε): not zero in general.
-            (Role::Gate, Layer::BatchNorm { .. }) => vec![false; c],
-            (Role::Gate, _) | (Role::Passthrough, _) => from_input(&zero),
-            (Role::Add, _) => (0..c)
-                .map(|k| an.inputs[i].iter().all(|&j| zero[j][k]))
-                .collect(),
-            (Role::Concat, _) => an.inputs[i].iter().flat_map(|&j| zero[j].clone()).collect(),
-            (Role::Flatten, _) => {
-                let j = an.inputs[i][0];
-                let b = crate::groups::block(&an.shapes[j]);
-                (0..c).map(|f| zero[j][f / b]).collect()
-            }
-        };
+        let inputs: Vec<(&[bool], &[usize])> = an.inputs[i]
+            .iter()
+            .map(|&j| (zero[j].as_slice(), an.shapes[j].as_slice()))
+            .collect();
+        let mut z = describe(&node.layer).zeros(&node.layer, &inputs, c);
+        z.resize(c, false);
         if an.roles[i] == Role::Gate {
             for (k, zk) in z.iter_mut().enumerate() {
                 *zk |= drop[an.unit_of[i][k]];

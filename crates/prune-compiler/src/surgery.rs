@@ -18,29 +18,12 @@
 //! consumers of a node to its input.
 
 use crate::error::{CompileError, Result};
-use crate::groups::{Analysis, Role};
+use crate::groups::Analysis;
+use crate::layers::{describe, Kept};
 use crate::masks::Plan;
 use crate::slice::gather;
-use prune_core::Tensor;
-use prune_graph::ir::Layer;
-use prune_graph::params::{param_specs, ParamKind};
+use prune_graph::params::param_specs;
 use prune_graph::{Model, ParamStore};
-
-/// The eval-mode factor of SBP units, `E[θ]·1[SNR > 1]` (prune-reg's
-/// `test_time_scale`), zero where `zeroed`.
-pub(crate) fn sbp_eval_factor(mu: &[f32], log_sigma: &[f32], zeroed: &[bool]) -> Vec<f32> {
-    mu.iter()
-        .zip(log_sigma)
-        .zip(zeroed)
-        .map(|((&m, &l), &z)| {
-            if z {
-                0.0
-            } else {
-                prune_core::sbp::test_time_scale(f64::from(m), f64::from(l)) as f32
-            }
-        })
-        .collect()
-}
 
 /// Slices `model` according to `plan`.
 pub(crate) fn slice_model(model: &Model, an: &Analysis, plan: &Plan) -> Result<Model> {
@@ -48,84 +31,32 @@ pub(crate) fn slice_model(model: &Model, an: &Analysis, plan: &Plan) -> Result<M
     let mut out_graph = graph.clone();
     let mut params = ParamStore::new();
     for (i, node) in graph.nodes.iter().enumerate() {
-        let kept_out = &plan.kept[i];
-        let kept_in = an.inputs[i].first().map(|&j| &plan.kept[j]);
-        let full_in = an.inputs[i]
-            .first()
-            .map(|&j| plan.kept[j].len() == an.unit_of[j].len());
-        let new_layer = match (&node.layer, an.roles[i]) {
-            (Layer::Linear { bias, .. }, _) => Layer::Linear {
-                in_features: kept_in.map_or(0, |k| k.len()),
-                out_features: kept_out.len(),
-                bias: *bias,
-            },
-            (Layer::Conv2d { .. }, Role::Grouped) => {
-                if kept_out.len() != an.unit_of[i].len() || full_in != Some(true) {
-                    return Err(CompileError::Unsupported {
-                        node: node.name.clone(),
-                        reason: "channels of a grouped convolution cannot be removed".into(),
-                    });
-                }
-                node.layer.clone()
-            }
-            (
-                Layer::Conv2d {
-                    kernel,
-                    stride,
-                    padding,
-                    bias,
-                    ..
-                },
-                role,
-            ) => {
-                let (cin, groups) = if role == Role::Depthwise {
-                    (kept_out.len(), kept_out.len())
-                } else {
-                    (kept_in.map_or(0, |k| k.len()), 1)
-                };
-                Layer::Conv2d {
-                    in_channels: cin,
-                    out_channels: kept_out.len(),
-                    kernel: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                    groups,
-                    bias: *bias,
-                }
-            }
-            (Layer::BatchNorm { eps, momentum, .. }, _) => Layer::BatchNorm {
-                features: kept_out.len(),
-                eps: *eps,
-                momentum: *momentum,
-            },
-            (Layer::SbpGate { .. }, _) => Layer::SbpGate {
-                units: kept_out.len(),
-            },
-            (Layer::Scale { .. }, _) => Layer::Scale {
-                units: kept_out.len(),
-            },
-            (other, _) => other.clone(),
+        let desc = describe(&node.layer);
+        let kept_in = an.inputs[i].first().map(|&j| plan.kept[j].as_slice());
+        let kept = Kept {
+            out: &plan.kept[i],
+            out_total: an.unit_of[i].len(),
+            input: kept_in,
+            input_full: an.inputs[i]
+                .first()
+                .is_some_and(|&j| plan.kept[j].len() == an.unit_of[j].len()),
         };
-        out_graph.nodes[i].layer = new_layer;
-        let slice_inputs = matches!(node.layer, Layer::Linear { .. })
-            || (matches!(node.layer, Layer::Conv2d { .. }) && an.roles[i] == Role::Producer);
+        out_graph.nodes[i].layer = desc.resize(&node.layer, &node.name, &kept)?;
+        let slice_inputs = desc.slices_input(&node.layer);
         let zeroed = &plan.zeroed[i];
         for spec in param_specs(graph)
             .into_iter()
             .filter(|s| s.node == node.name)
         {
             let t = model.params.get(&spec.name)?;
-            let mut sliced = gather(&spec.name, t, 0, kept_out)?;
+            let mut sliced = gather(&spec.name, t, 0, kept.out)?;
             if slice_inputs && spec.shape.len() >= 2 {
                 if let Some(k) = kept_in {
                     sliced = gather(&spec.name, &sliced, 1, k)?;
                 }
             }
-            // Masked units that stay in the tensor: γ = 0 (and β = 0).
-            if matches!(
-                spec.kind,
-                ParamKind::ScaleGamma | ParamKind::BnGamma | ParamKind::BnBeta
-            ) {
+            // Masked units that stay in the tensor: e.g. γ = 0 (and β = 0).
+            if desc.zeroes_masked(spec.kind) {
                 for (v, &z) in sliced.data_mut().iter_mut().zip(zeroed) {
                     if z {
                         *v = 0.0;
@@ -134,24 +65,8 @@ pub(crate) fn slice_model(model: &Model, an: &Analysis, plan: &Plan) -> Result<M
             }
             params.insert(spec.name, sliced);
         }
-        if let Layer::SbpGate { .. } = node.layer {
-            // Eval mode multiplies by E[θ]·1[SNR > 1]: the gate becomes a scale.
-            let mu = params.remove(&format!("{}.mu", node.name));
-            let ls = params.remove(&format!("{}.log_sigma", node.name));
-            let (Some(mu), Some(ls)) = (mu, ls) else {
-                return Err(CompileError::Param {
-                    name: format!("{}.mu", node.name),
-                    reason: "missing".into(),
-                });
-            };
-            let s = sbp_eval_factor(mu.data(), ls.data(), zeroed);
-            params.insert(
-                format!("{}.weight", node.name),
-                Tensor::from_vec([s.len()], s)?,
-            );
-            out_graph.nodes[i].layer = Layer::Scale {
-                units: kept_out.len(),
-            };
+        if let Some(lowered) = desc.lower(&node.name, &mut params, zeroed)? {
+            out_graph.nodes[i].layer = lowered;
         }
     }
     let m = Model {
