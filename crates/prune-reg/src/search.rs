@@ -160,6 +160,8 @@ pub enum StopReason {
 pub struct SearchOutcome {
     /// The chosen trial: the converged one, else the one closest to F*.
     pub best: SearchTrial,
+    /// Index of `best` in `trail`.
+    pub best_index: usize,
     /// Whether `|F - F*| < δ` was reached.
     pub converged: bool,
     /// Why the search stopped.
@@ -200,11 +202,12 @@ impl SearchOutcome {
     }
 }
 
-fn closest(trail: &[SearchTrial], target: f64) -> SearchTrial {
-    let mut best = trail[0];
-    for t in trail {
-        if (t.flops_reduction - target).abs() < (best.flops_reduction - target).abs() {
-            best = *t;
+/// Index of the first trial closest to `target`.
+fn closest(trail: &[SearchTrial], target: f64) -> usize {
+    let mut best = 0;
+    for (i, t) in trail.iter().enumerate() {
+        if (t.flops_reduction - target).abs() < (trail[best].flops_reduction - target).abs() {
+            best = i;
         }
     }
     best
@@ -245,28 +248,27 @@ where
     };
     let target = config.target;
     let mut bracket = (config.lambda_hi, 0usize);
-    let finish = |trail: Vec<SearchTrial>,
-                  stop: StopReason,
-                  best: Option<SearchTrial>,
-                  bracket: (f64, usize)| {
-        let best = best.unwrap_or_else(|| closest(&trail, target));
-        SearchOutcome {
-            best,
-            converged: stop == StopReason::Converged,
-            stop,
-            trail,
-            lambda_hi: bracket.0,
-            widenings: bracket.1,
-            target,
-        }
-    };
+    let finish =
+        |trail: Vec<SearchTrial>, stop: StopReason, best: Option<usize>, bracket: (f64, usize)| {
+            let best_index = best.unwrap_or_else(|| closest(&trail, target));
+            SearchOutcome {
+                best: trail[best_index],
+                best_index,
+                converged: stop == StopReason::Converged,
+                stop,
+                trail,
+                lambda_hi: bracket.0,
+                widenings: bracket.1,
+                target,
+            }
+        };
 
     // Phase 1: bisection of λ at t_init, widening the bracket while even its
     // upper end falls short of the target.
     let (mut lo, mut hi) = (config.lambda_lo, config.lambda_hi);
     let mut reached = false; // some trial had F > F*
     let (mut lambda, mut phase) = (0.5 * (lo + hi), SearchPhase::Lambda);
-    let mut current = loop {
+    let mut current_index = loop {
         if trail.len() >= config.max_trials {
             return Ok(finish(trail, StopReason::MaxTrials, None, bracket));
         }
@@ -276,10 +278,11 @@ where
             .fold(f64::NEG_INFINITY, f64::max);
         let rec = run(lambda, config.t_init, phase, &mut trail)?;
         if (rec.flops_reduction - target).abs() < config.delta {
-            return Ok(finish(trail, StopReason::Converged, Some(rec), bracket));
+            let last = trail.len() - 1;
+            return Ok(finish(trail, StopReason::Converged, Some(last), bracket));
         }
         if (rec.flops_reduction - target).abs() < 2.0 * config.delta {
-            break rec;
+            break trail.len() - 1;
         }
         if rec.flops_reduction < target {
             lo = lambda;
@@ -309,12 +312,18 @@ where
     };
 
     // Phase 2: steps of t with λ fixed. t is kept as t_init + k·t_step.
+    let mut current = trail[current_index];
     let lambda = current.lambda;
     let mut k: i64 = ((current.t - config.t_init) / config.t_step).round() as i64;
     let mut tried = vec![k];
     loop {
         if (current.flops_reduction - target).abs() < config.delta {
-            return Ok(finish(trail, StopReason::Converged, Some(current), bracket));
+            return Ok(finish(
+                trail,
+                StopReason::Converged,
+                Some(current_index),
+                bracket,
+            ));
         }
         if trail.len() >= config.max_trials {
             return Ok(finish(trail, StopReason::MaxTrials, None, bracket));
@@ -334,5 +343,6 @@ where
         tried.push(next_k);
         k = next_k;
         current = run(lambda, t, SearchPhase::T, &mut trail)?;
+        current_index = trail.len() - 1;
     }
 }

@@ -18,6 +18,7 @@ fn converges_on_a_monotone_function() {
         assert_eq!(out.stop, StopReason::Converged);
         assert!((out.best.flops_reduction - target).abs() < cfg.delta);
         assert_eq!(out.best, *out.trail.last().unwrap());
+        assert_eq!(out.best_index, out.trail.len() - 1);
         for tr in &out.trail {
             assert_eq!(tr.flops_reduction, synthetic(tr.lambda, tr.t));
             assert!((0.0..=2e-4).contains(&tr.lambda));
@@ -73,6 +74,24 @@ fn respects_the_trial_budget() {
         .map(|t| (t.flops_reduction - 90.0).abs())
         .fold(f64::INFINITY, f64::min);
     assert_eq!((out.best.flops_reduction - 90.0).abs(), closest);
+    assert_eq!(out.trail[out.best_index], out.best);
+}
+
+#[test]
+fn the_best_index_names_a_trial_before_the_last() {
+    // λ barely moves F and t overshoots: the search stops with an earlier
+    // trial as the closest one, and names it by index.
+    let f = |l: f64, t: f64| 30.0 + l * 1e4 + 300.0 * (t - 1.2);
+    let out = search_lambda_t(&SearchConfig::paper(45.0, 8), |l, t| {
+        Ok::<_, Infallible>(f(l, t))
+    })
+    .unwrap();
+    assert!(!out.converged, "{:?}", out.trail);
+    assert_eq!(out.trail[out.best_index], out.best);
+    assert!(out.best_index + 1 < out.trail.len(), "{:?}", out.trail);
+    for t in &out.trail {
+        assert!((t.flops_reduction - 45.0).abs() >= (out.best.flops_reduction - 45.0).abs());
+    }
 }
 
 #[test]
