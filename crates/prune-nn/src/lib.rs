@@ -70,6 +70,7 @@
 pub mod bench;
 pub mod demo;
 pub mod error;
+pub mod method;
 pub mod onnx;
 pub mod outputs;
 pub mod plots;

@@ -81,8 +81,23 @@ pub fn architecture(model: &Model) -> Result<String> {
         .join("-"))
 }
 
+/// Test accuracies measured along a pruning run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accuracies {
+    /// The dense model.
+    pub dense: f64,
+    /// After sparse training (gated model, eval mode).
+    pub sparse: f64,
+    /// The masked model (pruned units zeroed).
+    pub masked: f64,
+    /// The compiled model before fine-tuning.
+    pub compiled: f64,
+    /// The compiled, fine-tuned model.
+    pub finetuned: f64,
+}
+
 impl PruneReport {
-    /// Assembles the report. `acc` = [dense, sparse, masked, compiled, fine-tuned].
+    /// Assembles the report.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: &PruneConfig,
@@ -90,7 +105,7 @@ impl PruneReport {
         pruned: &Model,
         compile: &CompileReport,
         speed: Option<SpeedReport>,
-        acc: [f64; 5],
+        acc: &Accuracies,
         flops_before: u64,
         flops_after: u64,
     ) -> Result<Self> {
@@ -114,11 +129,11 @@ impl PruneReport {
         Ok(Self {
             method: cfg.method,
             model: dense.graph.name.clone(),
-            test_accuracy_before: acc[0],
-            test_accuracy_sparse: acc[1],
-            test_accuracy_masked: acc[2],
-            test_accuracy_compiled: acc[3],
-            test_accuracy_after: acc[4],
+            test_accuracy_before: acc.dense,
+            test_accuracy_sparse: acc.sparse,
+            test_accuracy_masked: acc.masked,
+            test_accuracy_compiled: acc.compiled,
+            test_accuracy_after: acc.finetuned,
             flops_before,
             flops_after,
             flops_reduction,

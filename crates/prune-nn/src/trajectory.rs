@@ -175,32 +175,15 @@ impl Regularizer for Tracked<'_> {
 }
 
 /// Wraps the regularizer of a `prune` run so that `dir/kept.jsonl` records
-/// the method's rule after every epoch (SBP: SNR > 1; polarization: the
+/// the method's `rule` after every epoch (SBP: SNR > 1; polarization: the
 /// histogram threshold; slimming: the configured global percentile).
 pub(crate) fn tracked<'a>(
     reg: &'a dyn Regularizer,
-    cfg: &'a crate::prune::PruneConfig,
+    rule: Rule<'a>,
+    cfg: &crate::prune::PruneConfig,
     n_train: usize,
     dir: &Path,
 ) -> Result<Tracked<'a>> {
-    use crate::prune::Method;
-    use prune_reg::threshold::ThresholdMode;
-    let rule: Rule<'a> = match cfg.method {
-        Method::Sbp => Box::new(prune_reg::method::sbp_masks),
-        Method::Polarization => {
-            let mode = if cfg.global_threshold {
-                ThresholdMode::Global
-            } else {
-                ThresholdMode::PerLayer
-            };
-            Box::new(move |m: &Model| {
-                Ok(prune_reg::method::polarization_rule(m, mode, cfg.upper)?.0)
-            })
-        }
-        Method::Slimming => {
-            Box::new(move |m: &Model| prune_reg::method::slimming_rule(m, cfg.percent))
-        }
-    };
     let done = if cfg.resume {
         prune_train::checkpoint::load(dir)?.map_or(0, |c| c.state.epochs_done)
     } else {
