@@ -129,14 +129,7 @@ pub trait PruningMethod: Sync {
     /// The sparse stage: by default one sparse training into `sparse/`,
     /// then [`PruningMethod::choose_masks`].
     fn sparsify(&self, run: &SparseRun<'_>) -> Result<Sparse> {
-        let (model, accuracy) = train_sparse(self, run, &run.out.join("sparse"))?;
-        let masks = self.choose_masks(&model, run)?;
-        Ok(Sparse {
-            model,
-            accuracy,
-            masks,
-            verdict: None,
-        })
+        train_once(self, run)
     }
 
     /// The values plotted per gate layer.
@@ -169,6 +162,19 @@ pub fn train_sparse<M: PruningMethod + ?Sized>(
     )?;
     sparse.save(dir)?;
     Ok((sparse, summary.test_accuracy))
+}
+
+/// The default sparse stage: [`train_sparse`] into `sparse/`, then the
+/// method's masks.
+pub fn train_once<M: PruningMethod + ?Sized>(method: &M, run: &SparseRun<'_>) -> Result<Sparse> {
+    let (model, accuracy) = train_sparse(method, run, &run.out.join("sparse"))?;
+    let masks = method.choose_masks(&model, run)?;
+    Ok(Sparse {
+        model,
+        accuracy,
+        masks,
+        verdict: None,
+    })
 }
 
 /// FLOPs of `model` compiled under `masks` (no verification).

@@ -67,17 +67,7 @@ impl PruningMethod for Polarization {
     fn sparsify(&self, run: &SparseRun<'_>) -> Result<Sparse> {
         match run.cfg.target_flops {
             Some(target) => super::search::search(self, run, target),
-            None => {
-                let dir = run.out.join("sparse");
-                let (model, accuracy) = super::train_sparse(self, run, &dir)?;
-                let masks = self.choose_masks(&model, run)?;
-                Ok(Sparse {
-                    model,
-                    accuracy,
-                    masks,
-                    verdict: None,
-                })
-            }
+            None => super::train_once(self, run),
         }
     }
 
