@@ -51,7 +51,7 @@ pub(crate) fn validate_masks(graph: &Graph, an: &Analysis, masks: &ChannelMasks)
             reason: format!("graph '{}' has no node of that name", graph.name),
         })?;
         let node = &graph.nodes[i];
-        if !node.layer.is_gate() {
+        if an.roles[i] != Role::Gate {
             return Err(CompileError::Mask {
                 node: name.clone(),
                 reason: format!(
