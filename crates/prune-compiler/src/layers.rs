@@ -1,8 +1,10 @@
 //! What the compiler knows about each layer type, in one place.
 //!
-//! Every `Layer` variant has one [`LayerDesc`] implementation (found by
-//! [`describe`], the only match on layer types in the compiler's analysis,
-//! surgery and folding). It answers:
+//! Every `Layer` variant has one [`LayerDesc`] implementation, found by
+//! [`describe`]; the group analysis, the masks, surgery and gate folding ask
+//! it instead of matching on layer types (only the two passes specific to
+//! one layer type match directly: batch-norm folding and the `select` pass
+//! of linear layers). It answers:
 //!
 //! * **coupling** ([`Role`]): how the layer's output channels relate to its
 //!   input channels — new channels (convolution, linear), channel `c` ↔
