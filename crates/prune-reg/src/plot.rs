@@ -14,7 +14,9 @@
 mod histogram;
 mod lines;
 
-pub use histogram::{histogram, histogram_grid, histogram_panels, needs_log_axis, Panel};
+pub use histogram::{
+    histogram, histogram_grid, histogram_panels, needs_log_axis, Panel, LOG_AXIS_MIN,
+};
 pub use lines::{line_chart, LineChart, Series};
 
 use crate::error::{RegError, Result};

@@ -44,7 +44,8 @@ impl<'a> Panel<'a> {
 
 /// Whether counts need a log axis: the tallest bin holds more than ten
 /// times the median of the non-empty bins, so on a linear axis the other
-/// bins would be a few pixels high.
+/// bins would be a few pixels high, and at least [`LOG_AXIS_MIN`] units
+/// (below that a linear axis still shows a single unit clearly).
 pub fn needs_log_axis(counts: &[usize]) -> bool {
     let mut nonzero: Vec<usize> = counts.iter().copied().filter(|&c| c > 0).collect();
     if nonzero.len() < 2 {
@@ -53,8 +54,11 @@ pub fn needs_log_axis(counts: &[usize]) -> bool {
     nonzero.sort_unstable();
     let median = nonzero[nonzero.len() / 2];
     let max = nonzero[nonzero.len() - 1];
-    max > 10 * median
+    max > 10 * median && max >= LOG_AXIS_MIN
 }
+
+/// The smallest tallest-bin count drawn on a log axis.
+pub const LOG_AXIS_MIN: usize = 30;
 
 /// Kept and pruned counts per bin over `[lo, hi]`.
 struct Binned {
@@ -246,7 +250,13 @@ impl Histograms<'_> {
             .build_cartesian_2d(b.lo..b.hi, y)
             .map_err(|e| e.to_string())?;
         let top = chart.y_range().end;
-        let int_labels = (top - base).round().clamp(1.0, 10.0) as usize + 1;
+        // Linear: up to ten integer labels (a step of 1, 2, 5, 10, ...);
+        // log: few enough that only the powers of ten are labelled.
+        let int_labels = if base > 0.0 {
+            4
+        } else {
+            (top - base).round().clamp(1.0, 10.0) as usize + 1
+        };
         chart
             .configure_mesh()
             .x_desc(self.x_label)
