@@ -61,6 +61,36 @@ fn tick(v: f64, integer: bool) -> String {
     }
 }
 
+/// Labelled points of a log axis over `[lo, hi]` (`0 < lo < hi`): the
+/// densest of the mantissa sets {1, 1.2, 1.5, 2, 3, 5, 7}, {1, 2, 5}, {1}
+/// (times powers of ten) that gives at most twelve labels, so that a short
+/// range such as 1x–2.5x FLOPs reduction is labelled too.
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    const SETS: [&[f64]; 3] = [
+        &[1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0],
+        &[1.0, 2.0, 5.0],
+        &[1.0],
+    ];
+    let mut ticks = Vec::new();
+    for set in SETS {
+        ticks.clear();
+        let mut p = 10f64.powf(lo.log10().floor());
+        while p <= hi {
+            for &m in set {
+                let v = m * p;
+                if v >= lo && v <= hi {
+                    ticks.push(v);
+                }
+            }
+            p *= 10.0;
+        }
+        if ticks.len() <= 12 {
+            break;
+        }
+    }
+    ticks
+}
+
 /// `[lo, hi]` widened by 5% on each side (multiplicatively on a log axis),
 /// and to a unit interval when all values are equal.
 fn padded(lo: f64, hi: f64, log: bool) -> (f64, f64) {
@@ -126,11 +156,55 @@ impl LineChart {
         Ok((padded(x0, x1, self.x_log), padded(y0, y1, false)))
     }
 
+    /// The corner of the plot area whose legend-sized box covers the fewest
+    /// points and line midpoints (ties: upper right, lower right, upper
+    /// left, lower left).
+    fn legend_corner(&self, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+        let nx = |v: f64| {
+            if self.x_log {
+                (v / x.0).ln() / (x.1 / x.0).ln()
+            } else {
+                (v - x.0) / (x.1 - x.0)
+            }
+        };
+        let ny = |v: f64| (v - y.0) / (y.1 - y.0);
+        let mut pts: Vec<(f64, f64)> = Vec::new();
+        for s in &self.series {
+            for (k, &(px, py)) in s.points.iter().enumerate() {
+                pts.push((nx(px), ny(py)));
+                if let (true, Some(&(qx, qy))) = (s.line, s.points.get(k + 1)) {
+                    pts.push((0.5 * (nx(px) + nx(qx)), 0.5 * (ny(py) + ny(qy))));
+                }
+            }
+        }
+        let w = 0.35;
+        let h = (0.06 * self.series.len() as f64 + 0.04).min(0.95);
+        let corners = [
+            (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0 - h),
+            (SeriesLabelPosition::LowerRight, 1.0 - w, 0.0),
+            (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - h),
+            (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+        ];
+        let covered = |&(_, cx, cy): &(SeriesLabelPosition, f64, f64)| {
+            pts.iter()
+                .filter(|&&(px, py)| px >= cx && px <= cx + w && py >= cy && py <= cy + h)
+                .count()
+        };
+        let mut best = 0;
+        for k in 1..corners.len() {
+            if covered(&corners[k]) < covered(&corners[best]) {
+                best = k;
+            }
+        }
+        corners[best].0.clone()
+    }
+
     fn body<DB: DrawingBackend, X, XR>(
         &self,
         root: &DrawingArea<DB, Shift>,
         x: XR,
         y: (f64, f64),
+        legend: SeriesLabelPosition,
     ) -> std::result::Result<(), String>
     where
         XR: AsRangedCoord<CoordDescType = X, Value = f64>,
@@ -188,7 +262,7 @@ impl LineChart {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            .position(legend)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .label_font((FAMILY, 12))
@@ -214,10 +288,13 @@ impl Figure for Checked<'_> {
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let (x0, x1) = self.x;
+        let legend = self.chart.legend_corner(self.x, self.y);
         if self.chart.x_log {
-            self.chart.body(root, (x0..x1).log_scale(), self.y)
+            let ticks = log_ticks(x0, x1);
+            let x = (x0..x1).log_scale().with_key_points(ticks);
+            self.chart.body(root, x, self.y, legend)
         } else {
-            self.chart.body(root, x0..x1, self.y)
+            self.chart.body(root, x0..x1, self.y, legend)
         }
     }
 }
@@ -228,4 +305,19 @@ pub fn line_chart(chart: &LineChart, path: impl AsRef<Path>) -> Result<()> {
     super::Format::of(path)?;
     let (x, y) = chart.check()?;
     render(&Checked { chart, x, y }, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_ticks;
+
+    #[test]
+    fn log_ticks_label_short_and_long_ranges() {
+        assert_eq!(log_ticks(0.95, 2.5), [1.0, 1.2, 1.5, 2.0]);
+        assert_eq!(
+            log_ticks(0.9, 120.0),
+            [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        );
+        assert_eq!(log_ticks(1.0, 1e8).len(), 9);
+    }
 }
