@@ -34,6 +34,8 @@ pub enum Command {
     Export(crate::onnx::ExportArgs),
     /// Images/s (inference, training with --train) and batch-1 latency of a model.
     Bench(crate::bench::BenchArgs),
+    /// Charts of run directories: accuracy against FLOPs, kept units, histograms.
+    Chart(crate::chart::ChartArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

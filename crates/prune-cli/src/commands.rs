@@ -18,6 +18,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => crate::onnx::export(a),
         Command::Demo(a) => crate::demo::demo(a),
         Command::Bench(a) => crate::bench::run(a),
+        Command::Chart(a) => crate::chart::run(a),
     }
 }
 

@@ -5,6 +5,7 @@
 mod alloc;
 mod args;
 mod bench;
+mod chart;
 mod commands;
 mod demo;
 mod onnx;

@@ -68,6 +68,7 @@
 //! ```
 
 pub mod bench;
+pub mod chart;
 pub mod demo;
 pub mod error;
 pub mod method;

@@ -1,170 +1,133 @@
-//! Histograms of scale factors / SNRs as SVG files.
+//! Charts as SVG or PNG: histograms of scale factors / SNRs with the pruning
+//! threshold and the kept and pruned units ([`histogram_panels`]), and line
+//! charts ([`line_chart`]) for accuracy against FLOPs and kept units per
+//! epoch.
 //!
-//! Plots are written with the `plotters` SVG backend, which emits text as SVG
-//! `<text>` elements and needs no font files. Raster output is not offered:
-//! without a font-rendering feature the bitmap backend cannot draw text, and
-//! depending on system fonts would make plotting fail on machines without them.
+//! The format follows the file name: `.svg` (text as SVG `<text>`
+//! elements) or `.png` (rasterised). Both need glyph metrics, and PNG needs
+//! the glyphs themselves, so the crate embeds DejaVu Sans
+//! (`assets/DejaVuSans.ttf`, Bitstream Vera licence with DejaVu's
+//! public-domain changes, `assets/LICENSE-DejaVu.txt`) and registers it as
+//! the only `sans-serif` font: charts look the same everywhere and never read
+//! system fonts.
+
+mod histogram;
+mod lines;
+
+pub use histogram::{
+    histogram, histogram_grid, histogram_panels, needs_log_axis, Panel, LOG_AXIS_MIN,
+};
+pub use lines::{line_chart, LineChart, Series};
 
 use crate::error::{RegError, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
+use std::sync::OnceLock;
 
-/// Width and height of a single-panel plot, pixels.
+/// Width and height of a single-panel chart, pixels.
 pub const PANEL_SIZE: (u32, u32) = (800, 500);
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> RegError {
+/// DejaVu Sans 2.37, embedded (see the module documentation).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// The font family every chart uses.
+pub(crate) const FAMILY: &str = "sans-serif";
+
+/// Registers the embedded font once per process.
+fn register_font() -> std::result::Result<(), String> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
+            .map_err(|_| "the embedded DejaVu Sans font could not be parsed".to_string())
+    })
+    .clone()
+}
+
+/// The file formats a chart can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Scalable vector graphics.
+    Svg,
+    /// Portable network graphics (RGB raster).
+    Png,
+}
+
+impl Format {
+    /// The format of `path`, from its extension (`.svg` or `.png`, any case).
+    pub fn of(path: &Path) -> Result<Format> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            Some(other) => Err(plot_err(
+                path,
+                format!("unsupported extension .{other}: charts are written as .svg or .png"),
+            )),
+            None => Err(plot_err(
+                path,
+                "missing extension: charts are written as .svg or .png",
+            )),
+        }
+    }
+}
+
+pub(crate) fn plot_err(path: &Path, e: impl std::fmt::Display) -> RegError {
     RegError::Plot {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
 }
 
-fn check_path(path: &Path) -> Result<()> {
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("svg") => Ok(()),
-        Some(other) => Err(plot_err(
-            path,
-            format!("unsupported extension .{other}: plots are written as .svg"),
-        )),
-        None => Err(plot_err(
-            path,
-            "missing extension: plots are written as .svg",
-        )),
+/// Something that can draw itself on any plotters backend.
+pub(crate) trait Figure {
+    /// Canvas size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws on `root` (already filled white).
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String>;
+}
+
+/// Writes `fig` to `path` in the format its extension names.
+pub(crate) fn render(fig: &impl Figure, path: &Path) -> Result<()> {
+    let format = Format::of(path)?;
+    register_font().map_err(|e| plot_err(path, e))?;
+    let size = fig.size();
+    match format {
+        Format::Svg => {
+            let root = SVGBackend::new(path, size).into_drawing_area();
+            finish(root, fig, path)
+        }
+        Format::Png => {
+            let root = BitMapBackend::new(path, size).into_drawing_area();
+            finish(root, fig, path)
+        }
     }
 }
 
-/// Bin counts of `values` over their own range; returns `(lo, hi, counts)`.
-fn bin(values: &[f32], bins: usize) -> (f64, f64, Vec<usize>) {
-    let mut lo = f64::INFINITY;
-    let mut hi = f64::NEG_INFINITY;
-    for &v in values {
-        lo = lo.min(f64::from(v));
-        hi = hi.max(f64::from(v));
-    }
-    if hi <= lo {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let mut counts = vec![0usize; bins];
-    let scale = bins as f64 / (hi - lo);
-    for &v in values {
-        let i = ((f64::from(v) - lo) * scale).floor() as usize;
-        counts[i.min(bins - 1)] += 1;
-    }
-    (lo, hi, counts)
-}
-
-fn check_values(what: &str, values: &[f32], bins: usize) -> Result<()> {
-    if bins == 0 {
-        return Err(RegError::InvalidParameter {
-            name: "bins",
-            value: 0.0,
-            reason: "must be >= 1",
-        });
-    }
-    if values.is_empty() {
-        return Err(RegError::Empty {
-            what: what.to_string(),
-        });
-    }
-    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-        return Err(RegError::NonFinite {
-            what: what.to_string(),
-            index,
-            value: f64::from(values[index]),
-        });
-    }
-    Ok(())
-}
-
-fn draw_panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    values: &[f32],
-    bins: usize,
-    title: &str,
-    x_label: &str,
-) -> std::result::Result<(), String> {
-    let (lo, hi, counts) = bin(values, bins);
-    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.05;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(lo..hi, 0.0..top)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc("count")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    let width = (hi - lo) / bins as f64;
-    chart
-        .draw_series(counts.iter().enumerate().map(|(i, &c)| {
-            let x0 = lo + i as f64 * width;
-            Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], BLUE.mix(0.6).filled())
-        }))
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// Writes a histogram of `values` with `bins` bins over their range to `path`
-/// (which must end in `.svg`).
-pub fn histogram(
-    values: &[f32],
-    bins: usize,
-    title: &str,
-    x_label: &str,
-    path: impl AsRef<Path>,
+fn finish<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    fig: &impl Figure,
+    path: &Path,
 ) -> Result<()> {
-    let path = path.as_ref();
-    check_path(path)?;
-    check_values("histogram values", values, bins)?;
-    let root = SVGBackend::new(path, PANEL_SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    draw_panel(&root, values, bins, title, x_label).map_err(|e| plot_err(path, e))?;
+    fig.draw(&root).map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
 }
 
-/// Writes one histogram panel per layer, in a near-square grid, to `path`
-/// (which must end in `.svg`). Each panel is titled with its layer name.
-pub fn histogram_grid(
-    layers: &[(&str, &[f32])],
-    bins: usize,
-    title: &str,
-    x_label: &str,
-    path: impl AsRef<Path>,
-) -> Result<()> {
-    let path = path.as_ref();
-    check_path(path)?;
-    if layers.is_empty() {
-        return Err(RegError::Empty {
-            what: "histogram grid (no layers)".to_string(),
-        });
-    }
-    for (name, values) in layers {
-        check_values(&format!("values of layer {name}"), values, bins)?;
-    }
-    let n = layers.len();
-    let cols = (n as f64).sqrt().ceil() as usize;
-    let rows = n.div_ceil(cols);
-    let size = (
-        (PANEL_SIZE.0 / 2) * cols as u32,
-        (PANEL_SIZE.1 / 2) * rows as u32 + 40,
-    );
-    let root = SVGBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let root = root
-        .titled(title, ("sans-serif", 24))
-        .map_err(|e| plot_err(path, e))?;
-    let panels = root.split_evenly((rows, cols));
-    for ((name, values), area) in layers.iter().zip(panels.iter()) {
-        draw_panel(area, values, bins, name, x_label).map_err(|e| plot_err(path, e))?;
-    }
-    root.present().map_err(|e| plot_err(path, e))
-}
+/// The colours of the charts (Tableau 10: distinguishable, and kept/pruned
+/// stay apart for red-green colour blindness: blue against orange).
+pub(crate) const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
