@@ -367,7 +367,7 @@ pub fn histograms(run: &Path, out: &Path) -> Result<()> {
 /// Halfway between the largest pruned and the smallest kept score, when
 /// every pruned score lies below every kept one (the rule cut there);
 /// `None` when a layer keeps or prunes everything.
-fn cut(values: &[f32], keep: &[bool]) -> Option<f64> {
+pub(crate) fn cut(values: &[f32], keep: &[bool]) -> Option<f64> {
     let pruned = values
         .iter()
         .zip(keep)

@@ -164,7 +164,7 @@ pub fn prune(
         flops_before,
     })?;
     masks.save_json(out.join("masks.json"))?;
-    crate::plots::write_histograms(&sparse, method.as_ref(), out)?;
+    crate::plots::write_histograms(&sparse, &masks, method.as_ref(), out)?;
 
     let channel_masks = to_channel_masks(&masks);
     let masked_acc = evaluate(&sparse, test, Some(&channel_masks), 500)?.accuracy;

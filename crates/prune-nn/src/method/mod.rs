@@ -104,6 +104,12 @@ pub struct Sparse {
 pub struct Histograms {
     pub title: &'static str,
     pub x_label: &'static str,
+    /// What the threshold line marks ("SNR = 1", "threshold").
+    pub threshold_label: &'static str,
+    /// The rule's threshold in x-axis units when it is the same for every
+    /// layer (SBP: log₁₀ SNR = 0); `None` draws it where the masks cut each
+    /// layer.
+    pub threshold: Option<f64>,
     /// `(gate node, one value per unit)`.
     pub layers: Vec<(String, Vec<f32>)>,
 }
@@ -198,6 +204,8 @@ pub(crate) fn gamma_histograms(model: &Model) -> Result<Histograms> {
     Ok(Histograms {
         title: "Scale factors per layer",
         x_label: "gamma",
+        threshold_label: "threshold",
+        threshold: None,
         layers,
     })
 }

@@ -81,6 +81,8 @@ impl PruningMethod for Sbp {
         Ok(Histograms {
             title: "SBP signal-to-noise ratio per unit",
             x_label: "log10 SNR (units with SNR > 1 are kept)",
+            threshold_label: "SNR = 1",
+            threshold: Some(0.0),
             layers,
         })
     }
