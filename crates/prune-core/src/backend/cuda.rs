@@ -7,6 +7,7 @@
 //! replaces this module (behind the `cuda` feature) with the same names.
 
 use super::{AdamStep, Backend, BnBatchStats, BnTrainOutput, Device, SgdStep};
+use super::{SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{BnGrads, Conv2dGrads, Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
@@ -209,6 +210,24 @@ impl Backend for CudaBackend {
     }
     fn dropout_mask(&self, _: &[usize], _: f32, _: &mut dyn RngCore) -> Result<Tensor> {
         Err(unsupported("dropout"))
+    }
+    fn sbp_noise_forward(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &SbpNoiseArgs,
+    ) -> Result<SbpForward> {
+        Err(unsupported("sbp noise"))
+    }
+    fn sbp_noise_backward(&self, _: &Tensor, _: &Tensor, _: &SbpSaved) -> Result<SbpGateGrads> {
+        Err(unsupported("sbp noise backward"))
+    }
+    fn sbp_stats(&self, _: &Tensor, _: &Tensor) -> Result<SbpStats> {
+        Err(unsupported("sbp stats"))
+    }
+    fn sbp_kl(&self, _: &Tensor, _: &Tensor) -> Result<SbpKl> {
+        Err(unsupported("sbp kl"))
     }
     fn sgd_update(
         &self,

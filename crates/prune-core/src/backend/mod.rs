@@ -22,7 +22,9 @@
 pub mod cpu;
 mod cpu_broadcast;
 mod cpu_ops;
+mod cpu_sbp;
 pub mod cuda;
+mod sbp_op;
 
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{BnGrads, Conv2dGrads, Conv2dParams, PoolParams};
@@ -32,6 +34,7 @@ use crate::tensor::Tensor;
 use rand::RngCore;
 
 pub use cpu_broadcast::broadcast_shape;
+pub use sbp_op::{gate_view, SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 
 /// A place where tensors live and ops run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -265,6 +268,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// An inverted-dropout mask: each element 0 with probability `p`, else
     /// `1/(1−p)`, drawn from `rng`.
     fn dropout_mask(&self, shape: &[usize], p: f32, rng: &mut dyn RngCore) -> Result<Tensor>;
+
+    // ---- structured Bayesian pruning (see [`sbp_op`] for the math) ----
+    /// Train-mode SBP noise: samples θ once per entry from `noise` and returns `x ⊙ θ`
+    /// with what the backward pass needs. `x` is `[N, C, ...]` and `mu`, `log_sigma`
+    /// are `[C]` (checked by the caller).
+    fn sbp_noise_forward(
+        &self,
+        x: &Tensor,
+        mu: &Tensor,
+        log_sigma: &Tensor,
+        noise: &SbpNoiseArgs,
+    ) -> Result<SbpForward>;
+    /// Gradients of [`Backend::sbp_noise_forward`] for the output gradient `g`.
+    fn sbp_noise_backward(&self, x: &Tensor, g: &Tensor, saved: &SbpSaved) -> Result<SbpGateGrads>;
+    /// E\[θ\], SNR and the test-time scale `E[θ]·1[SNR > 1]` of every channel.
+    fn sbp_stats(&self, mu: &Tensor, log_sigma: &Tensor) -> Result<SbpStats>;
+    /// `Σ_c KL(q(θ_c) ‖ p(θ_c))` and its gradient w.r.t. `mu` and `log_sigma`.
+    fn sbp_kl(&self, mu: &Tensor, log_sigma: &Tensor) -> Result<SbpKl>;
 
     // ---- optimizer updates (in place) ----
     /// One SGD update of `w` from `g`; `velocity` is required when `h.momentum != 0`.
