@@ -107,6 +107,7 @@ impl Backend for CpuBackend {
         g: &Tensor,
         argmax: &Indices,
         x_shape: &[usize],
+        _p: &PoolParams,
     ) -> Result<Tensor> {
         cpu::max_pool2d_backward(g, argmax.data(), x_shape)
     }

@@ -69,10 +69,11 @@ pub(super) fn forward(
         y: Tensor::from_vec(x.shape().to_vec(), y)?,
         saved: SbpSaved {
             shape,
-            mode: noise.mode,
+            noise: *noise,
+            mu: mu.clone(),
+            log_sigma: log_sigma.clone(),
             theta,
-            dtheta_dmu: col(|s| s.dtheta_dmu)?,
-            dtheta_dlog_sigma: col(|s| s.dtheta_dlog_sigma)?,
+            dtheta: Some((col(|s| s.dtheta_dmu)?, col(|s| s.dtheta_dlog_sigma)?)),
         },
     })
 }
@@ -93,17 +94,20 @@ pub(super) fn backward(x: &Tensor, g: &Tensor, saved: &SbpSaved) -> Result<SbpGa
             reason: format!("the forward pass saw {rows}×{channels}×{inner} elements"),
         });
     }
-    let (theta, d_mu, d_ls) = (
-        saved.theta.data(),
-        saved.dtheta_dmu.data(),
-        saved.dtheta_dlog_sigma.data(),
-    );
+    let Some((d_mu, d_ls)) = &saved.dtheta else {
+        return Err(CoreError::InvalidArgument {
+            op: "sbp gate backward",
+            reason: "the saved samples lack their derivatives (not a CPU forward pass)".into(),
+        });
+    };
+    let (theta, d_mu, d_ls) = (saved.theta.data(), d_mu.data(), d_ls.data());
+    let mode = saved.noise.mode;
     let mut dx = vec![0f32; x.numel()];
     let mut dmu = vec![0f64; channels];
     let mut dls = vec![0f64; channels];
     for n in 0..rows {
         for c in 0..channels {
-            let k = theta_index(saved.mode, channels, n, c);
+            let k = theta_index(mode, channels, n, c);
             let th = theta[k];
             let base = (n * channels + c) * inner;
             let (gs, xs) = (&g.data()[base..base + inner], &x.data()[base..base + inner]);

@@ -10,8 +10,9 @@
 //!
 //! * [`cpu::CpuBackend`] — today's [`crate::cpu`] kernels plus the
 //!   elementwise, reduction, softmax, gather and optimizer loops.
-//! * [`cuda`] — a stand-in CUDA device and backend: creating the device,
-//!   copying to it, or calling an op returns
+//! * [`cuda`] — with the `cuda` feature, GPU storage and the CUDA backend
+//!   (the kernels of `kernels/*.cu` through prune-kernels, GEMM through
+//!   cuBLAS); without it a stand-in whose device, copies and ops return
 //!   [`CoreError::Unsupported`](crate::CoreError::Unsupported), never a panic.
 //!
 //! The interface is f32-first: values are `f32` tensors, indices (labels,
@@ -23,6 +24,10 @@ pub mod cpu;
 mod cpu_broadcast;
 mod cpu_ops;
 mod cpu_sbp;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
 pub mod cuda;
 mod sbp_op;
 
@@ -59,10 +64,9 @@ impl Device {
     /// The backend that runs ops on this device.
     pub fn backend(self) -> &'static dyn Backend {
         static CPU: cpu::CpuBackend = cpu::CpuBackend;
-        static CUDA: cuda::CudaBackend = cuda::CudaBackend;
         match self {
             Device::Cpu => &CPU,
-            Device::Cuda(_) => &CUDA,
+            Device::Cuda(ordinal) => cuda::backend(ordinal),
         }
     }
 }
@@ -180,12 +184,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     // ---- pooling ----
     /// Max pooling; also returns the flat input index of each maximum.
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)>;
-    /// Routes `g` to the maxima recorded by [`Backend::max_pool2d`].
+    /// Routes `g` to the maxima recorded by [`Backend::max_pool2d`] with the same `p`.
     fn max_pool2d_backward(
         &self,
         g: &Tensor,
         argmax: &Indices,
         x_shape: &[usize],
+        p: &PoolParams,
     ) -> Result<Tensor>;
     /// Average pooling (padding counted in the divisor).
     fn avg_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<Tensor>;

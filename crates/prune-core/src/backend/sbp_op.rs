@@ -12,8 +12,8 @@
 //! ∂L/∂logσ_c = Σ_{k of c} s_k · ∂θ_k/∂logσ_c
 //! ```
 //!
-//! The forward pass samples each θ once and keeps θ with its two pathwise derivatives
-//! ([`SbpSaved`]); the backward pass only reads them. The statistics and the KL term are
+//! The forward pass keeps θ (and on the CPU its two pathwise derivatives, so each θ is
+//! sampled once) in [`SbpSaved`] for the backward pass. The statistics and the KL term are
 //! per-channel closed forms of `(μ, log σ)` (see `prune_kernels::cpu_ref::sbp_closed`).
 
 use crate::tensor::Tensor;
@@ -28,20 +28,25 @@ pub struct SbpNoiseArgs {
     pub mode: NoiseMode,
 }
 
-/// What the forward pass keeps for the backward pass: θ and its pathwise derivatives,
-/// each `[C]` (per channel) or `[N, C]` (per example), on the device of the activation.
+/// What the forward pass keeps for the backward pass, on the device of the activation:
+/// the noise and parameters it sampled from, θ (`[C]` per channel, `[N, C]` per example)
+/// and, where the backend computes them in the forward pass, the pathwise derivatives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SbpSaved {
     /// The gate's `(N, C, inner)` view of the activation.
     pub shape: SbpShape,
-    /// The noise mode the samples were drawn in.
-    pub mode: NoiseMode,
+    /// The stream and mode the samples were drawn from.
+    pub noise: SbpNoiseArgs,
+    /// μ at the forward pass, `[C]`.
+    pub mu: Tensor,
+    /// log σ at the forward pass, `[C]`.
+    pub log_sigma: Tensor,
     /// θ per entry.
     pub theta: Tensor,
-    /// ∂θ/∂μ per entry.
-    pub dtheta_dmu: Tensor,
-    /// ∂θ/∂log σ per entry.
-    pub dtheta_dlog_sigma: Tensor,
+    /// `(∂θ/∂μ, ∂θ/∂log σ)` per entry: kept by the CPU backend, which samples each θ
+    /// once; `None` where the backend re-derives them from `(μ, log σ, noise)` in its
+    /// backward pass (the CUDA finalize kernel).
+    pub dtheta: Option<(Tensor, Tensor)>,
 }
 
 /// What [`Backend::sbp_noise_forward`](super::Backend::sbp_noise_forward) returns.
