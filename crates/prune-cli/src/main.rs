@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod commands;
 mod demo;
+mod device;
 mod onnx;
 mod recipe_args;
 mod schedule_args;

@@ -41,6 +41,7 @@ fn main() {
         softmax_and_cross_entropy,
         gather_concat_and_adjoints,
         optimizer_steps,
+        fill_and_dropout_masks,
     ));
 }
 
@@ -592,4 +593,29 @@ fn optimizer_steps(d: Device) {
     };
     b.sgd_update(&mut w, &gt, None, &h).expect("sgd");
     close("clone untouched", &host(&keep), &w0, 0.0);
+}
+
+fn fill_and_dropout_masks(d: Device) {
+    let b = d.backend();
+    close(
+        "full",
+        &host(&b.full(&[3, 4], -2.5).expect("full")),
+        &[-2.5f32; 12],
+        0.0,
+    );
+    let z = b.full(&[0, 4], 1.0).expect("empty");
+    assert_eq!(z.shape(), &[0, 4]);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+    let (p, n) = (0.3f32, 20_000);
+    let m = host(&b.dropout_mask(&[n], p, &mut rng).expect("dropout"));
+    let keep = 1.0 / (1.0 - p);
+    assert!(
+        m.iter().all(|&v| v == 0.0 || v == keep),
+        "mask values are 0 or 1/(1-p)"
+    );
+    let dropped = m.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+    // 20k Bernoulli(0.3) draws: the standard deviation of the fraction is 0.0032
+    assert!((dropped - 0.3).abs() < 0.02, "dropped fraction {dropped}");
+    let m2 = host(&b.dropout_mask(&[n], p, &mut rng).expect("dropout"));
+    assert_ne!(m, m2, "the next call draws a new mask");
 }
