@@ -7,7 +7,7 @@
 #
 # Layout of BUNDLE:  tests/<name>   test binaries (libtest harness)
 #                    benches/kernels  criterion benchmark binary
-#                    bin/prune-nn   the CLI (for the training checks, when it has --device)
+#                    bin/prune-nn   the CLI, built with the CUDA backend (`--device cuda`)
 #                    BUILD_INFO     commit, date, rustc version
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ mkdir -p "$BUNDLE/tests" "$BUNDLE/benches" "$BUNDLE/bin"
 # Test targets of prune-kernels that touch the GPU (or NVRTC on it); the CPU-only tests run
 # in CI and are not carried.
 GPU_TESTS="gpu_sbp gpu_conv gpu_gather gpu_ops probe nvrtc_compile"
+# prune-core's backend op tests, built with the CUDA backend: on the GPU machine they run
+# every op on cuda:0 against the CPU references (and on the CPU backend, as in CI).
+CORE_TESTS="backend_ops backend_sbp"
 
 # Paths of the executables cargo reports for a build, one per line: "name<TAB>path".
 artifacts() {
@@ -41,6 +44,15 @@ cargo test --release -p prune-kernels "${args[@]}" --no-run --message-format=jso
         cp "$path" "$BUNDLE/tests/$name"
     done
 
+args=()
+for t in $CORE_TESTS; do args+=(--test "$t"); done
+echo "gpu-build: release backend test binaries (prune-core --features cuda): $CORE_TESTS" >&2
+cargo test --release -p prune-core --features cuda "${args[@]}" --no-run \
+    --message-format=json-render-diagnostics \
+    | artifacts | while IFS=$'\t' read -r name path; do
+        cp "$path" "$BUNDLE/tests/$name"
+    done
+
 echo "gpu-build: kernel benchmark" >&2
 cargo bench -p prune-kernels --features cudnn --bench kernels --no-run --message-format=json-render-diagnostics \
     | artifacts | while IFS=$'\t' read -r name path; do
@@ -59,9 +71,10 @@ strip "$BUNDLE"/tests/* "$BUNDLE"/benches/* "$BUNDLE"/bin/* 2>/dev/null || true
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "rustc: $(rustc --version)"
 } > "$BUNDLE/BUILD_INFO"
-for t in $GPU_TESTS; do
+for t in $GPU_TESTS $CORE_TESTS; do
     [ -x "$BUNDLE/tests/$t" ] || { echo "gpu-build: missing test binary $t" >&2; exit 1; }
 done
+[ -x "$BUNDLE/bin/prune-nn" ] || { echo "gpu-build: missing the prune-nn CLI" >&2; exit 1; }
 [ -x "$BUNDLE/benches/kernels" ] || { echo "gpu-build: missing bench binary" >&2; exit 1; }
 du -sh "$BUNDLE"/* >&2
 echo "gpu-build: bundle ready in $BUNDLE ($(du -sh "$BUNDLE" | cut -f1)); carry it and run" >&2

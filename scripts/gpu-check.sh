@@ -11,9 +11,12 @@
 #
 # Steps
 #   1. nvidia-smi
-#   2. every GPU test binary with PRUNE_REQUIRE_GPU=1 (a missing GPU or driver fails them)
-#   3. compute-sanitizer memcheck and racecheck on a small subset (the gather and backend-op
-#      tests); where the device runtime does not support the tool, UNSUPPORTED with its message
+#   2. every GPU test binary with PRUNE_REQUIRE_GPU=1 (a missing GPU or driver fails them):
+#      the prune-kernels kernel tests and prune-core's backend op tests (backend_ops,
+#      backend_sbp: every Backend op on cuda:0 against the CPU references)
+#   3. compute-sanitizer memcheck and racecheck on a small subset (the gather, kernel-op and
+#      backend SBP tests); where the device runtime does not support the tool, UNSUPPORTED
+#      with its message
 #   4. the kernel benchmarks (bandwidth lines, fused vs unfused, gather vs copy, masked conv)
 #   5. training on the GPU with the prune-nn CLI: LeNet5 one MNIST epoch on cuda and on cpu
 #      from the same seed (losses compared), one ResNet-20 / ResNet-56 epoch on
@@ -117,7 +120,7 @@ done
 # 3. compute-sanitizer on a small subset.
 if command -v compute-sanitizer >/dev/null 2>&1; then
     for tool in memcheck racecheck; do
-        for t in gpu_gather gpu_ops; do
+        for t in gpu_gather gpu_ops backend_sbp; do
             [ -x "$BUNDLE/tests/$t" ] || continue
             name="sanitizer-$tool-$t"
             step "$name" 75 compute-sanitizer --tool "$tool" --error-exitcode 3 \

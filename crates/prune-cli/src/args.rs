@@ -63,6 +63,9 @@ pub struct DataArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    pub device: prune_nn::core::Device,
     /// A recipe file (recipes/*.toml); flags given here override it.
     #[arg(long)]
     pub recipe: Option<PathBuf>,
@@ -109,6 +112,9 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    pub device: prune_nn::core::Device,
     /// A run directory (model.json + weights.safetensors, or checkpoint/).
     #[arg(long)]
     pub model: PathBuf,
@@ -127,6 +133,9 @@ pub struct GraphArgs {
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    pub device: prune_nn::core::Device,
     #[arg(long)]
     pub model: PathBuf,
     /// A masks.json written by `prune-nn prune` (gate node → keep flags).
@@ -166,6 +175,9 @@ pub struct ScheduleArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct PruneArgs {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    pub device: prune_nn::core::Device,
     /// A recipe file (recipes/*.toml); flags given here override it.
     #[arg(long)]
     pub recipe: Option<PathBuf>,
@@ -255,6 +267,9 @@ pub struct PruneArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct DemoArgs {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    pub device: prune_nn::core::Device,
     /// Where the demo writes its runs.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,

@@ -3,7 +3,7 @@
 use crate::args::*;
 use prune_nn::outputs::{check_output_dir, record_dataset, record_dataset_tree, RunLock};
 use prune_nn::prune::{Method, PruneConfig};
-use prune_nn::run::{load_data, run_dataset, train_dense};
+use prune_nn::run::{load_data, run_dataset, train_dense_on};
 use prune_nn::{Error, Result};
 
 /// Runs one parsed command line.
@@ -47,6 +47,7 @@ fn data(d: &DataArgs) -> Result<(prune_nn::data::Dataset, prune_nn::data::Datase
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    let device = crate::device::open(a.device)?;
     if !a.resume {
         check_output_dir(&a.out, &[], a.force)?;
     }
@@ -77,7 +78,7 @@ fn train(a: TrainArgs) -> Result<()> {
     cfg.validate()?;
     let (train, test) = data(&a.data)?;
     let _lock = RunLock::acquire(&a.out)?;
-    let (_, report) = train_dense(&a.model, &train, &test, &cfg, &a.out, a.resume)?;
+    let (_, report) = train_dense_on(device, &a.model, &train, &test, &cfg, &a.out, a.resume)?;
     println!(
         "{}: test accuracy {:.4}, {:.0} training images/s, {} params, {} FLOPs; wrote {}",
         report.model,
@@ -91,7 +92,9 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let model = prune_nn::graph::Model::load(&prune_nn::outputs::model_dir(&a.model))?;
+    let device = crate::device::open(a.device)?;
+    let mut model = prune_nn::graph::Model::load(&prune_nn::outputs::model_dir(&a.model))?;
+    prune_nn::train::model_to(&mut model, device)?;
     let dataset = match a.dataset.or_else(|| run_dataset(&a.model)) {
         Some(d) => d,
         None => {
@@ -117,6 +120,7 @@ fn graph(a: GraphArgs) -> Result<()> {
 }
 
 fn compile(a: CompileArgs) -> Result<()> {
+    crate::device::cpu_only("compile", a.device)?;
     check_output_dir(&a.out, &[&a.model], a.force)?;
     let model = prune_nn::graph::Model::load(&a.model)?;
     let masks = prune_nn::reg::Masks::load_json(&a.masks)?;
@@ -141,6 +145,7 @@ fn compile(a: CompileArgs) -> Result<()> {
 }
 
 fn prune(a: PruneArgs) -> Result<()> {
+    crate::device::cpu_only("prune", a.device)?;
     let method = match a.method {
         MethodArg::Sbp => Method::Sbp,
         MethodArg::Polarization => Method::Polarization,

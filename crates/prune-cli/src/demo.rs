@@ -10,6 +10,7 @@ use std::path::Path;
 const DEMO_NOTE: &str = "demo.md";
 
 pub fn demo(a: DemoArgs) -> Result<()> {
+    crate::device::cpu_only("demo", a.device)?;
     // A second demo replaces the first one's runs; anything else in the way
     // needs --force.
     let replace = a.force || a.out.join(DEMO_NOTE).is_file();

@@ -8,6 +8,7 @@ mod bench;
 mod chart;
 mod commands;
 mod demo;
+mod device;
 mod onnx;
 mod recipe_args;
 mod schedule_args;

@@ -16,9 +16,14 @@
 //! ```
 //! with the pathwise derivatives of [`sample`]. Eval mode multiplies by the constant
 //! `E[θ]·1[SNR > 1]` ([`test_time_scale`]).
+//!
+//! The ops run on the backend of their inputs ([`crate::Backend::sbp_noise_forward`],
+//! [`crate::Backend::sbp_stats`], [`crate::Backend::sbp_kl`]); the CPU backend is this
+//! same math, so the tape never computes SBP on the host itself.
 
-use crate::autograd::CustomOp;
-use crate::{CoreError, Result, Tape, Tensor, Var};
+use crate::autograd::{Binary, CustomOp};
+use crate::backend::{backend_of, SbpNoiseArgs, SbpSaved};
+use crate::{CoreError, Device, Result, Tape, Tensor, Var};
 use std::sync::Arc;
 
 pub use prune_kernels::cpu_ref::sbp::*;
@@ -54,13 +59,6 @@ impl GateNoise {
     }
 }
 
-fn kernel_err(op: &'static str, e: prune_kernels::KernelError) -> CoreError {
-    CoreError::InvalidArgument {
-        op,
-        reason: e.to_string(),
-    }
-}
-
 /// `(N, C, inner)` of an `[N, C, ...]` tensor and its parameters `[C]`.
 fn gate_shape(x: &[usize], mu: &[usize], ls: &[usize]) -> Result<SbpShape> {
     if x.len() < 2 {
@@ -86,30 +84,19 @@ fn gate_shape(x: &[usize], mu: &[usize], ls: &[usize]) -> Result<SbpShape> {
     })
 }
 
-/// The fused noise multiply; keeps θ and its derivatives for backward.
+/// The fused noise multiply on the inputs' backend; keeps θ and its derivatives.
 #[derive(Debug)]
 struct SbpNoiseOp {
-    shape: SbpShape,
-    /// θ per channel (C entries) or per (n, c) (N·C entries).
-    theta: Vec<f32>,
-    dtheta_dmu: Vec<f32>,
-    dtheta_dls: Vec<f32>,
-    per_example: bool,
-}
-
-impl SbpNoiseOp {
-    fn index(&self, n: usize, c: usize) -> usize {
-        if self.per_example {
-            n * self.shape.channels + c
-        } else {
-            c
-        }
-    }
+    saved: SbpSaved,
 }
 
 impl CustomOp for SbpNoiseOp {
     fn name(&self) -> &str {
         "SbpNoise"
+    }
+
+    fn supports(&self, _device: Device) -> bool {
+        true
     }
 
     fn backward(
@@ -119,36 +106,8 @@ impl CustomOp for SbpNoiseOp {
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let x = inputs[0];
-        let SbpShape {
-            rows,
-            channels,
-            inner,
-        } = self.shape;
-        let mut dx = vec![0f32; x.numel()];
-        let mut dmu = vec![0f64; channels];
-        let mut dls = vec![0f64; channels];
-        for n in 0..rows {
-            for c in 0..channels {
-                let k = self.index(n, c);
-                let th = self.theta[k];
-                let base = (n * channels + c) * inner;
-                let (gs, xs) = (&g.data()[base..base + inner], &x.data()[base..base + inner]);
-                let mut s = 0f64;
-                for ((d, &gv), &xv) in dx[base..base + inner].iter_mut().zip(gs).zip(xs) {
-                    *d = gv * th;
-                    s += (gv * xv) as f64;
-                }
-                dmu[c] += s * self.dtheta_dmu[k] as f64;
-                dls[c] += s * self.dtheta_dls[k] as f64;
-            }
-        }
-        let to =
-            |v: Vec<f64>| Tensor::from_vec([channels], v.into_iter().map(|a| a as f32).collect());
-        Ok(vec![
-            Some(Tensor::from_vec(x.shape().to_vec(), dx)?),
-            Some(to(dmu)?),
-            Some(to(dls)?),
-        ])
+        let gr = backend_of("sbp gate backward", &[x, g])?.sbp_noise_backward(x, g, &self.saved)?;
+        Ok(vec![Some(gr.dx), Some(gr.dmu), Some(gr.dlog_sigma)])
     }
 }
 
@@ -161,59 +120,44 @@ pub fn sbp_gate_train(
     stream: NoiseStream,
     mode: NoiseMode,
 ) -> Result<Var> {
-    let shape = gate_shape(tape.shape(x)?, tape.shape(mu)?, tape.shape(log_sigma)?)?;
-    let smp = samples(
-        &shape,
-        tape.value(mu)?.data(),
-        tape.value(log_sigma)?.data(),
-        stream,
-        mode,
-    )
-    .map_err(|e| kernel_err("sbp gate", e))?;
-    let op = SbpNoiseOp {
-        shape,
-        theta: smp.iter().map(|s| s.theta as f32).collect(),
-        dtheta_dmu: smp.iter().map(|s| s.dtheta_dmu as f32).collect(),
-        dtheta_dls: smp.iter().map(|s| s.dtheta_dlog_sigma as f32).collect(),
-        per_example: mode == NoiseMode::PerExample,
-    };
-    let xv = tape.value(x)?;
-    let mut y = xv.data().to_vec();
-    for n in 0..shape.rows {
-        for c in 0..shape.channels {
-            let th = op.theta[op.index(n, c)];
-            let base = (n * shape.channels + c) * shape.inner;
-            y[base..base + shape.inner]
-                .iter_mut()
-                .for_each(|v| *v *= th);
-        }
-    }
-    let y = Tensor::from_vec(xv.shape().to_vec(), y)?;
-    tape.custom(&[x, mu, log_sigma], y, Arc::new(op))
+    gate_shape(tape.shape(x)?, tape.shape(mu)?, tape.shape(log_sigma)?)?;
+    let (xv, mv, lv) = (tape.value(x)?, tape.value(mu)?, tape.value(log_sigma)?);
+    let fwd = backend_of("sbp gate", &[xv, mv, lv])?.sbp_noise_forward(
+        xv,
+        mv,
+        lv,
+        &SbpNoiseArgs { stream, mode },
+    )?;
+    let op = SbpNoiseOp { saved: fwd.saved };
+    tape.custom(&[x, mu, log_sigma], fwd.y, Arc::new(op))
 }
 
 /// Eval-mode SBP gate: `y = x ⊙ E[θ]·1[SNR > 1]`, a constant per channel.
 pub fn sbp_gate_eval(tape: &mut Tape<'_>, x: Var, mu: Var, log_sigma: Var) -> Result<Var> {
     let xs = tape.shape(x)?.to_vec();
     let shape = gate_shape(&xs, tape.shape(mu)?, tape.shape(log_sigma)?)?;
-    let st = layer_stats(tape.value(mu)?.data(), tape.value(log_sigma)?.data())
-        .map_err(|e| kernel_err("sbp gate", e))?;
+    let (mv, lv) = (tape.value(mu)?, tape.value(log_sigma)?);
+    let st = backend_of("sbp gate", &[mv, lv])?.sbp_stats(mv, lv)?;
     let mut s = vec![1; xs.len()];
     s[1] = shape.channels;
-    let scale = tape.constant(Tensor::from_vec(s, st.scale)?);
+    let scale = tape.constant(st.scale.reshape(s)?);
     tape.mul(x, scale)
 }
 
 /// Σ KL(q(θ_c) ‖ p(θ_c)) of one gate, as a scalar op on `[μ, log σ]`.
 #[derive(Debug)]
 struct SbpKlOp {
-    d_mu: Vec<f32>,
-    d_ls: Vec<f32>,
+    d_mu: Tensor,
+    d_ls: Tensor,
 }
 
 impl CustomOp for SbpKlOp {
     fn name(&self) -> &str {
         "SbpKl"
+    }
+
+    fn supports(&self, _device: Device) -> bool {
+        true
     }
 
     fn backward(
@@ -222,19 +166,28 @@ impl CustomOp for SbpKlOp {
         _output: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let s = g.item()?;
-        let scale = |v: &[f32]| Tensor::from_vec([v.len()], v.iter().map(|d| d * s).collect());
-        Ok(vec![Some(scale(&self.d_mu)?), Some(scale(&self.d_ls)?)])
+        let b = backend_of("sbp kl backward", &[&self.d_mu, g])?;
+        Ok(vec![
+            Some(b.binary(&self.d_mu, g, Binary::Mul)?),
+            Some(b.binary(&self.d_ls, g, Binary::Mul)?),
+        ])
     }
 }
 
 /// The sum of KL terms of one SBP gate on the tape ([`kl_value_and_grad`] per unit).
 pub fn sbp_kl(tape: &mut Tape<'_>, mu: Var, log_sigma: Var) -> Result<Var> {
-    let kl = kl_layer_sum_and_grad(tape.value(mu)?.data(), tape.value(log_sigma)?.data())
-        .map_err(|e| kernel_err("sbp kl", e))?;
+    let (mv, lv) = (tape.value(mu)?, tape.value(log_sigma)?);
+    if mv.shape() != lv.shape() || mv.shape().len() != 1 {
+        return Err(CoreError::ShapeMismatch {
+            op: "sbp kl",
+            lhs: mv.shape().to_vec(),
+            rhs: lv.shape().to_vec(),
+        });
+    }
+    let kl = backend_of("sbp kl", &[mv, lv])?.sbp_kl(mv, lv)?;
     let op = Arc::new(SbpKlOp {
-        d_mu: kl.d_mu,
-        d_ls: kl.d_log_sigma,
+        d_mu: kl.dmu,
+        d_ls: kl.dlog_sigma,
     });
-    tape.custom(&[mu, log_sigma], Tensor::scalar(kl.sum as f32), op)
+    tape.custom(&[mu, log_sigma], kl.sum, op)
 }

@@ -2,12 +2,14 @@
 //!
 //! A [`Storage`] is one buffer on one [`Device`]: a host `Vec` for the CPU
 //! backend, a device buffer for CUDA. Shapes live in [`crate::Tensor`] and
-//! [`Indices`]; storage is just the elements. Today the CUDA variant holds a
-//! stand-in that can never be built (see [`crate::backend::cuda`]): every
-//! path that would create one returns [`crate::CoreError::Unsupported`], so
-//! code that matches on storage is total and panic-free.
+//! [`Indices`]; storage is just the elements. Without the `cuda` feature the
+//! CUDA variants hold a stand-in that can never be built (see
+//! [`crate::backend::cuda`]): every path that would create one returns
+//! [`crate::CoreError::Unsupported`]. With it they hold device buffers;
+//! host-slice accessors (`Tensor::data`) are for CPU tensors only — copy a
+//! device tensor with `to_device(Device::Cpu)` first.
 
-use crate::backend::cuda::CudaStorage;
+use crate::backend::cuda::{CudaIndices, CudaStorage};
 use crate::backend::Device;
 use crate::error::{CoreError, Result};
 use crate::tensor::numel;
@@ -50,7 +52,7 @@ pub enum IndexStorage {
     /// Host memory, row-major.
     Cpu(Vec<u32>),
     /// Device memory of a CUDA GPU.
-    Cuda(CudaStorage),
+    Cuda(CudaIndices),
 }
 
 /// A tensor of `u32` indices on a device: class labels, the argmax of max
@@ -120,19 +122,43 @@ impl Indices {
     pub fn data(&self) -> &[u32] {
         match &self.storage {
             IndexStorage::Cpu(v) => v,
-            IndexStorage::Cuda(s) => s.unreachable(),
+            IndexStorage::Cuda(s) => s.not_on_host(),
         }
     }
 
-    /// A copy on `device`.
-    pub fn to_device(&self, device: Device) -> Result<Self> {
-        match (&self.storage, device) {
-            (IndexStorage::Cpu(_), Device::Cpu) => Ok(self.clone()),
-            (IndexStorage::Cpu(_), Device::Cuda(ordinal)) => {
-                let dev = crate::backend::cuda::CudaDevice::new(ordinal)?;
-                dev.unreachable()
-            }
-            (IndexStorage::Cuda(s), _) => s.unreachable(),
+    /// Indices of `shape` over `storage`; an error if the sizes disagree.
+    pub fn from_storage(shape: impl Into<Vec<usize>>, storage: IndexStorage) -> Result<Self> {
+        let shape = shape.into();
+        let got = match &storage {
+            IndexStorage::Cpu(v) => v.len(),
+            IndexStorage::Cuda(s) => s.len(),
+        };
+        if numel(&shape) != got {
+            return Err(CoreError::DataLength {
+                expected: numel(&shape),
+                shape,
+                got,
+            });
         }
+        Ok(Self { shape, storage })
+    }
+
+    /// A copy on `device` (a clone when it is already there).
+    pub fn to_device(&self, device: Device) -> Result<Self> {
+        let storage = match (&self.storage, device) {
+            _ if self.device() == device => return Ok(self.clone()),
+            (IndexStorage::Cpu(v), Device::Cuda(ordinal)) => {
+                IndexStorage::Cuda(CudaIndices::upload(ordinal, v)?)
+            }
+            (IndexStorage::Cuda(s), Device::Cpu) => IndexStorage::Cpu(s.download()?),
+            (IndexStorage::Cuda(s), Device::Cuda(ordinal)) => {
+                IndexStorage::Cuda(CudaIndices::upload(ordinal, &s.download()?)?)
+            }
+            (IndexStorage::Cpu(_), Device::Cpu) => return Ok(self.clone()),
+        };
+        Ok(Self {
+            shape: self.shape.clone(),
+            storage,
+        })
     }
 }

@@ -8,6 +8,7 @@
 //! helpers below (`map`, `zip_map`, `sum_all`, ...) read CPU storage;
 //! tensors on another device are copied with [`Tensor::to_device`] first.
 
+use crate::backend::cuda::CudaStorage;
 use crate::backend::{Backend, Device};
 use crate::error::{CoreError, Result};
 use crate::storage::Storage;
@@ -22,6 +23,9 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Storage::Cuda(d) = &self.storage {
+            return write!(f, "Tensor{:?} on {}", self.shape, d.device());
+        }
         let head: Vec<f32> = self.data().iter().take(8).copied().collect();
         write!(f, "Tensor{:?} {:?}", self.shape, head)?;
         if self.numel() > 8 {
@@ -40,11 +44,21 @@ struct TensorRepr<S, D> {
 
 impl serde::Serialize for Tensor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        TensorRepr {
-            shape: &self.shape,
-            data: self.data(),
+        match &self.storage {
+            Storage::Cpu(v) => TensorRepr {
+                shape: &self.shape,
+                data: v,
+            }
+            .serialize(s),
+            Storage::Cuda(d) => {
+                let v = d.download().map_err(serde::ser::Error::custom)?;
+                TensorRepr {
+                    shape: &self.shape,
+                    data: &v,
+                }
+                .serialize(s)
+            }
         }
-        .serialize(s)
     }
 }
 
@@ -104,14 +118,21 @@ impl Tensor {
 
     /// A copy on `device` (a clone when it is already there).
     pub fn to_device(&self, device: Device) -> Result<Self> {
-        match (&self.storage, device) {
-            (Storage::Cpu(_), Device::Cpu) => Ok(self.clone()),
-            (Storage::Cpu(_), Device::Cuda(ordinal)) => {
-                let dev = crate::backend::cuda::CudaDevice::new(ordinal)?;
-                dev.unreachable()
+        let storage = match (&self.storage, device) {
+            _ if self.device() == device => return Ok(self.clone()),
+            (Storage::Cpu(v), Device::Cuda(ordinal)) => {
+                Storage::Cuda(CudaStorage::upload(ordinal, v)?)
             }
-            (Storage::Cuda(s), _) => s.unreachable(),
-        }
+            (Storage::Cuda(s), Device::Cpu) => Storage::Cpu(s.download()?),
+            (Storage::Cuda(s), Device::Cuda(ordinal)) => {
+                Storage::Cuda(CudaStorage::upload(ordinal, &s.download()?)?)
+            }
+            (Storage::Cpu(_), Device::Cpu) => return Ok(self.clone()),
+        };
+        Ok(Self {
+            shape: self.shape.clone(),
+            storage,
+        })
     }
 
     /// Zeros of this tensor's shape on its device.
@@ -214,7 +235,7 @@ impl Tensor {
     pub fn data(&self) -> &[f32] {
         match &self.storage {
             Storage::Cpu(v) => v,
-            Storage::Cuda(s) => s.unreachable(),
+            Storage::Cuda(s) => s.not_on_host(),
         }
     }
 
@@ -222,7 +243,7 @@ impl Tensor {
     pub fn data_mut(&mut self) -> &mut [f32] {
         match &mut self.storage {
             Storage::Cpu(v) => v,
-            Storage::Cuda(s) => s.unreachable(),
+            Storage::Cuda(s) => s.not_on_host(),
         }
     }
 
@@ -230,12 +251,17 @@ impl Tensor {
     pub fn into_vec(self) -> Vec<f32> {
         match self.storage {
             Storage::Cpu(v) => v,
-            Storage::Cuda(s) => s.unreachable(),
+            Storage::Cuda(s) => s.not_on_host(),
         }
     }
 
     /// The value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
+        if let Storage::Cuda(d) = &self.storage {
+            if self.numel() == 1 {
+                return Ok(d.download()?[0]);
+            }
+        }
         match self.data() {
             [v] => Ok(*v),
             _ => Err(CoreError::BadShape {

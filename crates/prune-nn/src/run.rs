@@ -4,6 +4,7 @@
 //! `report.json`, `metrics.jsonl` and `checkpoint/`.
 
 use crate::error::{Error, Result};
+use prune_core::Device;
 use prune_data::{Dataset, DatasetKind};
 use prune_graph::io::atomic_write;
 use prune_graph::{zoo, Model};
@@ -62,9 +63,24 @@ pub fn train_dense(
     out: &Path,
     resume: bool,
 ) -> Result<(Model, TrainReport)> {
+    train_dense_on(Device::Cpu, model_name, train, test, cfg, out, resume)
+}
+
+/// [`train_dense`] on `device`: the model is initialised on the host (the same
+/// weights for a seed on every device), trained there, and returned on the host.
+pub fn train_dense_on(
+    device: Device,
+    model_name: &str,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+) -> Result<(Model, TrainReport)> {
     let kind = train.kind;
     let graph = zoo::build(model_name, &kind.image_shape(), kind.classes())?;
     let mut model = Model::init(graph, cfg.seed)?;
+    prune_train::model_to(&mut model, device)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let summary = fit(
         &mut model,
@@ -77,6 +93,7 @@ pub fn train_dense(
             resume,
         },
     )?;
+    prune_train::model_to(&mut model, Device::Cpu)?;
     model.save(out)?;
     let cost = model.cost()?;
     let report = TrainReport {

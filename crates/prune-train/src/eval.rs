@@ -1,5 +1,6 @@
 //! Evaluation: accuracy and mean cross-entropy over a dataset.
 
+use crate::device::{model_device, onto};
 use crate::error::Result;
 use prune_data::Dataset;
 use prune_graph::{predict, ChannelMasks, Model};
@@ -25,7 +26,8 @@ pub fn evaluate(
     let (mut correct, mut loss, mut n) = (0usize, 0f64, 0usize);
     for batch in data.batches(batch_size.max(1), None, 0)? {
         let (x, labels) = batch?;
-        let logits = predict(model, x, masks)?;
+        let x = onto(x, model_device(model))?;
+        let logits = onto(predict(model, x, masks)?, prune_core::Device::Cpu)?;
         let k = logits.shape().get(1).copied().unwrap_or(1).max(1);
         let pred = logits.argmax_rows()?;
         for (row, (&p, &l)) in logits.data().chunks(k).zip(pred.iter().zip(&labels)) {

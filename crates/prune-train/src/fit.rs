@@ -11,6 +11,7 @@
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::config::TrainConfig;
+use crate::device::{host_model, model_device, model_to, onto, state_to};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
 use crate::memory::{available_memory, check_step_memory};
@@ -18,7 +19,7 @@ use crate::metrics::{self, EpochRecord};
 use crate::resume::{check_resume, TrainSet};
 use prune_core::optim::{Optimizer, ParamUpdate};
 use prune_core::sbp::{GateNoise, NoiseMode};
-use prune_core::{Tape, Tensor};
+use prune_core::{Device, Tape, Tensor};
 use prune_data::{Augment, BatchOptions, Dataset};
 use prune_graph::interp::apply_bn_updates;
 use prune_graph::params::param_specs;
@@ -76,6 +77,7 @@ pub fn fit(
         available_memory(),
     )?;
     let mut opt = cfg.optimizer.build();
+    let device = model_device(model);
     let mut history = Vec::new();
     let mut start = 0;
     let train_set = TrainSet {
@@ -91,7 +93,8 @@ pub fn fit(
             })?;
             check_resume(dir, &ck, model, cfg, &train_set)?;
             *model = ck.model;
-            opt.load_state(ck.optimizer);
+            model_to(model, device)?;
+            opt.load_state(state_to(ck.optimizer, device)?);
             history = ck.state.history;
             start = ck.state.epochs_done;
             rewrite_metrics(dir, &history)?;
@@ -198,7 +201,12 @@ pub fn fit(
                 dataset: Some(train_set.name.to_string()),
                 train_examples: Some(train_set.examples),
             };
-            checkpoint::save(dir, model, &st, &state)?;
+            if device == Device::Cpu {
+                checkpoint::save(dir, model, &st, &state)?;
+            } else {
+                let st = state_to(st, Device::Cpu)?;
+                checkpoint::save(dir, &host_model(model)?, &st, &state)?;
+            }
             metrics::append(dir, &rec)?;
         }
         if cfg.progress {
@@ -285,10 +293,9 @@ fn step(
 ) -> Result<StepStats> {
     let (grads, bn_updates, stats) = {
         let mut tape = Tape::new();
-        let input = tape.constant(x);
+        let input = tape.constant(onto(x, model_device(model))?);
         let fwd = forward(model, &mut tape, input, &RunOptions::train(noise), rng)?;
-        let correct = tape
-            .value(fwd.output)?
+        let correct = onto(tape.value(fwd.output)?.clone(), Device::Cpu)?
             .argmax_rows()?
             .iter()
             .zip(labels)
@@ -327,7 +334,7 @@ fn step(
         )
     };
     for (name, g) in &grads {
-        if !g.all_finite() {
+        if !g.backend().all_finite(g)? {
             return Err(non_finite(format!("the gradient of {name}")));
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod fit;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod resume;
 
 pub use config::{OptimizerKind, TrainConfig};
+pub use device::{host_model, model_device, model_to};
 pub use error::{Result, TrainError};
 pub use eval::{evaluate, EvalResult};
 pub use fit::{fit, RunFiles, TrainSummary};

@@ -99,8 +99,9 @@ impl Tape<'_> {
                     out.push((*b, grads.bias));
                 }
             }
-            Op::MaxPool2d { x, argmax, .. } => {
-                out.push((*x, be.max_pool2d_backward(g, argmax, val(*x)?.shape())?));
+            Op::MaxPool2d { x, argmax, params } => {
+                let dx = be.max_pool2d_backward(g, argmax, val(*x)?.shape(), params)?;
+                out.push((*x, dx));
             }
             Op::AvgPool2d { x, params } => {
                 out.push((*x, be.avg_pool2d_backward(g, val(*x)?.shape(), params)?));

@@ -2,8 +2,9 @@
 //! batch norm) and the loops of [`super::cpu_ops`] and
 //! [`super::cpu_broadcast`], on host storage.
 
-use super::{cpu_broadcast, cpu_ops};
+use super::{cpu_broadcast, cpu_ops, cpu_sbp};
 use super::{AdamStep, Backend, BnBatchStats, BnTrainOutput, Device, SgdStep};
+use super::{SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{self, BnGrads, BnSaved, Conv2dGrads, Conv2dParams, PoolParams};
 use crate::error::Result;
@@ -106,6 +107,7 @@ impl Backend for CpuBackend {
         g: &Tensor,
         argmax: &Indices,
         x_shape: &[usize],
+        _p: &PoolParams,
     ) -> Result<Tensor> {
         cpu::max_pool2d_backward(g, argmax.data(), x_shape)
     }
@@ -221,6 +223,28 @@ impl Backend for CpuBackend {
 
     fn dropout_mask(&self, shape: &[usize], p: f32, rng: &mut dyn RngCore) -> Result<Tensor> {
         cpu_ops::dropout_mask(shape, p, rng)
+    }
+
+    fn sbp_noise_forward(
+        &self,
+        x: &Tensor,
+        mu: &Tensor,
+        log_sigma: &Tensor,
+        noise: &SbpNoiseArgs,
+    ) -> Result<SbpForward> {
+        cpu_sbp::forward(x, mu, log_sigma, noise)
+    }
+
+    fn sbp_noise_backward(&self, x: &Tensor, g: &Tensor, saved: &SbpSaved) -> Result<SbpGateGrads> {
+        cpu_sbp::backward(x, g, saved)
+    }
+
+    fn sbp_stats(&self, mu: &Tensor, log_sigma: &Tensor) -> Result<SbpStats> {
+        cpu_sbp::stats(mu, log_sigma)
+    }
+
+    fn sbp_kl(&self, mu: &Tensor, log_sigma: &Tensor) -> Result<SbpKl> {
+        cpu_sbp::kl(mu, log_sigma)
     }
 
     fn sgd_update(

@@ -10,8 +10,9 @@
 //!
 //! * [`cpu::CpuBackend`] — today's [`crate::cpu`] kernels plus the
 //!   elementwise, reduction, softmax, gather and optimizer loops.
-//! * [`cuda`] — a stand-in CUDA device and backend: creating the device,
-//!   copying to it, or calling an op returns
+//! * [`cuda`] — with the `cuda` feature, GPU storage and the CUDA backend
+//!   (the kernels of `kernels/*.cu` through prune-kernels, GEMM through
+//!   cuBLAS); without it a stand-in whose device, copies and ops return
 //!   [`CoreError::Unsupported`](crate::CoreError::Unsupported), never a panic.
 //!
 //! The interface is f32-first: values are `f32` tensors, indices (labels,
@@ -22,7 +23,13 @@
 pub mod cpu;
 mod cpu_broadcast;
 mod cpu_ops;
+mod cpu_sbp;
+#[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
+pub mod cuda;
+mod sbp_op;
 
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{BnGrads, Conv2dGrads, Conv2dParams, PoolParams};
@@ -32,6 +39,7 @@ use crate::tensor::Tensor;
 use rand::RngCore;
 
 pub use cpu_broadcast::broadcast_shape;
+pub use sbp_op::{gate_view, SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 
 /// A place where tensors live and ops run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -56,10 +64,9 @@ impl Device {
     /// The backend that runs ops on this device.
     pub fn backend(self) -> &'static dyn Backend {
         static CPU: cpu::CpuBackend = cpu::CpuBackend;
-        static CUDA: cuda::CudaBackend = cuda::CudaBackend;
         match self {
             Device::Cpu => &CPU,
-            Device::Cuda(_) => &CUDA,
+            Device::Cuda(ordinal) => cuda::backend(ordinal),
         }
     }
 }
@@ -177,12 +184,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     // ---- pooling ----
     /// Max pooling; also returns the flat input index of each maximum.
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)>;
-    /// Routes `g` to the maxima recorded by [`Backend::max_pool2d`].
+    /// Routes `g` to the maxima recorded by [`Backend::max_pool2d`] with the same `p`.
     fn max_pool2d_backward(
         &self,
         g: &Tensor,
         argmax: &Indices,
         x_shape: &[usize],
+        p: &PoolParams,
     ) -> Result<Tensor>;
     /// Average pooling (padding counted in the divisor).
     fn avg_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<Tensor>;
@@ -265,6 +273,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// An inverted-dropout mask: each element 0 with probability `p`, else
     /// `1/(1−p)`, drawn from `rng`.
     fn dropout_mask(&self, shape: &[usize], p: f32, rng: &mut dyn RngCore) -> Result<Tensor>;
+
+    // ---- structured Bayesian pruning (see [`sbp_op`] for the math) ----
+    /// Train-mode SBP noise: samples θ once per entry from `noise` and returns `x ⊙ θ`
+    /// with what the backward pass needs. `x` is `[N, C, ...]` and `mu`, `log_sigma`
+    /// are `[C]` (checked by the caller).
+    fn sbp_noise_forward(
+        &self,
+        x: &Tensor,
+        mu: &Tensor,
+        log_sigma: &Tensor,
+        noise: &SbpNoiseArgs,
+    ) -> Result<SbpForward>;
+    /// Gradients of [`Backend::sbp_noise_forward`] for the output gradient `g`.
+    fn sbp_noise_backward(&self, x: &Tensor, g: &Tensor, saved: &SbpSaved) -> Result<SbpGateGrads>;
+    /// E\[θ\], SNR and the test-time scale `E[θ]·1[SNR > 1]` of every channel.
+    fn sbp_stats(&self, mu: &Tensor, log_sigma: &Tensor) -> Result<SbpStats>;
+    /// `Σ_c KL(q(θ_c) ‖ p(θ_c))` and its gradient w.r.t. `mu` and `log_sigma`.
+    fn sbp_kl(&self, mu: &Tensor, log_sigma: &Tensor) -> Result<SbpKl>;
 
     // ---- optimizer updates (in place) ----
     /// One SGD update of `w` from `g`; `velocity` is required when `h.momentum != 0`.

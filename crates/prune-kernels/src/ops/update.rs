@@ -30,6 +30,20 @@ pub struct AdamStep {
     pub t: u32,
 }
 
+/// Adam hyper-parameters with the bias corrections already computed.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamCorrected {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// `1 − β₁ᵗ`.
+    pub bias_correction1: f32,
+    /// `1 − β₂ᵗ`.
+    pub bias_correction2: f32,
+}
+
 impl NnKernels {
     /// One SGD step on `n` parameters in place (`velocity` is read and written only with
     /// momentum; pass any buffer of `n` entries).
@@ -71,10 +85,45 @@ impl NnKernels {
         n: usize,
         s: AdamStep,
     ) -> Result<(), KernelError> {
+        if s.t == 0 {
+            return Err(KernelError::invalid(
+                "adam step",
+                "the step count t starts at 1",
+            ));
+        }
+        let (bc1, bc2) = adam_bias_corrections(s.beta1, s.beta2, s.t);
+        let c = AdamCorrected {
+            lr: s.lr,
+            beta1: s.beta1,
+            beta2: s.beta2,
+            eps: s.eps,
+            weight_decay: s.weight_decay,
+            bias_correction1: bc1 as f32,
+            bias_correction2: bc2 as f32,
+        };
+        self.adam_step_corrected(stream, w, g, m, v, n, c)
+    }
+
+    /// One Adam step with the bias corrections `1 − βᵢᵗ` given by the caller (an
+    /// optimizer that keeps its own step counts).
+    pub fn adam_step_corrected(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &mut CudaSlice<f32>,
+        g: &CudaSlice<f32>,
+        m: &mut CudaSlice<f32>,
+        v: &mut CudaSlice<f32>,
+        n: usize,
+        s: AdamCorrected,
+    ) -> Result<(), KernelError> {
         const OP: &str = "adam step";
         check_stream(&self.ctx, OP, stream)?;
-        if s.t == 0 {
-            return Err(KernelError::invalid(OP, "the step count t starts at 1"));
+        let (bc1, bc2) = (s.bias_correction1, s.bias_correction2);
+        if !(bc1 > 0.0 && bc2 > 0.0 && bc1 <= 1.0 && bc2 <= 1.0) {
+            return Err(KernelError::invalid(
+                OP,
+                format!("bias corrections {bc1}, {bc2} outside (0, 1]"),
+            ));
         }
         check_buf(&self.ctx, OP, "w", w, n)?;
         check_buf(&self.ctx, OP, "g", g, n)?;
@@ -83,8 +132,6 @@ impl NnKernels {
         if n == 0 {
             return Ok(());
         }
-        let (bc1, bc2) = adam_bias_corrections(s.beta1, s.beta2, s.t);
-        let (bc1, bc2) = (bc1 as f32, bc2 as f32);
         let n64 = as_i64(OP, "n", n)?;
         let mut b = stream.launch_builder(function(&self.optim, "adam_step")?);
         b.arg(w).arg(g).arg(m).arg(v).arg(&n64);

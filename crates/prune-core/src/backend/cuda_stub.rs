@@ -1,12 +1,14 @@
 //! The stand-in CUDA device, storage and backend of a build without CUDA.
 //!
 //! [`CudaDevice::new`] always fails with [`CoreError::Unsupported`], so no
-//! CUDA storage can exist: [`CudaStorage`] is uninhabited, and matching on
-//! [`Storage`](crate::storage::Storage) stays total without a panic. The
-//! backend answers every op with the same error. A real CUDA backend
-//! replaces this module (behind the `cuda` feature) with the same names.
+//! CUDA storage can exist: [`CudaStorage`] and [`CudaIndices`] are
+//! uninhabited, and matching on [`Storage`](crate::storage::Storage) stays
+//! total without a panic. The backend answers every op with the same error.
+//! With the `cuda` feature, `backend/cuda/` replaces this module with the
+//! same names.
 
 use super::{AdamStep, Backend, BnBatchStats, BnTrainOutput, Device, SgdStep};
+use super::{SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{BnGrads, Conv2dGrads, Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
@@ -17,7 +19,7 @@ use std::convert::Infallible;
 
 fn unsupported(what: &str) -> CoreError {
     CoreError::Unsupported(format!(
-        "{what}: this build of prune-core has no CUDA backend"
+        "{what}: this build of prune-core has no CUDA backend (build with the `cuda` feature)"
     ))
 }
 
@@ -32,40 +34,58 @@ impl CudaDevice {
     pub fn new(ordinal: usize) -> Result<Self> {
         Err(unsupported(&format!("opening cuda:{ordinal}")))
     }
-
-    /// Proof that no device exists.
-    pub(crate) fn unreachable(&self) -> ! {
-        match self.never {}
-    }
 }
 
-/// Elements in GPU memory; uninhabited in this build.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CudaStorage {
-    never: Infallible,
+/// The backend of GPU `ordinal`: every op fails in this build.
+pub fn backend(_ordinal: usize) -> &'static dyn Backend {
+    static CUDA: CudaBackend = CudaBackend;
+    &CUDA
 }
 
-impl CudaStorage {
-    /// The device holding the elements.
-    pub fn device(&self) -> Device {
-        match self.never {}
-    }
+macro_rules! stand_in_storage {
+    ($name:ident, $elem:ty, $what:literal) => {
+        #[doc = concat!("Device ", $what, "; uninhabited in this build.")]
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name {
+            never: Infallible,
+        }
 
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        match self.never {}
-    }
+        impl $name {
+            /// Copies host elements to GPU `ordinal`: always an error in this build.
+            pub fn upload(ordinal: usize, _data: &[$elem]) -> Result<Self> {
+                Err(unsupported(&format!("copying to cuda:{ordinal}")))
+            }
 
-    /// True when there are no elements.
-    pub fn is_empty(&self) -> bool {
-        match self.never {}
-    }
+            /// Copies the elements to the host.
+            pub fn download(&self) -> Result<Vec<$elem>> {
+                match self.never {}
+            }
 
-    /// Proof that no CUDA storage exists.
-    pub(crate) fn unreachable(&self) -> ! {
-        match self.never {}
-    }
+            /// The device holding the elements.
+            pub fn device(&self) -> Device {
+                match self.never {}
+            }
+
+            /// Number of elements.
+            pub fn len(&self) -> usize {
+                match self.never {}
+            }
+
+            /// True when there are no elements.
+            pub fn is_empty(&self) -> bool {
+                match self.never {}
+            }
+
+            /// Device elements have no host slice (unreachable in this build).
+            pub(crate) fn not_on_host(&self) -> ! {
+                match self.never {}
+            }
+        }
+    };
 }
+
+stand_in_storage!(CudaStorage, f32, "values");
+stand_in_storage!(CudaIndices, u32, "indices");
 
 /// The CUDA backend of this build: every op is [`CoreError::Unsupported`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -134,7 +154,13 @@ impl Backend for CudaBackend {
     fn max_pool2d(&self, _: &Tensor, _: &PoolParams) -> Result<(Tensor, Indices)> {
         Err(unsupported("max_pool2d"))
     }
-    fn max_pool2d_backward(&self, _: &Tensor, _: &Indices, _: &[usize]) -> Result<Tensor> {
+    fn max_pool2d_backward(
+        &self,
+        _: &Tensor,
+        _: &Indices,
+        _: &[usize],
+        _: &PoolParams,
+    ) -> Result<Tensor> {
         Err(unsupported("max_pool2d backward"))
     }
     fn avg_pool2d(&self, _: &Tensor, _: &PoolParams) -> Result<Tensor> {
@@ -209,6 +235,24 @@ impl Backend for CudaBackend {
     }
     fn dropout_mask(&self, _: &[usize], _: f32, _: &mut dyn RngCore) -> Result<Tensor> {
         Err(unsupported("dropout"))
+    }
+    fn sbp_noise_forward(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &SbpNoiseArgs,
+    ) -> Result<SbpForward> {
+        Err(unsupported("sbp noise"))
+    }
+    fn sbp_noise_backward(&self, _: &Tensor, _: &Tensor, _: &SbpSaved) -> Result<SbpGateGrads> {
+        Err(unsupported("sbp noise backward"))
+    }
+    fn sbp_stats(&self, _: &Tensor, _: &Tensor) -> Result<SbpStats> {
+        Err(unsupported("sbp stats"))
+    }
+    fn sbp_kl(&self, _: &Tensor, _: &Tensor) -> Result<SbpKl> {
+        Err(unsupported("sbp kl"))
     }
     fn sgd_update(
         &self,
