@@ -15,6 +15,8 @@ pub mod batchnorm;
 pub mod conv;
 mod conv_backward;
 mod conv_direct;
+mod conv_flat;
+mod conv_tune;
 pub mod gemm;
 mod gemm_driver;
 pub mod gemm_kernels;
@@ -34,6 +36,8 @@ pub use pool::*;
 
 #[cfg(test)]
 mod batchnorm_tests;
+#[cfg(test)]
+mod conv_flat_tests;
 #[cfg(test)]
 mod conv_tests;
 #[cfg(test)]
