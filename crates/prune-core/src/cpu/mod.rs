@@ -7,6 +7,7 @@
 //!   im2col + GEMM, or by direct loops when each group has one input channel.
 //! * [`pool`] — max and average pooling.
 //! * [`batchnorm`] — batch normalisation over `[N, C]` and `[N, C, H, W]`.
+//! * [`elementwise`] — ReLU, addition and accumulation split across threads.
 //!
 //! All kernels are deterministic: the same inputs give bit-identical
 //! results whatever the number of rayon threads.
@@ -17,6 +18,7 @@ mod conv_backward;
 mod conv_direct;
 mod conv_flat;
 mod conv_tune;
+pub mod elementwise;
 pub mod gemm;
 mod gemm_driver;
 pub mod gemm_kernels;
