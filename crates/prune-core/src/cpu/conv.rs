@@ -27,13 +27,16 @@
 //! When every group has a single input channel (depthwise convolution) a
 //! direct loop kernel replaces the GEMM (see `conv_direct.rs`). Stride-1,
 //! single-group layers with few channels may instead run a direct kernel
-//! over padded planes (`conv_flat.rs`) for the output and the input
-//! gradient, whichever measured faster for the shape (`conv_tune.rs`).
+//! over padded planes (`conv_flat.rs`, `conv_flat_grad.rs`) for the output
+//! and for all gradients, whichever measured faster for the shape
+//! (`conv_tune.rs`).
 
 use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
+use super::conv_flat_grad;
 use super::conv_tune::{self, Algo, Pass};
+use super::elementwise;
 use super::gemm::{gemm_prepacked, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
 use super::scratch::{with_scratch, Slot};
@@ -251,7 +254,7 @@ pub fn conv2d_forward(
             });
         }
     }
-    let mut y = vec![0.0f32; g.n * g.img_out()];
+    let mut y = elementwise::zeros(g.n * g.img_out());
     let bias = bias.map(|b| b.data());
     if !y.is_empty() {
         if g.is_depthwise() {
@@ -462,7 +465,7 @@ pub fn conv2d_backward(
     let dy = grad_out.data();
     let mut dw = vec![0.0f32; g.weight_len()];
     let mut dx = if need_x_grad {
-        vec![0.0f32; g.n * g.img_in()]
+        elementwise::zeros(g.n * g.img_in())
     } else {
         Vec::new()
     };
@@ -472,17 +475,20 @@ pub fn conv2d_backward(
     let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
     if gemm_path {
         let (x, w) = (x.data(), w.data());
-        // The whole backward with the input gradient by `algo`, into the given buffers.
-        let run = |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match algo {
-            Algo::Direct => {
-                backward_gemm(&g, x, w, dy, dw, None, sums)?;
-                input_grad_direct(&g, w, dy, dx);
-                Ok(())
-            }
-            Algo::Gemm => backward_gemm(&g, x, w, dy, dw, need_x_grad.then_some(dx), sums),
-        };
-        let algo = match g.flat().filter(|_| need_x_grad) {
-            Some(fg) => conv_tune::choose(Pass::InputGrad, g.n, fg, |a| {
+        // The whole backward by `algo`, into the given buffers.
+        let run =
+            |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match (algo, g.flat()) {
+                (Algo::Direct, Some(fg)) => {
+                    conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums);
+                    if need_x_grad {
+                        input_grad_direct(&g, w, dy, dx);
+                    }
+                    Ok(())
+                }
+                _ => backward_gemm(&g, x, w, dy, dw, need_x_grad.then_some(dx), sums),
+            };
+        let algo = match g.flat() {
+            Some(fg) => conv_tune::choose(Pass::Backward, g.n, fg, |a| {
                 let (mut tw, mut tx, mut ts) = (
                     vec![0.0; dw.len()],
                     vec![0.0; dx.len()],

@@ -80,6 +80,10 @@ impl FlatGeom {
     fn plane(&self) -> usize {
         self.hp() * self.wp()
     }
+    /// Values per padded plane.
+    pub(crate) fn hp_wp(&self) -> usize {
+        self.plane()
+    }
     /// Length of the padded-input buffer: every plane, plus slack so the
     /// last vectors of the last channel stay inside it.
     pub(crate) fn padded_len(&self) -> usize {

@@ -5,6 +5,7 @@
 use super::conv::{forward_gemm, geometry, input_grad_direct, Conv2dParams, ConvGeom};
 use super::conv_backward::backward_gemm;
 use super::conv_flat::{self, FlatGeom, Kernel};
+use super::conv_flat_grad::weight_grad;
 use super::test_util::{assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rng};
 use crate::tensor::Tensor;
 
@@ -161,4 +162,56 @@ fn vector_and_scalar_micro_kernels_agree() {
             assert_eq!(a, s, "case {c:?}, {nco} channels");
         }
     }
+}
+
+#[test]
+fn weight_gradient_matches_im2col_gemm_for_any_thread_count() {
+    for (i, c) in CASES.iter().enumerate() {
+        let (g, fg, x, w, _) = setup(c, 130 + i as u64);
+        let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(150 + i as u64));
+        let mut want = vec![0.0f32; g.weight_len()];
+        let mut want_sums = vec![0.0f64; g.n * g.cout];
+        backward_gemm(
+            &g,
+            x.data(),
+            w.data(),
+            dy.data(),
+            &mut want,
+            None,
+            &mut want_sums,
+        )
+        .unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut dw = vec![f32::NAN; g.weight_len()];
+            let mut sums = vec![f64::NAN; g.n * g.cout];
+            pool.install(|| weight_grad(&fg, g.n, x.data(), dy.data(), &mut dw, &mut sums));
+            (dw, sums)
+        };
+        let (dw, sums) = run(1);
+        // Sums of up to 3·28·30 products of values in [-1, 1).
+        assert_close(&dw, &widen(&want), 1e-4, 1e-4, &format!("case {c:?}: dw"));
+        assert_eq!(sums, want_sums, "case {c:?}: bias sums");
+        assert_eq!((dw, sums), run(3), "case {c:?}: 1 vs 3 threads");
+    }
+}
+
+#[test]
+fn weight_gradient_matches_finite_differences() {
+    let c = [2, 3, 5, 6, 4, 3, 3, 1, 1];
+    let (g, fg, x, w, _) = setup(&c, 170);
+    let r = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(171));
+    let mut dw = vec![0.0f32; g.weight_len()];
+    let mut sums = vec![0.0f64; g.n * g.cout];
+    weight_grad(&fg, g.n, x.data(), r.data(), &mut dw, &mut sums);
+    let loss = |wv: &[f32]| {
+        let mut y = vec![0.0f32; g.n * g.img_out()];
+        conv_flat::forward(&fg, g.n, x.data(), wv, None, &mut y);
+        dot_loss(&y, r.data())
+    };
+    let fd = fd_grad(w.data(), 1e-2, loss);
+    assert_grad_close(&dw, &fd, 1e-2, 1e-3, "weight gradient");
 }

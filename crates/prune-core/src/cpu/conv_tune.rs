@@ -32,8 +32,11 @@ pub(crate) enum Algo {
 pub(crate) enum Pass {
     /// The output of the layer.
     Forward,
-    /// The input gradient (the weight gradient always uses the GEMM).
-    InputGrad,
+    /// The weight and bias gradients, and the input gradient when asked
+    /// for. One choice covers both cases (measured on the first call), so
+    /// the weight gradient does not depend on whether the input gradient
+    /// is computed.
+    Backward,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -19,19 +19,41 @@ const MIN_PARALLEL: usize = 1 << 16;
 /// A vector of `len` values, chunk `[start, start + dst.len())` written by
 /// `f(start, dst)`, which must write every element of `dst`.
 fn build(len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
-    let mut out = Vec::<f32>::with_capacity(len);
-    let dst = &mut out.spare_capacity_mut()[..len];
     if len < MIN_PARALLEL {
-        f(0, dst);
-    } else {
-        dst.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, d)| f(i * CHUNK, d));
+        let mut out = Vec::<f32>::with_capacity(len);
+        f(0, &mut out.spare_capacity_mut()[..len]);
+        // SAFETY: `f` wrote all `len` elements.
+        unsafe { out.set_len(len) };
+        return out;
     }
-    // SAFETY: `f` wrote every one of the first `len` elements (each caller
-    // below zips its output chunk with input slices at least as long).
+    build_chunks(len, CHUNK, |i, d| f(i * CHUNK, d))
+}
+
+/// A vector of `len` values written in parallel, chunk `i` (of `chunk`
+/// values; the last may be shorter) by `f(i, dst)`, which must write every
+/// element of `dst`. Each page is first touched by the thread that fills it.
+pub(crate) fn build_chunks(
+    len: usize,
+    chunk: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, d)| f(i, d));
+    // SAFETY: the chunks cover the first `len` elements and `f` wrote every
+    // element of its chunk (each caller zips its chunk with input slices at
+    // least as long, or fills it).
     unsafe { out.set_len(len) };
     out
+}
+
+/// `len` zeros, written in parallel (a large output buffer is zeroed by
+/// both cores instead of one, and its pages first touched where they are
+/// then written).
+pub fn zeros(len: usize) -> Vec<f32> {
+    build(len, |_, d| d.fill(MaybeUninit::new(0.0)))
 }
 
 /// `max(x, 0)` elementwise.
@@ -106,6 +128,7 @@ mod tests {
             let mut acc = a.clone();
             add_assign(&mut acc, &b);
             assert_eq!(acc, want, "add_assign {len}");
+            assert_eq!(zeros(len), vec![0.0; len], "zeros {len}");
         }
     }
 

@@ -17,6 +17,7 @@ pub mod conv;
 mod conv_backward;
 mod conv_direct;
 mod conv_flat;
+mod conv_flat_grad;
 mod conv_tune;
 pub mod elementwise;
 pub mod gemm;
