@@ -17,7 +17,8 @@
 //! into the same fixed chunks of images as the GEMM path (at most eight);
 //! each chunk sums its images in order into its own partial, and the
 //! partials are added in chunk order, so the result does not depend on the
-//! thread count.
+//! thread count. A single image is split into blocks of output channels
+//! instead, each written by one task.
 
 use super::conv_backward::{chunk_len, plane_sums};
 use super::conv_flat::{pad_image, FlatGeom, Kernel};
@@ -53,6 +54,19 @@ pub(crate) fn weight_grad(
         .for_each(|(s, d)| plane_sums(d, s));
     let chunk = chunk_len(n);
     let kern = Kernel::detect();
+    if n == 1 {
+        // One image: blocks of output channels in parallel instead.
+        let mut p = vec![0.0f32; g.padded_len()];
+        let mut d = vec![0.0f32; g.cout * npos];
+        pad_image(g, x, &mut p);
+        pitch_gradient(g, dy, &mut d);
+        let blk = CO_BLK * g.cin * kk;
+        dw.par_chunks_mut(blk).enumerate().for_each(|(bi, part)| {
+            let co0 = bi * CO_BLK;
+            image(g, kern, &p, &d, part, kk, co0, (co0 + CO_BLK).min(g.cout));
+        });
+        return;
+    }
     let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
         .into_par_iter()
         .map(|ci| {
@@ -62,7 +76,7 @@ pub(crate) fn weight_grad(
                     pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                     with_scratch(Slot::Col2, g.cout * npos, |d| {
                         pitch_gradient(g, &dy[ni * img_out..(ni + 1) * img_out], d);
-                        image(g, kern, p, d, &mut part, kk);
+                        image(g, kern, p, d, &mut part, kk, 0, g.cout);
                     });
                 });
             }
@@ -90,16 +104,27 @@ fn pitch_gradient(g: &FlatGeom, dy: &[f32], d: &mut [f32]) {
     }
 }
 
-/// Adds one image's contribution to `part [cout, cin, kk]`.
-fn image(g: &FlatGeom, kern: Kernel, p: &[f32], d: &[f32], part: &mut [f32], kk: usize) {
+/// Adds one image's contribution to output channels `co0..co1` of the
+/// weight gradient, `part [co1 − co0, cin, kk]`.
+#[allow(clippy::too_many_arguments)]
+fn image(
+    g: &FlatGeom,
+    kern: Kernel,
+    p: &[f32],
+    d: &[f32],
+    part: &mut [f32],
+    kk: usize,
+    co0: usize,
+    co1: usize,
+) {
     let taps = g.taps();
     let (npos, plane) = (g.positions(), g.hp_wp());
     assert!(p.len() >= (g.cin - 1) * plane + taps[kk - 1] + npos);
-    assert!(d.len() >= g.cout * npos && part.len() >= g.cout * g.cin * kk);
+    assert!(co1 <= g.cout && d.len() >= g.cout * npos && part.len() >= (co1 - co0) * g.cin * kk);
     let mut out = [0.0f32; CO_BLK * TAP_BLK];
-    let mut co = 0;
-    while co < g.cout {
-        let nco = (g.cout - co).min(CO_BLK);
+    let mut co = co0;
+    while co < co1 {
+        let nco = (co1 - co).min(CO_BLK);
         for c in 0..g.cin {
             let mut t0 = 0;
             while t0 < kk {
@@ -113,7 +138,7 @@ fn image(g: &FlatGeom, kern: Kernel, p: &[f32], d: &[f32], part: &mut [f32], kk:
                 };
                 blk.run(kern, nco, &mut out);
                 for k in 0..nco {
-                    let at = ((co + k) * g.cin + c) * kk + t0;
+                    let at = ((co - co0 + k) * g.cin + c) * kk + t0;
                     for (dst, v) in part[at..at + nt].iter_mut().zip(&out[k * TAP_BLK..]) {
                         *dst += v;
                     }

@@ -3,7 +3,7 @@
 //!
 //! Which algorithm is faster depends on the channel counts, the image size,
 //! the batch and the cache sizes, so a stride-1, single-group layer is run
-//! both ways the first time its shape is seen (each twice, alternating, the
+//! both ways the first time its shape is seen (each three times, alternating, the
 //! faster run of each counting) and the winner is recorded in a
 //! process-wide table keyed by the pass, the batch size and the geometry.
 //! Every later call with that shape uses the recorded algorithm, whatever
@@ -74,7 +74,7 @@ pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut
         return a;
     }
     let mut best = [f64::INFINITY; 2];
-    for _ in 0..2 {
+    for _ in 0..3 {
         for (i, a) in [Algo::Gemm, Algo::Direct].into_iter().enumerate() {
             let t = Instant::now();
             trial(a);
