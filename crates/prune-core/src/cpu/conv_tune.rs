@@ -10,8 +10,11 @@
 //! the thread pool it runs in, so results stay the same across calls and
 //! thread counts within a process.
 //!
-//! `PRUNE_CONV_ALGO=gemm` or `=direct` skips the measurement and forces an
-//! algorithm wherever the direct kernel applies (for comparisons).
+//! Separate processes may measure differently and so pick different
+//! algorithms, whose results differ in rounding. `PRUNE_CONV_ALGO=gemm` or
+//! `=direct` skips the measurement and forces an algorithm wherever the
+//! direct kernel applies (for comparisons, and for runs in separate
+//! processes that must agree bit for bit).
 
 use super::conv_flat::FlatGeom;
 use std::collections::HashMap;
