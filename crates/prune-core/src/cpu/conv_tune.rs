@@ -93,3 +93,53 @@ pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut
     // first record wins so every call agrees.
     *lock().entry(key).or_insert(pick)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A geometry no other test uses, so the table entry is this test's.
+    fn geom(cin: usize) -> FlatGeom {
+        FlatGeom {
+            cin,
+            cout: 3,
+            h: 5,
+            w: 5,
+            kh: 3,
+            kw: 3,
+            ph: 1,
+            pw: 1,
+        }
+    }
+
+    #[test]
+    fn measures_once_per_shape_and_pass_then_reuses_the_record() {
+        if forced().is_some() {
+            eprintln!("skipped: PRUNE_CONV_ALGO forces the algorithm");
+            return;
+        }
+        let slow = Duration::from_millis(50);
+        let mut calls = 0;
+        let a = choose(Pass::Forward, 3, geom(1001), |a| {
+            calls += 1;
+            if a == Algo::Gemm {
+                std::thread::sleep(slow);
+            }
+        });
+        assert_eq!((a, calls), (Algo::Direct, 6));
+        let again = choose(Pass::Forward, 3, geom(1001), |_| panic!("measured twice"));
+        assert_eq!(again, Algo::Direct);
+        // Another pass, batch size or shape is measured on its own.
+        let b = choose(Pass::Backward, 3, geom(1001), |a| {
+            if a == Algo::Direct {
+                std::thread::sleep(slow);
+            }
+        });
+        assert_eq!(b, Algo::Gemm);
+        let mut other = 0;
+        choose(Pass::Forward, 4, geom(1001), |_| other += 1);
+        choose(Pass::Forward, 3, geom(1002), |_| other += 1);
+        assert_eq!(other, 12);
+    }
+}
