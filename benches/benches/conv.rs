@@ -1,5 +1,6 @@
 //! 2-D convolution forward and backward at the LeNet5 shapes (batch 100)
-//! and at VGG-style 3x3 shapes (batch 32). Throughput is FLOP/s: the forward
+//! at VGG-style 3x3 shapes (batch 32), and at the ResNet-20 3x3 shapes on
+//! 28x28 inputs (batch 128 and 1, dense and with pruned channel counts). Throughput is FLOP/s: the forward
 //! pass costs `2·N·Cout·OH·OW·Cin·kh·kw`, the backward pass the same again
 //! for the weight gradient and once more for the input gradient.
 
@@ -33,6 +34,27 @@ const CASES: &[Case] = &[
     ("vgg_32x64x32x32_64c3", [32, 64, 32, 32], 64, 3, 1, true),
     ("vgg_32x128x16x16_128c3", [32, 128, 16, 16], 128, 3, 1, true),
     ("vgg_32x256x8x8_256c3", [32, 256, 8, 8], 256, 3, 1, true),
+    (
+        "resnet_128x16x28x28_16c3",
+        [128, 16, 28, 28],
+        16,
+        3,
+        1,
+        true,
+    ),
+    (
+        "resnet_128x32x14x14_32c3",
+        [128, 32, 14, 14],
+        32,
+        3,
+        1,
+        true,
+    ),
+    ("resnet_128x64x7x7_64c3", [128, 64, 7, 7], 64, 3, 1, true),
+    ("resnet_1x16x28x28_16c3", [1, 16, 28, 28], 16, 3, 1, true),
+    ("resnet_1x64x7x7_64c3", [1, 64, 7, 7], 64, 3, 1, true),
+    ("pruned_1x9x28x28_16c3", [1, 9, 28, 28], 16, 3, 1, true),
+    ("pruned_1x33x7x7_64c3", [1, 33, 7, 7], 64, 3, 1, true),
 ];
 
 fn conv(c: &mut Criterion) {

@@ -330,9 +330,7 @@ impl Tensor {
     /// `self += other` for tensors of identical shape.
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
         self.expect_same_shape(other, "add_assign")?;
-        for (a, b) in self.data_mut().iter_mut().zip(other.data()) {
-            *a += b;
-        }
+        crate::cpu::elementwise::add_assign(self.data_mut(), other.data());
         Ok(())
     }
 

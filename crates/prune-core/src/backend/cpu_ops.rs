@@ -21,7 +21,7 @@ pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usiz
 pub(super) fn unary(op: Unary, x: &[f32]) -> Vec<f32> {
     let m = |f: &dyn Fn(f32) -> f32| x.iter().map(|&v| f(v)).collect::<Vec<f32>>();
     match op {
-        Unary::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
+        Unary::Relu => crate::cpu::elementwise::relu(x),
         Unary::Scale(s) => x.iter().map(|&v| v * s).collect(),
         Unary::Shift(s) => x.iter().map(|&v| v + s).collect(),
         Unary::Square => x.iter().map(|&v| v * v).collect(),
@@ -33,11 +33,7 @@ pub(super) fn unary(op: Unary, x: &[f32]) -> Vec<f32> {
 /// `g · op'(x)` elementwise (`y` is the forward output).
 pub(super) fn unary_backward(op: Unary, x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
     match op {
-        Unary::Relu => x
-            .iter()
-            .zip(g)
-            .map(|(&a, &gg)| if a > 0.0 { gg } else { 0.0 })
-            .collect(),
+        Unary::Relu => crate::cpu::elementwise::relu_backward(x, g),
         op => x
             .iter()
             .zip(y)
@@ -50,6 +46,10 @@ pub(super) fn unary_backward(op: Unary, x: &[f32], y: &[f32], g: &[f32]) -> Vec<
 /// `a op b` with broadcasting.
 pub(super) fn binary(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     match op {
+        Binary::Add if a.shape() == b.shape() => Tensor::from_vec(
+            a.shape().to_vec(),
+            crate::cpu::elementwise::add(a.data(), b.data()),
+        ),
         Binary::Add => broadcast_zip(a, b, "add", |x, y| x + y),
         Binary::Sub => broadcast_zip(a, b, "sub", |x, y| x - y),
         Binary::Mul => broadcast_zip(a, b, "mul", |x, y| x * y),

@@ -24,6 +24,7 @@
 //! the elementwise passes run one image per task; results do not depend on
 //! the thread count.
 
+use super::elementwise::build_chunks;
 use super::reduce;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
@@ -168,36 +169,32 @@ impl Layout {
         (a, b)
     }
 
-    /// `out = u·A[ch] + v·B[ch] + C[ch]` elementwise, one image per task.
+    /// `out = u·A[ch] + v·B[ch] + C[ch]` elementwise, one image per task,
+    /// written once into a fresh buffer (no zero-fill first).
     fn affine(&self, u: &[f32], v: &[f32], coef: &Affine) -> Vec<f32> {
-        let mut out = vec![0.0f32; u.len()];
         let (c, hw) = (self.c, self.hw);
         let img = c * hw;
         if img == 0 {
-            return out;
+            return vec![0.0; u.len()];
         }
         let Affine { a, b, c: shift } = coef;
-        out.par_chunks_mut(img)
-            .zip(u.par_chunks(img).zip(v.par_chunks(img)))
-            .for_each(|(oi, (ui, vi))| {
-                if hw == 1 {
-                    let coefs = a.iter().zip(b).zip(shift);
-                    for (((o, &p), &q), ((&ka, &kb), &kc)) in
-                        oi.iter_mut().zip(ui).zip(vi).zip(coefs)
-                    {
-                        *o = p * ka + q * kb + kc;
-                    }
-                    return;
+        build_chunks(u.len(), img, |i, oi| {
+            let (ui, vi) = (&u[i * img..(i + 1) * img], &v[i * img..(i + 1) * img]);
+            if hw == 1 {
+                let coefs = a.iter().zip(b).zip(shift);
+                for (((o, &p), &q), ((&ka, &kb), &kc)) in oi.iter_mut().zip(ui).zip(vi).zip(coefs) {
+                    o.write(p * ka + q * kb + kc);
                 }
-                for ch in 0..c {
-                    let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
-                    let r = ch * hw..(ch + 1) * hw;
-                    for ((o, &p), &q) in oi[r.clone()].iter_mut().zip(&ui[r.clone()]).zip(&vi[r]) {
-                        *o = p * ka + q * kb + kc;
-                    }
+                return;
+            }
+            for ch in 0..c {
+                let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
+                let r = ch * hw..(ch + 1) * hw;
+                for ((o, &p), &q) in oi[r.clone()].iter_mut().zip(&ui[r.clone()]).zip(&vi[r]) {
+                    o.write(p * ka + q * kb + kc);
                 }
-            });
-        out
+            }
+        })
     }
 }
 

@@ -25,10 +25,18 @@
 //! added in chunk order, so results do not depend on the thread count
 //! (`conv_backward.rs`).
 //! When every group has a single input channel (depthwise convolution) a
-//! direct loop kernel replaces the GEMM (see `conv_direct.rs`).
+//! direct loop kernel replaces the GEMM (see `conv_direct.rs`). Stride-1,
+//! single-group layers with few channels may instead run a direct kernel
+//! over padded planes (`conv_flat.rs`, `conv_flat_grad.rs`) for the output
+//! and for all gradients, whichever measured faster for the shape
+//! (`conv_tune.rs`).
 
 use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
 use super::conv_direct;
+use super::conv_flat::{self, FlatGeom};
+use super::conv_flat_grad;
+use super::conv_tune::{self, Algo, Pass};
+use super::elementwise;
 use super::gemm::{gemm_prepacked, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
 use super::scratch::{with_scratch, Slot};
@@ -126,6 +134,33 @@ impl ConvGeom {
         self.cout * self.col.rows()
     }
 
+    /// The geometry of the direct kernel of `conv_flat.rs` when it applies:
+    /// one group, stride 1, a kernel larger than 1×1, padding smaller than
+    /// the kernel (so the input gradient is a correlation too), at most 128
+    /// channels each way (wider layers are large GEMMs, where im2col is a
+    /// small share), and a vector micro-kernel on this CPU.
+    fn flat(&self) -> Option<FlatGeom> {
+        let c = &self.col;
+        let fits = self.groups == 1
+            && (c.sh, c.sw) == (1, 1)
+            && c.kh * c.kw > 1
+            && c.ph < c.kh
+            && c.pw < c.kw
+            && self.cin <= 128
+            && self.cout <= 128
+            && conv_flat::vectorised();
+        fits.then_some(FlatGeom {
+            cin: self.cin,
+            cout: self.cout,
+            h: c.h,
+            w: c.w,
+            kh: c.kh,
+            kw: c.kw,
+            ph: c.ph,
+            pw: c.pw,
+        })
+    }
+
     /// True when the direct depthwise kernel applies (one input channel per
     /// group, more than one group).
     fn is_depthwise(&self) -> bool {
@@ -134,7 +169,12 @@ impl ConvGeom {
 }
 
 /// Checks `x [N, Cin, H, W]` against `w [Cout, Cin/G, kh, kw]`.
-fn geometry(op: &'static str, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<ConvGeom> {
+pub(crate) fn geometry(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    p: &Conv2dParams,
+) -> Result<ConvGeom> {
     let mismatch = || CoreError::ShapeMismatch {
         op,
         lhs: x.shape().to_vec(),
@@ -214,18 +254,52 @@ pub fn conv2d_forward(
             });
         }
     }
-    let mut y = vec![0.0f32; g.n * g.img_out()];
+    let mut y = elementwise::zeros(g.n * g.img_out());
     let bias = bias.map(|b| b.data());
     if !y.is_empty() {
         if g.is_depthwise() {
             conv_direct::depthwise_forward(&g, x.data(), w.data(), bias, &mut y);
         } else if g.col.rows() > 0 {
-            forward_gemm(&g, x.data(), w.data(), bias, &mut y)?;
+            let (x, w) = (x.data(), w.data());
+            let run = |algo: Algo, y: &mut [f32]| match (algo, g.flat()) {
+                (Algo::Direct, Some(fg)) => {
+                    conv_flat::forward(&fg, g.n, x, w, bias, y);
+                    Ok(())
+                }
+                _ => forward_gemm(&g, x, w, bias, y),
+            };
+            let algo = match g.flat() {
+                Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
+                    // A failing trial fails again in the real run below.
+                    let _ = run(a, &mut vec![0.0; y.len()]);
+                }),
+                None => Algo::Gemm,
+            };
+            run(algo, &mut y)?;
         } else if let Some(b) = bias {
             y.chunks_mut(g.img_out()).for_each(|yn| add_bias(yn, b));
         }
     }
     Tensor::from_vec([g.n, g.cout, g.col.oh, g.col.ow], y)
+}
+
+/// The input gradient of a stride-1, single-group layer by the direct
+/// kernel: the correlation of `dy` with the flipped, transposed weights and
+/// padding `(kh − 1 − ph, kw − 1 − pw)` (see `conv_flat.rs`), into `dx`.
+pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let c = &g.col;
+    let wf = conv_flat::flipped_weights(g.cout, g.cin, c.kh, c.kw, w);
+    let fg = FlatGeom {
+        cin: g.cout,
+        cout: g.cin,
+        h: c.oh,
+        w: c.ow,
+        kh: c.kh,
+        kw: c.kw,
+        ph: c.kh - 1 - c.ph,
+        pw: c.kw - 1 - c.pw,
+    };
+    conv_flat::forward(&fg, g.n, dy, &wf, None, dx);
 }
 
 /// Adds `b[co]` to every value of output plane `co` of one image `yn`.
@@ -238,7 +312,7 @@ pub(crate) fn add_bias(yn: &mut [f32], b: &[f32]) {
 
 /// The im2col + GEMM forward pass into `y` (zeroed, `N·Cout·OH·OW`),
 /// adding the bias image by image while the output is in cache.
-fn forward_gemm(
+pub(crate) fn forward_gemm(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],
@@ -391,7 +465,7 @@ pub fn conv2d_backward(
     let dy = grad_out.data();
     let mut dw = vec![0.0f32; g.weight_len()];
     let mut dx = if need_x_grad {
-        vec![0.0f32; g.n * g.img_in()]
+        elementwise::zeros(g.n * g.img_in())
     } else {
         Vec::new()
     };
@@ -400,8 +474,32 @@ pub fn conv2d_backward(
     let mut sums = vec![0.0f64; g.n * g.cout];
     let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
     if gemm_path {
-        let dx = need_x_grad.then_some(&mut dx[..]);
-        backward_gemm(&g, x.data(), w.data(), dy, &mut dw, dx, &mut sums)?;
+        let (x, w) = (x.data(), w.data());
+        // The whole backward by `algo`, into the given buffers.
+        let run =
+            |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match (algo, g.flat()) {
+                (Algo::Direct, Some(fg)) => {
+                    conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums);
+                    if need_x_grad {
+                        input_grad_direct(&g, w, dy, dx);
+                    }
+                    Ok(())
+                }
+                _ => backward_gemm(&g, x, w, dy, dw, need_x_grad.then_some(dx), sums),
+            };
+        let algo = match g.flat() {
+            Some(fg) => conv_tune::choose(Pass::Backward, g.n, fg, |a| {
+                let (mut tw, mut tx, mut ts) = (
+                    vec![0.0; dw.len()],
+                    vec![0.0; dx.len()],
+                    vec![0.0; sums.len()],
+                );
+                // A failing trial fails again in the real run below.
+                let _ = run(a, &mut tw, &mut tx, &mut ts);
+            }),
+            None => Algo::Gemm,
+        };
+        run(algo, &mut dw, &mut dx, &mut sums)?;
     } else {
         if g.n * g.img_out() > 0 {
             sums.par_chunks_mut(g.cout)

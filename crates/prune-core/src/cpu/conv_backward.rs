@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 /// Number of images per chunk of the weight-gradient sum: `ceil(n / 8)`,
 /// so at most eight partial sums, fixed by the batch size.
-fn chunk_len(n: usize) -> usize {
+pub(crate) fn chunk_len(n: usize) -> usize {
     n.div_ceil(8).max(1)
 }
 

@@ -7,6 +7,7 @@
 //!   im2col + GEMM, or by direct loops when each group has one input channel.
 //! * [`pool`] — max and average pooling.
 //! * [`batchnorm`] — batch normalisation over `[N, C]` and `[N, C, H, W]`.
+//! * [`elementwise`] — ReLU, addition and accumulation split across threads.
 //!
 //! All kernels are deterministic: the same inputs give bit-identical
 //! results whatever the number of rayon threads.
@@ -15,6 +16,10 @@ pub mod batchnorm;
 pub mod conv;
 mod conv_backward;
 mod conv_direct;
+mod conv_flat;
+mod conv_flat_grad;
+mod conv_tune;
+pub mod elementwise;
 pub mod gemm;
 mod gemm_driver;
 pub mod gemm_kernels;
@@ -34,6 +39,8 @@ pub use pool::*;
 
 #[cfg(test)]
 mod batchnorm_tests;
+#[cfg(test)]
+mod conv_flat_tests;
 #[cfg(test)]
 mod conv_tests;
 #[cfg(test)]

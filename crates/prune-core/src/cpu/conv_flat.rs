@@ -1,0 +1,411 @@
+//! Direct convolution for stride-1, single-group layers with few channels,
+//! over flattened zero-padded planes.
+//!
+//! Each input channel of one image is copied into a zero-padded plane
+//! `P[c]` of `Hp × Wp` values (`Hp = H + 2·ph`, `Wp = W + 2·pw`), stored
+//! row after row. With stride 1 the output row `oh` of a `kh × kw` kernel
+//! reads padded rows `oh … oh + kh − 1`, so indexing the output on the
+//! same row pitch `Wp` turns the 2-D correlation into a 1-D one over the
+//! flattened plane:
+//!
+//! ```text
+//! Y'[co][p] = Σ_{c<Cin} Σ_{ki<kh} Σ_{kj<kw} w[co][c][ki][kj] · P[c][p + ki·Wp + kj]
+//! y[co][oh][ow] = Y'[co][oh·Wp + ow] + b[co]      for ow < OW = Wp − kw + 1
+//! ```
+//!
+//! (positions `p = oh·Wp + ow` with `ow ≥ OW` read across the row edge and
+//! are discarded). Every output vector is then a contiguous load per tap:
+//! no im2col matrix is built, and the lanes are filled for any image width
+//! (`OH·Wp` positions in vectors of 16, e.g. 88 % for 7×7 outputs, where a
+//! row-vectorised kernel would fill 44 %). The micro-kernel keeps
+//! `CO × PV` vectors of outputs in registers (4 channels × 5 vectors of
+//! 16 positions with AVX-512) and, per input channel and tap, loads `PV`
+//! input vectors and broadcasts `CO` weights: `CO·PV` FMAs per
+//! `CO + PV` loads.
+//!
+//! The input gradient of a stride-1 convolution is again such a
+//! correlation: with `w'[c][co][ki][kj] = w[co][c][kh−1−ki][kw−1−kj]`,
+//!
+//! ```text
+//! dx[c][ih][iw] = Σ_{co,ki,kj} w'[c][co][ki][kj] · dy[co][ih − (kh−1−ph) + ki][iw − (kw−1−pw) + kj]
+//! ```
+//!
+//! i.e. the forward kernel applied to `dy` with padding `(kh−1−ph, kw−1−pw)`
+//! (valid when `ph < kh` and `pw < kw`).
+//!
+//! Every output value is one sum in a fixed order (channel, then tap), and
+//! work is split only across images and output channels, so results do not
+//! depend on the thread count.
+
+use super::scratch::{with_scratch, Slot};
+use rayon::prelude::*;
+
+/// Output channels per micro-kernel call.
+const CO_BLK: usize = 4;
+/// Vectors of 16 positions per micro-kernel call.
+const PV: usize = 5;
+/// Lanes per vector.
+const LANES: usize = 16;
+
+/// Shape of one direct correlation: `cin` padded input planes of
+/// `hp × wp` give `cout` output planes of `oh × ow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FlatGeom {
+    pub cin: usize,
+    pub cout: usize,
+    /// Unpadded input size.
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl FlatGeom {
+    fn hp(&self) -> usize {
+        self.h + 2 * self.ph
+    }
+    fn wp(&self) -> usize {
+        self.w + 2 * self.pw
+    }
+    /// Output size `(Hp − kh + 1, Wp − kw + 1)`.
+    pub(crate) fn out_hw(&self) -> (usize, usize) {
+        (self.hp() + 1 - self.kh, self.wp() + 1 - self.kw)
+    }
+    /// Flattened positions computed per output plane, rounded up to whole vectors.
+    pub(crate) fn positions(&self) -> usize {
+        (self.out_hw().0 * self.wp()).next_multiple_of(LANES)
+    }
+    fn plane(&self) -> usize {
+        self.hp() * self.wp()
+    }
+    /// Values per padded plane.
+    pub(crate) fn hp_wp(&self) -> usize {
+        self.plane()
+    }
+    /// Length of the padded-input buffer: every plane, plus slack so the
+    /// last vectors of the last channel stay inside it.
+    pub(crate) fn padded_len(&self) -> usize {
+        self.cin * self.plane() + LANES + self.kw + self.wp()
+    }
+    /// Tap offsets `ki·Wp + kj` in weight order.
+    pub(crate) fn taps(&self) -> Vec<usize> {
+        let wp = self.wp();
+        (0..self.kh)
+            .flat_map(|ki| (0..self.kw).map(move |kj| ki * wp + kj))
+            .collect()
+    }
+}
+
+/// Copies one image `x [cin, h, w]` into zeroed padded planes.
+pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
+    p.fill(0.0);
+    let (wp, plane) = (g.wp(), g.plane());
+    for c in 0..g.cin {
+        for r in 0..g.h {
+            let src = &x[(c * g.h + r) * g.w..(c * g.h + r + 1) * g.w];
+            let at = c * plane + (r + g.ph) * wp + g.pw;
+            p[at..at + g.w].copy_from_slice(src);
+        }
+    }
+}
+
+/// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
+/// from its padded planes `p`, adding `bias[co]`.
+fn channels(
+    g: &FlatGeom,
+    p: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    co0: usize,
+    co1: usize,
+    y: &mut [f32],
+) {
+    let (oh, ow) = g.out_hw();
+    let (wp, npos) = (g.wp(), g.positions());
+    let taps = g.taps();
+    let kern = Kernel::detect();
+    with_scratch(Slot::Col2, (co1 - co0) * npos, |out| {
+        let mut co = co0;
+        while co < co1 {
+            let nco = (co1 - co).min(CO_BLK);
+            let ob = &mut out[(co - co0) * npos..(co - co0 + nco) * npos];
+            kern.run(g, p, &w[co * g.cin * taps.len()..], &taps, nco, ob, npos);
+            co += nco;
+        }
+        for (k, yp) in y.chunks_mut(oh * ow).enumerate().take(co1 - co0) {
+            let b = bias.map_or(0.0, |b| b[co0 + k]);
+            let src = &out[k * npos..];
+            for (r, row) in yp.chunks_mut(ow).enumerate() {
+                for (d, s) in row.iter_mut().zip(&src[r * wp..r * wp + ow]) {
+                    *d = s + b;
+                }
+            }
+        }
+    });
+}
+
+/// Direct correlation of a batch: `x [n, cin, h, w]`, `w [cout, cin, kh, kw]`,
+/// into `y [n, cout, OH, OW]` (overwritten), plus `bias[co]`. Images run in
+/// parallel; a single image is split into blocks of output channels.
+pub(crate) fn forward(
+    g: &FlatGeom,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (oh, ow) = g.out_hw();
+    let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * oh * ow);
+    if img_out == 0 {
+        return;
+    }
+    if n >= 2 {
+        y.par_chunks_mut(img_out).enumerate().for_each(|(ni, yn)| {
+            with_scratch(Slot::Col, g.padded_len(), |p| {
+                pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
+                channels(g, p, w, bias, 0, g.cout, yn);
+            })
+        });
+    } else {
+        let mut p = vec![0.0f32; g.padded_len()];
+        for (ni, yn) in y.chunks_mut(img_out).enumerate() {
+            pad_image(g, &x[ni * img_in..(ni + 1) * img_in], &mut p);
+            let p = &p;
+            yn.par_chunks_mut(CO_BLK * oh * ow)
+                .enumerate()
+                .for_each(|(bi, yb)| {
+                    let co0 = bi * CO_BLK;
+                    channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
+                });
+        }
+    }
+}
+
+/// The weights of the input-gradient correlation,
+/// `w'[c][co][ki][kj] = w[co][c][kh−1−ki][kw−1−kj]`.
+pub(crate) fn flipped_weights(
+    cout: usize,
+    cin: usize,
+    kh: usize,
+    kw: usize,
+    w: &[f32],
+) -> Vec<f32> {
+    let kk = kh * kw;
+    let mut out = vec![0.0f32; w.len()];
+    for co in 0..cout {
+        for c in 0..cin {
+            for t in 0..kk {
+                out[(c * cout + co) * kk + (kk - 1 - t)] = w[(co * cin + c) * kk + t];
+            }
+        }
+    }
+    out
+}
+
+/// True when the vector micro-kernel runs on this CPU (the scalar one is
+/// kept for correctness elsewhere, never for speed).
+pub(crate) fn vectorised() -> bool {
+    !matches!(Kernel::detect(), Kernel::Scalar)
+}
+
+/// The micro-kernel variant for this CPU.
+#[derive(Clone, Copy)]
+pub(crate) enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    /// AVX-512 when the GEMM runs its AVX-512 kernel (so forcing a slower
+    /// GEMM kernel with `PRUNE_CPU_KERNEL` also forces this one), else scalar.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::gemm_kernels::active_kernel().name == "avx512f" {
+                return Kernel::Avx512;
+            }
+        }
+        Kernel::Scalar
+    }
+
+    /// `out[c][p] = Σ_{ci,tap} w[c][ci][tap] · P[ci][p + taps[tap]]` for
+    /// `c < nco` and every position `p < npos` (`out` rows `npos` apart).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        self,
+        g: &FlatGeom,
+        p: &[f32],
+        w: &[f32],
+        taps: &[usize],
+        nco: usize,
+        out: &mut [f32],
+        npos: usize,
+    ) {
+        let kk = taps.len();
+        let wstride = g.cin * kk;
+        assert!(w.len() >= (nco - 1) * wstride + wstride);
+        assert!(out.len() >= nco * npos);
+        let last_read = (g.cin - 1) * g.plane() + taps[kk - 1] + npos;
+        assert!(p.len() >= last_read);
+        match self {
+            Kernel::Scalar => scalar(g.cin, g.plane(), p, w, wstride, taps, nco, out, npos),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F was detected; every load and store is in
+            // bounds by the assertions above (see `avx512::block`).
+            Kernel::Avx512 => unsafe {
+                avx512::all(g.cin, g.plane(), p, w, wstride, taps, nco, out, npos)
+            },
+        }
+    }
+}
+
+/// Portable loops with the same summation order as the vector kernel.
+#[allow(clippy::too_many_arguments)]
+fn scalar(
+    cin: usize,
+    plane: usize,
+    p: &[f32],
+    w: &[f32],
+    wstride: usize,
+    taps: &[usize],
+    nco: usize,
+    out: &mut [f32],
+    npos: usize,
+) {
+    let kk = taps.len();
+    for c in 0..nco {
+        let o = &mut out[c * npos..(c + 1) * npos];
+        o.fill(0.0);
+        for ci in 0..cin {
+            for (t, &off) in taps.iter().enumerate() {
+                let wv = w[c * wstride + ci * kk + t];
+                let src = &p[ci * plane + off..ci * plane + off + npos];
+                for (d, s) in o.iter_mut().zip(src) {
+                    *d = s.mul_add(wv, *d);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{CO_BLK, LANES, PV};
+    use std::arch::x86_64::*;
+
+    /// All positions of `nco` output channels, in blocks of `PV` vectors.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn all(
+        cin: usize,
+        plane: usize,
+        p: &[f32],
+        w: &[f32],
+        wstride: usize,
+        taps: &[usize],
+        nco: usize,
+        out: &mut [f32],
+        npos: usize,
+    ) {
+        // SAFETY: the caller upholds this function's contract.
+        unsafe {
+            let nvec = npos / LANES;
+            let mut v = 0;
+            while v < nvec {
+                let nv = (nvec - v).min(PV);
+                let a = Args {
+                    cin,
+                    plane,
+                    p: p.as_ptr().add(v * LANES),
+                    w: w.as_ptr(),
+                    wstride,
+                    taps,
+                    out: out.as_mut_ptr().add(v * LANES),
+                    npos,
+                };
+                match (nco, nv) {
+                    (4, 5) => block::<4, 5>(&a),
+                    (c, nv) => dispatch(c, nv, &a),
+                }
+                v += nv;
+            }
+            debug_assert!(nco <= CO_BLK);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dispatch(nco: usize, nv: usize, a: &Args<'_>) {
+        // SAFETY: the caller upholds this function's contract.
+        unsafe {
+            macro_rules! rows {
+                ($c:literal) => {
+                    match nv {
+                        1 => block::<$c, 1>(a),
+                        2 => block::<$c, 2>(a),
+                        3 => block::<$c, 3>(a),
+                        4 => block::<$c, 4>(a),
+                        _ => block::<$c, 5>(a),
+                    }
+                };
+            }
+            match nco {
+                1 => rows!(1),
+                2 => rows!(2),
+                3 => rows!(3),
+                _ => rows!(4),
+            }
+        }
+    }
+
+    struct Args<'a> {
+        cin: usize,
+        plane: usize,
+        /// Padded planes, offset to the first position of the block.
+        p: *const f32,
+        /// Weights of the first output channel of the block.
+        w: *const f32,
+        wstride: usize,
+        taps: &'a [usize],
+        /// Output of the first channel, offset to the block.
+        out: *mut f32,
+        npos: usize,
+    }
+
+    /// `C` channels × `V` vectors of accumulators in registers; the sum runs
+    /// over input channels, then taps, as in the scalar kernel.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block<const C: usize, const V: usize>(a: &Args<'_>) {
+        // SAFETY: the caller upholds this function's contract.
+        unsafe {
+            let kk = a.taps.len();
+            let mut acc = [[_mm512_setzero_ps(); V]; C];
+            for ci in 0..a.cin {
+                let pc = a.p.add(ci * a.plane);
+                let wc = a.w.add(ci * kk);
+                for (t, &off) in a.taps.iter().enumerate() {
+                    let src = pc.add(off);
+                    let mut xv = [_mm512_setzero_ps(); V];
+                    for (v, x) in xv.iter_mut().enumerate() {
+                        *x = _mm512_loadu_ps(src.add(v * LANES));
+                    }
+                    for (c, row) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*wc.add(c * a.wstride + t));
+                        for (r, x) in row.iter_mut().zip(&xv) {
+                            *r = _mm512_fmadd_ps(*x, wv, *r);
+                        }
+                    }
+                }
+            }
+            for (c, row) in acc.iter().enumerate() {
+                for (v, r) in row.iter().enumerate() {
+                    _mm512_storeu_ps(a.out.add(c * a.npos + v * LANES), *r);
+                }
+            }
+        }
+    }
+}
