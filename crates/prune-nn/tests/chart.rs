@@ -3,38 +3,21 @@
 //! synthetic MNIST-shaped data; run directories that are not runs, reports
 //! missing a field and wrong extensions are clear errors.
 
+mod synthetic;
 use prune_nn::chart::{
     accuracy_flops, accuracy_flops_chart, histograms, kept_units, run_point, RunPoint,
 };
-use prune_nn::data::{Dataset, DatasetKind, Split};
+use prune_nn::data::{DatasetKind, Split};
 use prune_nn::prune::{prune, Method, PruneConfig};
 use prune_nn::run::train_dense;
 use prune_nn::train::{OptimizerKind, TrainConfig};
-use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-
-/// MNIST-shaped random images whose label depends on one quadrant's
-/// brightness.
-fn synthetic(split: Split, n: usize, seed: u64) -> Dataset {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut pixels = vec![0u8; n * 784];
-    let mut labels = Vec::with_capacity(n);
-    for img in pixels.chunks_mut(784) {
-        let label: u8 = rng.random_range(0..10);
-        for (i, p) in img.iter_mut().enumerate() {
-            let (r, c) = (i / 28, i % 28);
-            let bright = (r < 14) == label.is_multiple_of(2) && (c < 14) == (label < 5);
-            *p = rng.random_range(0..128) + if bright { 100 } else { 0 };
-        }
-        labels.push(label);
-    }
-    Dataset::from_bytes(DatasetKind::Mnist, split, &pixels, labels).expect("dataset")
-}
+use synthetic::synthetic;
 
 /// A dense LeNet5 run and SBP and slimming runs pruned from it.
 fn runs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let train = synthetic(Split::Train, 192, 1);
-    let test = synthetic(Split::Test, 64, 2);
+    let train = synthetic(DatasetKind::Mnist, Split::Train, 192, 1);
+    let test = synthetic(DatasetKind::Mnist, Split::Test, 64, 2);
     let cfg = TrainConfig {
         epochs: 1,
         batch_size: 32,

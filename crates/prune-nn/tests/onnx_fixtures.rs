@@ -5,12 +5,13 @@
 
 mod ort;
 
-use prune_nn::data::{Dataset, DatasetKind, Split};
+mod synthetic;
+use prune_nn::data::{DatasetKind, Split};
 use prune_nn::graph::{predict, Model};
 use prune_nn::onnx::{check_fits, export_file, import_file, ExportOptions};
 use prune_nn::prune::{prune, Method, PruneConfig};
-use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
+use synthetic::synthetic;
 
 fn main() {
     let ort = ort::need();
@@ -42,24 +43,6 @@ fn fixtures(py: &Path, dir: &Path) -> PathBuf {
     let out = dir.join("fixtures");
     ort::run_py(py, "make_fixtures.py", &[out.display().to_string()]);
     out
-}
-
-/// MNIST-shaped random images whose label depends on the mean brightness of
-/// one quadrant, so a few batches of training move the weights.
-fn synthetic(split: Split, n: usize, seed: u64) -> Dataset {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut pixels = vec![0u8; n * 784];
-    let mut labels = Vec::with_capacity(n);
-    for img in pixels.chunks_mut(784) {
-        let label: u8 = rng.random_range(0..10);
-        for (i, p) in img.iter_mut().enumerate() {
-            let (r, c) = (i / 28, i % 28);
-            let bright = (r < 14) == label.is_multiple_of(2) && (c < 14) == (label < 5);
-            *p = rng.random_range(0..128) + if bright { 100 } else { 0 };
-        }
-        labels.push(label);
-    }
-    Dataset::from_bytes(DatasetKind::Mnist, split, &pixels, labels).expect("dataset")
 }
 
 fn imported_fixtures_match_onnxruntime() {
@@ -122,8 +105,8 @@ fn pruned_fixtures_export_and_match_onnxruntime() {
     let py = ort::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let fx = fixtures(&py, dir.path());
-    let train = synthetic(Split::Train, 256, 1);
-    let test = synthetic(Split::Test, 64, 2);
+    let train = synthetic(DatasetKind::Mnist, Split::Train, 256, 1);
+    let test = synthetic(DatasetKind::Mnist, Split::Test, 64, 2);
     let x = ort::random_input(&[3, 1, 28, 28], 11);
     let mut jobs = Vec::new();
     let mut want = Vec::new();
@@ -163,11 +146,13 @@ fn pruned_fixtures_export_and_match_onnxruntime() {
 fn dataset_must_fit_the_imported_input() {
     let g = prune_nn::graph::zoo::build("lenet5", &[3, 32, 32], 10).expect("zoo");
     let m = Model::init(g, 0).expect("init");
-    let err = check_fits(&m, &synthetic(Split::Test, 4, 0)).expect_err("shape mismatch");
+    let err = check_fits(&m, &synthetic(DatasetKind::Mnist, Split::Test, 4, 0))
+        .expect_err("shape mismatch");
     assert!(err.to_string().contains("[3, 32, 32]"), "{err}");
     let g = prune_nn::graph::zoo::build("lenet5", &[1, 28, 28], 7).expect("zoo");
     let m = Model::init(g, 0).expect("init");
-    let err = check_fits(&m, &synthetic(Split::Test, 4, 0)).expect_err("class mismatch");
+    let err = check_fits(&m, &synthetic(DatasetKind::Mnist, Split::Test, 4, 0))
+        .expect_err("class mismatch");
     assert!(err.to_string().contains("10 classes"), "{err}");
 }
 

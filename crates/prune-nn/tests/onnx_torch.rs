@@ -15,55 +15,22 @@
 
 mod ort;
 
-use prune_nn::data::{Dataset, DatasetKind, Split};
+mod synthetic;
+use prune_nn::data::{DatasetKind, Split};
 use prune_nn::graph::{predict, Layer};
 use prune_nn::onnx::{check_fits, export_file, import_file, ExportOptions};
 use prune_nn::prune::{prune, Method, PruneConfig};
-use rand::{Rng, SeedableRng};
-use std::process::Command;
+use synthetic::synthetic;
 
 fn main() {
-    let probe = match std::env::var_os("PRUNE_NN_PYTHON") {
-        None => Err("PRUNE_NN_PYTHON is not set (a Python with torch and onnxruntime)".to_string()),
-        Some(p) => {
-            let ok = Command::new(&p)
-                .args(["-c", "import torch, torchvision, onnx, onnxruntime, numpy"])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} cannot import torch, torchvision, onnx and onnxruntime",
-                    p.to_string_lossy()
-                ))
-            }
-        }
-    };
-    let torch = prune_testkit::Need::probe("no PyTorch", "PRUNE_NN_REQUIRE_TORCH", probe);
+    let torch = ort::python_need(
+        &["torch", "torchvision", "onnx", "onnxruntime", "numpy"],
+        "no PyTorch",
+        "PRUNE_NN_REQUIRE_TORCH",
+    );
     prune_testkit::run(prune_testkit::tests_needing!(&torch;
         torchvision_resnet18_imports_prunes_and_exports,
     ));
-}
-
-/// Fashion-MNIST-shaped random images whose label depends on the
-/// brightness of one quadrant, so a few batches of training move the
-/// weights (the real data is not needed to check the numerics).
-fn synthetic(split: Split, n: usize, seed: u64) -> Dataset {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut pixels = vec![0u8; n * 784];
-    let mut labels = Vec::with_capacity(n);
-    for img in pixels.chunks_mut(784) {
-        let label: u8 = rng.random_range(0..10);
-        for (i, p) in img.iter_mut().enumerate() {
-            let (r, c) = (i / 28, i % 28);
-            let bright = (r < 14) == label.is_multiple_of(2) && (c < 14) == (label < 5);
-            *p = rng.random_range(0..128) + if bright { 100 } else { 0 };
-        }
-        labels.push(label);
-    }
-    Dataset::from_bytes(DatasetKind::FashionMnist, split, &pixels, labels).expect("dataset")
 }
 
 fn torchvision_resnet18_imports_prunes_and_exports() {
@@ -96,8 +63,8 @@ fn torchvision_resnet18_imports_prunes_and_exports() {
     ] {
         assert!(dense.graph.index_of(name).is_some(), "no node '{name}'");
     }
-    let train = synthetic(Split::Train, 96, 1);
-    let test = synthetic(Split::Test, 32, 2);
+    let train = synthetic(DatasetKind::FashionMnist, Split::Train, 96, 1);
+    let test = synthetic(DatasetKind::FashionMnist, Split::Test, 32, 2);
     check_fits(&dense, &train).expect("fits Fashion-MNIST");
 
     // The import reproduces PyTorch's model as onnxruntime runs it.

@@ -20,25 +20,38 @@ pub fn py_dir() -> PathBuf {
 /// numpy: the need of the onnxruntime tests, which the harness reports as
 /// ignored (with the reason) when unmet, or fails when PRUNE_NN_REQUIRE_ORT=1.
 pub fn need() -> prune_testkit::Need {
+    python_need(
+        &["onnx", "onnxruntime", "numpy"],
+        "no onnxruntime",
+        "PRUNE_NN_REQUIRE_ORT",
+    )
+}
+
+/// Whether `PRUNE_NN_PYTHON` names a Python that imports every module of
+/// `modules`; unmet, the tests are ignored with `label` and the reason, or
+/// fail when the environment variable `require` is 1.
+pub fn python_need(
+    modules: &[&str],
+    label: &'static str,
+    require: &'static str,
+) -> prune_testkit::Need {
+    let list = modules.join(", ");
     let probe = match std::env::var_os("PRUNE_NN_PYTHON") {
-        None => Err("PRUNE_NN_PYTHON is not set (a Python with onnx and onnxruntime)".to_string()),
+        None => Err(format!("PRUNE_NN_PYTHON is not set (a Python with {list})")),
         Some(p) => {
             let ok = Command::new(&p)
-                .args(["-c", "import onnx, onnxruntime, numpy"])
+                .args(["-c", &format!("import {list}")])
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false);
             if ok {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} cannot import onnx, onnxruntime and numpy",
-                    p.to_string_lossy()
-                ))
+                Err(format!("{} cannot import {list}", p.to_string_lossy()))
             }
         }
     };
-    prune_testkit::Need::probe("no onnxruntime", "PRUNE_NN_REQUIRE_ORT", probe)
+    prune_testkit::Need::probe(label, require, probe)
 }
 
 /// The Python of a test that [`need`] let run.
