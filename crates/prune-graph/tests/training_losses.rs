@@ -110,9 +110,14 @@ fn lenet5_sgd_losses_match_reference() {
 fn resnet20_adam_losses_match_reference() {
     let mut opt = Adam::new(0.9, 0.999, 1e-8, 1e-4);
     let got = losses("resnet20", &[3, 32, 32], 4, 3, &mut opt, 1e-3);
-    check(
-        "resnet20",
-        &got,
-        &[3.366611, 1.6109514, 0.7512698, 15.094814],
-    );
+    // ResNet-20's 3×3 stride-1 layers run the direct convolution by default
+    // and im2col + GEMM under PRUNE_CONV_ALGO=gemm (the values from before
+    // the direct kernel existed); the two algorithms differ in rounding
+    // only, which Adam's last steps here amplify to ~5e-4.
+    let want: &[f32] = if std::env::var("PRUNE_CONV_ALGO").as_deref() == Ok("gemm") {
+        &[3.366611, 1.6109514, 0.7512698, 15.094814]
+    } else {
+        &[3.3666105, 1.6109593, 0.75121015, 15.099201]
+    };
+    check("resnet20", &got, want);
 }

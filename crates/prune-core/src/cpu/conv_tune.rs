@@ -1,20 +1,22 @@
 //! Per-shape choice between im2col + GEMM and the direct kernel of
-//! `conv_flat.rs`, measured once per process.
+//! `conv_flat.rs`.
 //!
-//! Which algorithm is faster depends on the channel counts, the image size,
-//! the batch and the cache sizes, so a stride-1, single-group layer is run
-//! both ways the first time its shape is seen (each three times, alternating, the
-//! faster run of each counting) and the winner is recorded in a
-//! process-wide table keyed by the pass, the batch size and the geometry.
-//! Every later call with that shape uses the recorded algorithm, whatever
-//! the thread pool it runs in, so results stay the same across calls and
-//! thread counts within a process.
+//! The two algorithms differ in rounding, so the choice decides the exact
+//! numbers a run produces. By default it is a fixed rule — the direct
+//! kernel wherever it applies (stride 1, one group, a kernel larger than
+//! 1×1, at most 128 channels each way), where it measured faster than
+//! im2col + GEMM in every ResNet-20 layer at batch 128 (docs/performance.md)
+//! — so a seed gives the same run in every process, resumed or not, on any
+//! machine and thread count.
 //!
-//! Separate processes may measure differently and so pick different
-//! algorithms, whose results differ in rounding. `PRUNE_CONV_ALGO=gemm` or
-//! `=direct` skips the measurement and forces an algorithm wherever the
-//! direct kernel applies (for comparisons, and for runs in separate
-//! processes that must agree bit for bit).
+//! `PRUNE_CONV_ALGO=tune` measures instead: a layer is run both ways the
+//! first time its shape is seen (each three times, alternating, the faster
+//! run of each counting) and the winner is recorded in a process-wide table
+//! keyed by the pass, the batch size and the geometry; later calls reuse
+//! it, so results agree within the process but may differ in rounding
+//! between processes that measured differently. `PRUNE_CONV_ALGO=gemm` or
+//! `=direct` forces an algorithm wherever the direct kernel applies (for
+//! comparisons with one binary).
 
 use super::conv_flat::FlatGeom;
 use std::collections::HashMap;
@@ -54,23 +56,37 @@ fn table() -> &'static Mutex<HashMap<Key, Algo>> {
     TABLE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The algorithm forced by `PRUNE_CONV_ALGO`, if any.
-fn forced() -> Option<Algo> {
-    static FORCED: OnceLock<Option<Algo>> = OnceLock::new();
-    *FORCED.get_or_init(|| match std::env::var("PRUNE_CONV_ALGO").ok().as_deref() {
-        Some("gemm") => Some(Algo::Gemm),
-        Some("direct") => Some(Algo::Direct),
-        _ => None,
+/// How `PRUNE_CONV_ALGO` says to choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Always this algorithm (the default: [`Algo::Direct`]).
+    Fixed(Algo),
+    /// Measure once per shape.
+    Tune,
+}
+
+fn mode() -> Mode {
+    static MODE: OnceLock<Mode> = OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("PRUNE_CONV_ALGO").ok().as_deref() {
+        Some("gemm") => Mode::Fixed(Algo::Gemm),
+        Some("tune") => Mode::Tune,
+        _ => Mode::Fixed(Algo::Direct),
     })
 }
 
-/// The algorithm for `pass` on a batch of `n` with geometry `geom`:
-/// recorded, forced, or measured now by calling `trial` with each
-/// algorithm (its results are discarded by the caller).
-pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut(Algo)) -> Algo {
-    if let Some(a) = forced() {
-        return a;
+/// The algorithm for `pass` on a batch of `n` with geometry `geom`: the
+/// fixed one, or (with `PRUNE_CONV_ALGO=tune`) the recorded one or the one
+/// measured now by calling `trial` with each algorithm (its results are
+/// discarded by the caller).
+pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, trial: impl FnMut(Algo)) -> Algo {
+    match mode() {
+        Mode::Fixed(a) => a,
+        Mode::Tune => measure(pass, n, geom, trial),
     }
+}
+
+/// The recorded choice for the key, or a measurement recorded now.
+fn measure(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut(Algo)) -> Algo {
     let key = Key { pass, n, geom };
     let lock = || table().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(&a) = lock().get(&key) {
@@ -115,31 +131,27 @@ mod tests {
 
     #[test]
     fn measures_once_per_shape_and_pass_then_reuses_the_record() {
-        if forced().is_some() {
-            eprintln!("skipped: PRUNE_CONV_ALGO forces the algorithm");
-            return;
-        }
         let slow = Duration::from_millis(50);
         let mut calls = 0;
-        let a = choose(Pass::Forward, 3, geom(1001), |a| {
+        let a = measure(Pass::Forward, 3, geom(1001), |a| {
             calls += 1;
             if a == Algo::Gemm {
                 std::thread::sleep(slow);
             }
         });
         assert_eq!((a, calls), (Algo::Direct, 6));
-        let again = choose(Pass::Forward, 3, geom(1001), |_| panic!("measured twice"));
+        let again = measure(Pass::Forward, 3, geom(1001), |_| panic!("measured twice"));
         assert_eq!(again, Algo::Direct);
         // Another pass, batch size or shape is measured on its own.
-        let b = choose(Pass::Backward, 3, geom(1001), |a| {
+        let b = measure(Pass::Backward, 3, geom(1001), |a| {
             if a == Algo::Direct {
                 std::thread::sleep(slow);
             }
         });
         assert_eq!(b, Algo::Gemm);
         let mut other = 0;
-        choose(Pass::Forward, 4, geom(1001), |_| other += 1);
-        choose(Pass::Forward, 3, geom(1002), |_| other += 1);
+        measure(Pass::Forward, 4, geom(1001), |_| other += 1);
+        measure(Pass::Forward, 3, geom(1002), |_| other += 1);
         assert_eq!(other, 12);
     }
 }
