@@ -31,7 +31,10 @@ def flags(cfg):
         return f"λ {cfg.get('lambda')}, t {cfg.get('t')}"
     if m == "sbp":
         w = cfg.get("sbp_kl_weights") or [1]
-        return "KL weights " + ",".join(f"{x:g}" for x in w)
+        s = "KL weights " + ",".join(f"{x:g}" for x in w)
+        if cfg.get("target_flops"):
+            s += f", target {cfg.get('target_flops'):.3g}x"
+        return s
     return ""
 
 

@@ -250,7 +250,8 @@ pub struct PruneArgs {
     /// Slimming: percent of γ pruned globally.
     #[arg(long, default_value_t = 50.0)]
     pub percent: f64,
-    /// Target FLOPs reduction (dense/pruned), e.g. 2.0.
+    /// Target FLOPs reduction (dense/pruned), e.g. 2.0: slimming picks the γ
+    /// percentile, SBP the global SNR threshold, polarization searches λ.
     #[arg(long)]
     pub target_flops: Option<f64>,
     #[arg(long, default_value_t = 0)]

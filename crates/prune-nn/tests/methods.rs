@@ -119,3 +119,62 @@ fn the_polarization_search_prunes_its_chosen_trial() {
         trials[chosen]["test_accuracy"].as_f64()
     );
 }
+
+/// FLOPs of `model` compiled under `masks`.
+fn flops(model: &Model, masks: &Masks) -> u64 {
+    use prune_nn::compiler::{compile, CompileOptions};
+    let c = compile(
+        model,
+        &prune_nn::reg::method::to_channel_masks(masks),
+        &CompileOptions::default(),
+    )
+    .unwrap();
+    c.model.cost().unwrap().flops
+}
+
+#[test]
+fn sbp_meets_a_flops_target_with_the_smallest_snr_threshold() {
+    let (dense, d) = (tiny(), data());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = quick(Method::Sbp);
+    cfg.target_flops = Some(1.5);
+    cfg.max_batches = Some(2);
+    let pruned = prune(&dense, &d, &d, &cfg, dir.path()).unwrap();
+    assert_eq!(pruned.report.target_flops_met, Some(true));
+    assert!(
+        pruned.report.flops_reduction >= 1.5,
+        "{}",
+        pruned.report.flops_reduction
+    );
+    // One short epoch leaves every SNR above 1, so the rule alone prunes
+    // nothing: the threshold had to rise above 1.
+    let sparse = Model::load(&dir.path().join("sparse")).unwrap();
+    let rule = Method::Sbp.build(&cfg).unwrap().rule(&sparse).unwrap();
+    assert_eq!(rule.kept(), rule.total());
+    let masks = &pruned.masks;
+    assert!(masks.kept() < masks.total());
+    // A global threshold: every kept unit scores at least every pruned one.
+    let (mut min_kept, mut max_pruned) = (f32::INFINITY, f32::NEG_INFINITY);
+    for l in &masks.layers {
+        for (&k, &s) in l.keep.iter().zip(&l.scores) {
+            if k {
+                min_kept = min_kept.min(s);
+            } else {
+                max_pruned = max_pruned.max(s);
+            }
+        }
+    }
+    assert!(min_kept > max_pruned, "{min_kept} vs {max_pruned}");
+    // The smallest such threshold: keeping the best pruned unit as well
+    // misses the target.
+    let dense_flops = flops(&sparse, &rule) as f64;
+    let mut more = masks.clone();
+    for l in &mut more.layers {
+        for (k, &s) in l.keep.iter_mut().zip(&l.scores) {
+            if s >= max_pruned {
+                *k = true;
+            }
+        }
+    }
+    assert!(dense_flops / (flops(&sparse, &more) as f64) < 1.5);
+}
