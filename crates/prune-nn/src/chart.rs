@@ -185,6 +185,7 @@ pub fn accuracy_flops_chart(points: &[RunPoint]) -> LineChart {
         x_label: "FLOPs reduction (dense / pruned, log scale)".into(),
         y_label: "test accuracy (%)".into(),
         x_log: true,
+        y_log: false,
         x_integer: false,
         y_integer: false,
         series,
@@ -261,7 +262,7 @@ pub fn kept_units_chart(records: &[KeptRecord], title: &str) -> LineChart {
             }
         }
     }
-    let series = layers
+    let series: Vec<Series> = layers
         .into_iter()
         .map(|name| {
             let points = records
@@ -275,11 +276,23 @@ pub fn kept_units_chart(records: &[KeptRecord], title: &str) -> LineChart {
             }
         })
         .collect();
+    // Layers of very different widths (LeNet5: 20 filters beside 800 fully
+    // connected inputs) share a log axis so the narrow ones stay readable.
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|s: &Series| s.points.iter().map(|p| p.1))
+        .fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let y_log = lo >= 1.0 && hi / lo > 20.0;
     LineChart {
         title: title.to_string(),
         x_label: "epoch of sparse training".into(),
-        y_label: "kept units".into(),
+        y_label: if y_log {
+            "kept units (log scale)".into()
+        } else {
+            "kept units".into()
+        },
         x_log: false,
+        y_log,
         x_integer: true,
         y_integer: true,
         series,

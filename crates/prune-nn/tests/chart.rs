@@ -202,3 +202,23 @@ fn bad_chart_inputs_are_clear_errors() {
     assert!(e.contains("no field 'method'"), "{e}");
     assert!(!out.exists(), "nothing is written on error");
 }
+
+#[test]
+fn kept_units_use_a_log_axis_when_layer_widths_differ_by_more_than_20x() {
+    use prune_nn::chart::kept_units_chart;
+    use prune_nn::trajectory::KeptRecord;
+    let record = |epoch, a, b| KeptRecord {
+        epoch,
+        kept: [("conv1".to_string(), a), ("fc1".to_string(), b)]
+            .into_iter()
+            .collect(),
+        median_score: Default::default(),
+    };
+    // LeNet5-like widths: 20 filters beside 800 inputs.
+    let c = kept_units_chart(&[record(1, 20, 800), record(2, 5, 135)], "t");
+    assert!(c.y_log && c.y_label.contains("log"));
+    assert_eq!(c.series[0].points, [(1.0, 20.0), (2.0, 5.0)]);
+    // Similar widths keep a linear axis.
+    let c = kept_units_chart(&[record(1, 300, 500), record(2, 200, 250)], "t");
+    assert!(!c.y_log && c.y_label == "kept units");
+}

@@ -148,6 +148,7 @@ fn chart(series: Vec<Series>, x_log: bool) -> LineChart {
         x_label: "FLOPs reduction".into(),
         y_label: "test accuracy".into(),
         x_log,
+        y_log: false,
         x_integer: false,
         y_integer: false,
         series,

@@ -1,5 +1,5 @@
 //! Line charts: one coloured line (or set of markers) per series, with a
-//! legend, an optional log x axis and integer axes where the quantity is a
+//! legend, optional log x and y axes and integer axes where the quantity is a
 //! count (epochs, units).
 
 use super::{render, Figure, FAMILY, PALETTE, PANEL_SIZE};
@@ -31,6 +31,8 @@ pub struct LineChart {
     pub y_label: String,
     /// Logarithmic x axis (all x must then be positive).
     pub x_log: bool,
+    /// Logarithmic y axis (all y must then be positive).
+    pub y_log: bool,
     /// Label the x axis with integers only (epochs).
     pub x_integer: bool,
     /// Label the y axis with integers only (unit counts).
@@ -141,6 +143,13 @@ impl LineChart {
                         reason: "must be positive on a log axis",
                     });
                 }
+                if self.y_log && y <= 0.0 {
+                    return Err(RegError::InvalidParameter {
+                        name: "y",
+                        value: y,
+                        reason: "must be positive on a log axis",
+                    });
+                }
             }
         }
         let fold = |f: fn(&(f64, f64)) -> f64| {
@@ -153,7 +162,7 @@ impl LineChart {
         };
         let (x0, x1) = fold(|p| p.0);
         let (y0, y1) = fold(|p| p.1);
-        Ok((padded(x0, x1, self.x_log), padded(y0, y1, false)))
+        Ok((padded(x0, x1, self.x_log), padded(y0, y1, self.y_log)))
     }
 
     /// The corner of the plot area whose legend-sized box covers the fewest
@@ -167,7 +176,13 @@ impl LineChart {
                 (v - x.0) / (x.1 - x.0)
             }
         };
-        let ny = |v: f64| (v - y.0) / (y.1 - y.0);
+        let ny = |v: f64| {
+            if self.y_log {
+                (v / y.0).ln() / (y.1 / y.0).ln()
+            } else {
+                (v - y.0) / (y.1 - y.0)
+            }
+        };
         let mut pts: Vec<(f64, f64)> = Vec::new();
         for s in &self.series {
             for (k, &(px, py)) in s.points.iter().enumerate() {
@@ -199,23 +214,25 @@ impl LineChart {
         corners[best].0.clone()
     }
 
-    fn body<DB: DrawingBackend, X, XR>(
+    fn body<DB: DrawingBackend, X, XR, Y, YR>(
         &self,
         root: &DrawingArea<DB, Shift>,
         x: XR,
-        y: (f64, f64),
+        y: YR,
         legend: SeriesLabelPosition,
     ) -> std::result::Result<(), String>
     where
         XR: AsRangedCoord<CoordDescType = X, Value = f64>,
         X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+        YR: AsRangedCoord<CoordDescType = Y, Value = f64>,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
     {
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FAMILY, 20))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
-            .build_cartesian_2d(x, y.0..y.1)
+            .build_cartesian_2d(x, y)
             .map_err(|e| e.to_string())?;
         let (xi, yi) = (self.x_integer, self.y_integer);
         chart
@@ -287,14 +304,16 @@ impl Figure for Checked<'_> {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        let (x0, x1) = self.x;
+        let ((x0, x1), (y0, y1)) = (self.x, self.y);
         let legend = self.chart.legend_corner(self.x, self.y);
-        if self.chart.x_log {
-            let ticks = log_ticks(x0, x1);
-            let x = (x0..x1).log_scale().with_key_points(ticks);
-            self.chart.body(root, x, self.y, legend)
-        } else {
-            self.chart.body(root, x0..x1, self.y, legend)
+        let c = self.chart;
+        let log_x = || (x0..x1).log_scale().with_key_points(log_ticks(x0, x1));
+        let log_y = || (y0..y1).log_scale().with_key_points(log_ticks(y0, y1));
+        match (c.x_log, c.y_log) {
+            (true, true) => c.body(root, log_x(), log_y(), legend),
+            (true, false) => c.body(root, log_x(), y0..y1, legend),
+            (false, true) => c.body(root, x0..x1, log_y(), legend),
+            (false, false) => c.body(root, x0..x1, y0..y1, legend),
         }
     }
 }
