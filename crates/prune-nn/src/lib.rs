@@ -79,7 +79,6 @@ pub mod prune;
 pub mod recipe;
 pub mod report;
 pub mod run;
-pub mod sbp_weights;
 mod settings;
 mod tools;
 pub mod trajectory;

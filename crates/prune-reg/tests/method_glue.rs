@@ -179,7 +179,7 @@ fn sbp_method_penalty_is_kl_over_n_and_after_step_clips() {
     .expect("init");
     let mut gated = insert_sbp_gates(&dense).expect("gates");
     let method = SbpMethod::default();
-    let value = {
+    let penalty = |method: &SbpMethod| {
         let mut tape = Tape::new();
         let mut params = BTreeMap::new();
         for g in sbp_gates(&gated.graph) {
@@ -197,15 +197,32 @@ fn sbp_method_penalty_is_kl_over_n_and_after_step_clips() {
             .expect("some");
         tape.value(p).expect("v").item().expect("scalar") as f64
     };
-    let kl: f64 = [784usize, 300, 100]
+    let value = penalty(&method);
+    // Per gate (784, 300, 100 units), from the f64 closed form.
+    let per_gate: Vec<f64> = [784usize, 300, 100]
         .iter()
         .map(|&n| n as f64 * prune_core::sbp::kl(0.0, -5.0))
-        .sum();
+        .collect();
+    let kl: f64 = per_gate.iter().sum();
     assert!(
         (value - kl / 1000.0).abs() < 1e-3 * kl / 1000.0,
         "{value} vs {}",
         kl / 1000.0
     );
+    // Per-layer KL weights (the third gate, past the list, gets 1).
+    let weighted = SbpMethod {
+        kl_weights: vec![100.0, 10.0],
+        ..SbpMethod::default()
+    };
+    let want = (100.0 * per_gate[0] + 10.0 * per_gate[1] + per_gate[2]) / 1000.0;
+    let got = penalty(&weighted);
+    assert!((got - want).abs() < 1e-3 * want, "{got} vs {want}");
+    // Weights of 1 are the plain SGVLB.
+    let ones = SbpMethod {
+        kl_weights: vec![1.0; 3],
+        ..SbpMethod::default()
+    };
+    assert!((penalty(&ones) - value).abs() < 1e-5 * value);
     gated
         .params
         .get_mut("fc1.in_sbp.mu")

@@ -15,7 +15,6 @@
 use super::{compiled_flops, Histograms, PruningMethod, SparseRun};
 use crate::error::Result;
 use crate::prune::PruneConfig;
-use crate::sbp_weights::WeightedSbp;
 use prune_core::sbp::NoiseMode;
 use prune_graph::Model;
 use prune_reg::method::{insert_sbp_gates, sbp_gates, sbp_layer_mask, sbp_masks, SbpMethod};
@@ -24,27 +23,25 @@ use prune_train::{OptimizerKind, Regularizer};
 
 /// SBP with the run's settings.
 pub struct Sbp {
-    /// The SGVLB's KL term with one weight per gate (all 1 unless
+    /// The SGVLB's KL term, with one weight per gate (all 1 unless
     /// `sbp_kl_weights` is given).
-    reg: WeightedSbp,
+    reg: SbpMethod,
 }
 
 impl Sbp {
     /// μ and log σ learn `cfg.sbp_lr_mult` times faster; the noise is drawn
-    /// per minibatch or per example (`cfg.sbp_per_example`).
+    /// per minibatch or per example (`cfg.sbp_per_example`); the KL term of
+    /// gate `l` is weighted by `cfg.sbp_kl_weights[l]`.
     pub fn new(cfg: &PruneConfig) -> Self {
-        let inner = SbpMethod {
-            param_lr_mult: cfg.sbp_lr_mult,
-            noise: if cfg.sbp_per_example {
-                NoiseMode::PerExample
-            } else {
-                NoiseMode::PerChannel
-            },
-        };
         Self {
-            reg: WeightedSbp {
-                inner,
-                weights: cfg.sbp_kl_weights.clone(),
+            reg: SbpMethod {
+                param_lr_mult: cfg.sbp_lr_mult,
+                noise: if cfg.sbp_per_example {
+                    NoiseMode::PerExample
+                } else {
+                    NoiseMode::PerChannel
+                },
+                kl_weights: cfg.sbp_kl_weights.clone(),
             },
         }
     }
@@ -65,13 +62,7 @@ impl PruningMethod for Sbp {
     }
 
     fn regularizer(&self) -> &dyn Regularizer {
-        // Without per-layer weights the plain SGVLB regularizer runs
-        // (identical to weights of 1).
-        if self.reg.weights.is_empty() {
-            &self.reg.inner
-        } else {
-            &self.reg
-        }
+        &self.reg
     }
 
     fn rule(&self, sparse: &Model) -> prune_reg::Result<Masks> {

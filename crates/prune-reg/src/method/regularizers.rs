@@ -44,12 +44,33 @@ fn step_err(e: impl std::fmt::Display) -> GraphError {
 }
 
 /// Structured Bayesian Pruning.
+///
+/// The penalty is the KL part of the SGVLB of Neklyudov et al. (2017),
+/// `E[−log p(y|x,θ)] + KL / N`, with one KL term per noise layer:
+///
+/// ```text
+/// penalty = Σ_l w_l · Σ_units KL(μ, log σ) / N
+/// ```
+///
+/// `w_l = 1` for every layer is the paper's SGVLB. The authors'
+/// `vgglike-sbpa` script scales the KL of early layers up (10 for the first
+/// two convolutions) to prune them harder; `kl_weights` gives `w_l` per SBP
+/// gate in graph order (gates past the list get 1).
 #[derive(Clone, Debug)]
 pub struct SbpMethod {
     /// Learning-rate multiplier of μ and log σ (10 for deep nets).
     pub param_lr_mult: f32,
     /// θ drawn once per minibatch (the reference implementation) or per example.
     pub noise: NoiseMode,
+    /// KL weight of each SBP gate in graph order; empty: all 1.
+    pub kl_weights: Vec<f32>,
+}
+
+impl SbpMethod {
+    /// The KL weight of the `i`-th gate.
+    pub fn kl_weight(&self, i: usize) -> f32 {
+        self.kl_weights.get(i).copied().unwrap_or(1.0)
+    }
 }
 
 impl Default for SbpMethod {
@@ -57,6 +78,7 @@ impl Default for SbpMethod {
         Self {
             param_lr_mult: 1.0,
             noise: NoiseMode::PerChannel,
+            kl_weights: Vec::new(),
         }
     }
 }
@@ -73,21 +95,30 @@ impl Regularizer for SbpMethod {
         params: &BTreeMap<String, Var>,
         n_train: usize,
     ) -> prune_core::Result<Option<Var>> {
+        let inv_n = 1.0 / n_train.max(1) as f32;
+        let weighted = !self.kl_weights.is_empty();
         let mut total: Option<Var> = None;
-        for gate in sbp_gates(&model.graph) {
+        for (i, gate) in sbp_gates(&model.graph).iter().enumerate() {
             let kl = sbp_kl(
                 tape,
                 var(params, &format!("{gate}.mu"))?,
                 var(params, &format!("{gate}.log_sigma"))?,
             )?;
+            // With weights each term is scaled on its own; without, the sum
+            // is scaled once (the paper's SGVLB, in its order of operations).
+            let term = if weighted {
+                tape.scale(kl, self.kl_weight(i) * inv_n)?
+            } else {
+                kl
+            };
             total = Some(match total {
-                Some(t) => tape.add(t, kl)?,
-                None => kl,
+                Some(t) => tape.add(t, term)?,
+                None => term,
             });
         }
         match total {
-            Some(t) => Ok(Some(tape.scale(t, 1.0 / n_train.max(1) as f32)?)),
-            None => Ok(None),
+            Some(t) if !weighted => Ok(Some(tape.scale(t, inv_n)?)),
+            t => Ok(t),
         }
     }
 
