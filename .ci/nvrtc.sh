@@ -18,31 +18,8 @@ PY="${PYTHON:-python3}"
 echo "nvrtc.sh: installing nvidia-cuda-nvrtc==13.0.* with pip" >&2
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'nvidia-cuda-nvrtc==13.0.*' >&2
 
-LIBDIR="$("$PY" - <<'PY'
-import glob, os, site, sys
-roots = []
-try:
-    roots += site.getsitepackages()
-except AttributeError:
-    pass
-try:
-    roots.append(site.getusersitepackages())
-except AttributeError:
-    pass
-roots += [p for p in sys.path if p.endswith("site-packages") or p.endswith("dist-packages")]
-seen = set()
-for root in roots:
-    if root in seen or not os.path.isdir(root):
-        continue
-    seen.add(root)
-    hits = sorted(glob.glob(os.path.join(root, "nvidia", "**", "libnvrtc.so*"), recursive=True))
-    hits = [h for h in hits if "builtins" not in os.path.basename(h)]
-    if hits:
-        print(os.path.dirname(os.path.realpath(hits[0])))
-        sys.exit(0)
-sys.exit("libnvrtc.so* not found under " + ", ".join(sorted(seen)))
-PY
-)"
+LIB="$("$PY" "$(dirname "$0")/wheel_path.py" 'nvidia/**/libnvrtc.so*' builtins)"
+LIBDIR="$(dirname "$LIB")"
 echo "nvrtc.sh: libnvrtc found in $LIBDIR" >&2
 
 DIRS="$LIBDIR"
