@@ -167,8 +167,11 @@ pub fn prune(
     crate::plots::write_histograms(&sparse, &masks, method.as_ref(), out)?;
 
     let channel_masks = to_channel_masks(&masks);
-    let masked_acc = evaluate(&sparse, test, Some(&channel_masks), 500)?.accuracy;
     let compiled = compile(&sparse, &channel_masks, &CompileOptions::default())?;
+    // The masked model is the one the compiled model reproduces: the rule's
+    // masks as the compiler resolved them (a channel of a residual stream
+    // stays when any gate on the stream keeps it), not the rule's raw masks.
+    let masked_acc = evaluate(&sparse, test, Some(&compiled.effective_masks), 500)?.accuracy;
     let mut model = compiled.model;
     let pruned_acc = evaluate(&model, test, None, 500)?.accuracy;
     if cfg.finetune_epochs > 0 {

@@ -23,7 +23,8 @@ pub struct PruneReport {
     pub test_accuracy_before: f64,
     /// Test accuracy after sparse training (gated model, eval mode).
     pub test_accuracy_sparse: f64,
-    /// Test accuracy of the masked model (pruned units zeroed).
+    /// Test accuracy of the masked model (pruned units zeroed, with the masks
+    /// as the compiler resolved them: the model the compiled one reproduces).
     pub test_accuracy_masked: f64,
     /// Test accuracy of the compiled model before fine-tuning.
     pub test_accuracy_compiled: f64,
