@@ -11,7 +11,7 @@
 #   DENSE_EPOCHS (default 5; rate x0.1 after 60% and 80% of them),
 #   EPOCHS (sparse-training epochs, default 2), FT_EPOCHS (fine-tuning
 #   epochs, default 1), LAMBDAS (polarization λ per point, default
-#   "1e-2 3e-2").
+#   "4e-3 1e-2": about 47% and 70% fewer FLOPs here).
 #
 # How the reductions are matched: polarization has no FLOPs target at a
 # fixed λ (its per-layer histogram valley decides; a target means a search
@@ -29,9 +29,10 @@
 # default 2 epochs, Σ lr = 469·0.1 + 469·0.01 ≈ 51.6 at batch 128).
 # Polarization: the official ResNet-56 command (λ 5e-5, t 1.4, lr 0.1 with
 # x0.2 steps, 200 epochs) pushes a below-mean γ by λ(t+1)Σlr ≈ 0.7; here
-# λ 1e-2 at t 1.2 gives 1e-2·2.2·51.6 ≈ 1.1, and 3e-2 three times that for
-# the larger reduction. Slimming: λ 1e-5 over 160 epochs (Σ lr ≈ 6,600)
-# gives an L1 drift of about 0.07; here 1e-3·51.6 ≈ 0.05.
+# λ 1e-2 at t 1.2 gives 1e-2·2.2·51.6 ≈ 1.1 (and 70% fewer FLOPs on
+# ResNet-20 / Fashion-MNIST), 4e-3 gives 0.45 (for about 47%).
+# Slimming: λ 1e-5 over 160 epochs (Σ lr ≈ 6,600) gives an L1 drift of
+# about 0.07; here 1e-3·51.6 ≈ 0.05.
 #
 # Resumable like scripts/flops-sweep.sh: finished points (report.json) are
 # skipped, a point that died in sparse training continues (`--resume`).
@@ -41,7 +42,7 @@ bin=${PRUNE_NN_BIN:-./target/release/prune-nn}
 dense_epochs=${DENSE_EPOCHS:-5}
 epochs=${EPOCHS:-2}
 ft=${FT_EPOCHS:-1}
-read -r -a lambdas <<< "${LAMBDAS:-1e-2 3e-2}"
+read -r -a lambdas <<< "${LAMBDAS:-4e-3 1e-2}"
 if [ ! -x "$bin" ]; then
     echo "$bin: not built (cargo build --release -p prune-cli)" >&2
     exit 1
