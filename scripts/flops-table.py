@@ -26,7 +26,8 @@ def load(d):
 def flags(cfg):
     m = cfg.get("method")
     if m == "slimming":
-        return f"λ {cfg.get('slim_lambda')}, target {cfg.get('target_flops')}x"
+        t = cfg.get("target_flops")
+        return f"λ {cfg.get('slim_lambda')}, target {t:.3g}x" if t else f"λ {cfg.get('slim_lambda')}, {cfg.get('percent')}%"
     if m == "polarization":
         return f"λ {cfg.get('lambda')}, t {cfg.get('t')}"
     if m == "sbp":
