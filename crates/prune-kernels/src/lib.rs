@@ -57,6 +57,8 @@ pub use probe::{driver_library_present, nvrtc_library_present, probe, probe_devi
 pub use runtime::{Args, Cuda, Elem, Runtime, Scalar};
 #[cfg(feature = "emu")]
 pub use runtime_emu::{Emu, EmuStream, Schedule};
-pub use sbp::{SbpGrads, SbpHostGrads, SbpHostStats, SbpNoise, SbpParams, SbpStatsBuffers};
+pub use sbp::{
+    SbpGrads, SbpHostGrads, SbpHostStats, SbpNoise, SbpParams, SbpSamples, SbpStatsBuffers,
+};
 pub use shapes::{ChannelLayout, ConvShape, NoiseMode, SbpShape};
 pub use source::{compile, CompiledKernel, KernelFile};

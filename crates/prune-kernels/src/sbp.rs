@@ -10,7 +10,7 @@ use crate::error::KernelError;
 use crate::runtime::{check_buf, poisoned, Args, Cuda, Runtime};
 use crate::shapes::{NoiseMode, SbpShape};
 use crate::source::KernelFile;
-use crate::tiling::{SbpPlan, BLOCK};
+use crate::tiling::{stride_grid, SbpPlan, BLOCK};
 
 /// Noise parameters of one SBP layer.
 pub struct SbpParams<'a, R: Runtime = Cuda> {
@@ -32,8 +32,13 @@ impl<R: Runtime> Clone for SbpParams<'_, R> {
 }
 impl<R: Runtime> Copy for SbpParams<'_, R> {}
 
-/// The output and the theta samples of a forward pass.
-pub type YTheta<R> = (<R as Runtime>::Buf<f32>, <R as Runtime>::Buf<f32>);
+/// The buffers of a forward pass: the output, the samples and, per example, their
+/// derivatives (see [`SbpNoise::forward_into`]).
+pub struct SbpSamples<R: Runtime = Cuda> {
+    pub y: R::Buf<f32>,
+    pub theta: R::Buf<f32>,
+    pub dth: Option<R::Buf<f32>>,
+}
 
 /// Device gradients of an SBP layer.
 pub struct SbpGrads<R: Runtime = Cuda> {
@@ -147,8 +152,12 @@ impl<R: Runtime> SbpNoise<R> {
         check_buf(&self.ctx, op, "log_sigma", p.log_sigma, shape.channels)
     }
 
-    /// y = x * theta with theta sampled in the same pass; theta (C entries per-channel,
-    /// rows*C per-example) is written for the backward pass.
+    /// y = x * theta; theta (C entries per-channel, rows*C per-example) is written for
+    /// the backward pass.  Per channel, theta is sampled in the same pass.  Per example,
+    /// a sampling step first draws each theta once together with its pathwise
+    /// derivatives, written to `dth` (2 rows*C entries: d theta/d mu, d theta/d log_sigma
+    /// interleaved), which the backward pass takes; `dth` is required then and unused
+    /// per channel.
     pub fn forward_into(
         &self,
         stream: &R::Stream,
@@ -157,6 +166,7 @@ impl<R: Runtime> SbpNoise<R> {
         p: &SbpParams<R>,
         y: &mut R::Buf<f32>,
         theta: &mut R::Buf<f32>,
+        dth: Option<&mut R::Buf<f32>>,
     ) -> Result<(), KernelError> {
         const OP: &str = "sbp forward";
         self.ctx.check_stream(OP, stream)?;
@@ -165,6 +175,7 @@ impl<R: Runtime> SbpNoise<R> {
         check_buf(&self.ctx, OP, "x", x, d.numel)?;
         check_buf(&self.ctx, OP, "y", y, d.numel)?;
         check_buf(&self.ctx, OP, "theta", theta, d.theta_len)?;
+        let dth = self.check_dth(OP, p.mode, dth, d.theta_len)?;
         if d.theta_len == 0 {
             return Ok(());
         }
@@ -172,6 +183,21 @@ impl<R: Runtime> SbpNoise<R> {
         let (cpt, chunks, ccols, rpt) = plan_args(&plan);
         let (seed_lo, seed_hi, step, layer2) = stream_words(&p.stream);
         let per_example = p.mode.counter_tag() as i32;
+        if let Some(dth) = dth {
+            let mut b = Args::<R>::new();
+            b.input(p.mu)
+                .input(p.log_sigma)
+                .output(&mut *theta)
+                .output(dth);
+            b.arg(d.rows).arg(d.channels);
+            b.arg(seed_lo).arg(seed_hi).arg(step).arg(layer2);
+            let cfg = LaunchConfig {
+                grid_dim: (stride_grid(d.theta_len, self.sms), 1, 1),
+                block_dim: (BLOCK, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            b.launch(stream, &self.module, "sbp_sample_per_example", cfg)?;
+        }
         let cfg = LaunchConfig {
             grid_dim: (plan.grid_x as u32, plan.grid_y as u32, 1),
             block_dim: (BLOCK, 1, 1),
@@ -198,29 +224,60 @@ impl<R: Runtime> SbpNoise<R> {
         b.launch(stream, &self.module, "sbp_forward", cfg)
     }
 
-    /// Allocating form of [`SbpNoise::forward_into`]: returns (y, theta).
+    /// Allocating form of [`SbpNoise::forward_into`].
     pub fn forward(
         &self,
         stream: &R::Stream,
         x: &R::Buf<f32>,
         shape: SbpShape,
         p: &SbpParams<R>,
-    ) -> Result<YTheta<R>, KernelError> {
+    ) -> Result<SbpSamples<R>, KernelError> {
+        let t = shape.theta_len(p.mode)?;
         let mut y = R::alloc::<f32>(stream, shape.numel()?)?;
-        let mut theta = R::alloc::<f32>(stream, shape.theta_len(p.mode)?)?;
-        self.forward_into(stream, x, shape, p, &mut y, &mut theta)?;
-        Ok((y, theta))
+        let mut theta = R::alloc::<f32>(stream, t)?;
+        let mut dth = match p.mode {
+            NoiseMode::PerChannel => None,
+            NoiseMode::PerExample => Some(R::alloc::<f32>(stream, 2 * t)?),
+        };
+        self.forward_into(stream, x, shape, p, &mut y, &mut theta, dth.as_mut())?;
+        Ok(SbpSamples { y, theta, dth })
+    }
+
+    /// Checks the derivative buffer of the per-example samples: required (2·`theta_len`
+    /// entries) per example, ignored per channel.
+    fn check_dth<'b, B>(
+        &self,
+        op: &'static str,
+        mode: NoiseMode,
+        dth: Option<B>,
+        theta_len: usize,
+    ) -> Result<Option<B>, KernelError>
+    where
+        B: std::ops::Deref<Target = R::Buf<f32>> + 'b,
+    {
+        match (mode, dth) {
+            (NoiseMode::PerChannel, _) => Ok(None),
+            (NoiseMode::PerExample, None) => Err(KernelError::invalid(
+                op,
+                "per-example noise needs the buffer of the samples' derivatives (dth)",
+            )),
+            (NoiseMode::PerExample, Some(b)) => {
+                check_buf(&self.ctx, op, "dth", &*b, 2 * theta_len)?;
+                Ok(Some(b))
+            }
+        }
     }
 
     /// Backward: dx = dy * theta, dtheta = sum dy * x per theta entry, and dmu,
-    /// dlog_sigma through the pathwise derivative of the sample.  `theta` is the buffer
-    /// the forward pass wrote with the same parameters.
+    /// dlog_sigma through the pathwise derivative of the sample.  `theta` (and, per
+    /// example, `dth`) are the buffers the forward pass wrote with the same parameters.
     pub fn backward_into(
         &self,
         stream: &R::Stream,
         dy: &R::Buf<f32>,
         x: &R::Buf<f32>,
         theta: &R::Buf<f32>,
+        dth: Option<&R::Buf<f32>>,
         shape: SbpShape,
         p: &SbpParams<R>,
         grads: &mut SbpGrads<R>,
@@ -242,6 +299,7 @@ impl<R: Runtime> SbpNoise<R> {
             shape.channels,
         )?;
         check_buf(&self.ctx, OP, "dtheta", &grads.dtheta, d.theta_len)?;
+        let dth = self.check_dth(OP, p.mode, dth, d.theta_len)?;
         if shape.channels == 0 {
             return Ok(());
         }
@@ -286,8 +344,10 @@ impl<R: Runtime> SbpNoise<R> {
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
+        // Per channel the kernel never reads dth; it still takes a buffer.
+        let dth = dth.unwrap_or(&partial);
         let mut b = Args::<R>::new();
-        b.input(&partial).input(p.mu).input(p.log_sigma);
+        b.input(&partial).input(p.mu).input(p.log_sigma).input(dth);
         b.output(&mut grads.dmu)
             .output(&mut grads.dlog_sigma)
             .output(&mut grads.dtheta);
@@ -310,6 +370,7 @@ impl<R: Runtime> SbpNoise<R> {
         dy: &R::Buf<f32>,
         x: &R::Buf<f32>,
         theta: &R::Buf<f32>,
+        dth: Option<&R::Buf<f32>>,
         shape: SbpShape,
         p: &SbpParams<R>,
     ) -> Result<SbpGrads<R>, KernelError> {
@@ -319,7 +380,7 @@ impl<R: Runtime> SbpNoise<R> {
             dlog_sigma: R::alloc::<f32>(stream, shape.channels)?,
             dtheta: R::alloc::<f32>(stream, shape.theta_len(p.mode)?)?,
         };
-        self.backward_into(stream, dy, x, theta, shape, p, &mut g)?;
+        self.backward_into(stream, dy, x, theta, dth, shape, p, &mut g)?;
         Ok(g)
     }
 
@@ -401,7 +462,11 @@ impl<R: Runtime> SbpNoise<R> {
         let (n, t) = (shape.numel()?, shape.theta_len(mode)?);
         let mut y = poisoned::<R>(stream, n)?;
         let mut theta = poisoned::<R>(stream, t)?;
-        self.forward_into(stream, &xd, shape, &p, &mut y, &mut theta)?;
+        let mut dth = match mode {
+            NoiseMode::PerChannel => None,
+            NoiseMode::PerExample => Some(poisoned::<R>(stream, 2 * t)?),
+        };
+        self.forward_into(stream, &xd, shape, &p, &mut y, &mut theta, dth.as_mut())?;
         Ok((R::download(stream, &y, n)?, R::download(stream, &theta, t)?))
     }
 
@@ -437,7 +502,14 @@ impl<R: Runtime> SbpNoise<R> {
             dlog_sigma: poisoned::<R>(stream, c)?,
             dtheta: poisoned::<R>(stream, t)?,
         };
-        self.backward_into(stream, &dyd, &xd, &thd, shape, &p, &mut g)?;
+        // Per example, the samples' derivatives come from a forward pass with the same
+        // parameters (the same noise stream draws the same samples).
+        let samples = match mode {
+            NoiseMode::PerChannel => None,
+            NoiseMode::PerExample => Some(self.forward(stream, &xd, shape, &p)?),
+        };
+        let dth = samples.as_ref().and_then(|s| s.dth.as_ref());
+        self.backward_into(stream, &dyd, &xd, &thd, dth, shape, &p, &mut g)?;
         Ok(SbpHostGrads {
             dx: R::download(stream, &g.dx, n)?,
             dmu: R::download(stream, &g.dmu, c)?,

@@ -656,6 +656,12 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
             .theta_len(noise.mode)
             .map_err(kernel_err("sbp gate"))?;
         let (mut y, mut theta) = (d.zeros(n)?, d.zeros(tn)?);
+        // Per example, the samples' pathwise derivatives (interleaved d/dmu, d/dlog_sigma)
+        // are drawn with them and kept for the backward pass.
+        let mut dth = match noise.mode {
+            prune_kernels::NoiseMode::PerChannel => None,
+            prune_kernels::NoiseMode::PerExample => Some(d.zeros(2 * tn)?),
+        };
         d.sbp
             .forward_into(
                 d.stream(),
@@ -664,8 +670,16 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
                 &p,
                 &mut y,
                 &mut theta,
+                dth.as_mut(),
             )
             .map_err(kernel_err("sbp gate"))?;
+        let dtheta = match dth {
+            Some(b) => {
+                let t = wrap(&d, vec![tn, 2], b)?;
+                Some((t.clone(), t))
+            }
+            None => None,
+        };
         Ok(SbpForward {
             y: wrap(&d, x.shape().to_vec(), y)?,
             saved: SbpSaved {
@@ -674,7 +688,7 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
                 mu: mu.clone(),
                 log_sigma: log_sigma.clone(),
                 theta: wrap(&d, theta_shape(&shape, noise), theta)?,
-                dtheta: None,
+                dtheta,
             },
         })
     }
@@ -697,6 +711,10 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
                 sl::<R>(OP, g)?,
                 sl::<R>(OP, x)?,
                 sl::<R>(OP, &saved.theta)?,
+                match &saved.dtheta {
+                    Some((dth, _)) => Some(sl::<R>(OP, dth)?),
+                    None => None,
+                },
                 shape,
                 &p,
             )
