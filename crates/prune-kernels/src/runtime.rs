@@ -112,6 +112,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// A buffer of `n` elements (at least one) whose contents the caller overwrites
     /// before reading them.
     fn alloc<T: Elem>(stream: &Self::Stream, n: usize) -> Result<Self::Buf<T>, KernelError>;
+    /// Sets every element of `buf` to zero (ordered on the stream).
+    fn fill_zero<T: Elem>(stream: &Self::Stream, buf: &mut Self::Buf<T>)
+        -> Result<(), KernelError>;
     /// A new buffer holding `data` (an empty slice gives a one-element zeroed buffer).
     fn upload<T: Elem>(stream: &Self::Stream, data: &[T]) -> Result<Self::Buf<T>, KernelError>;
     /// The first `len` elements of `buf` on the host (waits for the stream).
@@ -324,6 +327,18 @@ impl Runtime for Cuda {
         // buffer before reading it.
         unsafe { stream.alloc::<T>(n.max(1)) }
             .map_err(KernelError::driver(format!("allocating {n} elements")))
+    }
+
+    fn fill_zero<T: Elem>(
+        stream: &Arc<CudaStream>,
+        buf: &mut CudaSlice<T>,
+    ) -> Result<(), KernelError> {
+        stream
+            .memset_zeros(buf)
+            .map_err(KernelError::driver(format!(
+                "zeroing {} elements",
+                buf.len()
+            )))
     }
 
     fn upload<T: Elem>(stream: &Arc<CudaStream>, data: &[T]) -> Result<CudaSlice<T>, KernelError> {

@@ -90,6 +90,11 @@ impl Runtime for Emu {
         Ok(b)
     }
 
+    fn fill_zero<T: Elem>(_stream: &EmuStream, buf: &mut DevBuf<T>) -> Result<(), KernelError> {
+        buf.as_mut_slice().fill(T::default());
+        Ok(())
+    }
+
     fn upload<T: Elem>(_stream: &EmuStream, data: &[T]) -> Result<DevBuf<T>, KernelError> {
         if data.is_empty() {
             return DevBuf::zeroed(1).map_err(emu_err);

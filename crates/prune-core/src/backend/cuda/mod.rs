@@ -56,7 +56,15 @@ pub struct GpuDevice<R: GpuRuntime> {
     blas: R::Blas,
     /// "Every channel" keep lists of the convolution kernels, by channel count.
     keeps: Mutex<HashMap<usize, Arc<KeepList<R>>>>,
+    /// Released float buffers by length, reused by [`GpuDevice::zeros`] instead of a new
+    /// allocation per op (at most [`POOL_PER_SIZE`] per length).
+    pool: Mutex<HashMap<usize, Vec<R::Buf<f32>>>>,
+    /// All-ones buffers by length (the dropout kernel's input), made once per length.
+    ones: Mutex<HashMap<usize, Arc<R::Buf<f32>>>>,
 }
+
+/// Most released buffers kept per length.
+const POOL_PER_SIZE: usize = 64;
 
 /// An opened GPU.
 pub type CudaDevice = GpuDevice<Cuda>;
@@ -85,6 +93,8 @@ impl<R: GpuRuntime> GpuDevice<R> {
             conv: MaskedConv2d::new(&kc).map_err(compile)?,
             blas,
             keeps: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            ones: Mutex::new(HashMap::new()),
             kc,
         })
     }
@@ -99,9 +109,55 @@ impl<R: GpuRuntime> GpuDevice<R> {
     }
 
     /// A zeroed buffer of `n` floats (at least one element: zero-byte allocations are not
-    /// portable, and the kernels never read past `n`).
+    /// portable, and the kernels never read past `n`): a released buffer of that length
+    /// when there is one (zeroed on the stream, so after the work that used it), else a
+    /// new allocation.
     pub(crate) fn zeros(&self, n: usize) -> Result<R::Buf<f32>> {
-        R::zeros(self.stream(), n).map_err(kernel_err("allocating"))
+        let len = n.max(1);
+        let reused = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&len)
+            .and_then(Vec::pop);
+        match reused {
+            Some(mut b) => {
+                R::fill_zero(self.stream(), &mut b).map_err(kernel_err("allocating"))?;
+                Ok(b)
+            }
+            None => R::zeros(self.stream(), len).map_err(kernel_err("allocating")),
+        }
+    }
+
+    /// Takes back a buffer no tensor refers to any more. Work already queued on the
+    /// stream that reads or writes it runs before anything queued after its reuse.
+    fn release(&self, b: R::Buf<f32>) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.entry(R::len(&b)).or_default();
+        if list.len() < POOL_PER_SIZE {
+            list.push(b);
+        }
+    }
+
+    /// Number of released buffers held for reuse.
+    pub fn pooled_buffers(&self) -> usize {
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.values().map(Vec::len).sum()
+    }
+
+    /// `n` ones (at least one element), made once per length and shared: the kernels
+    /// only read it.
+    pub(crate) fn ones(&self, n: usize) -> Result<Arc<R::Buf<f32>>> {
+        let len = n.max(1);
+        let mut ones = self.ones.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = ones.get(&len) {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(
+            R::upload(self.stream(), &vec![1.0f32; len]).map_err(kernel_err("allocating"))?,
+        );
+        ones.insert(len, b.clone());
+        Ok(b)
     }
 }
 
@@ -266,7 +322,8 @@ pub enum AnyBuf<T: Elem> {
 /// A reference-counted device buffer of `len` elements of `T` on one device.
 pub struct DeviceBuffer<T: Elem> {
     dev: AnyDevice,
-    buf: Arc<AnyBuf<T>>,
+    /// Present for the whole life of the value (taken only by `drop`).
+    buf: Option<Arc<AnyBuf<T>>>,
     len: usize,
 }
 
@@ -283,7 +340,10 @@ impl<T: Elem> Clone for DeviceBuffer<T> {
 impl<T: Elem> PartialEq for DeviceBuffer<T> {
     /// The same buffer (values are not compared: that needs a copy to the host).
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.buf, &other.buf) && self.len == other.len
+        match (&self.buf, &other.buf) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) && self.len == other.len,
+            _ => false,
+        }
     }
 }
 
@@ -295,6 +355,26 @@ impl<T: Elem> std::fmt::Debug for DeviceBuffer<T> {
             self.dev.ordinal(),
             self.len
         )
+    }
+}
+
+impl<T: Elem> Drop for DeviceBuffer<T> {
+    /// The last reference to a float buffer returns it to its device's pool.
+    fn drop(&mut self) {
+        let Some(Ok(buf)) = self.buf.take().map(Arc::try_unwrap) else {
+            return;
+        };
+        let any: Box<dyn std::any::Any> = Box::new(buf);
+        let Ok(buf) = any.downcast::<AnyBuf<f32>>() else {
+            return;
+        };
+        match (&self.dev, *buf) {
+            (AnyDevice::Cuda(d), AnyBuf::Cuda(b)) => d.release(b),
+            #[cfg(feature = "emu")]
+            (AnyDevice::Emu(d), AnyBuf::Emu(b)) => d.release(b),
+            #[cfg(feature = "emu")]
+            _ => {}
+        }
     }
 }
 
@@ -314,7 +394,7 @@ impl<T: Elem> DeviceBuffer<T> {
     pub(crate) fn new<R: GpuRuntime>(dev: Arc<GpuDevice<R>>, buf: R::Buf<T>, len: usize) -> Self {
         Self {
             dev: R::any_device(dev),
-            buf: Arc::new(R::wrap(buf)),
+            buf: Some(Arc::new(R::wrap(buf))),
             len,
         }
     }
@@ -363,14 +443,21 @@ impl<T: Elem> DeviceBuffer<T> {
         self.len == 0
     }
 
+    fn shared(&self) -> Result<&Arc<AnyBuf<T>>> {
+        self.buf
+            .as_ref()
+            .ok_or_else(|| wrong_runtime("device buffer"))
+    }
+
     /// The device buffer (at least one element long), when it is of runtime `R`.
     pub(crate) fn buf<R: GpuRuntime>(&self) -> Result<&R::Buf<T>> {
-        R::view(&self.buf).ok_or_else(|| wrong_runtime("device buffer"))
+        R::view(self.shared()?).ok_or_else(|| wrong_runtime("device buffer"))
     }
 
     /// The buffer for writing: copied first when another tensor shares it.
     pub(crate) fn buf_mut<R: GpuRuntime>(&mut self) -> Result<&mut R::Buf<T>> {
-        if Arc::get_mut(&mut self.buf).is_none() {
+        let shared = self.buf.as_mut().is_none_or(|b| Arc::get_mut(b).is_none());
+        if shared {
             let d = R::device_of(&self.dev).ok_or_else(|| wrong_runtime("copy on write"))?;
             let copy = R::duplicate(d.stream(), self.buf::<R>()?).map_err(|e| {
                 CoreError::InvalidArgument {
@@ -378,12 +465,16 @@ impl<T: Elem> DeviceBuffer<T> {
                     reason: format!("device copy of {} elements: {e}", self.len),
                 }
             })?;
-            self.buf = Arc::new(R::wrap(copy));
+            self.buf = Some(Arc::new(R::wrap(copy)));
         }
-        let b = Arc::get_mut(&mut self.buf).ok_or_else(|| CoreError::InvalidArgument {
-            op: "copy on write",
-            reason: "the buffer is still shared".into(),
-        })?;
+        let b =
+            self.buf
+                .as_mut()
+                .and_then(Arc::get_mut)
+                .ok_or_else(|| CoreError::InvalidArgument {
+                    op: "copy on write",
+                    reason: "the buffer is still shared".into(),
+                })?;
         R::view_mut(b).ok_or_else(|| wrong_runtime("copy on write"))
     }
 
@@ -431,5 +522,34 @@ impl DeviceBuffer<i32> {
             .into_iter()
             .map(|i| i.max(0) as u32)
             .collect())
+    }
+}
+
+#[cfg(all(test, feature = "emu"))]
+mod tests {
+    use super::*;
+    use crate::Tensor;
+
+    /// A released buffer is reused for the next one of its length, zeroed; a buffer still
+    /// shared by another tensor is not released.
+    #[test]
+    fn released_buffers_are_reused_zeroed() {
+        let ordinal = 62;
+        open_emulated(ordinal, 2, prune_kernels::Schedule::Ascending).expect("emulated device");
+        let d = emulated(ordinal).expect("registered");
+        let dev = Device::Cuda(ordinal);
+        let before = d.pooled_buffers();
+        let t = Tensor::from_vec([7], vec![3.0; 7])
+            .and_then(|t| t.to_device(dev))
+            .expect("upload");
+        let shared = t.clone();
+        drop(t);
+        assert_eq!(d.pooled_buffers(), before, "still shared");
+        drop(shared);
+        assert_eq!(d.pooled_buffers(), before + 1, "released");
+        let z = dev.backend().full(&[7], 0.0).expect("zeros");
+        assert_eq!(d.pooled_buffers(), before, "reused");
+        let host = z.to_device(Device::Cpu).expect("download");
+        assert_eq!(host.data(), &[0.0; 7]);
     }
 }

@@ -619,20 +619,11 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
     fn dropout_mask(&self, shape: &[usize], p: f32, rng: &mut dyn RngCore) -> Result<Tensor> {
         let d = self.dev()?;
         let n = numel(shape);
-        let ones = full(&d, shape, 1.0)?;
+        let ones = d.ones(n)?;
         let (mut y, mut mask) = (d.zeros(n)?, d.zeros(n)?);
         let (seed, offset) = (rng.next_u64(), rng.next_u64());
-        d.nn.dropout(
-            d.stream(),
-            sl::<R>("dropout", &ones)?,
-            &mut y,
-            &mut mask,
-            n,
-            p,
-            seed,
-            offset,
-        )
-        .map_err(kernel_err("dropout"))?;
+        d.nn.dropout(d.stream(), &ones, &mut y, &mut mask, n, p, seed, offset)
+            .map_err(kernel_err("dropout"))?;
         wrap(&d, shape.to_vec(), mask)
     }
 
