@@ -386,11 +386,11 @@ extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 sbp_sample_per_example(const float* __restrict__ mu, const float* __restrict__ log_sigma,
                        float* __restrict__ theta, float* __restrict__ dth, int rows, int channels,
                        u32 seed_lo, u32 seed_hi, u32 step, u32 layer2) {
-    const i64 total = (i64)rows * channels;
-    const i64 stride = (i64)gridDim.x * blockDim.x;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        const int r = (int)(i / channels);
-        const int c = (int)(i - (i64)r * channels);
+    // rows * channels < 2^31 (checked by the host wrapper).
+    const int total = rows * channels;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const int r = i / channels;
+        const int c = i - r * channels;
         const double eps = pk_noise_eps((u32)c, (u32)r, step, layer2 | 1u, seed_lo, seed_hi);
         const SbpSample s = sbp_sample((double)mu[c], (double)log_sigma[c], eps);
         theta[i] = (float)s.theta;

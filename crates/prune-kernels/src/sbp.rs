@@ -184,6 +184,8 @@ impl<R: Runtime> SbpNoise<R> {
         let (seed_lo, seed_hi, step, layer2) = stream_words(&p.stream);
         let per_example = p.mode.counter_tag() as i32;
         if let Some(dth) = dth {
+            // The sampling kernel indexes rows*C in 32 bits.
+            as_i32(OP, "rows x channels", d.theta_len)?;
             let mut b = Args::<R>::new();
             b.input(p.mu)
                 .input(p.log_sigma)
