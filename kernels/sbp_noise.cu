@@ -11,7 +11,8 @@
 //   eps ~ U(0,1) from Philox(key = seed; counter = (channel, example, step, 2 layer + mode))
 // The math is that of the CPU reference, prune-kernels src/cpu_ref/{sbp,sbp_closed}.rs.
 // The activation layout is [rows, C, HW] (NCHW with HW = H*W, or N x F with HW = 1).
-// Forward: y = x * theta, theta written out for the backward.
+// Forward: y = x * theta, theta written out for the backward (per example, theta and its
+// derivatives are sampled once by sbp_sample_per_example before the streaming pass).
 // Backward: dx = dy * theta, dtheta = sum dy * x, then dmu, dlog_sigma by the chain rule
 // through the sample (pathwise derivative, derived next to sbp_sample below).
 // Per-channel statistics: E[theta], SNR = E/sqrt(Var), KL(q || log-uniform on [A, B]).
@@ -175,13 +176,128 @@ struct SbpStats {
     double mean, snr, kl;
 };
 
+// ---- Var/E^2 of a tightly concentrated theta (the centred form of cpu_ref sbp_closed) ----
+// When Var/E^2 < SBP_DIRECT_VAR_MIN the log-moment second difference d above has lost its
+// digits; then, with K(s) = log E[exp(s log theta)],
+//   d = K(2) - 2K(1) + K(0) = int_0^2 w(s) K''(s) ds,  w(s) = min(s, 2 - s),
+//   K''(s) = sigma^2 V(alpha - s sigma, beta - s sigma),
+// V the variance of N(0,1) truncated to an interval, integrated by 12-point Gauss-Legendre
+// on [0, 1] and [1, 2] (the integrand is positive and smooth on each half).
+#define SBP_DIRECT_VAR_MIN 1e-3
+#define SBP_CF_DEPTH 64
+#define SBP_LOWER_TAIL_Y (-4.0 * 1.41421356237309504880)
+
+// 12-point Gauss-Legendre on [-1, 1]: nodes +-x[k], weights w[k].
+__device__ __forceinline__ double sbp_gl_x(int k) {
+    const double x[6] = {0.1252334085114689, 0.3678314989981802, 0.5873179542866174,
+                         0.7699026741943047, 0.9041172563704749, 0.9815606342467193};
+    return x[k];
+}
+__device__ __forceinline__ double sbp_gl_w(int k) {
+    const double w[6] = {0.2491470458134028, 0.2334925365383548, 0.2031674267230659,
+                         0.1600783285433462, 0.1069393259953184, 0.04717533638651183};
+    return w[k];
+}
+
+__device__ __forceinline__ double sbp_closest_to_zero(double l, double u) {
+    return u <= 0.0 ? u : (l >= 0.0 ? l : 0.0);
+}
+
+// Phi(x)/phi(x).
+__device__ __forceinline__ double sbp_cdf_over_pdf(double x) {
+    return PK_SQRT_PI_OVER_2 * erfcx(-x * PK_SQRT1_2);
+}
+
+// log Z of N(0,1) on [l, u] (cpu_ref truncated::log_mass): narrow intervals by
+// Gauss-Legendre, one-sided tails through Mills ratios, the rest through erf.
+__device__ double sbp_trunc_log_z(double l, double u) {
+    const double m = sbp_closest_to_zero(l, u);
+    double r;
+    if ((u - l) * fmax(fabs(m), 1.0) < 0.5) {
+        const double half = 0.5 * (u - l), mid = 0.5 * (u + l);
+        double acc = 0.0;
+        for (int k = 0; k < 6; ++k) {
+            const double t0 = mid - half * sbp_gl_x(k), t1 = mid + half * sbp_gl_x(k);
+            acc += sbp_gl_w(k) * (exp(-0.5 * (t0 - m) * (t0 + m)) + exp(-0.5 * (t1 - m) * (t1 + m)));
+        }
+        r = log(acc * half) - PK_LOG_SQRT_2PI;
+    } else if (u <= 0.0 || l >= 0.0) {
+        // lower tail [l, u] (upper tail mirrored to [-u, -l]), m = the end nearest 0
+        const double lo = u <= 0.0 ? l : -u, hi = u <= 0.0 ? u : -l;
+        const double mh = sbp_cdf_over_pdf(hi);
+        const double rho = sbp_cdf_over_pdf(lo) / mh * exp(0.5 * (hi - lo) * (hi + lo));
+        r = log(mh) + log1p(-rho) - PK_LOG_SQRT_2PI;
+    } else {
+        const double tails = 0.5 * erfc(u * PK_SQRT1_2) + 0.5 * erfc(-l * PK_SQRT1_2);
+        r = tails <= 0.5 ? log1p(-tails) : log(0.5 * (erf(u * PK_SQRT1_2) + erf(-l * PK_SQRT1_2)));
+    }
+    return -0.5 * m * m + r;
+}
+
+// Variance of N(0,1) truncated to [l, u] (cpu_ref truncated::truncated_variance):
+//   V = 1 + l r_l - u r_u - (r_l - r_u)^2,  r_t = phi(t)/Z,
+// with the centred Gauss-Legendre moments on narrow intervals and the continued fraction
+// 2 T1 (T2 - T1) for a one-sided tail, where the direct form cancels.
+__device__ double sbp_trunc_var(double l, double u) {
+    const double m = sbp_closest_to_zero(l, u);
+    if ((u - l) * fmax(fabs(m), 1.0) < 0.5) {
+        const double mid = 0.5 * (l + u), half = 0.5 * (u - l);
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+        for (int k = 0; k < 6; ++k) {
+            for (int side = -1; side <= 1; side += 2) {
+                const double dd = side * half * sbp_gl_x(k), t = mid + dd;
+                const double g = sbp_gl_w(k) * exp(-0.5 * (t - m) * (t + m));
+                s0 += g;
+                s1 += g * dd;
+                s2 += g * dd * dd;
+            }
+        }
+        const double e1 = s1 / s0;
+        return fmax(s2 / s0 - e1 * e1, 0.0);
+    }
+    if (u <= SBP_LOWER_TAIL_Y || l >= -SBP_LOWER_TAIL_Y) {
+        const double lo = u <= SBP_LOWER_TAIL_Y ? l : -u, hi = u <= SBP_LOWER_TAIL_Y ? u : -l;
+        const double log_rho = log(sbp_cdf_over_pdf(lo)) - log(sbp_cdf_over_pdf(hi)) +
+                               0.5 * (hi - lo) * (hi + lo);
+        if (log_rho <= -39.0) {
+            const double z = -hi * PK_SQRT1_2;
+            double t = 0.0;
+            for (int n = SBP_CF_DEPTH; n >= 2; --n) t = (0.5 * (double)n) / (z + t);
+            const double t1 = 0.5 / (z + t);
+            return 2.0 * t1 * (t - t1);
+        }
+    }
+    const double log_z = sbp_trunc_log_z(l, u);
+    const double r_l = exp(-0.5 * l * l - PK_LOG_SQRT_2PI - log_z);
+    const double r_u = exp(-0.5 * u * u - PK_LOG_SQRT_2PI - log_z);
+    const double lr = r_l == 0.0 ? 0.0 : l * r_l;
+    const double ur = r_u == 0.0 ? 0.0 : u * r_u;
+    return fmax(1.0 + lr - ur - (r_l - r_u) * (r_l - r_u), 0.0);
+}
+
+// K(2) - 2K(1) + K(0) by the integral above.
+__device__ double sbp_log_moment_excess_integral(double alpha, double beta, double sigma) {
+    double acc = 0.0;
+    for (int k = 0; k < 6; ++k) {
+        for (int side = -1; side <= 1; side += 2) {
+            const double node = 0.5 + 0.5 * side * sbp_gl_x(k);  // in (0, 1)
+            acc += 0.5 * sbp_gl_w(k) * node *
+                   sbp_trunc_var(alpha - node * sigma, beta - node * sigma);
+            acc += 0.5 * sbp_gl_w(k) * (1.0 - node) *
+                   sbp_trunc_var(alpha - (1.0 + node) * sigma, beta - (1.0 + node) * sigma);
+        }
+    }
+    return sigma * sigma * acc;
+}
+
 // E[theta]   = exp(mu + sigma^2/2) [Phi(sigma - alpha) - Phi(sigma - beta)] / Z
 //            = exp(mu + m(sigma) - m(0)),   m(s) = log_mass(alpha, beta, s)
 // E[theta^2] = exp(2 mu + m(2 sigma) - m(0))
 // d = log E[theta^2] - 2 log E[theta] = m(2 sigma) - 2 m(sigma) + m(0) (mu cancels); the
 // quadratic parts of m cancel exactly (see sbp_q_diff), leaving differences of moderate
-// numbers.  Var = E^2 expm1(d), SNR = 1/sqrt(expm1(d)), reported as SBP_SNR_MAX where
-// d <= 0 or the ratio exceeds it.
+// numbers.  Var = E^2 expm1(d), SNR = 1/sqrt(expm1(d)); where expm1(d) < SBP_DIRECT_VAR_MIN
+// it is taken from sbp_log_moment_excess_integral instead, and SNR is reported as
+// SBP_SNR_MAX where it would exceed it.
 // KL = max(0, log(B - A) - log sigma - H(alpha, beta)).
 __device__ SbpStats sbp_stats(double mu_in, double log_sigma) {
     const double mu = fmin(fmax(mu_in, SBP_PARAM_MIN), SBP_PARAM_MAX);
@@ -197,7 +313,9 @@ __device__ SbpStats sbp_stats(double mu_in, double log_sigma) {
     SbpStats st;
     st.mean = exp(mu + (m1.r - m0.r) + q10);
     const double d = (m2.r - 2.0 * m1.r + m0.r) + (q21 - q10);
-    const double ratio = d > 0.0 ? expm1(d) : 0.0;
+    double ratio = expm1(d);
+    // Concentrated theta: the second difference has lost its digits; integrate it.
+    if (ratio < SBP_DIRECT_VAR_MIN) ratio = expm1(sbp_log_moment_excess_integral(alpha, beta, sigma));
     st.snr = ratio > 1.0 / (SBP_SNR_MAX * SBP_SNR_MAX) ? fmin(rsqrt(ratio), SBP_SNR_MAX) : SBP_SNR_MAX;
     // KL >= 0 exactly; rounding in near-uniform cases (width of [alpha, beta] ~ 1e-8) can
     // leave a residue of order 1e-8 below zero.
@@ -259,9 +377,33 @@ __device__ __forceinline__ SbpTile sbp_tile(int channels, int hw, int ch_per_til
     return t;
 }
 
-// Forward: y = x * theta.  theta_out has C entries (per-channel) or rows*C (per-example).
+// Per-example noise, sampling step: for i = r*C + c, theta[i] and its pathwise derivatives
+// dth[2i] = d theta/d mu, dth[2i+1] = d theta/d log_sigma (sbp_sample, double precision,
+// stored as floats).  Each per-example theta is sampled here once: sbp_forward streams
+// y = x theta from this buffer, and sbp_backward_finalize combines the dtheta sums with
+// dth instead of sampling again.
 extern "C" __global__ void __launch_bounds__(PK_BLOCK)
-sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ theta_out,
+sbp_sample_per_example(const float* __restrict__ mu, const float* __restrict__ log_sigma,
+                       float* __restrict__ theta, float* __restrict__ dth, int rows, int channels,
+                       u32 seed_lo, u32 seed_hi, u32 step, u32 layer2) {
+    // rows * channels < 2^31 (checked by the host wrapper).
+    const int total = rows * channels;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const int r = i / channels;
+        const int c = i - r * channels;
+        const double eps = pk_noise_eps((u32)c, (u32)r, step, layer2 | 1u, seed_lo, seed_hi);
+        const SbpSample s = sbp_sample((double)mu[c], (double)log_sigma[c], eps);
+        theta[i] = (float)s.theta;
+        dth[2 * i] = (float)s.dth_dmu;
+        dth[2 * i + 1] = (float)s.dth_dls;
+    }
+}
+
+// Forward: y = x * theta.  Per channel, theta is sampled here (once per channel and block
+// column) and written to theta_io; per example, theta_io holds the samples of
+// sbp_sample_per_example and is only read.
+extern "C" __global__ void __launch_bounds__(PK_BLOCK)
+sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ theta_io,
             const float* __restrict__ mu, const float* __restrict__ log_sigma, int rows,
             int channels, int hw, int ch_per_tile, int chunks, int chunk_cols, int rows_per_tile,
             u32 seed_lo, u32 seed_hi, u32 step, u32 layer2, int per_example) {
@@ -278,7 +420,7 @@ sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restric
             const double eps = pk_noise_eps((u32)c, 0u, step, layer2, seed_lo, seed_hi);
             const float th = (float)sbp_sample((double)mu[c], (double)log_sigma[c], eps).theta;
             theta_s[lc] = th;
-            if (writer && blockIdx.y == 0) theta_out[c] = th;
+            if (writer && blockIdx.y == 0) theta_io[c] = th;
         }
         __syncthreads();
         float th[4];
@@ -308,18 +450,14 @@ sbp_forward(const float* __restrict__ x, float* __restrict__ y, float* __restric
         return;
     }
 
-    // Per-example noise: theta for a batch of rows at a time.
+    // Per-example noise: the samples of a batch of rows at a time, staged in shared memory.
     const int batch = max(1, min(SBP_SMEM_FLOATS / max(t.nch, 1), r1 - r0));
     for (int rb = r0; rb < r1; rb += batch) {
         const int nb = min(batch, r1 - rb);
         __syncthreads();
         for (int idx = threadIdx.x; idx < nb * t.nch; idx += blockDim.x) {
             const int rr = idx / t.nch, lc = idx - rr * t.nch;
-            const int c = t.c0 + lc, r = rb + rr;
-            const double eps = pk_noise_eps((u32)c, (u32)r, step, layer2 | 1u, seed_lo, seed_hi);
-            const float th = (float)sbp_sample((double)mu[c], (double)log_sigma[c], eps).theta;
-            theta_s[idx] = th;
-            if (writer) theta_out[(i64)r * channels + c] = th;
+            theta_s[idx] = theta_io[(i64)(rb + rr) * channels + t.c0 + lc];
         }
         __syncthreads();
         for (int rr = 0; rr < nb; ++rr) {
@@ -433,14 +571,17 @@ sbp_backward_tiles(const float* __restrict__ dy, const float* __restrict__ x,
     }
 }
 
-// Backward, per-channel part (one warp per channel):
+// Backward, finalize (one warp per channel):
 //   dtheta = sum of the partials (double accumulation, fixed order)
 //   dmu = sum_n dtheta_n * dtheta_n/dmu,  dlog_sigma = sum_n dtheta_n * dtheta_n/dlog_sigma
 // `parts` is the number of partial rows: row tiles (per-channel) or rows (per-example).
-// dtheta_out has C entries (per-channel) or rows*C (per-example).
+// dtheta_out has C entries (per-channel) or rows*C (per-example).  Per channel the
+// derivatives of the channel's sample are recomputed here (one sample per channel); per
+// example they come from dth, written by sbp_sample_per_example.
 extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 sbp_backward_finalize(const float* __restrict__ partial, const float* __restrict__ mu,
-                      const float* __restrict__ log_sigma, float* __restrict__ dmu,
+                      const float* __restrict__ log_sigma, const float* __restrict__ dth,
+                      float* __restrict__ dmu,
                       float* __restrict__ dlog_sigma, float* __restrict__ dtheta_out,
                       int channels, int parts, int chunks, u32 seed_lo, u32 seed_hi, u32 step, u32 layer2,
                       int per_example) {
@@ -469,11 +610,10 @@ sbp_backward_finalize(const float* __restrict__ partial, const float* __restrict
     for (int n = lane; n < parts; n += 32) {
         double g = 0.0;
         for (int k = 0; k < chunks; ++k) g += (double)partial[((i64)n * channels + c) * chunks + k];
-        dtheta_out[(i64)n * channels + c] = (float)g;
-        const double eps = pk_noise_eps((u32)c, (u32)n, step, layer2 | 1u, seed_lo, seed_hi);
-        const SbpSample s = sbp_sample(m, ls, eps);
-        gm += g * s.dth_dmu;
-        gl += g * s.dth_dls;
+        const i64 i = (i64)n * channels + c;
+        dtheta_out[i] = (float)g;
+        gm += g * (double)dth[2 * i];
+        gl += g * (double)dth[2 * i + 1];
     }
     gm = pk_warp_sum_d(gm);
     gl = pk_warp_sum_d(gl);

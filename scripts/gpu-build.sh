@@ -21,6 +21,8 @@ GPU_TESTS="gpu_sbp gpu_conv gpu_gather gpu_ops probe nvrtc_compile"
 # prune-core's backend op tests, built with the CUDA backend: on the GPU machine they run
 # every op on cuda:0 against the CPU references (and on the CPU backend, as in CI).
 CORE_TESTS="backend_ops backend_sbp"
+# prune-nn's pipeline test: prune (three methods) on cuda:0 against the same run on the CPU.
+NN_TESTS="device_pipeline"
 
 # Paths of the executables cargo reports for a build, one per line: "name<TAB>path".
 artifacts() {
@@ -53,6 +55,15 @@ cargo test --release -p prune-core --features cuda "${args[@]}" --no-run \
         cp "$path" "$BUNDLE/tests/$name"
     done
 
+args=()
+for t in $NN_TESTS; do args+=(--test "$t"); done
+echo "gpu-build: release pipeline test binaries (prune-nn --features cuda): $NN_TESTS" >&2
+cargo test --release -p prune-nn --features cuda "${args[@]}" --no-run \
+    --message-format=json-render-diagnostics \
+    | artifacts | while IFS=$'\t' read -r name path; do
+        cp "$path" "$BUNDLE/tests/$name"
+    done
+
 echo "gpu-build: kernel benchmark" >&2
 cargo bench -p prune-kernels --features cudnn --bench kernels --no-run --message-format=json-render-diagnostics \
     | artifacts | while IFS=$'\t' read -r name path; do
@@ -71,7 +82,7 @@ strip "$BUNDLE"/tests/* "$BUNDLE"/benches/* "$BUNDLE"/bin/* 2>/dev/null || true
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "rustc: $(rustc --version)"
 } > "$BUNDLE/BUILD_INFO"
-for t in $GPU_TESTS $CORE_TESTS; do
+for t in $GPU_TESTS $CORE_TESTS $NN_TESTS; do
     [ -x "$BUNDLE/tests/$t" ] || { echo "gpu-build: missing test binary $t" >&2; exit 1; }
 done
 [ -x "$BUNDLE/bin/prune-nn" ] || { echo "gpu-build: missing the prune-nn CLI" >&2; exit 1; }

@@ -12,8 +12,9 @@
 # Steps
 #   1. nvidia-smi
 #   2. every GPU test binary with PRUNE_REQUIRE_GPU=1 (a missing GPU or driver fails them):
-#      the prune-kernels kernel tests and prune-core's backend op tests (backend_ops,
-#      backend_sbp: every Backend op on cuda:0 against the CPU references)
+#      the prune-kernels kernel tests, prune-core's backend op tests (backend_ops,
+#      backend_sbp: every Backend op on cuda:0 against the CPU references) and prune-nn's
+#      device_pipeline (prune with each method on cuda:0 against the CPU run)
 #   3. compute-sanitizer memcheck and racecheck on a small subset (the gather, kernel-op and
 #      backend SBP tests); where the device runtime does not support the tool, UNSUPPORTED
 #      with its message
@@ -111,10 +112,11 @@ step nvidia-smi 20 nvidia-smi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
     >> "$OUT/nvidia-smi.log" 2>&1
 
-# 2. GPU tests: every test of every carried binary, GPU required.
+# 2. GPU tests: every test of every carried binary, GPU required (the `emu::` cases, the
+#    CUDA backend over the CPU emulation of the kernels, already ran in CI: skipped here).
 export PRUNE_REQUIRE_GPU=1 PRUNE_REQUIRE_NVRTC=1
 for t in "$BUNDLE"/tests/*; do
-    step "test-$(basename "$t")" 90 "$t" --test-threads=1
+    step "test-$(basename "$t")" 90 "$t" --test-threads=1 --skip emu::
 done
 
 # 3. compute-sanitizer on a small subset.

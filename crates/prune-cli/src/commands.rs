@@ -120,12 +120,12 @@ fn graph(a: GraphArgs) -> Result<()> {
 }
 
 fn compile(a: CompileArgs) -> Result<()> {
-    crate::device::cpu_only("compile", a.device)?;
+    let device = crate::device::open(a.device)?;
     check_output_dir(&a.out, &[&a.model], a.force)?;
     let model = prune_nn::graph::Model::load(&a.model)?;
     let masks = prune_nn::reg::Masks::load_json(&a.masks)?;
     let _lock = RunLock::acquire(&a.out)?;
-    let compiled = prune_nn::compile_masks(&model, &masks, a.fold_bn, &a.out)?;
+    let compiled = prune_nn::compile_masks(&model, &masks, a.fold_bn, &a.out, device)?;
     let dataset = run_dataset(&a.model).or_else(|| a.masks.parent().and_then(run_dataset));
     if let Some(d) = dataset {
         record_dataset(&a.out, &d)?;
@@ -145,14 +145,15 @@ fn compile(a: CompileArgs) -> Result<()> {
 }
 
 fn prune(a: PruneArgs) -> Result<()> {
-    crate::device::cpu_only("prune", a.device)?;
+    let device = crate::device::open(a.device)?;
     let method = match a.method {
         MethodArg::Sbp => Method::Sbp,
         MethodArg::Polarization => Method::Polarization,
         MethodArg::Slimming => Method::Slimming,
     };
     check_output_dir(&a.out, &[&a.model], a.force)?;
-    let dense = prune_nn::graph::Model::load(&a.model)?;
+    let mut dense = prune_nn::graph::Model::load(&a.model)?;
+    prune_nn::train::model_to(&mut dense, device)?;
     let mut cfg = PruneConfig::paper_defaults(method);
     match a.optimizer {
         Some(Optim::Sgd) => {

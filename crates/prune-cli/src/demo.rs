@@ -10,7 +10,7 @@ use std::path::Path;
 const DEMO_NOTE: &str = "demo.md";
 
 pub fn demo(a: DemoArgs) -> Result<()> {
-    crate::device::cpu_only("demo", a.device)?;
+    let device = crate::device::open(a.device)?;
     // A second demo replaces the first one's runs; anything else in the way
     // needs --force.
     let replace = a.force || a.out.join(DEMO_NOTE).is_file();
@@ -18,7 +18,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         check_output_dir(&a.out.join(sub), &[], replace)?;
     }
     let _lock = RunLock::acquire(&a.out)?;
-    let run = prune_nn::demo::run(&a.out, a.data.as_deref(), a.epochs, a.sbp_epochs)?;
+    let run = prune_nn::demo::run(&a.out, a.data.as_deref(), a.epochs, a.sbp_epochs, device)?;
     let report = prune_nn::report::render_markdown(&run.report);
     let guide = next_steps(&run.dense_dir, &run.pruned_dir, run.dataset);
     let note = a.out.join(DEMO_NOTE);

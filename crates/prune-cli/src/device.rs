@@ -1,4 +1,5 @@
-//! `--device cpu | cuda | cuda:N`: where `train` and `eval` run.
+//! `--device cpu | cuda | cuda:N`: where `train`, `eval`, `prune` (sparse training,
+//! evaluation, fine-tuning, speed), `compile` (its speed measurement) and `demo` run.
 //!
 //! `cuda` means `cuda:0`. Choosing a GPU opens it first, so a missing driver, NVRTC,
 //! cuBLAS or device is reported (naming what is missing) before any data is read. A
@@ -27,18 +28,6 @@ pub fn open(device: Device) -> Result<Device> {
         CudaDevice::new(ordinal).map_err(|e| Error::Usage(format!("--device {device}: {e}")))?;
     }
     Ok(device)
-}
-
-/// For the commands that run on the CPU only: an error for any other device.
-pub fn cpu_only(command: &str, device: Device) -> Result<()> {
-    open(device)?;
-    if device == Device::Cpu {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "--device {device}: `{command}` runs on the CPU (train and eval run on the GPU); \
-         use --device cpu"
-    )))
 }
 
 #[cfg(test)]

@@ -203,21 +203,36 @@ impl CompileReport {
 
 /// Median of `repeats` timings (after one warm-up run) of `predict` on `x`, in ms.
 fn median_ms(model: &Model, x: &prune_core::Tensor, repeats: usize) -> Result<f64> {
-    predict(model, x.clone(), None)?;
+    // On a device the input is copied over before the timing, and the copy of the
+    // output back to the host (which waits for the device's work) is timed with it.
+    let device = model
+        .params
+        .iter()
+        .next()
+        .map_or(prune_core::Device::Cpu, |(_, t)| t.device());
+    let x = x.to_device(device)?;
+    let run = |input: prune_core::Tensor| -> Result<()> {
+        let y = predict(model, input, None)?;
+        if y.device() != prune_core::Device::Cpu {
+            y.to_device(prune_core::Device::Cpu)?;
+        }
+        Ok(())
+    };
+    run(x.clone())?;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let input = x.clone();
         let t0 = Instant::now();
-        let y = predict(model, input, None)?;
+        run(input)?;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
-        drop(y);
     }
     times.sort_by(|a, b| a.total_cmp(b));
     Ok(times[times.len() / 2])
 }
 
-/// Measures median CPU latency at batch 1 and batch 100 of the dense and the
-/// compiled model (eval mode, [`prune_graph::predict`]), `repeats` runs each.
+/// Measures median latency at batch 1 and batch 100 of the dense and the
+/// compiled model (eval mode, [`prune_graph::predict`]), `repeats` runs each, on
+/// the device of each model's parameters (the CPU for host models).
 pub fn measure_speed(dense: &Model, compiled: &Model, repeats: usize) -> Result<SpeedReport> {
     if repeats == 0 {
         return Err(CompileError::Options(

@@ -1,13 +1,15 @@
 //! Every backend op against the kernel crate's CPU references (`prune_kernels::cpu_ref`,
 //! double-precision loops written independently of prune-core's CPU kernels): each check
-//! is written once and run on the CPU backend always and on `cuda:0` when this build has
-//! the CUDA backend and a GPU is present (reported as ignored with the reason otherwise;
-//! `PRUNE_REQUIRE_GPU=1` makes that a failure). Shapes are small but reach the edge
+//! is written once and run on the CPU backend always, on the CUDA backend over the CPU
+//! emulation of the kernels always (`emu::`, device `cuda:63`: the backend's own code
+//! against the emulated kernels and a reference GEMM), and on `cuda:0` when a GPU is
+//! present (reported as ignored with the reason otherwise; `PRUNE_REQUIRE_GPU=1` makes
+//! that a failure). Shapes are small but reach the edge
 //! cases: broadcasting on every side, transposed GEMM operands, strided/padded and grouped
 //! convolutions, overlapping pooling windows, repeated gather indices.
 
 use prune_core::autograd::{Binary, Unary};
-use prune_core::backend::cuda::CudaDevice;
+use prune_core::backend::cuda::{open_emulated, CudaDevice};
 use prune_core::backend::{AdamStep, SgdStep};
 use prune_core::cpu::{Conv2dParams, PoolParams};
 use prune_core::{Device, Indices, Tensor};
@@ -16,10 +18,14 @@ use prune_kernels::cpu_ref::pooling::Pool;
 use prune_kernels::cpu_ref::{batchnorm, channels, conv, optim, reduce};
 use prune_kernels::ConvShape;
 
+/// The ordinal under which the emulated device is registered.
+const EMU: usize = 63;
+
 macro_rules! per_device {
-    ($gpu:expr; $($f:ident),* $(,)?) => {
+    ($gpu:expr, $emu:expr; $($f:ident),* $(,)?) => {
         vec![
             $(prune_testkit::test_needing(concat!("cpu::", stringify!($f)), &prune_testkit::Need::met(), || $f(Device::Cpu)),)*
+            $(prune_testkit::test_needing(concat!("emu::", stringify!($f)), $emu, || $f(Device::Cuda(EMU))),)*
             $(prune_testkit::test_needing(concat!("cuda::", stringify!($f)), $gpu, || $f(Device::Cuda(0))),)*
         ]
     };
@@ -31,7 +37,13 @@ fn main() {
         "PRUNE_REQUIRE_GPU",
         CudaDevice::new(0).map(|_| ()).map_err(|e| e.to_string()),
     );
-    prune_testkit::run(per_device!(&gpu;
+    // Grids sized for 2 SMs and the threads of each block in a shuffled order.
+    let emu = prune_testkit::Need::probe(
+        "no emulated device",
+        "PRUNE_REQUIRE_EMU",
+        open_emulated(EMU, 2, prune_kernels::Schedule::Shuffled(7)).map_err(|e| e.to_string()),
+    );
+    prune_testkit::run(per_device!(&gpu, &emu;
         elementwise_and_broadcasting,
         reductions_and_broadcast_adjoint,
         gemm_all_transpositions,

@@ -2,12 +2,17 @@
 //! forward/backward against `cpu_ref::sbp::{forward, backward}` (which re-draw the
 //! samples), statistics against the per-channel closed forms, the KL gradient against
 //! central differences of the KL in f64. Each check is written once and run on the CPU
-//! backend always and on `cuda:0` when this build has a CUDA backend and a GPU (reported
-//! as ignored with the reason otherwise; `PRUNE_REQUIRE_GPU=1` makes that a failure).
+//! backend always, on the CUDA backend over the CPU emulation of the kernels always
+//! (`emu::`, device `cuda:63`), and on `cuda:0` when a GPU is present (reported as ignored
+//! with the reason otherwise; `PRUNE_REQUIRE_GPU=1` makes that a failure).
 
-use prune_core::backend::{cuda::CudaDevice, SbpNoiseArgs};
+use prune_core::backend::cuda::{open_emulated, CudaDevice};
+use prune_core::backend::SbpNoiseArgs;
 use prune_core::sbp::{backward, forward, kl, stats, NoiseMode, NoiseStream, SbpShape};
 use prune_core::{Device, Tensor};
+
+/// The ordinal under which the emulated device is registered.
+const EMU: usize = 63;
 
 fn main() {
     let gpu = prune_testkit::Need::probe(
@@ -16,7 +21,18 @@ fn main() {
         CudaDevice::new(0).map(|_| ()).map_err(|e| e.to_string()),
     );
     let met = prune_testkit::Need::met();
+    let emu = prune_testkit::Need::probe(
+        "no emulated device",
+        "PRUNE_REQUIRE_EMU",
+        open_emulated(EMU, 2, prune_kernels::Schedule::Shuffled(11)).map_err(|e| e.to_string()),
+    );
     prune_testkit::run(vec![
+        prune_testkit::test_needing("emu::sbp_noise_matches_reference", &emu, || {
+            sbp_noise_matches_reference(Device::Cuda(EMU))
+        }),
+        prune_testkit::test_needing("emu::sbp_stats_and_kl_match_closed_forms", &emu, || {
+            sbp_stats_and_kl_match_closed_forms(Device::Cuda(EMU))
+        }),
         prune_testkit::test_needing("cpu::sbp_noise_matches_reference", &met, || {
             sbp_noise_matches_reference(Device::Cpu)
         }),

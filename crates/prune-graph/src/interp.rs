@@ -287,7 +287,8 @@ fn apply_mask(tape: &mut Tape<'_>, y: Var, keep: &[bool]) -> prune_core::Result<
     let m = Tensor::from_vec(
         channel_shape(keep.len(), shape.len()),
         keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect(),
-    )?;
+    )?
+    .to_device(tape.value(y)?.device())?;
     let mv = tape.constant(m);
     tape.mul(y, mv)
 }

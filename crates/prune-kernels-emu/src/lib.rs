@@ -161,6 +161,12 @@ impl<T: Element> DevBuf<T> {
     }
 }
 
+// SAFETY: a DevBuf owns its mapping exclusively, like a Box<[T]>: shared references only
+// read it and writing needs &mut.
+unsafe impl<T: Element + Send> Send for DevBuf<T> {}
+// SAFETY: as above.
+unsafe impl<T: Element + Sync> Sync for DevBuf<T> {}
+
 impl<T: Element> Drop for DevBuf<T> {
     fn drop(&mut self) {
         // SAFETY: ptr came from pk_emu_alloc with the same byte count.

@@ -154,8 +154,14 @@ fn run(kc: &KernelContext, c: &mut Criterion) -> Result<(), KernelError> {
                 mode,
             };
             let mut theta = zeros(&stream, shape.theta_len(mode)?)?;
+            // Per example the fused forward is the sampling step and the streaming pass.
+            let mut dth = match mode {
+                NoiseMode::PerChannel => None,
+                NoiseMode::PerExample => Some(zeros(&stream, 2 * shape.theta_len(mode)?)?),
+            };
             let mut work = UnfusedWork::new(&stream, shape.theta_len(mode)?)?;
-            let mut fused = || sbp.forward_into(&stream, &x, shape, &p, &mut y, &mut theta);
+            let mut fused =
+                || sbp.forward_into(&stream, &x, shape, &p, &mut y, &mut theta, dth.as_mut());
             let t_fused = time_gpu(kc, iters, &mut fused)?;
             lines.push(Line {
                 name: format!("sbp fused [{label} {mode:?}]"),
@@ -177,7 +183,7 @@ fn run(kc: &KernelContext, c: &mut Criterion) -> Result<(), KernelError> {
             g.bench_function(BenchmarkId::new("fused", label), |b| {
                 b.iter_custom(|it| {
                     criterion_time(kc, it, &mut || {
-                        sbp.forward_into(&stream, &x, shape, &p, &mut y, &mut theta)
+                        sbp.forward_into(&stream, &x, shape, &p, &mut y, &mut theta, dth.as_mut())
                     })
                 })
             });

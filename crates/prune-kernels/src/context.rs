@@ -3,20 +3,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 
 use crate::error::KernelError;
-use crate::probe::{guarded, open_device, require_nvrtc, DeviceInfo};
-use crate::source::{arch_for_device, compile, nvrtc_supported_archs, KernelFile};
+use crate::probe::{open_device, require_nvrtc, DeviceInfo};
+use crate::runtime::{Cuda, Runtime};
+use crate::source::{arch_for_device, nvrtc_supported_archs, KernelFile};
 
 /// A loaded kernel module and its functions.
-pub(crate) struct LoadedModule {
+pub struct LoadedModule<R: Runtime = Cuda> {
     file: KernelFile,
-    functions: HashMap<&'static str, CudaFunction>,
+    functions: HashMap<&'static str, R::Func>,
 }
 
-impl LoadedModule {
-    pub(crate) fn function(&self, name: &str) -> Result<&CudaFunction, KernelError> {
+impl<R: Runtime> LoadedModule<R> {
+    pub(crate) fn function(&self, name: &str) -> Result<&R::Func, KernelError> {
         self.functions.get(name).ok_or_else(|| {
             KernelError::invalid(
                 "kernel lookup",
@@ -26,18 +27,20 @@ impl LoadedModule {
     }
 }
 
-/// A CUDA device with its primary context and default stream.  Kernel files are compiled
-/// by NVRTC for the device's architecture the first time an operation needs them and the
-/// loaded modules are kept here, so each file is compiled once per context.
-pub struct KernelContext {
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
+/// A device with its stream and the loaded kernel modules: a CUDA device (the default
+/// runtime [`Cuda`]: its primary context and default stream; kernel files are compiled by
+/// NVRTC for the device's architecture the first time an operation needs them) or, with
+/// the `emu` feature, the CPU emulation of the kernels ([`KernelContext::emulated`]).
+/// Each file is loaded once per context.
+pub struct KernelContext<R: Runtime = Cuda> {
+    rt: R,
+    stream: R::Stream,
     info: DeviceInfo,
     arch: String,
-    modules: Mutex<HashMap<KernelFile, Arc<LoadedModule>>>,
+    modules: Mutex<HashMap<KernelFile, Arc<LoadedModule<R>>>>,
 }
 
-impl std::fmt::Debug for KernelContext {
+impl<R: Runtime> std::fmt::Debug for KernelContext<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KernelContext")
             .field("device", &self.info)
@@ -46,7 +49,7 @@ impl std::fmt::Debug for KernelContext {
     }
 }
 
-impl KernelContext {
+impl KernelContext<Cuda> {
     /// Opens device `ordinal`.  Fails cleanly (no panic) with [`KernelError::NoCuda`] when
     /// the driver or NVRTC is missing and [`KernelError::NoDevice`] without a device.
     pub fn new(ordinal: usize) -> Result<KernelContext, KernelError> {
@@ -55,7 +58,7 @@ impl KernelContext {
         let arch = arch_for_device(info.compute_capability, &nvrtc_supported_archs()?)?;
         let stream = ctx.default_stream();
         Ok(KernelContext {
-            ctx,
+            rt: Cuda(ctx),
             stream,
             info,
             arch,
@@ -63,6 +66,54 @@ impl KernelContext {
         })
     }
 
+    /// The underlying cudarc context.
+    pub fn cuda_context(&self) -> &Arc<CudaContext> {
+        &self.rt.0
+    }
+
+    /// A new stream on this context.
+    pub fn new_stream(&self) -> Result<Arc<CudaStream>, KernelError> {
+        self.rt
+            .0
+            .new_stream()
+            .map_err(KernelError::driver("creating a stream"))
+    }
+
+    /// Waits for all work on the device.
+    pub fn synchronize(&self) -> Result<(), KernelError> {
+        self.rt
+            .0
+            .synchronize()
+            .map_err(KernelError::driver("synchronising the context"))
+    }
+}
+
+#[cfg(feature = "emu")]
+impl KernelContext<crate::runtime_emu::Emu> {
+    /// The CPU emulation of the kernels as a device with `multiprocessors` SMs (grids
+    /// are sized from it: a small count keeps emulated launches short), running the
+    /// threads of each block in `schedule`'s order.
+    pub fn emulated(
+        multiprocessors: u32,
+        schedule: crate::runtime_emu::Schedule,
+    ) -> KernelContext<crate::runtime_emu::Emu> {
+        KernelContext {
+            rt: crate::runtime_emu::Emu,
+            stream: crate::runtime_emu::EmuStream { schedule },
+            info: DeviceInfo {
+                ordinal: 0,
+                name: "CPU emulation of kernels/*.cu".into(),
+                compute_capability: (0, 0),
+                multiprocessors: multiprocessors.max(1),
+                total_memory: 0,
+            },
+            arch: "emulated".into(),
+            modules: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<R: Runtime> KernelContext<R> {
     /// The device this context runs on.
     pub fn device(&self) -> &DeviceInfo {
         &self.info
@@ -73,28 +124,14 @@ impl KernelContext {
         &self.arch
     }
 
-    /// The underlying cudarc context.
-    pub fn cuda_context(&self) -> &Arc<CudaContext> {
-        &self.ctx
+    /// The runtime handle.
+    pub fn runtime(&self) -> &R {
+        &self.rt
     }
 
     /// The context's default stream.
-    pub fn stream(&self) -> &Arc<CudaStream> {
+    pub fn stream(&self) -> &R::Stream {
         &self.stream
-    }
-
-    /// A new stream on this context.
-    pub fn new_stream(&self) -> Result<Arc<CudaStream>, KernelError> {
-        self.ctx
-            .new_stream()
-            .map_err(KernelError::driver("creating a stream"))
-    }
-
-    /// Waits for all work on the device.
-    pub fn synchronize(&self) -> Result<(), KernelError> {
-        self.ctx
-            .synchronize()
-            .map_err(KernelError::driver("synchronising the context"))
     }
 
     /// Compiles and loads every kernel file now instead of on first use.
@@ -105,30 +142,13 @@ impl KernelContext {
         Ok(())
     }
 
-    pub(crate) fn module(&self, file: KernelFile) -> Result<Arc<LoadedModule>, KernelError> {
+    pub(crate) fn module(&self, file: KernelFile) -> Result<Arc<LoadedModule<R>>, KernelError> {
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = modules.get(&file) {
             return Ok(m.clone());
         }
-        let compiled = compile(file, &self.arch)?;
-        let loaded = guarded("loading a module", || {
-            let module = self
-                .ctx
-                .load_module(compiled.to_ptx())
-                .map_err(KernelError::driver(format!("loading {}", file.file_name())))?;
-            let mut functions = HashMap::new();
-            for &name in file.kernels() {
-                let f = module
-                    .load_function(name)
-                    .map_err(KernelError::driver(format!(
-                        "looking up {name} in {}",
-                        file.file_name()
-                    )))?;
-                functions.insert(name, f);
-            }
-            Ok(LoadedModule { file, functions })
-        })?;
-        let loaded = Arc::new(loaded);
+        let functions = self.rt.load(file, &self.arch)?;
+        let loaded = Arc::new(LoadedModule { file, functions });
         modules.insert(file, loaded.clone());
         Ok(loaded)
     }

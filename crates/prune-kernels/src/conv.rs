@@ -2,21 +2,21 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
-use crate::context::{as_i32, check_buf, check_slice, check_stream, KernelContext, LoadedModule};
+use crate::context::{as_i32, KernelContext, LoadedModule};
 use crate::error::KernelError;
-use crate::host::{alloc, download, poisoned, upload};
 use crate::keep::KeepList;
+use crate::runtime::{check_buf, poisoned, Args, Cuda, Runtime};
 use crate::shapes::ConvShape;
 use crate::source::KernelFile;
 use crate::tiling::{conv_grid, stride_grid, wgrad_split, BLOCK};
 
 /// Convolution over kept channels: compact output, gradients written in place into the
 /// full-size input / weight gradient buffers.
-pub struct MaskedConv2d {
-    ctx: Arc<CudaContext>,
-    module: Arc<LoadedModule>,
+pub struct MaskedConv2d<R: Runtime = Cuda> {
+    ctx: R,
+    module: Arc<LoadedModule<R>>,
     sms: u32,
 }
 
@@ -24,7 +24,7 @@ pub struct MaskedConv2d {
 struct Geom([i32; 14]);
 
 impl Geom {
-    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
+    fn push<R: Runtime>(&self, b: &mut Args<'_, R>) {
         for v in &self.0 {
             b.arg(v);
         }
@@ -40,11 +40,11 @@ struct Plan {
     wo: usize,
 }
 
-fn plan(
+fn plan<R: Runtime>(
     op: &'static str,
     shape: &ConvShape,
-    keep_in: &KeepList,
-    keep_out: &KeepList,
+    keep_in: &KeepList<R>,
+    keep_out: &KeepList<R>,
 ) -> Result<Plan, KernelError> {
     if keep_in.bound() != shape.in_channels || keep_out.bound() != shape.out_channels {
         return Err(KernelError::shape(
@@ -98,11 +98,11 @@ fn plan(
     Ok(Plan { geom, ho, wo })
 }
 
-impl MaskedConv2d {
+impl<R: Runtime> MaskedConv2d<R> {
     /// Compiles (once per context) and loads `masked_conv.cu`.
-    pub fn new(kc: &KernelContext) -> Result<MaskedConv2d, KernelError> {
+    pub fn new(kc: &KernelContext<R>) -> Result<MaskedConv2d<R>, KernelError> {
         Ok(MaskedConv2d {
-            ctx: kc.cuda_context().clone(),
+            ctx: kc.runtime().clone(),
             module: kc.module(KernelFile::MaskedConv)?,
             sms: kc.sms(),
         })
@@ -111,27 +111,27 @@ impl MaskedConv2d {
     fn check_keeps(
         &self,
         op: &'static str,
-        keep_in: &KeepList,
-        keep_out: &KeepList,
+        keep_in: &KeepList<R>,
+        keep_out: &KeepList<R>,
     ) -> Result<(), KernelError> {
-        check_slice(&self.ctx, op, "keep_in", keep_in.device())?;
-        check_slice(&self.ctx, op, "keep_out", keep_out.device())
+        self.ctx.check_owner(op, "keep_in", keep_in.device())?;
+        self.ctx.check_owner(op, "keep_out", keep_out.device())
     }
 
     /// Compact output `y [batch, keep_out.len(), Ho, Wo]` reading only the kept input
     /// channels of the full `x` and the kept (out, in) entries of the full weight.
     pub fn forward_into(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
-        weight: &CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
+        weight: &R::Buf<f32>,
         shape: &ConvShape,
-        keep_in: &KeepList,
-        keep_out: &KeepList,
-        y: &mut CudaSlice<f32>,
+        keep_in: &KeepList<R>,
+        keep_out: &KeepList<R>,
+        y: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "masked conv forward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let pl = plan(OP, shape, keep_in, keep_out)?;
         self.check_keeps(OP, keep_in, keep_out)?;
         check_buf(&self.ctx, OP, "x", x, shape.input_len()?)?;
@@ -142,31 +142,29 @@ impl MaskedConv2d {
             return Ok(());
         }
         let (gx, gy) = conv_grid(m, n)?;
-        let f = self.module.function("masked_conv_fwd")?;
-        let mut b = stream.launch_builder(f);
-        b.arg(x)
-            .arg(weight)
-            .arg(keep_in.device())
-            .arg(keep_out.device())
-            .arg(y);
+        let mut b = Args::<R>::new();
+        b.input(x)
+            .input(weight)
+            .input(keep_in.device())
+            .input(keep_out.device())
+            .output(y);
         pl.geom.push(&mut b);
-        // SAFETY: arguments match the kernel; buffer lengths and keep-list bounds were
-        // checked, so every index the kernel forms is in range.
-        unsafe { b.launch(cfg(gx, gy, 1)) }.map_err(KernelError::launch("masked_conv_fwd"))?;
-        Ok(())
+        // Buffer lengths and keep-list bounds were checked, so every index the kernel
+        // forms is in range.
+        b.launch(stream, &self.module, "masked_conv_fwd", cfg(gx, gy, 1))
     }
 
     /// Allocating form of [`MaskedConv2d::forward_into`].
     pub fn forward(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
-        weight: &CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
+        weight: &R::Buf<f32>,
         shape: &ConvShape,
-        keep_in: &KeepList,
-        keep_out: &KeepList,
-    ) -> Result<CudaSlice<f32>, KernelError> {
-        let mut y = alloc(stream, shape.output_len(keep_out.len())?)?;
+        keep_in: &KeepList<R>,
+        keep_out: &KeepList<R>,
+    ) -> Result<R::Buf<f32>, KernelError> {
+        let mut y = R::alloc::<f32>(stream, shape.output_len(keep_out.len())?)?;
         self.forward_into(stream, x, weight, shape, keep_in, keep_out, &mut y)?;
         Ok(y)
     }
@@ -175,16 +173,16 @@ impl MaskedConv2d {
     /// from the compact `dy`; other channels are not touched.
     pub fn backward_input_into(
         &self,
-        stream: &Arc<CudaStream>,
-        dy: &CudaSlice<f32>,
-        weight: &CudaSlice<f32>,
+        stream: &R::Stream,
+        dy: &R::Buf<f32>,
+        weight: &R::Buf<f32>,
         shape: &ConvShape,
-        keep_in: &KeepList,
-        keep_out: &KeepList,
-        dx: &mut CudaSlice<f32>,
+        keep_in: &KeepList<R>,
+        keep_out: &KeepList<R>,
+        dx: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "masked conv input grad";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let pl = plan(OP, shape, keep_in, keep_out)?;
         self.check_keeps(OP, keep_in, keep_out)?;
         check_buf(&self.ctx, OP, "dy", dy, shape.output_len(keep_out.len())?)?;
@@ -195,17 +193,14 @@ impl MaskedConv2d {
             return Ok(());
         }
         let (gx, gy) = conv_grid(m, n)?;
-        let f = self.module.function("masked_conv_dgrad")?;
-        let mut b = stream.launch_builder(f);
-        b.arg(dy)
-            .arg(weight)
-            .arg(keep_in.device())
-            .arg(keep_out.device())
-            .arg(dx);
+        let mut b = Args::<R>::new();
+        b.input(dy)
+            .input(weight)
+            .input(keep_in.device())
+            .input(keep_out.device())
+            .output(dx);
         pl.geom.push(&mut b);
-        // SAFETY: as in forward_into.
-        unsafe { b.launch(cfg(gx, gy, 1)) }.map_err(KernelError::launch("masked_conv_dgrad"))?;
-        Ok(())
+        b.launch(stream, &self.module, "masked_conv_dgrad", cfg(gx, gy, 1))
     }
 
     /// Weight gradient: overwrites the kept (out, in) entries of the full weight-shaped
@@ -213,16 +208,16 @@ impl MaskedConv2d {
     /// blocks and summed in a fixed order, so the result is deterministic.
     pub fn backward_weight_into(
         &self,
-        stream: &Arc<CudaStream>,
-        dy: &CudaSlice<f32>,
-        x: &CudaSlice<f32>,
+        stream: &R::Stream,
+        dy: &R::Buf<f32>,
+        x: &R::Buf<f32>,
         shape: &ConvShape,
-        keep_in: &KeepList,
-        keep_out: &KeepList,
-        dw: &mut CudaSlice<f32>,
+        keep_in: &KeepList<R>,
+        keep_out: &KeepList<R>,
+        dw: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "masked conv weight grad";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let pl = plan(OP, shape, keep_in, keep_out)?;
         self.check_keeps(OP, keep_in, keep_out)?;
         check_buf(&self.ctx, OP, "dy", dy, shape.output_len(keep_out.len())?)?;
@@ -240,74 +235,77 @@ impl MaskedConv2d {
         let (gx, gy) = conv_grid(m, n)?;
         let (splits, per) = wgrad_split(m, n, k, self.sms);
         let per_i = as_i32(OP, "K per split", per)?;
-        let f = self.module.function("masked_conv_wgrad")?;
         if splits == 1 {
             let split_out = 0i32;
-            let mut b = stream.launch_builder(f);
-            b.arg(dy)
-                .arg(x)
-                .arg(keep_in.device())
-                .arg(keep_out.device())
-                .arg(dw);
+            let mut b = Args::<R>::new();
+            b.input(dy)
+                .input(x)
+                .input(keep_in.device())
+                .input(keep_out.device())
+                .output(dw);
             pl.geom.push(&mut b);
-            b.arg(&per_i).arg(&split_out);
-            // SAFETY: as in forward_into; with one split the kernel writes dW directly.
-            unsafe { b.launch(cfg(gx, gy, 1)) }
-                .map_err(KernelError::launch("masked_conv_wgrad"))?;
-            return Ok(());
+            b.arg(per_i).arg(split_out);
+            // With one split the kernel writes dW directly.
+            return b.launch(stream, &self.module, "masked_conv_wgrad", cfg(gx, gy, 1));
         }
-        let mut partial = alloc(stream, splits * m * n)?;
+        let mut partial = R::alloc::<f32>(stream, splits * m * n)?;
         let split_out = 1i32;
-        let mut b = stream.launch_builder(f);
-        b.arg(dy)
-            .arg(x)
-            .arg(keep_in.device())
-            .arg(keep_out.device())
-            .arg(&mut partial);
+        let mut b = Args::<R>::new();
+        b.input(dy)
+            .input(x)
+            .input(keep_in.device())
+            .input(keep_out.device())
+            .output(&mut partial);
         pl.geom.push(&mut b);
-        b.arg(&per_i).arg(&split_out);
-        // SAFETY: the partial buffer holds splits*M*N entries, one per (z, m, n) written.
-        unsafe { b.launch(cfg(gx, gy, splits as u32)) }
-            .map_err(KernelError::launch("masked_conv_wgrad"))?;
-        let r = self.module.function("masked_conv_wgrad_reduce")?;
+        b.arg(per_i).arg(split_out);
+        // The partial buffer holds splits*M*N entries, one per (z, m, n) written.
+        b.launch(
+            stream,
+            &self.module,
+            "masked_conv_wgrad",
+            cfg(gx, gy, splits as u32),
+        )?;
         let (cin, taps_i) = (pl.geom.0[1], as_i32(OP, "taps", taps)?);
         let (kin, kout, splits_i) = (pl.geom.0[12], pl.geom.0[13], splits as i32);
-        let mut b = stream.launch_builder(r);
-        b.arg(&partial)
-            .arg(keep_in.device())
-            .arg(keep_out.device())
-            .arg(dw);
-        b.arg(&cin).arg(&taps_i).arg(&kin).arg(&kout).arg(&splits_i);
+        let mut b = Args::<R>::new();
+        b.input(&partial)
+            .input(keep_in.device())
+            .input(keep_out.device())
+            .output(dw);
+        b.arg(cin).arg(taps_i).arg(kin).arg(kout).arg(splits_i);
         let blocks = stride_grid(m * n, self.sms);
-        // SAFETY: arguments match the kernel; indices come from validated keep lists.
-        unsafe { b.launch(cfg(blocks, 1, 1)) }
-            .map_err(KernelError::launch("masked_conv_wgrad_reduce"))?;
-        Ok(())
+        // Indices come from validated keep lists.
+        b.launch(
+            stream,
+            &self.module,
+            "masked_conv_wgrad_reduce",
+            cfg(blocks, 1, 1),
+        )
     }
 
     /// Host convenience: compact forward output (output buffer NaN-filled first).
     pub fn forward_host(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         x: &[f32],
         weight: &[f32],
         shape: &ConvShape,
         keep_in: &[u32],
         keep_out: &[u32],
     ) -> Result<Vec<f32>, KernelError> {
-        let ki = KeepList::new(stream, keep_in, shape.in_channels)?;
-        let ko = KeepList::new(stream, keep_out, shape.out_channels)?;
-        let (xd, wd) = (upload(stream, x)?, upload(stream, weight)?);
+        let ki = KeepList::<R>::new(stream, keep_in, shape.in_channels)?;
+        let ko = KeepList::<R>::new(stream, keep_out, shape.out_channels)?;
+        let (xd, wd) = (R::upload(stream, x)?, R::upload(stream, weight)?);
         let len = shape.output_len(keep_out.len())?;
-        let mut y = poisoned(stream, len)?;
+        let mut y = poisoned::<R>(stream, len)?;
         self.forward_into(stream, &xd, &wd, shape, &ki, &ko, &mut y)?;
-        download(stream, &y, len)
+        R::download(stream, &y, len)
     }
 
     /// Host convenience: input gradient written over a copy of `dx_init`.
     pub fn backward_input_host(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         dy: &[f32],
         weight: &[f32],
         shape: &ConvShape,
@@ -315,18 +313,18 @@ impl MaskedConv2d {
         keep_out: &[u32],
         dx_init: &[f32],
     ) -> Result<Vec<f32>, KernelError> {
-        let ki = KeepList::new(stream, keep_in, shape.in_channels)?;
-        let ko = KeepList::new(stream, keep_out, shape.out_channels)?;
-        let (dyd, wd) = (upload(stream, dy)?, upload(stream, weight)?);
-        let mut dx = upload(stream, dx_init)?;
+        let ki = KeepList::<R>::new(stream, keep_in, shape.in_channels)?;
+        let ko = KeepList::<R>::new(stream, keep_out, shape.out_channels)?;
+        let (dyd, wd) = (R::upload(stream, dy)?, R::upload(stream, weight)?);
+        let mut dx = R::upload(stream, dx_init)?;
         self.backward_input_into(stream, &dyd, &wd, shape, &ki, &ko, &mut dx)?;
-        download(stream, &dx, dx_init.len())
+        R::download(stream, &dx, dx_init.len())
     }
 
     /// Host convenience: weight gradient written over a copy of `dw_init`.
     pub fn backward_weight_host(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         dy: &[f32],
         x: &[f32],
         shape: &ConvShape,
@@ -334,12 +332,12 @@ impl MaskedConv2d {
         keep_out: &[u32],
         dw_init: &[f32],
     ) -> Result<Vec<f32>, KernelError> {
-        let ki = KeepList::new(stream, keep_in, shape.in_channels)?;
-        let ko = KeepList::new(stream, keep_out, shape.out_channels)?;
-        let (dyd, xd) = (upload(stream, dy)?, upload(stream, x)?);
-        let mut dw = upload(stream, dw_init)?;
+        let ki = KeepList::<R>::new(stream, keep_in, shape.in_channels)?;
+        let ko = KeepList::<R>::new(stream, keep_out, shape.out_channels)?;
+        let (dyd, xd) = (R::upload(stream, dy)?, R::upload(stream, x)?);
+        let mut dw = R::upload(stream, dw_init)?;
         self.backward_weight_into(stream, &dyd, &xd, shape, &ki, &ko, &mut dw)?;
-        download(stream, &dw, dw_init.len())
+        R::download(stream, &dw, dw_init.len())
     }
 }
 

@@ -28,6 +28,9 @@ pub enum KernelError {
         #[source]
         source: DriverError,
     },
+    /// The CPU emulation of the kernels refused or failed a launch (feature `emu`).
+    #[error("emulated kernel: {0}")]
+    Emulation(String),
     /// A buffer length or dimension does not match what the operation needs.
     #[error("shape mismatch in {op}: {detail}")]
     Shape { op: &'static str, detail: String },

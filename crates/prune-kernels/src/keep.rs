@@ -1,11 +1,7 @@
 //! Validated lists of kept channel indices.
 
-use std::sync::Arc;
-
-use cudarc::driver::{CudaSlice, CudaStream};
-
 use crate::error::KernelError;
-use crate::host::upload;
+use crate::runtime::{Cuda, Runtime};
 
 /// Checks that `indices` are unique and below `bound` (and that `bound` fits the kernels'
 /// 32-bit channel arithmetic).  Order is free: gathering follows the list order.
@@ -38,13 +34,13 @@ pub fn validate_keep(indices: &[u32], bound: usize) -> Result<(), KernelError> {
 /// A list of kept channels, validated on the host and mirrored on the device.  Kernels
 /// index tensors through the device copy; validation at construction is what keeps those
 /// accesses in bounds.
-pub struct KeepList {
+pub struct KeepList<R: Runtime = Cuda> {
     host: Vec<u32>,
-    dev: CudaSlice<u32>,
+    dev: R::Buf<u32>,
     bound: usize,
 }
 
-impl std::fmt::Debug for KeepList {
+impl<R: Runtime> std::fmt::Debug for KeepList<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeepList")
             .field("indices", &self.host)
@@ -53,23 +49,23 @@ impl std::fmt::Debug for KeepList {
     }
 }
 
-impl KeepList {
+impl<R: Runtime> KeepList<R> {
     /// Validates `indices` against `bound` channels and uploads them on `stream`.
     pub fn new(
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         indices: &[u32],
         bound: usize,
-    ) -> Result<KeepList, KernelError> {
+    ) -> Result<KeepList<R>, KernelError> {
         validate_keep(indices, bound)?;
         Ok(KeepList {
             host: indices.to_vec(),
-            dev: upload(stream, indices)?,
+            dev: R::upload(stream, indices)?,
             bound,
         })
     }
 
     /// Keeps every one of `bound` channels, in order.
-    pub fn all(stream: &Arc<CudaStream>, bound: usize) -> Result<KeepList, KernelError> {
+    pub fn all(stream: &R::Stream, bound: usize) -> Result<KeepList<R>, KernelError> {
         let idx: Vec<u32> = (0..bound as u32).collect();
         KeepList::new(stream, &idx, bound)
     }
@@ -95,7 +91,7 @@ impl KeepList {
     }
 
     /// The device copy (at least one element long; only the first `len()` are meaningful).
-    pub fn device(&self) -> &CudaSlice<u32> {
+    pub fn device(&self) -> &R::Buf<u32> {
         &self.dev
     }
 }

@@ -36,6 +36,9 @@ pub mod host;
 mod keep;
 pub mod ops;
 mod probe;
+pub mod runtime;
+#[cfg(feature = "emu")]
+pub mod runtime_emu;
 mod sbp;
 mod shapes;
 pub mod source;
@@ -51,6 +54,11 @@ pub use gather::{ChannelGather, Untouched};
 pub use keep::{validate_keep, KeepList};
 pub use ops::NnKernels;
 pub use probe::{driver_library_present, nvrtc_library_present, probe, probe_device, DeviceInfo};
-pub use sbp::{SbpGrads, SbpHostGrads, SbpHostStats, SbpNoise, SbpParams, SbpStatsBuffers};
+pub use runtime::{Args, Cuda, Elem, Runtime, Scalar};
+#[cfg(feature = "emu")]
+pub use runtime_emu::{Emu, EmuStream, Schedule};
+pub use sbp::{
+    SbpGrads, SbpHostGrads, SbpHostStats, SbpNoise, SbpParams, SbpSamples, SbpStatsBuffers,
+};
 pub use shapes::{ChannelLayout, ConvShape, NoiseMode, SbpShape};
 pub use source::{compile, CompiledKernel, KernelFile};

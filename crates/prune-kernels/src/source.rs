@@ -88,6 +88,7 @@ impl KernelFile {
     pub fn kernels(self) -> &'static [&'static str] {
         match self {
             KernelFile::SbpNoise => &[
+                "sbp_sample_per_example",
                 "sbp_forward",
                 "sbp_backward_tiles",
                 "sbp_backward_finalize",

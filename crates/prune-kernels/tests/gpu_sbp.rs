@@ -157,7 +157,7 @@ fn unfused_chain_agrees_with_fused_forward() {
                 stream: rng.next_u64().into(),
                 mode,
             };
-            let (yf, _) = sbp.forward(stream, &x, shape, &p).unwrap();
+            let yf = sbp.forward(stream, &x, shape, &p).unwrap().y;
             let mut work = UnfusedWork::new(stream, shape.theta_len(mode).unwrap()).unwrap();
             let mut yu = poisoned(stream, n).unwrap();
             base.unfused_noise(stream, &x, shape, &p, &mut work, &mut yu)

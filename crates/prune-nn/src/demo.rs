@@ -5,7 +5,8 @@ use crate::error::Result;
 use crate::outputs::record_dataset_tree;
 use crate::prune::{prune, Method, PruneConfig};
 use crate::report::PruneReport;
-use crate::run::{load_data, train_dense};
+use crate::run::{load_data, train_dense_on};
+use prune_core::Device;
 use prune_train::{OptimizerKind, TrainConfig};
 use std::path::{Path, PathBuf};
 
@@ -24,8 +25,15 @@ pub struct DemoRun {
 /// Runs the demo into `out`; uses MNIST, or Fashion-MNIST when MNIST is
 /// neither present nor downloadable (and says which it used). Every run
 /// directory it writes records its dataset, so `prune-nn eval --model DIR`
-/// works on each without flags.
-pub fn run(out: &Path, data: Option<&Path>, epochs: usize, sbp_epochs: usize) -> Result<DemoRun> {
+/// works on each without flags. Training, pruning and fine-tuning run on
+/// `device` (see [`prune`]).
+pub fn run(
+    out: &Path,
+    data: Option<&Path>,
+    epochs: usize,
+    sbp_epochs: usize,
+    device: Device,
+) -> Result<DemoRun> {
     let (name, (train, test, dir)) = match load_data("mnist", data) {
         Ok(d) => ("mnist", d),
         Err(e) => {
@@ -47,7 +55,8 @@ pub fn run(out: &Path, data: Option<&Path>, epochs: usize, sbp_epochs: usize) ->
     };
     eprintln!("demo: training the dense model ({epochs} epochs)");
     let dense_dir = out.join("dense");
-    let (dense, _) = train_dense("lenet5", &train, &test, &cfg, &dense_dir, false)?;
+    let (mut dense, _) = train_dense_on(device, "lenet5", &train, &test, &cfg, &dense_dir, false)?;
+    prune_train::model_to(&mut dense, device)?;
     let mut pcfg = PruneConfig::paper_defaults(Method::Sbp);
     pcfg.epochs = sbp_epochs;
     // μ and log σ at 100x the network's rate, so that a few epochs suffice

@@ -132,11 +132,21 @@ pub struct Pruned {
     pub masks: Masks,
 }
 
+/// `m` with every tensor on `device` (a clone when it is already there).
+fn on(m: &Model, device: prune_core::Device) -> Result<Model> {
+    let mut copy = m.clone();
+    prune_train::model_to(&mut copy, device)?;
+    Ok(copy)
+}
+
 fn dense_flops(model: &Model) -> Result<u64> {
     Ok(model.cost()?.flops)
 }
 
-/// Runs the whole pipeline on a trained dense `model`.
+/// Runs the whole pipeline on a trained dense `model`, on the device of its
+/// parameters: sparse training, evaluation, fine-tuning and the speed
+/// measurement run there; the rule, the histograms and the compiler read host
+/// copies made at the stage boundaries (never per batch).
 pub fn prune(
     dense: &Model,
     train: &Dataset,
@@ -166,13 +176,22 @@ pub fn prune(
     masks.save_json(out.join("masks.json"))?;
     crate::plots::write_histograms(&sparse, &masks, method.as_ref(), out)?;
 
+    // The sparse stage returns the gated model on the host: masks, histograms and the
+    // compiler work there; evaluation and fine-tuning run on the dense model's device.
+    let device = prune_train::model_device(dense);
     let channel_masks = to_channel_masks(&masks);
     let compiled = compile(&sparse, &channel_masks, &CompileOptions::default())?;
     // The masked model is the one the compiled model reproduces: the rule's
     // masks as the compiler resolved them (a channel of a residual stream
     // stays when any gate on the stream keeps it), not the rule's raw masks.
-    let masked_acc = evaluate(&sparse, test, Some(&compiled.effective_masks), 500)?.accuracy;
-    let mut model = compiled.model;
+    let masked_acc = evaluate(
+        &on(&sparse, device)?,
+        test,
+        Some(&compiled.effective_masks),
+        500,
+    )?
+    .accuracy;
+    let mut model = on(&compiled.model, device)?;
     let pruned_acc = evaluate(&model, test, None, 500)?.accuracy;
     if cfg.finetune_epochs > 0 {
         let ft = out.join("finetune");
@@ -189,12 +208,15 @@ pub fn prune(
         )?;
     }
     let acc_after = evaluate(&model, test, None, 500)?.accuracy;
-    model.save(out)?;
+    // Speed on the device the run trained on; files and the report from host copies.
     let speed = if cfg.speed_repeats > 0 {
         Some(measure_speed(dense, &model, cfg.speed_repeats)?)
     } else {
         None
     };
+    let model = prune_train::host_model(&model)?;
+    let dense = &prune_train::host_model(dense)?;
+    model.save(out)?;
     let flops_after = dense_flops(&model)?;
     let report = PruneReport::new(
         cfg,

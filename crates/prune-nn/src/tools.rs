@@ -55,7 +55,8 @@ pub fn describe(model: &Model) -> Result<String> {
     Ok(s)
 }
 
-/// Compiles `model` with `masks`, writes the result and `report.json` into `out`.
+/// Compiles `model` with `masks` (on the host), writes the result and
+/// `report.json` into `out`; the speed is measured on `device`.
 ///
 /// The speed baseline is `model` compiled with every channel kept: the same
 /// network without its gates (SBP's `E[θ]` folded into the weights, scale
@@ -66,6 +67,7 @@ pub fn compile_masks(
     masks: &Masks,
     fold_bn: bool,
     out: &Path,
+    device: prune_core::Device,
 ) -> Result<CompileReport> {
     let opts = CompileOptions {
         fold_bn,
@@ -81,7 +83,10 @@ pub fn compile_masks(
         ..opts
     };
     let baseline = compile(model, &keep_all, &baseline_opts)?;
-    let speed = measure_speed(&baseline.model, &compiled.model, 5)?;
+    let (mut base_dev, mut compiled_dev) = (baseline.model, compiled.model.clone());
+    prune_train::model_to(&mut base_dev, device)?;
+    prune_train::model_to(&mut compiled_dev, device)?;
+    let speed = measure_speed(&base_dev, &compiled_dev, 5)?;
     let mut report = compiled.report;
     report.set_speed(&speed);
     compiled.model.save(out)?;

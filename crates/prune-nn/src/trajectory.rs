@@ -89,6 +89,14 @@ impl<'a> Tracked<'a> {
     }
 
     fn record(&self, model: &Model, epoch: usize) -> Result<()> {
+        // The rule reads host values: a model on a device is copied over once per epoch.
+        let host;
+        let model = if prune_train::model_device(model) == prune_core::Device::Cpu {
+            model
+        } else {
+            host = prune_train::host_model(model)?;
+            &host
+        };
         let masks = (self.rule)(model)?;
         let kept = masks
             .layers

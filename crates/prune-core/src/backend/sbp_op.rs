@@ -43,9 +43,11 @@ pub struct SbpSaved {
     pub log_sigma: Tensor,
     /// θ per entry.
     pub theta: Tensor,
-    /// `(∂θ/∂μ, ∂θ/∂log σ)` per entry: kept by the CPU backend, which samples each θ
-    /// once; `None` where the backend re-derives them from `(μ, log σ, noise)` in its
-    /// backward pass (the CUDA finalize kernel).
+    /// `(∂θ/∂μ, ∂θ/∂log σ)` per entry, in the layout of the backend that drew θ, so
+    /// that each θ is sampled once: the CPU backend keeps two tensors shaped like θ;
+    /// the CUDA backend keeps, per example, one `[n, 2]` tensor of interleaved pairs
+    /// (given as both entries) and `None` per channel, where its finalize kernel
+    /// re-derives the C samples' derivatives from `(μ, log σ, noise)`.
     pub dtheta: Option<(Tensor, Tensor)>,
 }
 

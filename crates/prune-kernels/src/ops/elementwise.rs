@@ -1,53 +1,48 @@
 //! Elementwise maps (`kernels/elementwise.cu`): unary, broadcasting binary, dropout.
 
-use std::sync::Arc;
-
-use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg};
-
-use super::{as_i64, function, numel, run, NnKernels};
-use crate::context::{check_buf, check_stream};
+use super::{as_i64, numel, NnKernels};
 use crate::cpu_ref::elementwise::{broadcast, Binary, Unary};
 use crate::error::KernelError;
-use crate::host::upload;
+use crate::runtime::{check_buf, Args, Runtime};
 
-impl NnKernels {
+impl<R: Runtime> NnKernels<R> {
     /// `y[e] = op(x[e]; a)` for `e < n`.
     pub fn unary(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         op: Unary,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
+        x: &R::Buf<f32>,
+        y: &mut R::Buf<f32>,
         n: usize,
         a: f32,
     ) -> Result<(), KernelError> {
         const OP: &str = "unary";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         check_buf(&self.ctx, OP, "x", x, n)?;
         check_buf(&self.ctx, OP, "y", y, n)?;
         if n == 0 {
             return Ok(());
         }
         let (n64, code) = (as_i64(OP, "n", n)?, op as i32);
-        let mut b = stream.launch_builder(function(&self.elementwise, "ew_unary")?);
-        b.arg(x).arg(y).arg(&n64).arg(&code).arg(&a);
-        run("ew_unary", b, self.stride_cfg(n))
+        let mut b = Args::<R>::new();
+        b.input(x).output(y).arg(n64).arg(code).arg(a);
+        b.launch(stream, &self.elementwise, "ew_unary", self.stride_cfg(n))
     }
 
     /// `out = op(a, b)` with NumPy broadcasting of `a_dims` against `b_dims` (at most
     /// [`crate::cpu_ref::elementwise::MAX_DIMS`] dimensions); returns the output shape.
     pub fn binary(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         op: Binary,
-        a: &CudaSlice<f32>,
+        a: &R::Buf<f32>,
         a_dims: &[usize],
-        b: &CudaSlice<f32>,
+        b: &R::Buf<f32>,
         b_dims: &[usize],
-        out: &mut CudaSlice<f32>,
+        out: &mut R::Buf<f32>,
     ) -> Result<Vec<usize>, KernelError> {
         const OP: &str = "binary";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let (dims, sa, sb) = broadcast(a_dims, b_dims)?;
         let n = numel(OP, &dims)?;
         check_buf(&self.ctx, OP, "a", a, numel(OP, a_dims)?)?;
@@ -60,13 +55,13 @@ impl NnKernels {
         for v in dims.iter().chain(&sa).chain(&sb) {
             meta.push(as_i64(OP, "dimension", *v)?);
         }
-        let meta = upload(stream, &meta)?;
+        let meta = R::upload(stream, &meta)?;
         let contiguous = (a_dims == b_dims) as i32;
         let (n64, nd, code) = (as_i64(OP, "n", n)?, dims.len() as i32, op as i32);
-        let mut bld = stream.launch_builder(function(&self.elementwise, "ew_binary")?);
-        bld.arg(a).arg(b).arg(out).arg(&meta);
-        bld.arg(&n64).arg(&nd).arg(&code).arg(&contiguous);
-        run("ew_binary", bld, self.stride_cfg(n))?;
+        let mut bld = Args::<R>::new();
+        bld.input(a).input(b).output(out).input(&meta);
+        bld.arg(n64).arg(nd).arg(code).arg(contiguous);
+        bld.launch(stream, &self.elementwise, "ew_binary", self.stride_cfg(n))?;
         Ok(dims)
     }
 
@@ -75,17 +70,17 @@ impl NnKernels {
     /// `(seed, offset)` select the Philox stream: use a new offset for every call.
     pub fn dropout(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
-        mask: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
+        y: &mut R::Buf<f32>,
+        mask: &mut R::Buf<f32>,
         n: usize,
         p: f32,
         seed: u64,
         offset: u64,
     ) -> Result<(), KernelError> {
         const OP: &str = "dropout";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         if !(0.0..1.0).contains(&p) {
             return Err(KernelError::invalid(
                 OP,
@@ -111,9 +106,14 @@ impl NnKernels {
             offset as u32,
             (offset >> 32) as u32,
         );
-        let mut b = stream.launch_builder(function(&self.elementwise, "dropout_fwd")?);
-        b.arg(x).arg(y).arg(mask).arg(&n64).arg(&p);
-        b.arg(&s0).arg(&s1).arg(&o0).arg(&o1);
-        run("dropout_fwd", b, self.stride_cfg(n.div_ceil(4)))
+        let mut b = Args::<R>::new();
+        b.input(x).output(y).output(mask).arg(n64).arg(p);
+        b.arg(s0).arg(s1).arg(o0).arg(o1);
+        b.launch(
+            stream,
+            &self.elementwise,
+            "dropout_fwd",
+            self.stride_cfg(n.div_ceil(4)),
+        )
     }
 }

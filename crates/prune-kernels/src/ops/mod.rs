@@ -15,31 +15,33 @@ pub mod update;
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, LaunchArgs, LaunchConfig};
+use cudarc::driver::LaunchConfig;
 
 use crate::context::{KernelContext, LoadedModule};
 use crate::error::KernelError;
+use crate::runtime::{Cuda, Runtime};
 use crate::source::KernelFile;
 use crate::tiling::{stride_grid, BLOCK};
 
-/// The loaded kernel files of the backend operations, for one [`KernelContext`].
-pub struct NnKernels {
-    ctx: Arc<CudaContext>,
-    elementwise: Arc<LoadedModule>,
-    reduce: Arc<LoadedModule>,
-    batchnorm: Arc<LoadedModule>,
-    pooling: Arc<LoadedModule>,
-    channels: Arc<LoadedModule>,
-    optim: Arc<LoadedModule>,
-    sbp_kl: Arc<LoadedModule>,
+/// The loaded kernel files of the backend operations, for one [`KernelContext`] (a GPU,
+/// or with the `emu` feature the CPU emulation of the kernels).
+pub struct NnKernels<R: Runtime = Cuda> {
+    ctx: R,
+    elementwise: Arc<LoadedModule<R>>,
+    reduce: Arc<LoadedModule<R>>,
+    batchnorm: Arc<LoadedModule<R>>,
+    pooling: Arc<LoadedModule<R>>,
+    channels: Arc<LoadedModule<R>>,
+    optim: Arc<LoadedModule<R>>,
+    sbp_kl: Arc<LoadedModule<R>>,
     sms: u32,
 }
 
-impl NnKernels {
+impl<R: Runtime> NnKernels<R> {
     /// Compiles (once per context) and loads every backend kernel file.
-    pub fn new(kc: &KernelContext) -> Result<NnKernels, KernelError> {
+    pub fn new(kc: &KernelContext<R>) -> Result<NnKernels<R>, KernelError> {
         Ok(NnKernels {
-            ctx: kc.cuda_context().clone(),
+            ctx: kc.runtime().clone(),
             elementwise: kc.module(KernelFile::Elementwise)?,
             reduce: kc.module(KernelFile::Reduce)?,
             batchnorm: kc.module(KernelFile::BatchNorm)?,
@@ -63,19 +65,6 @@ fn cfg(grid: [u32; 3]) -> LaunchConfig {
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     }
-}
-
-/// Launches a builder whose arguments were pushed in the kernel's parameter order.
-fn run(name: &'static str, mut b: LaunchArgs<'_>, cfg: LaunchConfig) -> Result<(), KernelError> {
-    // SAFETY: every caller pushes exactly the kernel's parameters, in order and of the
-    // kernel's types, after checking each buffer holds what the kernel indexes.
-    unsafe { b.launch(cfg) }
-        .map(|_| ())
-        .map_err(KernelError::launch(name))
-}
-
-fn function<'a>(m: &'a LoadedModule, name: &str) -> Result<&'a CudaFunction, KernelError> {
-    m.function(name)
 }
 
 /// `n` as an i64 kernel argument.

@@ -1,22 +1,18 @@
 //! Batch norm (`kernels/batchnorm.cu`), pooling (`kernels/pooling.cu`) and channel concat /
 //! index-select (`kernels/channels.cu`).
 
-use std::sync::Arc;
-
-use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg};
-
-use super::{as_i64, cfg, function, numel, run, NnKernels};
-use crate::context::{as_i32, check_buf, check_stream};
+use super::{as_i64, cfg, numel, NnKernels};
+use crate::context::as_i32;
 use crate::cpu_ref::channels::index_lists;
 use crate::cpu_ref::pooling::Pool;
 use crate::error::KernelError;
-use crate::host::upload;
+use crate::runtime::{check_buf, Args, Cuda, Runtime};
 use crate::tiling::MAX_GRID_X;
 
 /// Batch-norm buffers of one layer (all `C` entries except `x`-shaped ones).
-pub struct BnParams<'a> {
-    pub gamma: &'a CudaSlice<f32>,
-    pub beta: &'a CudaSlice<f32>,
+pub struct BnParams<'a, R: Runtime = Cuda> {
+    pub gamma: &'a R::Buf<f32>,
+    pub beta: &'a R::Buf<f32>,
 }
 
 /// The kernels' pooling arguments after `planes`: h, w, ho, wo, kh, kw, sh, sw, ph, pw.
@@ -63,21 +59,21 @@ fn check_pool(op: &'static str, p: &Pool) -> Result<(usize, usize), KernelError>
     Ok(p.out_hw())
 }
 
-impl NnKernels {
+impl<R: Runtime> NnKernels<R> {
     /// Batch statistics of `x [n, C, hw]`: mean, 1/sqrt(var + eps) and the unbiased
     /// variance (for the running statistics), `C` entries each.
     pub fn bn_stats(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
         (n, c, hw): (usize, usize, usize),
         eps: f32,
-        mean: &mut CudaSlice<f32>,
-        invstd: &mut CudaSlice<f32>,
-        var_unbiased: &mut CudaSlice<f32>,
+        mean: &mut R::Buf<f32>,
+        invstd: &mut R::Buf<f32>,
+        var_unbiased: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "batch norm statistics";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         if !(eps >= 0.0 && eps.is_finite()) {
             return Err(KernelError::invalid(
                 OP,
@@ -103,48 +99,58 @@ impl NnKernels {
             as_i32(OP, "C", c)?,
             as_i32(OP, "hw", hw)?,
         );
-        let mut b = stream.launch_builder(function(&self.batchnorm, "bn_stats")?);
-        b.arg(x).arg(mean).arg(invstd).arg(var_unbiased);
-        b.arg(&n32).arg(&c32).arg(&hw32).arg(&eps);
-        run("bn_stats", b, cfg([c.min(MAX_GRID_X) as u32, 1, 1]))
+        let mut b = Args::<R>::new();
+        b.input(x).output(mean).output(invstd).output(var_unbiased);
+        b.arg(n32).arg(c32).arg(hw32).arg(eps);
+        b.launch(
+            stream,
+            &self.batchnorm,
+            "bn_stats",
+            cfg([c.min(MAX_GRID_X) as u32, 1, 1]),
+        )
     }
 
     /// `invstd = 1/sqrt(var + eps)` (eval mode, from the running variance).
     pub fn bn_invstd(
         &self,
-        stream: &Arc<CudaStream>,
-        var: &CudaSlice<f32>,
-        invstd: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        var: &R::Buf<f32>,
+        invstd: &mut R::Buf<f32>,
         c: usize,
         eps: f32,
     ) -> Result<(), KernelError> {
         const OP: &str = "batch norm invstd";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         check_buf(&self.ctx, OP, "var", var, c)?;
         check_buf(&self.ctx, OP, "invstd", invstd, c)?;
         if c == 0 {
             return Ok(());
         }
         let c32 = as_i32(OP, "C", c)?;
-        let mut b = stream.launch_builder(function(&self.batchnorm, "bn_invstd")?);
-        b.arg(var).arg(invstd).arg(&c32).arg(&eps);
-        run("bn_invstd", b, cfg([c.div_ceil(256) as u32, 1, 1]))
+        let mut b = Args::<R>::new();
+        b.input(var).output(invstd).arg(c32).arg(eps);
+        b.launch(
+            stream,
+            &self.batchnorm,
+            "bn_invstd",
+            cfg([c.div_ceil(256) as u32, 1, 1]),
+        )
     }
 
     /// `y = gamma (x - mean) invstd + beta` (train with batch statistics, eval with running
     /// ones).
     pub fn bn_apply(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
         (n, c, hw): (usize, usize, usize),
-        mean: &CudaSlice<f32>,
-        invstd: &CudaSlice<f32>,
-        p: &BnParams,
-        y: &mut CudaSlice<f32>,
+        mean: &R::Buf<f32>,
+        invstd: &R::Buf<f32>,
+        p: &BnParams<R>,
+        y: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "batch norm apply";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let total = numel(OP, &[n, c, hw])?;
         check_buf(&self.ctx, OP, "x", x, total)?;
         check_buf(&self.ctx, OP, "y", y, total)?;
@@ -164,35 +170,35 @@ impl NnKernels {
             as_i32(OP, "C", c)?,
             as_i32(OP, "hw", hw)?,
         );
-        let mut b = stream.launch_builder(function(&self.batchnorm, "bn_apply")?);
-        b.arg(x)
-            .arg(mean)
-            .arg(invstd)
-            .arg(p.gamma)
-            .arg(p.beta)
-            .arg(y);
-        b.arg(&t64).arg(&c32).arg(&hw32);
-        run("bn_apply", b, self.stride_cfg(total))
+        let mut b = Args::<R>::new();
+        b.input(x)
+            .input(mean)
+            .input(invstd)
+            .input(p.gamma)
+            .input(p.beta)
+            .output(y);
+        b.arg(t64).arg(c32).arg(hw32);
+        b.launch(stream, &self.batchnorm, "bn_apply", self.stride_cfg(total))
     }
 
     /// Backward: `dgamma`, `dbeta` and `dx` (training: through the batch statistics;
     /// `train = false`: eval, `dx = dy gamma invstd`).
     pub fn bn_backward(
         &self,
-        stream: &Arc<CudaStream>,
-        dy: &CudaSlice<f32>,
-        x: &CudaSlice<f32>,
+        stream: &R::Stream,
+        dy: &R::Buf<f32>,
+        x: &R::Buf<f32>,
         (n, c, hw): (usize, usize, usize),
-        mean: &CudaSlice<f32>,
-        invstd: &CudaSlice<f32>,
-        gamma: &CudaSlice<f32>,
+        mean: &R::Buf<f32>,
+        invstd: &R::Buf<f32>,
+        gamma: &R::Buf<f32>,
         train: bool,
-        dx: &mut CudaSlice<f32>,
-        dgamma: &mut CudaSlice<f32>,
-        dbeta: &mut CudaSlice<f32>,
+        dx: &mut R::Buf<f32>,
+        dgamma: &mut R::Buf<f32>,
+        dbeta: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "batch norm backward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let total = numel(OP, &[n, c, hw])?;
         for (name, b) in [("dy", dy), ("x", x)] {
             check_buf(&self.ctx, OP, name, b, total)?;
@@ -211,44 +217,50 @@ impl NnKernels {
             as_i32(OP, "C", c)?,
             as_i32(OP, "hw", hw)?,
         );
-        let mut b = stream.launch_builder(function(&self.batchnorm, "bn_backward_reduce")?);
-        b.arg(dy)
-            .arg(x)
-            .arg(mean)
-            .arg(invstd)
-            .arg(&mut *dgamma)
-            .arg(&mut *dbeta);
-        b.arg(&n32).arg(&c32).arg(&hw32);
-        run(
+        let mut b = Args::<R>::new();
+        b.input(dy)
+            .input(x)
+            .input(mean)
+            .input(invstd)
+            .output(&mut *dgamma)
+            .output(&mut *dbeta);
+        b.arg(n32).arg(c32).arg(hw32);
+        b.launch(
+            stream,
+            &self.batchnorm,
             "bn_backward_reduce",
-            b,
             cfg([c.min(MAX_GRID_X) as u32, 1, 1]),
         )?;
         let (t64, tr) = (as_i64(OP, "numel", total)?, train as i32);
-        let mut b = stream.launch_builder(function(&self.batchnorm, "bn_backward_dx")?);
-        b.arg(dy)
-            .arg(x)
-            .arg(mean)
-            .arg(invstd)
-            .arg(gamma)
-            .arg(&*dgamma)
-            .arg(&*dbeta)
-            .arg(dx);
-        b.arg(&t64).arg(&n32).arg(&c32).arg(&hw32).arg(&tr);
-        run("bn_backward_dx", b, self.stride_cfg(total))
+        let mut b = Args::<R>::new();
+        b.input(dy)
+            .input(x)
+            .input(mean)
+            .input(invstd)
+            .input(gamma)
+            .input(&*dgamma)
+            .input(&*dbeta)
+            .output(dx);
+        b.arg(t64).arg(n32).arg(c32).arg(hw32).arg(tr);
+        b.launch(
+            stream,
+            &self.batchnorm,
+            "bn_backward_dx",
+            self.stride_cfg(total),
+        )
     }
 
     /// Max pooling: `y` and the argmax (flat index in the plane) for the backward.
     pub fn max_pool(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         p: &Pool,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
-        argmax: &mut CudaSlice<i32>,
+        x: &R::Buf<f32>,
+        y: &mut R::Buf<f32>,
+        argmax: &mut R::Buf<i32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "max pool";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let (ho, wo) = check_pool(OP, p)?;
         let nout = numel(OP, &[p.planes, ho, wo])?;
         check_buf(&self.ctx, OP, "x", x, numel(OP, &[p.planes, p.h, p.w])?)?;
@@ -258,25 +270,25 @@ impl NnKernels {
             return Ok(());
         }
         let (planes, geo) = pool_geo(OP, p)?;
-        let mut b = stream.launch_builder(function(&self.pooling, "max_pool_fwd")?);
-        b.arg(x).arg(y).arg(argmax).arg(&planes);
+        let mut b = Args::<R>::new();
+        b.input(x).output(y).output(argmax).arg(planes);
         for g in &geo {
             b.arg(g);
         }
-        run("max_pool_fwd", b, self.stride_cfg(nout))
+        b.launch(stream, &self.pooling, "max_pool_fwd", self.stride_cfg(nout))
     }
 
     /// Max pooling backward (gather form, deterministic).
     pub fn max_pool_backward(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         p: &Pool,
-        dy: &CudaSlice<f32>,
-        argmax: &CudaSlice<i32>,
-        dx: &mut CudaSlice<f32>,
+        dy: &R::Buf<f32>,
+        argmax: &R::Buf<i32>,
+        dx: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "max pool backward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let (ho, wo) = check_pool(OP, p)?;
         let (nin, nout) = (
             numel(OP, &[p.planes, p.h, p.w])?,
@@ -289,26 +301,26 @@ impl NnKernels {
             return Ok(());
         }
         let (planes, geo) = pool_geo(OP, p)?;
-        let mut b = stream.launch_builder(function(&self.pooling, "max_pool_bwd")?);
-        b.arg(dy).arg(argmax).arg(dx).arg(&planes);
+        let mut b = Args::<R>::new();
+        b.input(dy).input(argmax).output(dx).arg(planes);
         for g in &geo {
             b.arg(g);
         }
-        run("max_pool_bwd", b, self.stride_cfg(nin))
+        b.launch(stream, &self.pooling, "max_pool_bwd", self.stride_cfg(nin))
     }
 
     /// Average pooling (padding counts as zero) forward (`backward = false`: x -> y) or
     /// backward (`backward = true`: dy -> dx).
     pub fn avg_pool(
         &self,
-        stream: &Arc<CudaStream>,
+        stream: &R::Stream,
         p: &Pool,
         backward: bool,
-        src: &CudaSlice<f32>,
-        dst: &mut CudaSlice<f32>,
+        src: &R::Buf<f32>,
+        dst: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "average pool";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let (ho, wo) = check_pool(OP, p)?;
         let (nin, nout) = (
             numel(OP, &[p.planes, p.h, p.w])?,
@@ -326,25 +338,25 @@ impl NnKernels {
             "avg_pool_fwd"
         };
         let (planes, geo) = pool_geo(OP, p)?;
-        let mut b = stream.launch_builder(function(&self.pooling, name)?);
-        b.arg(src).arg(dst).arg(&planes);
+        let mut b = Args::<R>::new();
+        b.input(src).output(dst).arg(planes);
         for g in &geo {
             b.arg(g);
         }
-        run(name, b, self.stride_cfg(nd))
+        b.launch(stream, &self.pooling, name, self.stride_cfg(nd))
     }
 
     /// Backward of global average pooling: `dx[plane, p] = dy[plane] / hw`.
     pub fn global_avg_pool_backward(
         &self,
-        stream: &Arc<CudaStream>,
-        dy: &CudaSlice<f32>,
-        dx: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        dy: &R::Buf<f32>,
+        dx: &mut R::Buf<f32>,
         planes: usize,
         hw: usize,
     ) -> Result<(), KernelError> {
         const OP: &str = "global average pool backward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let total = numel(OP, &[planes, hw])?;
         check_buf(&self.ctx, OP, "dy", dy, planes)?;
         check_buf(&self.ctx, OP, "dx", dx, total)?;
@@ -352,9 +364,14 @@ impl NnKernels {
             return Ok(());
         }
         let (p64, hw32) = (as_i64(OP, "planes", planes)?, as_i32(OP, "hw", hw)?);
-        let mut b = stream.launch_builder(function(&self.pooling, "global_avg_pool_bwd")?);
-        b.arg(dy).arg(dx).arg(&p64).arg(&hw32);
-        run("global_avg_pool_bwd", b, self.stride_cfg(total))
+        let mut b = Args::<R>::new();
+        b.input(dy).output(dx).arg(p64).arg(hw32);
+        b.launch(
+            stream,
+            &self.pooling,
+            "global_avg_pool_bwd",
+            self.stride_cfg(total),
+        )
     }
 
     /// `dst[o, dst_off + j, i] = src[o, src_off + j, i]` for `j < count` on
@@ -362,17 +379,17 @@ impl NnKernels {
     /// with the roles swapped, of its backward).
     pub fn copy_channels(
         &self,
-        stream: &Arc<CudaStream>,
-        src: &CudaSlice<f32>,
+        stream: &R::Stream,
+        src: &R::Buf<f32>,
         (c_src, src_off): (usize, usize),
-        dst: &mut CudaSlice<f32>,
+        dst: &mut R::Buf<f32>,
         (c_dst, dst_off): (usize, usize),
         count: usize,
         outer: usize,
         inner: usize,
     ) -> Result<(), KernelError> {
         const OP: &str = "copy channels";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         if src_off + count > c_src || dst_off + count > c_dst {
             return Err(KernelError::invalid(
                 OP,
@@ -401,26 +418,31 @@ impl NnKernels {
             .iter()
             .map(|&v| as_i32(OP, "channel geometry", v))
             .collect::<Result<_, _>>()?;
-        let mut b = stream.launch_builder(function(&self.channels, "copy_channels")?);
-        b.arg(src).arg(dst);
+        let mut b = Args::<R>::new();
+        b.input(src).output(dst);
         for v in &a {
             b.arg(v);
         }
-        run("copy_channels", b, self.stride_cfg(moved))
+        b.launch(
+            stream,
+            &self.channels,
+            "copy_channels",
+            self.stride_cfg(moved),
+        )
     }
 
     /// `dst [outer, idx.len(), inner] = src [outer, c, inner]` at channels `idx` (which may
     /// repeat); `idx` is validated and uploaded.
     pub fn index_select(
         &self,
-        stream: &Arc<CudaStream>,
-        src: &CudaSlice<f32>,
+        stream: &R::Stream,
+        src: &R::Buf<f32>,
         idx: &[u32],
-        dst: &mut CudaSlice<f32>,
+        dst: &mut R::Buf<f32>,
         (outer, c, inner): (usize, usize, usize),
     ) -> Result<(), KernelError> {
         const OP: &str = "index select";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         index_lists(idx, c)?;
         check_buf(&self.ctx, OP, "src", src, numel(OP, &[outer, c, inner])?)?;
         let total = numel(OP, &[outer, idx.len(), inner])?;
@@ -428,31 +450,36 @@ impl NnKernels {
         if total == 0 {
             return Ok(());
         }
-        let idx_d = upload(stream, idx)?;
+        let idx_d = R::upload(stream, idx)?;
         let a: Vec<i32> = [outer, c, idx.len(), inner]
             .iter()
             .map(|&v| as_i32(OP, "geometry", v))
             .collect::<Result<_, _>>()?;
-        let mut b = stream.launch_builder(function(&self.channels, "index_select_channels")?);
-        b.arg(src).arg(&idx_d).arg(dst);
+        let mut b = Args::<R>::new();
+        b.input(src).input(&idx_d).output(dst);
         for v in &a {
             b.arg(v);
         }
-        run("index_select_channels", b, self.stride_cfg(total))
+        b.launch(
+            stream,
+            &self.channels,
+            "index_select_channels",
+            self.stride_cfg(total),
+        )
     }
 
     /// Backward of [`NnKernels::index_select`]: `dsrc[o, c, i] = sum_{j: idx[j] = c}
     /// g[o, j, i]` (overwrites `dsrc`; deterministic).
     pub fn index_add(
         &self,
-        stream: &Arc<CudaStream>,
-        g: &CudaSlice<f32>,
+        stream: &R::Stream,
+        g: &R::Buf<f32>,
         idx: &[u32],
-        dsrc: &mut CudaSlice<f32>,
+        dsrc: &mut R::Buf<f32>,
         (outer, c, inner): (usize, usize, usize),
     ) -> Result<(), KernelError> {
         const OP: &str = "index select backward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let (offsets, js) = index_lists(idx, c)?;
         check_buf(
             &self.ctx,
@@ -466,16 +493,21 @@ impl NnKernels {
         if total == 0 {
             return Ok(());
         }
-        let (off_d, js_d) = (upload(stream, &offsets)?, upload(stream, &js)?);
+        let (off_d, js_d) = (R::upload(stream, &offsets)?, R::upload(stream, &js)?);
         let a: Vec<i32> = [outer, c, idx.len(), inner]
             .iter()
             .map(|&v| as_i32(OP, "geometry", v))
             .collect::<Result<_, _>>()?;
-        let mut b = stream.launch_builder(function(&self.channels, "index_add_channels")?);
-        b.arg(g).arg(&off_d).arg(&js_d).arg(dsrc);
+        let mut b = Args::<R>::new();
+        b.input(g).input(&off_d).input(&js_d).output(dsrc);
         for v in &a {
             b.arg(v);
         }
-        run("index_add_channels", b, self.stride_cfg(total))
+        b.launch(
+            stream,
+            &self.channels,
+            "index_add_channels",
+            self.stride_cfg(total),
+        )
     }
 }

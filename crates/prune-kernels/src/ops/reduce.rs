@@ -1,13 +1,9 @@
 //! Reductions, log-softmax and NLL (`kernels/reduce.cu`).
 
-use std::sync::Arc;
-
-use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg};
-
-use super::{as_i64, cfg, function, numel, run, NnKernels};
-use crate::context::{as_i32, check_buf, check_stream};
+use super::{as_i64, cfg, numel, NnKernels};
+use crate::context::as_i32;
 use crate::error::KernelError;
-use crate::host::alloc;
+use crate::runtime::{check_buf, Args, Runtime};
 use crate::tiling::MAX_GRID_YZ;
 
 /// Splits sorted, unique `axes` into runs of consecutive axes.
@@ -22,20 +18,20 @@ fn runs(axes: &[usize]) -> Vec<(usize, usize)> {
     out
 }
 
-impl NnKernels {
+impl<R: Runtime> NnKernels<R> {
     /// `y[o, i] = scale * sum_r x[o, r, i]` on a `[outer, red, inner]` view.
     pub fn reduce_middle(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
+        y: &mut R::Buf<f32>,
         outer: usize,
         red: usize,
         inner: usize,
         scale: f32,
     ) -> Result<(), KernelError> {
         const OP: &str = "reduce";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         check_buf(&self.ctx, OP, "x", x, numel(OP, &[outer, red, inner])?)?;
         check_buf(&self.ctx, OP, "y", y, numel(OP, &[outer, inner])?)?;
         if outer * inner == 0 {
@@ -46,14 +42,24 @@ impl NnKernels {
             as_i32(OP, "reduced size", red)?,
         );
         if inner == 1 {
-            let mut b = stream.launch_builder(function(&self.reduce, "reduce_rows")?);
-            b.arg(x).arg(y).arg(&o64).arg(&r32).arg(&scale);
-            run("reduce_rows", b, cfg([outer.min(MAX_GRID_YZ) as u32, 1, 1]))
+            let mut b = Args::<R>::new();
+            b.input(x).output(y).arg(o64).arg(r32).arg(scale);
+            b.launch(
+                stream,
+                &self.reduce,
+                "reduce_rows",
+                cfg([outer.min(MAX_GRID_YZ) as u32, 1, 1]),
+            )
         } else {
             let i32_ = as_i32(OP, "inner", inner)?;
-            let mut b = stream.launch_builder(function(&self.reduce, "reduce_cols")?);
-            b.arg(x).arg(y).arg(&o64).arg(&r32).arg(&i32_).arg(&scale);
-            run("reduce_cols", b, self.stride_cfg(outer * inner))
+            let mut b = Args::<R>::new();
+            b.input(x).output(y).arg(o64).arg(r32).arg(i32_).arg(scale);
+            b.launch(
+                stream,
+                &self.reduce,
+                "reduce_cols",
+                self.stride_cfg(outer * inner),
+            )
         }
     }
 
@@ -62,12 +68,12 @@ impl NnKernels {
     /// consecutive axes at a time, through temporaries.
     pub fn reduce_axes(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
         dims: &[usize],
         axes: &[usize],
         mean: bool,
-        y: &mut CudaSlice<f32>,
+        y: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "reduce over axes";
         let mut sorted = axes.to_vec();
@@ -91,7 +97,7 @@ impl NnKernels {
         check_buf(&self.ctx, OP, "y", y, out_len)?;
         let runs = runs(&sorted);
         let mut cur_dims = dims.to_vec();
-        let mut tmp: Option<CudaSlice<f32>> = None;
+        let mut tmp: Option<R::Buf<f32>> = None;
         for (k, &(a0, a1)) in runs.iter().enumerate().rev() {
             let outer = numel(OP, &cur_dims[..a0])?;
             let red = numel(OP, &cur_dims[a0..=a1])?;
@@ -107,7 +113,7 @@ impl NnKernels {
             if k == 0 {
                 self.reduce_middle(stream, src_ref, y, outer, red, inner, scale)?;
             } else {
-                let mut dst = alloc(stream, outer * inner)?;
+                let mut dst = R::alloc::<f32>(stream, outer * inner)?;
                 self.reduce_middle(stream, src_ref, &mut dst, outer, red, inner, scale)?;
                 tmp = Some(dst);
             }
@@ -121,14 +127,14 @@ impl NnKernels {
     /// Log-softmax over the rows of `[rows, cols]`.
     pub fn log_softmax(
         &self,
-        stream: &Arc<CudaStream>,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        x: &R::Buf<f32>,
+        y: &mut R::Buf<f32>,
         rows: usize,
         cols: usize,
     ) -> Result<(), KernelError> {
         const OP: &str = "log_softmax";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let n = numel(OP, &[rows, cols])?;
         check_buf(&self.ctx, OP, "x", x, n)?;
         check_buf(&self.ctx, OP, "y", y, n)?;
@@ -136,11 +142,12 @@ impl NnKernels {
             return Ok(());
         }
         let (r, c) = (as_i32(OP, "rows", rows)?, as_i32(OP, "cols", cols)?);
-        let mut b = stream.launch_builder(function(&self.reduce, "log_softmax_fwd")?);
-        b.arg(x).arg(y).arg(&r).arg(&c);
-        run(
+        let mut b = Args::<R>::new();
+        b.input(x).output(y).arg(r).arg(c);
+        b.launch(
+            stream,
+            &self.reduce,
             "log_softmax_fwd",
-            b,
             cfg([rows.min(MAX_GRID_YZ) as u32, 1, 1]),
         )
     }
@@ -148,15 +155,15 @@ impl NnKernels {
     /// Backward of [`NnKernels::log_softmax`] from its output `y`.
     pub fn log_softmax_backward(
         &self,
-        stream: &Arc<CudaStream>,
-        dy: &CudaSlice<f32>,
-        y: &CudaSlice<f32>,
-        dx: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        dy: &R::Buf<f32>,
+        y: &R::Buf<f32>,
+        dx: &mut R::Buf<f32>,
         rows: usize,
         cols: usize,
     ) -> Result<(), KernelError> {
         const OP: &str = "log_softmax backward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let n = numel(OP, &[rows, cols])?;
         for (name, b) in [("dy", dy), ("y", y)] {
             check_buf(&self.ctx, OP, name, b, n)?;
@@ -166,11 +173,12 @@ impl NnKernels {
             return Ok(());
         }
         let (r, c) = (as_i32(OP, "rows", rows)?, as_i32(OP, "cols", cols)?);
-        let mut b = stream.launch_builder(function(&self.reduce, "log_softmax_bwd")?);
-        b.arg(dy).arg(y).arg(dx).arg(&r).arg(&c);
-        run(
+        let mut b = Args::<R>::new();
+        b.input(dy).input(y).output(dx).arg(r).arg(c);
+        b.launch(
+            stream,
+            &self.reduce,
             "log_softmax_bwd",
-            b,
             cfg([rows.min(MAX_GRID_YZ) as u32, 1, 1]),
         )
     }
@@ -178,15 +186,15 @@ impl NnKernels {
     /// Per-row NLL `loss[r] = -logp[r, labels[r]]`; NaN marks a label outside `[0, cols)`.
     pub fn nll(
         &self,
-        stream: &Arc<CudaStream>,
-        logp: &CudaSlice<f32>,
-        labels: &CudaSlice<i32>,
-        loss: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        logp: &R::Buf<f32>,
+        labels: &R::Buf<i32>,
+        loss: &mut R::Buf<f32>,
         rows: usize,
         cols: usize,
     ) -> Result<(), KernelError> {
         const OP: &str = "nll";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         check_buf(&self.ctx, OP, "logp", logp, numel(OP, &[rows, cols])?)?;
         check_buf(&self.ctx, OP, "labels", labels, rows)?;
         check_buf(&self.ctx, OP, "loss", loss, rows)?;
@@ -194,24 +202,24 @@ impl NnKernels {
             return Ok(());
         }
         let (r, c) = (as_i32(OP, "rows", rows)?, as_i32(OP, "cols", cols)?);
-        let mut b = stream.launch_builder(function(&self.reduce, "nll_fwd")?);
-        b.arg(logp).arg(labels).arg(loss).arg(&r).arg(&c);
-        run("nll_fwd", b, self.stride_cfg(rows))
+        let mut b = Args::<R>::new();
+        b.input(logp).input(labels).output(loss).arg(r).arg(c);
+        b.launch(stream, &self.reduce, "nll_fwd", self.stride_cfg(rows))
     }
 
     /// Backward of [`NnKernels::nll`] scaled by `scale` (1/rows for a batch mean).
     pub fn nll_backward(
         &self,
-        stream: &Arc<CudaStream>,
-        dloss: &CudaSlice<f32>,
-        labels: &CudaSlice<i32>,
-        dlogp: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        dloss: &R::Buf<f32>,
+        labels: &R::Buf<i32>,
+        dlogp: &mut R::Buf<f32>,
         rows: usize,
         cols: usize,
         scale: f32,
     ) -> Result<(), KernelError> {
         const OP: &str = "nll backward";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let n = numel(OP, &[rows, cols])?;
         check_buf(&self.ctx, OP, "dloss", dloss, rows)?;
         check_buf(&self.ctx, OP, "labels", labels, rows)?;
@@ -220,14 +228,14 @@ impl NnKernels {
             return Ok(());
         }
         let (r, c) = (as_i32(OP, "rows", rows)?, as_i32(OP, "cols", cols)?);
-        let mut b = stream.launch_builder(function(&self.reduce, "nll_bwd")?);
-        b.arg(dloss)
-            .arg(labels)
-            .arg(dlogp)
-            .arg(&r)
-            .arg(&c)
-            .arg(&scale);
-        run("nll_bwd", b, self.stride_cfg(n))
+        let mut b = Args::<R>::new();
+        b.input(dloss)
+            .input(labels)
+            .output(dlogp)
+            .arg(r)
+            .arg(c)
+            .arg(scale);
+        b.launch(stream, &self.reduce, "nll_bwd", self.stride_cfg(n))
     }
 }
 

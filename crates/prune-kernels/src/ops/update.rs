@@ -1,13 +1,10 @@
 //! Fused optimizer steps (`kernels/optim.cu`) and the SBP KL gradient (`kernels/sbp_kl.cu`).
 
-use std::sync::Arc;
-
-use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg};
-
-use super::{as_i64, cfg, function, run, NnKernels};
-use crate::context::{as_i32, check_buf, check_stream};
+use super::{as_i64, cfg, NnKernels};
+use crate::context::as_i32;
 use crate::cpu_ref::optim::adam_bias_corrections;
 use crate::error::KernelError;
+use crate::runtime::{check_buf, Args, Runtime};
 
 /// Hyper-parameters of one SGD step (prune-core's `Sgd`).
 #[derive(Debug, Clone, Copy)]
@@ -44,20 +41,20 @@ pub struct AdamCorrected {
     pub bias_correction2: f32,
 }
 
-impl NnKernels {
+impl<R: Runtime> NnKernels<R> {
     /// One SGD step on `n` parameters in place (`velocity` is read and written only with
     /// momentum; pass any buffer of `n` entries).
     pub fn sgd_step(
         &self,
-        stream: &Arc<CudaStream>,
-        w: &mut CudaSlice<f32>,
-        g: &CudaSlice<f32>,
-        velocity: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        w: &mut R::Buf<f32>,
+        g: &R::Buf<f32>,
+        velocity: &mut R::Buf<f32>,
         n: usize,
         s: SgdStep,
     ) -> Result<(), KernelError> {
         const OP: &str = "sgd step";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         check_buf(&self.ctx, OP, "w", w, n)?;
         check_buf(&self.ctx, OP, "g", g, n)?;
         check_buf(&self.ctx, OP, "velocity", velocity, n)?;
@@ -65,23 +62,20 @@ impl NnKernels {
             return Ok(());
         }
         let (n64, nest) = (as_i64(OP, "n", n)?, s.nesterov as i32);
-        let mut b = stream.launch_builder(function(&self.optim, "sgd_step")?);
-        b.arg(w).arg(g).arg(velocity).arg(&n64);
-        b.arg(&s.lr)
-            .arg(&s.momentum)
-            .arg(&s.weight_decay)
-            .arg(&nest);
-        run("sgd_step", b, self.stride_cfg(n))
+        let mut b = Args::<R>::new();
+        b.output(w).input(g).output(velocity).arg(n64);
+        b.arg(s.lr).arg(s.momentum).arg(s.weight_decay).arg(nest);
+        b.launch(stream, &self.optim, "sgd_step", self.stride_cfg(n))
     }
 
     /// One Adam step on `n` parameters in place.
     pub fn adam_step(
         &self,
-        stream: &Arc<CudaStream>,
-        w: &mut CudaSlice<f32>,
-        g: &CudaSlice<f32>,
-        m: &mut CudaSlice<f32>,
-        v: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        w: &mut R::Buf<f32>,
+        g: &R::Buf<f32>,
+        m: &mut R::Buf<f32>,
+        v: &mut R::Buf<f32>,
         n: usize,
         s: AdamStep,
     ) -> Result<(), KernelError> {
@@ -108,16 +102,16 @@ impl NnKernels {
     /// optimizer that keeps its own step counts).
     pub fn adam_step_corrected(
         &self,
-        stream: &Arc<CudaStream>,
-        w: &mut CudaSlice<f32>,
-        g: &CudaSlice<f32>,
-        m: &mut CudaSlice<f32>,
-        v: &mut CudaSlice<f32>,
+        stream: &R::Stream,
+        w: &mut R::Buf<f32>,
+        g: &R::Buf<f32>,
+        m: &mut R::Buf<f32>,
+        v: &mut R::Buf<f32>,
         n: usize,
         s: AdamCorrected,
     ) -> Result<(), KernelError> {
         const OP: &str = "adam step";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         let (bc1, bc2) = (s.bias_correction1, s.bias_correction2);
         if !(bc1 > 0.0 && bc2 > 0.0 && bc1 <= 1.0 && bc2 <= 1.0) {
             return Err(KernelError::invalid(
@@ -133,30 +127,30 @@ impl NnKernels {
             return Ok(());
         }
         let n64 = as_i64(OP, "n", n)?;
-        let mut b = stream.launch_builder(function(&self.optim, "adam_step")?);
-        b.arg(w).arg(g).arg(m).arg(v).arg(&n64);
-        b.arg(&s.lr)
-            .arg(&s.beta1)
-            .arg(&s.beta2)
-            .arg(&s.eps)
-            .arg(&s.weight_decay);
-        b.arg(&bc1).arg(&bc2);
-        run("adam_step", b, self.stride_cfg(n))
+        let mut b = Args::<R>::new();
+        b.output(w).input(g).output(m).output(v).arg(n64);
+        b.arg(s.lr)
+            .arg(s.beta1)
+            .arg(s.beta2)
+            .arg(s.eps)
+            .arg(s.weight_decay);
+        b.arg(bc1).arg(bc2);
+        b.launch(stream, &self.optim, "adam_step", self.stride_cfg(n))
     }
 
     /// Per-channel SBP KL and its gradient w.r.t. mu and log_sigma.
     pub fn sbp_kl_grad(
         &self,
-        stream: &Arc<CudaStream>,
-        mu: &CudaSlice<f32>,
-        log_sigma: &CudaSlice<f32>,
+        stream: &R::Stream,
+        mu: &R::Buf<f32>,
+        log_sigma: &R::Buf<f32>,
         channels: usize,
-        kl: &mut CudaSlice<f32>,
-        dmu: &mut CudaSlice<f32>,
-        dlog_sigma: &mut CudaSlice<f32>,
+        kl: &mut R::Buf<f32>,
+        dmu: &mut R::Buf<f32>,
+        dlog_sigma: &mut R::Buf<f32>,
     ) -> Result<(), KernelError> {
         const OP: &str = "sbp kl";
-        check_stream(&self.ctx, OP, stream)?;
+        self.ctx.check_stream(OP, stream)?;
         check_buf(&self.ctx, OP, "mu", mu, channels)?;
         check_buf(&self.ctx, OP, "log_sigma", log_sigma, channels)?;
         check_buf(&self.ctx, OP, "kl", kl, channels)?;
@@ -166,13 +160,18 @@ impl NnKernels {
             return Ok(());
         }
         let c32 = as_i32(OP, "channels", channels)?;
-        let mut b = stream.launch_builder(function(&self.sbp_kl, "sbp_kl_grad")?);
-        b.arg(mu)
-            .arg(log_sigma)
-            .arg(kl)
-            .arg(dmu)
-            .arg(dlog_sigma)
-            .arg(&c32);
-        run("sbp_kl_grad", b, cfg([channels.div_ceil(256) as u32, 1, 1]))
+        let mut b = Args::<R>::new();
+        b.input(mu)
+            .input(log_sigma)
+            .output(kl)
+            .output(dmu)
+            .output(dlog_sigma)
+            .arg(c32);
+        b.launch(
+            stream,
+            &self.sbp_kl,
+            "sbp_kl_grad",
+            cfg([channels.div_ceil(256) as u32, 1, 1]),
+        )
     }
 }

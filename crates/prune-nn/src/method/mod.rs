@@ -143,15 +143,20 @@ pub trait PruningMethod: Sync {
 }
 
 /// Adds `method`'s gates to the dense model and trains with its regularizer
-/// (recording its rule after every epoch in `dir/kept.jsonl`); saves the
-/// sparse model in `dir`. Returns it with its test accuracy.
+/// (recording its rule after every epoch in `dir/kept.jsonl`) on the dense
+/// model's device; saves the sparse model in `dir`. Returns it (on the host)
+/// with its test accuracy.
 pub fn train_sparse<M: PruningMethod + ?Sized>(
     method: &M,
     run: &SparseRun<'_>,
     dir: &Path,
 ) -> Result<(Model, f64)> {
     let cfg = run.cfg;
-    let mut sparse = method.add_gates(run.dense)?;
+    // Training runs on the dense model's device; the gates are added to a host copy
+    // (their initial values are made on the host) and the gated model moved over.
+    let device = prune_train::model_device(run.dense);
+    let mut sparse = method.add_gates(&prune_train::host_model(run.dense)?)?;
+    prune_train::model_to(&mut sparse, device)?;
     let rule: crate::trajectory::Rule<'_> = Box::new(|m: &Model| method.rule(m));
     let tracked =
         crate::trajectory::tracked(method.regularizer(), rule, cfg, run.train.len(), dir)?;
@@ -166,6 +171,9 @@ pub fn train_sparse<M: PruningMethod + ?Sized>(
             resume: cfg.resume,
         },
     )?;
+    // The rule, the compiler and the histograms read host values: the trained model
+    // comes back once, at the end of the stage.
+    let sparse = prune_train::host_model(&sparse)?;
     sparse.save(dir)?;
     Ok((sparse, summary.test_accuracy))
 }

@@ -16,9 +16,9 @@ use crate::masks::{LayerMask, Masks};
 use crate::polarization::{clamp_gammas, Polarization};
 use crate::slimming::{l1_value_and_grad, slimming_masks};
 use crate::threshold::{polarization_masks, HistogramThreshold, ThresholdMode};
-use prune_core::autograd::CustomOp;
+use prune_core::autograd::{CustomOp, Unary};
 use prune_core::sbp::{layer_stats, sbp_kl, NoiseMode, PARAM_MAX, PARAM_MIN};
-use prune_core::{CoreError, Tape, Tensor, Var};
+use prune_core::{CoreError, Device, Tape, Tensor, Var};
 use prune_graph::{ChannelMasks, GraphError, Model, ParamKind, Regularizer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +41,17 @@ fn var(params: &BTreeMap<String, Var>, name: &str) -> prune_core::Result<Var> {
 
 fn step_err(e: impl std::fmt::Display) -> GraphError {
     GraphError::Regularizer(e.to_string())
+}
+
+/// Clamps `t` to `[lo, hi]` where it lives: in place on the host, with the backend's
+/// clamp on a device (nothing is copied to the host).
+fn clamp_where_it_lives(t: &mut Tensor, lo: f32, hi: f32) -> prune_core::Result<()> {
+    if t.device() == Device::Cpu {
+        t.data_mut().iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+    } else {
+        *t = t.backend().unary(t, Unary::Clamp(lo, hi))?;
+    }
+    Ok(())
 }
 
 /// Structured Bayesian Pruning.
@@ -134,7 +145,7 @@ impl Regularizer for SbpMethod {
         for gate in sbp_gates(&model.graph) {
             for f in ["mu", "log_sigma"] {
                 let t = model.params.get_mut(&format!("{gate}.{f}"))?;
-                t.data_mut().iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+                clamp_where_it_lives(t, lo, hi).map_err(step_err)?;
             }
         }
         Ok(())
@@ -171,16 +182,23 @@ pub fn sbp_layer_mask(name: &str, mu: &[f32], log_sigma: &[f32]) -> Result<Layer
     LayerMask::from_decision(name, stats.keep, stats.snr)
 }
 
-/// Penalty over a list of γ vectors, given as value and per-layer gradient.
+/// Penalty over a list of γ vectors, given as value and per-layer gradient (the
+/// gradients are returned on `device`, where the γ live).
 #[derive(Debug)]
 struct GammaPenaltyOp {
     name: &'static str,
     grad: Vec<Vec<f32>>,
+    device: Device,
 }
 
 impl CustomOp for GammaPenaltyOp {
     fn name(&self) -> &str {
         self.name
+    }
+
+    /// The gradients are made on the host and copied to `device`, where the γ live.
+    fn supports(&self, device: Device) -> bool {
+        device == self.device
     }
 
     fn backward(
@@ -192,7 +210,11 @@ impl CustomOp for GammaPenaltyOp {
         let s = g.item()?;
         self.grad
             .iter()
-            .map(|v| Tensor::from_vec([v.len()], v.iter().map(|d| d * s).collect()).map(Some))
+            .map(|v| {
+                Tensor::from_vec([v.len()], v.iter().map(|d| d * s).collect())?
+                    .to_device(self.device)
+                    .map(Some)
+            })
             .collect()
     }
 }
@@ -212,18 +234,23 @@ fn gamma_penalty(
         .iter()
         .map(|g| var(params, &format!("{g}.weight")))
         .collect::<prune_core::Result<_>>()?;
-    let values: Vec<&[f32]> = vars
+    // The penalty and its subgradient are computed in f64 on the host: on a device the
+    // γ vectors (one value per channel) are copied over for it, and the value and the
+    // gradients go back to the device.
+    let device = tape.value(vars[0])?.device();
+    let hosts: Vec<Tensor> = vars
         .iter()
-        .map(|v| tape.value(*v).map(|t| t.data()))
+        .map(|v| tape.value(*v)?.to_device(Device::Cpu))
         .collect::<prune_core::Result<_>>()?;
+    let values: Vec<&[f32]> = hosts.iter().map(|t| t.data()).collect();
     let (value, grad) = f(&values).map_err(|e| CoreError::InvalidArgument {
         op: name,
         reason: e.to_string(),
     })?;
-    let op = Arc::new(GammaPenaltyOp { name, grad });
+    let op = Arc::new(GammaPenaltyOp { name, grad, device });
     Ok(Some(tape.custom(
         &vars,
-        Tensor::scalar(value as f32),
+        Tensor::scalar(value as f32).to_device(device)?,
         op,
     )?))
 }
@@ -265,9 +292,11 @@ impl Regularizer for PolarizationMethod {
     }
 
     fn after_step(&self, model: &mut Model) -> prune_graph::Result<()> {
+        // Checks the bound; the clamp itself runs where γ lives.
+        clamp_gammas(&mut [], self.upper).map_err(step_err)?;
         for g in gamma_gates(&model.graph) {
             let t = model.params.get_mut(&format!("{g}.weight"))?;
-            clamp_gammas(t.data_mut(), self.upper).map_err(step_err)?;
+            clamp_where_it_lives(t, 0.0, self.upper).map_err(step_err)?;
         }
         Ok(())
     }

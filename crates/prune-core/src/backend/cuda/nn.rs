@@ -14,7 +14,7 @@
 //! * Batch norm: `batchnorm.cu` on the `[N, C, H·W]` view (a `[N, C]` input has H·W = 1).
 
 use super::ops::{bin, reduce, sl, wrap};
-use super::{kernel_err, CudaDevice, CudaIndices};
+use super::{kernel_err, CudaIndices, GpuDevice, GpuRuntime, Sgemm};
 use crate::backend::{BnBatchStats, BnTrainOutput};
 use crate::cpu::{BnGrads, Conv2dGrads, Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
@@ -22,22 +22,38 @@ use crate::storage::{IndexStorage, Indices};
 use crate::tensor::{numel, Tensor};
 use prune_kernels::cpu_ref::elementwise::Binary as KB;
 use prune_kernels::cpu_ref::pooling::Pool;
-use prune_kernels::cudarc::cublas::sys::cublasOperation_t;
-use prune_kernels::cudarc::cublas::{Gemm, GemmConfig};
 use prune_kernels::ops::nn::BnParams;
 use prune_kernels::{ConvShape, KeepList};
 use std::sync::Arc;
 
-fn c_int(op: &'static str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| CoreError::InvalidArgument {
-        op,
-        reason: format!("dimension {v} exceeds cuBLAS's 32-bit range"),
-    })
+/// Row-major `C[m,n] = op(A) op(B)` (A stored with `a_cols` columns, B with `b_cols`) as
+/// the column-major SGEMM `Cᵀ = op(B)ᵀ op(A)ᵀ`: B is the first operand, A the second, each
+/// with the caller's transposition flag; a row-major matrix's column count is its
+/// column-major leading dimension.
+pub(super) fn swap_for_column_major(
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    a_cols: usize,
+    b_cols: usize,
+) -> Sgemm {
+    Sgemm {
+        trans_a: trans_b,
+        trans_b: trans_a,
+        m: n,
+        n: m,
+        k,
+        lda: b_cols,
+        ldb: a_cols,
+        ldc: n,
+    }
 }
 
 /// `op(a) @ op(b)` of row-major 2-D tensors through cuBLAS SGEMM.
-pub(super) fn matmul(
-    d: &Arc<CudaDevice>,
+pub(super) fn matmul<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     a: &Tensor,
     b: &Tensor,
     trans_a: bool,
@@ -66,44 +82,19 @@ pub(super) fn matmul(
     let k = ka;
     let mut c = d.zeros(m * n)?;
     if m * n > 0 && k > 0 {
-        let flag = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
-        let cfg = GemmConfig {
-            transa: flag(trans_b),
-            transb: flag(trans_a),
-            m: c_int(OP, n)?,
-            n: c_int(OP, m)?,
-            k: c_int(OP, k)?,
-            alpha: 1.0f32,
-            lda: c_int(OP, b.shape()[1])?,
-            ldb: c_int(OP, a.shape()[1])?,
-            beta: 0.0f32,
-            ldc: c_int(OP, n)?,
-        };
-        // SAFETY: the buffers hold k·n (B), m·k (A) and m·n (C) floats, matching the
-        // dimensions and leading dimensions above; all live on the handle's stream.
-        unsafe { d.blas.gemm(cfg, sl(OP, b)?, sl(OP, a)?, &mut c) }.map_err(|e| {
-            CoreError::InvalidArgument {
-                op: OP,
-                reason: format!("cuBLAS SGEMM: {e:?}"),
-            }
-        })?;
+        let g = swap_for_column_major(m, n, k, trans_a, trans_b, a.shape()[1], b.shape()[1]);
+        R::sgemm(d, g, sl::<R>(OP, b)?, sl::<R>(OP, a)?, &mut c)?;
     }
     wrap(d, vec![m, n], c)
 }
 
 /// The keep list of all `bound` channels (uploaded once per size).
-fn keep_all(d: &CudaDevice, bound: usize) -> Result<Arc<KeepList>> {
+fn keep_all<R: GpuRuntime>(d: &GpuDevice<R>, bound: usize) -> Result<Arc<KeepList<R>>> {
     let mut keeps = d.keeps.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(k) = keeps.get(&bound) {
         return Ok(k.clone());
     }
-    let k = Arc::new(KeepList::all(d.stream(), bound).map_err(kernel_err("conv2d"))?);
+    let k = Arc::new(KeepList::<R>::all(d.stream(), bound).map_err(kernel_err("conv2d"))?);
     keeps.insert(bound, k.clone());
     Ok(k)
 }
@@ -129,7 +120,12 @@ fn conv_shape(x: &[usize], w: &[usize], p: &Conv2dParams) -> Result<ConvShape> {
 }
 
 /// One ungrouped convolution (no bias).
-fn conv_dense(d: &Arc<CudaDevice>, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
+fn conv_dense<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    x: &Tensor,
+    w: &Tensor,
+    p: &Conv2dParams,
+) -> Result<Tensor> {
     let s = conv_shape(x.shape(), w.shape(), p)?;
     let (ho, wo) = s.output_hw().map_err(kernel_err("conv2d"))?;
     let (ki, ko) = (keep_all(d, s.in_channels)?, keep_all(d, s.out_channels)?);
@@ -138,8 +134,8 @@ fn conv_dense(d: &Arc<CudaDevice>, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> 
     d.conv
         .forward_into(
             d.stream(),
-            sl("conv2d", x)?,
-            sl("conv2d", w)?,
+            sl::<R>("conv2d", x)?,
+            sl::<R>("conv2d", w)?,
             &s,
             &ki,
             &ko,
@@ -150,8 +146,8 @@ fn conv_dense(d: &Arc<CudaDevice>, x: &Tensor, w: &Tensor, p: &Conv2dParams) -> 
 }
 
 /// Input and weight gradients of one ungrouped convolution.
-fn conv_dense_backward(
-    d: &Arc<CudaDevice>,
+fn conv_dense_backward<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     w: &Tensor,
     g: &Tensor,
@@ -164,7 +160,15 @@ fn conv_dense_backward(
     let dx = if need_x {
         let mut dx = d.zeros(x.numel())?;
         d.conv
-            .backward_input_into(d.stream(), sl(OP, g)?, sl(OP, w)?, &s, &ki, &ko, &mut dx)
+            .backward_input_into(
+                d.stream(),
+                sl::<R>(OP, g)?,
+                sl::<R>(OP, w)?,
+                &s,
+                &ki,
+                &ko,
+                &mut dx,
+            )
             .map_err(kernel_err(OP))?;
         Some(wrap(d, x.shape().to_vec(), dx)?)
     } else {
@@ -172,7 +176,15 @@ fn conv_dense_backward(
     };
     let mut dw = d.zeros(w.numel())?;
     d.conv
-        .backward_weight_into(d.stream(), sl(OP, g)?, sl(OP, x)?, &s, &ki, &ko, &mut dw)
+        .backward_weight_into(
+            d.stream(),
+            sl::<R>(OP, g)?,
+            sl::<R>(OP, x)?,
+            &s,
+            &ki,
+            &ko,
+            &mut dw,
+        )
         .map_err(kernel_err(OP))?;
     Ok((dx, wrap(d, w.shape().to_vec(), dw)?))
 }
@@ -194,8 +206,8 @@ fn groups_of(x: &[usize], w: &[usize], p: &Conv2dParams) -> Result<(usize, usize
     Ok((x[1] / groups, w[0] / groups))
 }
 
-pub(super) fn conv2d(
-    d: &Arc<CudaDevice>,
+pub(super) fn conv2d<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
@@ -220,8 +232,8 @@ pub(super) fn conv2d(
     }
 }
 
-pub(super) fn conv2d_backward(
-    d: &Arc<CudaDevice>,
+pub(super) fn conv2d_backward<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     w: &Tensor,
     g: &Tensor,
@@ -277,8 +289,8 @@ fn pooled_shape(x_shape: &[usize], pool: &Pool) -> Vec<usize> {
     vec![x_shape[0], x_shape[1], ho, wo]
 }
 
-pub(super) fn max_pool2d(
-    d: &Arc<CudaDevice>,
+pub(super) fn max_pool2d<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     p: &PoolParams,
 ) -> Result<(Tensor, Indices)> {
@@ -287,14 +299,8 @@ pub(super) fn max_pool2d(
     let shape = pooled_shape(x.shape(), &pool);
     let n = numel(&shape);
     let mut y = d.zeros(n)?;
-    let mut am =
-        d.stream()
-            .alloc_zeros::<i32>(n.max(1))
-            .map_err(|e| CoreError::InvalidArgument {
-                op: OP,
-                reason: format!("allocating the argmax: {e:?}"),
-            })?;
-    d.nn.max_pool(d.stream(), &pool, sl(OP, x)?, &mut y, &mut am)
+    let mut am = R::zeros::<i32>(d.stream(), n).map_err(kernel_err(OP))?;
+    d.nn.max_pool(d.stream(), &pool, sl::<R>(OP, x)?, &mut y, &mut am)
         .map_err(kernel_err(OP))?;
     let idx = Indices::from_storage(
         shape.clone(),
@@ -303,8 +309,8 @@ pub(super) fn max_pool2d(
     Ok((wrap(d, shape, y)?, idx))
 }
 
-pub(super) fn max_pool2d_backward(
-    d: &Arc<CudaDevice>,
+pub(super) fn max_pool2d_backward<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     g: &Tensor,
     argmax: &CudaIndices,
     x_shape: &[usize],
@@ -313,14 +319,20 @@ pub(super) fn max_pool2d_backward(
     const OP: &str = "max_pool2d backward";
     let pool = pool_of(OP, x_shape, p)?;
     let mut dx = d.zeros(numel(x_shape))?;
-    d.nn.max_pool_backward(d.stream(), &pool, sl(OP, g)?, argmax.slice(), &mut dx)
-        .map_err(kernel_err(OP))?;
+    d.nn.max_pool_backward(
+        d.stream(),
+        &pool,
+        sl::<R>(OP, g)?,
+        argmax.buf::<R>()?,
+        &mut dx,
+    )
+    .map_err(kernel_err(OP))?;
     wrap(d, x_shape.to_vec(), dx)
 }
 
 /// Average pooling forward (`src = x`) or backward (`src = g`, result shaped `x_shape`).
-pub(super) fn avg_pool2d(
-    d: &Arc<CudaDevice>,
+pub(super) fn avg_pool2d<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     src: &Tensor,
     x_shape: &[usize],
     p: &PoolParams,
@@ -334,7 +346,7 @@ pub(super) fn avg_pool2d(
         pooled_shape(x_shape, &pool)
     };
     let mut dst = d.zeros(numel(&shape))?;
-    d.nn.avg_pool(d.stream(), &pool, backward, sl(OP, src)?, &mut dst)
+    d.nn.avg_pool(d.stream(), &pool, backward, sl::<R>(OP, src)?, &mut dst)
         .map_err(kernel_err(OP))?;
     wrap(d, shape, dst)
 }
@@ -352,8 +364,8 @@ fn bn_view(x: &Tensor) -> Result<(usize, usize, usize)> {
     Ok((s[0], s[1], s[2..].iter().product()))
 }
 
-pub(super) fn batch_norm_train(
-    d: &Arc<CudaDevice>,
+pub(super) fn batch_norm_train<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -365,7 +377,7 @@ pub(super) fn batch_norm_train(
     let (mut mean, mut inv_std, mut var) = (d.zeros(c)?, d.zeros(c)?, d.zeros(c)?);
     d.nn.bn_stats(
         d.stream(),
-        sl(OP, x)?,
+        sl::<R>(OP, x)?,
         view,
         eps,
         &mut mean,
@@ -383,17 +395,21 @@ pub(super) fn batch_norm_train(
 }
 
 /// `1/√(var + ε)` per channel.
-pub(super) fn inv_std(d: &Arc<CudaDevice>, var: &Tensor, eps: f32) -> Result<Tensor> {
+pub(super) fn inv_std<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    var: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     let c = var.numel();
     let mut out = d.zeros(c)?;
-    d.nn.bn_invstd(d.stream(), sl("batch_norm", var)?, &mut out, c, eps)
+    d.nn.bn_invstd(d.stream(), sl::<R>("batch_norm", var)?, &mut out, c, eps)
         .map_err(kernel_err("batch_norm"))?;
     wrap(d, vec![c], out)
 }
 
 /// `γ (x − mean) inv_std + β`.
-pub(super) fn batch_norm_apply(
-    d: &Arc<CudaDevice>,
+pub(super) fn batch_norm_apply<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -403,16 +419,16 @@ pub(super) fn batch_norm_apply(
     const OP: &str = "batch_norm";
     let view = bn_view(x)?;
     let mut y = d.zeros(x.numel())?;
-    let p = BnParams {
-        gamma: sl(OP, gamma)?,
-        beta: sl(OP, beta)?,
+    let p = BnParams::<R> {
+        gamma: sl::<R>(OP, gamma)?,
+        beta: sl::<R>(OP, beta)?,
     };
     d.nn.bn_apply(
         d.stream(),
-        sl(OP, x)?,
+        sl::<R>(OP, x)?,
         view,
-        sl(OP, mean)?,
-        sl(OP, inv_std)?,
+        sl::<R>(OP, mean)?,
+        sl::<R>(OP, inv_std)?,
         &p,
         &mut y,
     )
@@ -421,8 +437,8 @@ pub(super) fn batch_norm_apply(
 }
 
 /// Gradients of batch norm with batch (`train`) or running statistics.
-pub(super) fn batch_norm_backward(
-    d: &Arc<CudaDevice>,
+pub(super) fn batch_norm_backward<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     gamma: &Tensor,
     mean: &Tensor,
@@ -437,12 +453,12 @@ pub(super) fn batch_norm_backward(
     let (mut dx, mut dgamma, mut dbeta) = (d.zeros(x.numel())?, d.zeros(c)?, d.zeros(c)?);
     d.nn.bn_backward(
         d.stream(),
-        sl(OP, g)?,
-        sl(OP, x)?,
+        sl::<R>(OP, g)?,
+        sl::<R>(OP, x)?,
         view,
-        sl(OP, mean)?,
-        sl(OP, inv_std)?,
-        sl(OP, gamma)?,
+        sl::<R>(OP, mean)?,
+        sl::<R>(OP, inv_std)?,
+        sl::<R>(OP, gamma)?,
         train,
         &mut dx,
         &mut dgamma,

@@ -13,7 +13,7 @@
 //!
 //! GEMM, convolution, pooling and batch norm are in `nn.rs`.
 
-use super::{kernel_err, nn, CudaBackend, CudaDevice, CudaStorage};
+use super::{kernel_err, nn, CudaStorage, GpuBackend, GpuDevice, GpuRuntime};
 use crate::autograd::{Binary, Unary};
 use crate::backend::{
     gate_view, AdamStep, Backend, BnBatchStats, BnTrainOutput, Device, SbpForward, SbpGateGrads,
@@ -24,7 +24,6 @@ use crate::error::{CoreError, Result};
 use crate::storage::{IndexStorage, Indices, Storage};
 use crate::tensor::{numel, Tensor};
 use prune_kernels::cpu_ref::elementwise::{Binary as KB, Unary as KU};
-use prune_kernels::cudarc::driver::CudaSlice;
 use prune_kernels::ops::update;
 use prune_kernels::{SbpParams, SbpShape};
 use rand::RngCore;
@@ -42,12 +41,16 @@ pub(super) fn st<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaStorage>
 }
 
 /// The device buffer of `t`.
-pub(super) fn sl<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaSlice<f32>> {
-    Ok(st(op, t)?.slice())
+pub(super) fn sl<'a, R: GpuRuntime>(op: &'static str, t: &'a Tensor) -> Result<&'a R::Buf<f32>> {
+    st(op, t)?.buf::<R>()
 }
 
 /// Device `i32` indices (host indices are copied over: labels arrive once per batch).
-fn idx(op: &'static str, d: &Arc<CudaDevice>, i: &Indices) -> Result<super::CudaIndices> {
+fn idx<R: GpuRuntime>(
+    op: &'static str,
+    d: &Arc<GpuDevice<R>>,
+    i: &Indices,
+) -> Result<super::CudaIndices> {
     match i.storage() {
         IndexStorage::Cuda(s) => Ok(s.clone()),
         IndexStorage::Cpu(v) => {
@@ -58,30 +61,44 @@ fn idx(op: &'static str, d: &Arc<CudaDevice>, i: &Indices) -> Result<super::Cuda
 }
 
 /// A device tensor of `shape` over `buf`.
-pub(super) fn wrap(d: &Arc<CudaDevice>, shape: Vec<usize>, buf: CudaSlice<f32>) -> Result<Tensor> {
+pub(super) fn wrap<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    shape: Vec<usize>,
+    buf: R::Buf<f32>,
+) -> Result<Tensor> {
     let n = numel(&shape);
     Tensor::from_storage(shape, Storage::Cuda(CudaStorage::new(d.clone(), buf, n)))
 }
 
 /// `op(x; a)` elementwise.
-pub(super) fn un(d: &Arc<CudaDevice>, x: &Tensor, op: KU, a: f32) -> Result<Tensor> {
+pub(super) fn un<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    x: &Tensor,
+    op: KU,
+    a: f32,
+) -> Result<Tensor> {
     let n = x.numel();
     let mut y = d.zeros(n)?;
-    d.nn.unary(d.stream(), op, sl("unary", x)?, &mut y, n, a)
+    d.nn.unary(d.stream(), op, sl::<R>("unary", x)?, &mut y, n, a)
         .map_err(kernel_err("unary"))?;
     wrap(d, x.shape().to_vec(), y)
 }
 
 /// `a op b` with broadcasting.
-pub(super) fn bin(d: &Arc<CudaDevice>, a: &Tensor, b: &Tensor, op: KB) -> Result<Tensor> {
+pub(super) fn bin<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    a: &Tensor,
+    b: &Tensor,
+    op: KB,
+) -> Result<Tensor> {
     let shape = crate::backend::broadcast_shape(a.shape(), b.shape(), "binary")?;
     let mut out = d.zeros(numel(&shape))?;
     d.nn.binary(
         d.stream(),
         op,
-        sl("binary", a)?,
+        sl::<R>("binary", a)?,
         a.shape(),
-        sl("binary", b)?,
+        sl::<R>("binary", b)?,
         b.shape(),
         &mut out,
     )
@@ -90,7 +107,11 @@ pub(super) fn bin(d: &Arc<CudaDevice>, a: &Tensor, b: &Tensor, op: KB) -> Result
 }
 
 /// A device tensor of `shape` filled with `value` (no host copy).
-pub(super) fn full(d: &Arc<CudaDevice>, shape: &[usize], value: f32) -> Result<Tensor> {
+pub(super) fn full<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    shape: &[usize],
+    value: f32,
+) -> Result<Tensor> {
     let zeros = wrap(d, shape.to_vec(), d.zeros(numel(shape))?)?;
     if value == 0.0 && value.is_sign_positive() {
         return Ok(zeros);
@@ -99,8 +120,8 @@ pub(super) fn full(d: &Arc<CudaDevice>, shape: &[usize], value: f32) -> Result<T
 }
 
 /// Sum (or mean) of `x` over `axes`, the result shaped `out_shape`.
-pub(super) fn reduce(
-    d: &Arc<CudaDevice>,
+pub(super) fn reduce<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
     x: &Tensor,
     axes: &[usize],
     mean: bool,
@@ -110,8 +131,15 @@ pub(super) fn reduce(
         return x.reshape(out_shape);
     }
     let mut y = d.zeros(numel(&out_shape))?;
-    d.nn.reduce_axes(d.stream(), sl("reduce", x)?, x.shape(), axes, mean, &mut y)
-        .map_err(kernel_err("reduce"))?;
+    d.nn.reduce_axes(
+        d.stream(),
+        sl::<R>("reduce", x)?,
+        x.shape(),
+        axes,
+        mean,
+        &mut y,
+    )
+    .map_err(kernel_err("reduce"))?;
     wrap(d, out_shape, y)
 }
 
@@ -136,24 +164,28 @@ fn to_u32(op: &'static str, indices: &[usize]) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn log_softmax(d: &Arc<CudaDevice>, x: &Tensor) -> Result<Tensor> {
+fn log_softmax<R: GpuRuntime>(d: &Arc<GpuDevice<R>>, x: &Tensor) -> Result<Tensor> {
     x.expect_rank(2, "log_softmax")?;
     let (rows, cols) = (x.shape()[0], x.shape()[1]);
     let mut y = d.zeros(rows * cols)?;
-    d.nn.log_softmax(d.stream(), sl("log_softmax", x)?, &mut y, rows, cols)
+    d.nn.log_softmax(d.stream(), sl::<R>("log_softmax", x)?, &mut y, rows, cols)
         .map_err(kernel_err("log_softmax"))?;
     wrap(d, x.shape().to_vec(), y)
 }
 
-fn log_softmax_backward(d: &Arc<CudaDevice>, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+fn log_softmax_backward<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    y: &Tensor,
+    g: &Tensor,
+) -> Result<Tensor> {
     y.expect_same_shape(g, "log_softmax backward")?;
     y.expect_rank(2, "log_softmax backward")?;
     let (rows, cols) = (y.shape()[0], y.shape()[1]);
     let mut dx = d.zeros(rows * cols)?;
     d.nn.log_softmax_backward(
         d.stream(),
-        sl("log_softmax backward", g)?,
-        sl("log_softmax backward", y)?,
+        sl::<R>("log_softmax backward", g)?,
+        sl::<R>("log_softmax backward", y)?,
         &mut dx,
         rows,
         cols,
@@ -162,12 +194,12 @@ fn log_softmax_backward(d: &Arc<CudaDevice>, y: &Tensor, g: &Tensor) -> Result<T
     wrap(d, y.shape().to_vec(), dx)
 }
 
-impl CudaBackend {
+impl<R: GpuRuntime> GpuBackend<R> {
     /// The device of the first tensor (the tape checked they share one), or this
     /// backend's device when there is none.
-    fn dev_of(&self, ts: &[&Tensor]) -> Result<Arc<CudaDevice>> {
+    fn dev_of(&self, ts: &[&Tensor]) -> Result<Arc<GpuDevice<R>>> {
         match ts.first().map(|t| t.storage()) {
-            Some(Storage::Cuda(s)) => Ok(s.cuda_device().clone()),
+            Some(Storage::Cuda(s)) => Ok(s.gpu_device::<R>()?.clone()),
             // A missing device is reported first, then the misplaced tensor.
             Some(Storage::Cpu(_)) => {
                 self.dev()?;
@@ -181,7 +213,7 @@ impl CudaBackend {
     }
 }
 
-impl Backend for CudaBackend {
+impl<R: GpuRuntime> Backend for GpuBackend<R> {
     fn device(&self) -> Device {
         Device::Cuda(self.ordinal)
     }
@@ -449,8 +481,8 @@ impl Backend for CudaBackend {
         let mut loss = d.zeros(rows)?;
         d.nn.nll(
             d.stream(),
-            sl("cross_entropy", &logp)?,
-            lab.slice(),
+            sl::<R>("cross_entropy", &logp)?,
+            lab.buf::<R>()?,
             &mut loss,
             rows,
             cols,
@@ -477,8 +509,8 @@ impl Backend for CudaBackend {
         let scale = if rows == 0 { 0.0 } else { 1.0 / rows as f32 };
         d.nn.nll_backward(
             d.stream(),
-            sl("cross_entropy backward", &g_rows)?,
-            lab.slice(),
+            sl::<R>("cross_entropy backward", &g_rows)?,
+            lab.buf::<R>()?,
             &mut dlogp,
             rows,
             cols,
@@ -498,7 +530,7 @@ impl Backend for CudaBackend {
         let ix = to_u32("index_select", indices)?;
         d.nn.index_select(
             d.stream(),
-            sl("index_select", x)?,
+            sl::<R>("index_select", x)?,
             &ix,
             &mut y,
             (outer, c, inner),
@@ -520,7 +552,7 @@ impl Backend for CudaBackend {
         let ix = to_u32("index_select backward", indices)?;
         d.nn.index_add(
             d.stream(),
-            sl("index_select backward", g)?,
+            sl::<R>("index_select backward", g)?,
             &ix,
             &mut y,
             (outer, c, inner),
@@ -544,7 +576,7 @@ impl Backend for CudaBackend {
             let c = t.shape()[axis];
             d.nn.copy_channels(
                 d.stream(),
-                sl("concat", t)?,
+                sl::<R>("concat", t)?,
                 (c, 0),
                 &mut y,
                 (total, off),
@@ -569,7 +601,7 @@ impl Backend for CudaBackend {
             let mut y = d.zeros(numel(&shape))?;
             d.nn.copy_channels(
                 d.stream(),
-                sl("split", g)?,
+                sl::<R>("split", g)?,
                 (total, off),
                 &mut y,
                 (c, 0),
@@ -587,20 +619,11 @@ impl Backend for CudaBackend {
     fn dropout_mask(&self, shape: &[usize], p: f32, rng: &mut dyn RngCore) -> Result<Tensor> {
         let d = self.dev()?;
         let n = numel(shape);
-        let ones = full(&d, shape, 1.0)?;
+        let ones = d.ones(n)?;
         let (mut y, mut mask) = (d.zeros(n)?, d.zeros(n)?);
         let (seed, offset) = (rng.next_u64(), rng.next_u64());
-        d.nn.dropout(
-            d.stream(),
-            sl("dropout", &ones)?,
-            &mut y,
-            &mut mask,
-            n,
-            p,
-            seed,
-            offset,
-        )
-        .map_err(kernel_err("dropout"))?;
+        d.nn.dropout(d.stream(), &ones, &mut y, &mut mask, n, p, seed, offset)
+            .map_err(kernel_err("dropout"))?;
         wrap(&d, shape.to_vec(), mask)
     }
 
@@ -614,8 +637,8 @@ impl Backend for CudaBackend {
         let d = self.dev_of(&[x, mu, log_sigma])?;
         let shape = gate_view(x.shape());
         let p = SbpParams {
-            mu: sl("sbp gate", mu)?,
-            log_sigma: sl("sbp gate", log_sigma)?,
+            mu: sl::<R>("sbp gate", mu)?,
+            log_sigma: sl::<R>("sbp gate", log_sigma)?,
             stream: noise.stream,
             mode: noise.mode,
         };
@@ -624,16 +647,30 @@ impl Backend for CudaBackend {
             .theta_len(noise.mode)
             .map_err(kernel_err("sbp gate"))?;
         let (mut y, mut theta) = (d.zeros(n)?, d.zeros(tn)?);
+        // Per example, the samples' pathwise derivatives (interleaved d/dmu, d/dlog_sigma)
+        // are drawn with them and kept for the backward pass.
+        let mut dth = match noise.mode {
+            prune_kernels::NoiseMode::PerChannel => None,
+            prune_kernels::NoiseMode::PerExample => Some(d.zeros(2 * tn)?),
+        };
         d.sbp
             .forward_into(
                 d.stream(),
-                sl("sbp gate", x)?,
+                sl::<R>("sbp gate", x)?,
                 shape,
                 &p,
                 &mut y,
                 &mut theta,
+                dth.as_mut(),
             )
             .map_err(kernel_err("sbp gate"))?;
+        let dtheta = match dth {
+            Some(b) => {
+                let t = wrap(&d, vec![tn, 2], b)?;
+                Some((t.clone(), t))
+            }
+            None => None,
+        };
         Ok(SbpForward {
             y: wrap(&d, x.shape().to_vec(), y)?,
             saved: SbpSaved {
@@ -642,7 +679,7 @@ impl Backend for CudaBackend {
                 mu: mu.clone(),
                 log_sigma: log_sigma.clone(),
                 theta: wrap(&d, theta_shape(&shape, noise), theta)?,
-                dtheta: None,
+                dtheta,
             },
         })
     }
@@ -653,8 +690,8 @@ impl Backend for CudaBackend {
         const OP: &str = "sbp gate backward";
         let shape = saved.shape;
         let p = SbpParams {
-            mu: sl(OP, &saved.mu)?,
-            log_sigma: sl(OP, &saved.log_sigma)?,
+            mu: sl::<R>(OP, &saved.mu)?,
+            log_sigma: sl::<R>(OP, &saved.log_sigma)?,
             stream: saved.noise.stream,
             mode: saved.noise.mode,
         };
@@ -662,9 +699,13 @@ impl Backend for CudaBackend {
             .sbp
             .backward(
                 d.stream(),
-                sl(OP, g)?,
-                sl(OP, x)?,
-                sl(OP, &saved.theta)?,
+                sl::<R>(OP, g)?,
+                sl::<R>(OP, x)?,
+                sl::<R>(OP, &saved.theta)?,
+                match &saved.dtheta {
+                    Some((dth, _)) => Some(sl::<R>(OP, dth)?),
+                    None => None,
+                },
                 shape,
                 &p,
             )
@@ -684,8 +725,8 @@ impl Backend for CudaBackend {
             .sbp
             .stats(
                 d.stream(),
-                sl("sbp stats", mu)?,
-                sl("sbp stats", log_sigma)?,
+                sl::<R>("sbp stats", mu)?,
+                sl::<R>("sbp stats", log_sigma)?,
                 c,
             )
             .map_err(kernel_err("sbp stats"))?;
@@ -706,8 +747,8 @@ impl Backend for CudaBackend {
         let (mut kl, mut dmu, mut dls) = (d.zeros(c)?, d.zeros(c)?, d.zeros(c)?);
         d.nn.sbp_kl_grad(
             d.stream(),
-            sl("sbp kl", mu)?,
-            sl("sbp kl", log_sigma)?,
+            sl::<R>("sbp kl", mu)?,
+            sl::<R>("sbp kl", log_sigma)?,
             c,
             &mut kl,
             &mut dmu,
@@ -740,8 +781,8 @@ impl Backend for CudaBackend {
         };
         // Without momentum the kernel never reads the velocity; it still takes a buffer.
         let mut scratch;
-        let vel: &mut CudaSlice<f32> = match velocity {
-            Some(v) => st_mut("sgd update", v)?,
+        let vel: &mut R::Buf<f32> = match velocity {
+            Some(v) => st_mut::<R>("sgd update", v)?,
             None if h.momentum == 0.0 => {
                 scratch = d.zeros(n)?;
                 &mut scratch
@@ -755,8 +796,8 @@ impl Backend for CudaBackend {
         };
         d.nn.sgd_step(
             d.stream(),
-            st_mut("sgd update", w)?,
-            sl("sgd update", g)?,
+            st_mut::<R>("sgd update", w)?,
+            sl::<R>("sgd update", g)?,
             vel,
             n,
             step,
@@ -786,10 +827,10 @@ impl Backend for CudaBackend {
         };
         d.nn.adam_step_corrected(
             d.stream(),
-            st_mut("adam update", w)?,
-            sl("adam update", g)?,
-            st_mut("adam update", m)?,
-            st_mut("adam update", v)?,
+            st_mut::<R>("adam update", w)?,
+            sl::<R>("adam update", g)?,
+            st_mut::<R>("adam update", m)?,
+            st_mut::<R>("adam update", v)?,
             n,
             step,
         )
@@ -798,9 +839,9 @@ impl Backend for CudaBackend {
 }
 
 /// The writable device buffer of `t` (copied first when shared).
-fn st_mut<'a>(op: &'static str, t: &'a mut Tensor) -> Result<&'a mut CudaSlice<f32>> {
+fn st_mut<'a, R: GpuRuntime>(op: &'static str, t: &'a mut Tensor) -> Result<&'a mut R::Buf<f32>> {
     match t.storage_mut() {
-        Storage::Cuda(s) => s.slice_mut(),
+        Storage::Cuda(s) => s.buf_mut::<R>(),
         Storage::Cpu(_) => Err(CoreError::InvalidArgument {
             op,
             reason: "a host tensor was given to the CUDA backend".into(),
