@@ -133,6 +133,21 @@ impl Tape<'_> {
                 )?;
                 out.extend([(*x, r.x), (*gamma, r.gamma), (*beta, r.beta)]);
             }
+            Op::BatchNormRelu {
+                x,
+                gamma,
+                beta,
+                residual,
+                norm,
+            } => {
+                let need_r = residual.is_some_and(needs);
+                let (r, gr) =
+                    be.batch_norm_relu_backward(val(*x)?, val(*gamma)?, norm, y, g, need_r)?;
+                out.extend([(*x, r.x), (*gamma, r.gamma), (*beta, r.beta)]);
+                if let (Some(res), Some(gr)) = (residual, gr) {
+                    out.push((*res, gr));
+                }
+            }
             Op::Sum { x, axes, .. } | Op::Mean { x, axes, .. } => {
                 let xs = val(*x)?.shape().to_vec();
                 let kd = keepdim_shape(&xs, axes, "sum backward")?;

@@ -17,10 +17,11 @@
 
 mod backward;
 mod ops_basic;
+mod ops_fused;
 mod ops_nn;
 mod ops_shape;
 
-use crate::backend::{BnBatchStats, Device};
+use crate::backend::{BnBatchStats, BnNorm, Device};
 use crate::cpu::{Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
 use crate::storage::Indices;
@@ -154,6 +155,15 @@ pub enum Op {
         running_var: Tensor,
         eps: f32,
     },
+    /// `relu(batch_norm(x) + residual)` as one node (train or eval
+    /// statistics in `norm`); its backward reads the ReLU mask from the output.
+    BatchNormRelu {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        residual: Option<Var>,
+        norm: BnNorm,
+    },
     /// Sum over `axes` (kept as size-1 dims when `keepdim`).
     Sum {
         x: Var,
@@ -222,6 +232,17 @@ impl Op {
             Op::BatchNormTrain { x, gamma, beta, .. }
             | Op::BatchNormEval { x, gamma, beta, .. } => {
                 vec![*x, *gamma, *beta]
+            }
+            Op::BatchNormRelu {
+                x,
+                gamma,
+                beta,
+                residual,
+                ..
+            } => {
+                let mut v = vec![*x, *gamma, *beta];
+                v.extend(residual.iter().copied());
+                v
             }
             Op::Concat { xs, .. } => xs.clone(),
             Op::Custom { inputs, .. } => inputs.clone(),
