@@ -1,22 +1,26 @@
 //! Which nodes the interpreter runs as one fused tape op.
 //!
-//! A ReLU whose input is a batch norm, or an add of exactly two values one
-//! of which is a batch norm (the residual add of a ResNet block), runs as
-//! one [`Tape::batch_norm_relu_train`](prune_core::Tape::batch_norm_relu_train)
-//! (or `_eval`) node when nothing else reads the batch norm's output, nor the
-//! add's: no other node, no channel mask, and neither is the graph's output.
-//! The fused node computes the same values as the chain (bit for bit, see
-//! `prune_core::cpu::batchnorm_relu`) without writing the values in between.
+//! A ReLU whose input is a batch norm or a convolution (the head), or an
+//! add of exactly two values one of which is such a head (the residual add
+//! of a ResNet block), runs as one tape node —
+//! [`Tape::batch_norm_relu_train`](prune_core::Tape::batch_norm_relu_train)
+//! (or `_eval`), or [`Tape::conv2d_relu`](prune_core::Tape::conv2d_relu) —
+//! when nothing else reads the head's output, nor the add's: no other node,
+//! no channel mask, and neither is the graph's output. A batch norm is
+//! preferred as the head (convolutions before a batch norm stay unfused;
+//! after compilation folds the batch norms, the convolutions fuse). The
+//! fused node computes the same values as the chain, bit for bit, without
+//! writing the values in between.
 
 use crate::interp::ChannelMasks;
 use crate::ir::{Graph, Layer};
 use std::collections::BTreeMap;
 
-/// What a fusing ReLU computes: `relu(bn + residual)`.
+/// What a fusing ReLU computes: `relu(head + residual)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BnRelu {
-    /// The batch-norm node.
-    pub bn: usize,
+pub(crate) struct Fusion {
+    /// The batch-norm or convolution node.
+    pub head: usize,
     /// The add node and the other value it adds, when there is one.
     pub add: Option<(usize, usize)>,
 }
@@ -25,7 +29,7 @@ pub(crate) struct BnRelu {
 /// and which nodes they absorb (computed by that ReLU, not on their own).
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    pub at: BTreeMap<usize, BnRelu>,
+    pub at: BTreeMap<usize, Fusion>,
     pub absorbed: Vec<bool>,
 }
 
@@ -43,10 +47,13 @@ pub(crate) fn plan(graph: &Graph, inputs: &[Vec<usize>], masks: Option<&ChannelM
     let private = |j: usize| {
         readers[j] == 1 && j + 1 < n && !masks.is_some_and(|m| m.contains_key(&graph.nodes[j].name))
     };
-    let is_bn = |j: usize| {
-        matches!(graph.nodes[j].layer, Layer::BatchNorm { .. })
-            && inputs[j].len() == 1
-            && private(j)
+    let is_head = |j: usize, bn: bool| {
+        let layer_ok = match graph.nodes[j].layer {
+            Layer::BatchNorm { .. } => bn,
+            Layer::Conv2d { .. } => !bn,
+            _ => false,
+        };
+        layer_ok && inputs[j].len() == 1 && private(j)
     };
     let mut out = Plan {
         at: BTreeMap::new(),
@@ -57,28 +64,32 @@ pub(crate) fn plan(graph: &Graph, inputs: &[Vec<usize>], masks: Option<&ChannelM
             continue;
         }
         let j = inputs[k][0];
-        let fusion = match graph.nodes[j].layer {
-            Layer::BatchNorm { .. } if is_bn(j) => Some(BnRelu { bn: j, add: None }),
-            Layer::Add if private(j) && inputs[j].len() == 2 => {
-                let (a, b) = (inputs[j][0], inputs[j][1]);
-                if a != b && is_bn(a) {
-                    Some(BnRelu {
-                        bn: a,
-                        add: Some((j, b)),
-                    })
-                } else if a != b && is_bn(b) {
-                    Some(BnRelu {
-                        bn: b,
-                        add: Some((j, a)),
-                    })
-                } else {
-                    None
-                }
+        let fusion = [true, false].into_iter().find_map(|bn| {
+            if is_head(j, bn) {
+                return Some(Fusion { head: j, add: None });
             }
-            _ => None,
-        };
+            if !(matches!(graph.nodes[j].layer, Layer::Add) && private(j) && inputs[j].len() == 2) {
+                return None;
+            }
+            let (a, b) = (inputs[j][0], inputs[j][1]);
+            if a == b {
+                None
+            } else if is_head(a, bn) {
+                Some(Fusion {
+                    head: a,
+                    add: Some((j, b)),
+                })
+            } else if is_head(b, bn) {
+                Some(Fusion {
+                    head: b,
+                    add: Some((j, a)),
+                })
+            } else {
+                None
+            }
+        });
         if let Some(f) = fusion {
-            out.absorbed[f.bn] = true;
+            out.absorbed[f.head] = true;
             if let Some((add, _)) = f.add {
                 out.absorbed[add] = true;
             }
@@ -111,7 +122,7 @@ mod tests {
         assert_eq!(p.at.len(), 19);
         let b = g.index_of("layer2.0.relu2").expect("node");
         let f = p.at[&b];
-        assert_eq!(name(&g, f.bn), "layer2.0.bn2");
+        assert_eq!(name(&g, f.head), "layer2.0.bn2");
         let (add, other) = f.add.expect("residual");
         assert_eq!(name(&g, add), "layer2.0.add");
         assert_eq!(name(&g, other), "layer2.0.down.bn");
@@ -139,8 +150,43 @@ mod tests {
         let (g, p) = plan_of("vgg-like", None);
         assert!(p.at.values().all(|f| f.add.is_none()));
         assert!(p.absorbed[g.index_of("bn_fc1").expect("node")]);
-        // LeNet5 has no batch norm
-        let (_, p) = plan_of("lenet5", None);
-        assert!(p.at.is_empty());
+        assert!(!p.absorbed[g.index_of("conv1").expect("node")]);
+        // LeNet5: conv → relu twice; fc1 → relu3 stays unfused
+        let (g, p) = plan_of("lenet5", None);
+        let heads: Vec<&str> = p.at.values().map(|f| name(&g, f.head)).collect();
+        assert_eq!(heads, ["conv1", "conv2"]);
+    }
+
+    #[test]
+    fn convolutions_fuse_where_batch_norms_were_folded() {
+        // a compiled block: conv (with bias) → relu, conv + shortcut → relu
+        let mut g = Graph::new("block", &[4, 8, 8]);
+        let conv = |bias| Layer::Conv2d {
+            in_channels: 4,
+            out_channels: 4,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 1,
+            bias,
+        };
+        g.push("c1", conv(true), &["input"]).expect("push");
+        g.push("r1", Layer::Relu, &["c1"]).expect("push");
+        g.push("c2", conv(true), &["r1"]).expect("push");
+        g.push("add", Layer::Add, &["r1", "c2"]).expect("push");
+        g.push("r2", Layer::Relu, &["add"]).expect("push");
+        g.push("out", Layer::GlobalAvgPool, &["r2"]).expect("push");
+        let inputs = g.input_indices().expect("inputs");
+        let p = plan(&g, &inputs, None);
+        // node 0 is the input
+        assert_eq!(p.at[&2], Fusion { head: 1, add: None });
+        assert_eq!(
+            p.at[&5],
+            Fusion {
+                head: 3,
+                add: Some((4, 2))
+            }
+        );
+        assert_eq!(p.absorbed, [false, true, false, true, true, false, false]);
     }
 }

@@ -7,8 +7,9 @@
 //! from the stream `(seed, node index, step)` that train mode must be given
 //! ([`RunOptions::train`]). Optional channel masks zero chosen channels at the
 //! output of chosen nodes: the "masked model" the pruning compiler verifies
-//! against. A batch norm that only a ReLU reads, directly or through a
-//! residual add, runs fused with it as one tape op (see [`crate::fuse`]).
+//! against. A batch norm or convolution that only a ReLU reads, directly or
+//! through a residual add, runs fused with it as one tape op (see
+//! [`crate::fuse`]).
 
 use crate::error::{GraphError, Result};
 use crate::fuse;
@@ -88,8 +89,8 @@ pub struct Forward {
     /// `fused` ran inside the ReLU after it and has no value of its own:
     /// its entry is that ReLU's output.
     pub nodes: Vec<Var>,
-    /// Indices of the nodes (batch norms and residual adds) computed fused
-    /// into the ReLU that reads them, in node order.
+    /// Indices of the nodes (batch norms, convolutions and residual adds)
+    /// computed fused into the ReLU that reads them, in node order.
     pub fused: Vec<usize>,
     /// Batch statistics to fold into running statistics (train mode).
     pub bn_updates: Vec<BnUpdate>,
@@ -191,24 +192,53 @@ pub fn forward<'a>(
             }
             Layer::Relu => match plan.at.get(&i) {
                 Some(f) => {
-                    let bn_node = &graph.nodes[f.bn];
-                    let Layer::BatchNorm { eps, momentum, .. } = bn_node.layer else {
-                        return Err(GraphError::Invalid(format!(
-                            "fused node '{}' is not a batch norm",
-                            bn_node.name
-                        )));
-                    };
-                    let bn = BnArgs {
-                        name: &bn_node.name,
-                        x: vars[inputs[f.bn][0]],
-                        gamma: p(&bn_node.name, "weight")?,
-                        beta: p(&bn_node.name, "bias")?,
-                        eps,
-                        momentum,
-                    };
+                    let head = &graph.nodes[f.head];
+                    let hx = vars[inputs[f.head][0]];
                     let residual = f.add.map(|(_, r)| vars[r]);
-                    let y = bn.run(model, tape, opts.mode, Some(residual), &mut bn_updates)?;
-                    vars[f.bn] = y;
+                    let y =
+                        match &head.layer {
+                            Layer::BatchNorm { eps, momentum, .. } => BnArgs {
+                                name: &head.name,
+                                x: hx,
+                                gamma: p(&head.name, "weight")?,
+                                beta: p(&head.name, "bias")?,
+                                eps: *eps,
+                                momentum: *momentum,
+                            }
+                            .run(model, tape, opts.mode, Some(residual), &mut bn_updates)?,
+                            Layer::Conv2d {
+                                stride,
+                                padding,
+                                groups,
+                                bias,
+                                ..
+                            } => {
+                                let b = if *bias {
+                                    Some(p(&head.name, "bias")?)
+                                } else {
+                                    None
+                                };
+                                let cp = Conv2dParams {
+                                    stride: pair(*stride),
+                                    padding: pair(*padding),
+                                    groups: *groups,
+                                };
+                                let w = p(&head.name, "weight")?;
+                                conv_relu(tape, hx, w, b, cp, residual).map_err(|e| {
+                                    GraphError::Shape {
+                                        node: head.name.clone(),
+                                        reason: e.to_string(),
+                                    }
+                                })?
+                            }
+                            _ => {
+                                return Err(GraphError::Invalid(format!(
+                                    "fused node '{}' is not a batch norm or convolution",
+                                    head.name
+                                )))
+                            }
+                        };
+                    vars[f.head] = y;
                     if let Some((add, _)) = f.add {
                         vars[add] = y;
                     }
@@ -303,6 +333,31 @@ pub fn forward<'a>(
             .collect(),
         bn_updates,
     })
+}
+
+/// `relu(conv2d(x) + residual)` as one tape node, or as the unfused chain
+/// (which broadcasts) when the residual's shape is not the output's.
+fn conv_relu(
+    tape: &mut Tape<'_>,
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+    cp: Conv2dParams,
+    residual: Option<Var>,
+) -> prune_core::Result<Var> {
+    if let Some(r) = residual {
+        let (xs, ws) = (tape.shape(x)?, tape.shape(w)?);
+        let fits = xs.len() == 4
+            && ws.len() == 4
+            && prune_core::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &cp)
+                .is_ok_and(|(oh, ow)| tape.shape(r).is_ok_and(|s| s == [xs[0], ws[0], oh, ow]));
+        if !fits {
+            let y = tape.conv2d(x, w, b, cp)?;
+            let s = tape.add(y, r)?;
+            return tape.relu(s);
+        }
+    }
+    tape.conv2d_relu(x, w, b, cp, residual)
 }
 
 /// A batch-norm node's inputs and settings.

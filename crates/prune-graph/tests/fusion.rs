@@ -5,12 +5,12 @@
 
 use prune_core::sbp::GateNoise;
 use prune_core::{Tape, Tensor};
-use prune_graph::{forward, zoo, ChannelMasks, Layer, Model, RunOptions};
+use prune_graph::{forward, zoo, ChannelMasks, Graph, Layer, Model, RunOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
-/// Masks of ones on every batch norm and add: nothing fuses.
+/// Masks of ones on every batch norm, convolution and add: nothing fuses.
 fn unfusing_masks(model: &Model) -> ChannelMasks {
     let shapes = prune_graph::infer_shapes(&model.graph).expect("shapes");
     model
@@ -18,7 +18,12 @@ fn unfusing_masks(model: &Model) -> ChannelMasks {
         .nodes
         .iter()
         .zip(&shapes)
-        .filter(|(n, _)| matches!(n.layer, Layer::BatchNorm { .. } | Layer::Add))
+        .filter(|(n, _)| {
+            matches!(
+                n.layer,
+                Layer::BatchNorm { .. } | Layer::Add | Layer::Conv2d { .. }
+            )
+        })
         .map(|(n, s)| (n.name.clone(), vec![true; s[0]]))
         .collect()
 }
@@ -79,13 +84,59 @@ fn same(what: &str, a: &Tensor, b: &Tensor) {
     }
 }
 
+/// A ResNet block as compilation leaves it (batch norms folded into the
+/// convolutions' biases): conv → relu, conv + shortcut → relu.
+fn compiled_block() -> Graph {
+    let mut g = Graph::new("block", &[4, 8, 8]);
+    let conv = |stride| Layer::Conv2d {
+        in_channels: 4,
+        out_channels: 4,
+        kernel: [3, 3],
+        stride: [stride, stride],
+        padding: [1, 1],
+        groups: 1,
+        bias: true,
+    };
+    let steps: [(&str, Layer, &[&str]); 9] = [
+        ("c1", conv(1), &["input"]),
+        ("r1", Layer::Relu, &["c1"]),
+        ("c2", conv(1), &["r1"]),
+        ("add", Layer::Add, &["c2", "r1"]),
+        ("r2", Layer::Relu, &["add"]),
+        ("c3", conv(2), &["r2"]),
+        ("r3", Layer::Relu, &["c3"]),
+        ("pool", Layer::GlobalAvgPool, &["r3"]),
+        (
+            "fc",
+            Layer::Linear {
+                in_features: 4,
+                out_features: 10,
+                bias: true,
+            },
+            &["pool"],
+        ),
+    ];
+    for (name, layer, inputs) in steps {
+        g.push(name, layer, inputs).expect("push");
+    }
+    g
+}
+
 #[test]
-fn fused_resnet_and_vgg_match_the_unfused_chain_bit_for_bit() {
+fn fused_models_match_the_unfused_chain_bit_for_bit() {
+    let zoo_graph = |name: &str, input: &[usize]| zoo::build(name, input, 10).expect("zoo");
     for (name, input, fusions) in [
         ("resnet20", [3usize, 16, 16], 19 + 9),
         ("vgg-like", [3, 32, 32], 0),
+        ("lenet5", [1, 28, 28], 2),
+        ("block", [4, 8, 8], 3 + 1),
     ] {
-        let mut model = Model::init(zoo::build(name, &input, 10).expect("zoo"), 5).expect("init");
+        let graph = if name == "block" {
+            compiled_block()
+        } else {
+            zoo_graph(name, &input)
+        };
+        let mut model = Model::init(graph, 5).expect("init");
         // running statistics away from the initial 0/1, so eval differs from train
         for (k, (pname, t)) in model.params.iter_mut().enumerate() {
             if pname.ends_with("running_mean") || pname.ends_with("running_var") {

@@ -129,6 +129,15 @@ pub enum Op {
         b: Option<Var>,
         params: Conv2dParams,
     },
+    /// `relu(conv2d(x) + b + residual)` as one node; its backward reads the
+    /// ReLU mask from the output.
+    Conv2dRelu {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        params: Conv2dParams,
+        residual: Option<Var>,
+    },
     /// `argmax`: the flat index of each output's maximum in its input plane.
     MaxPool2d {
         x: Var,
@@ -227,6 +236,13 @@ impl Op {
             Op::Linear { x, w, b } | Op::Conv2d { x, w, b, .. } => {
                 let mut v = vec![*x, *w];
                 v.extend(b.iter().copied());
+                v
+            }
+            Op::Conv2dRelu {
+                x, w, b, residual, ..
+            } => {
+                let mut v = vec![*x, *w];
+                v.extend(b.iter().chain(residual).copied());
                 v
             }
             Op::BatchNormTrain { x, gamma, beta, .. }

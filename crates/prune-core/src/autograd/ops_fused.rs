@@ -5,6 +5,7 @@
 
 use super::{Op, Tape, Var};
 use crate::backend::BnNorm;
+use crate::cpu::Conv2dParams;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 
@@ -94,6 +95,45 @@ impl Tape<'_> {
                 beta,
                 residual,
                 norm,
+            },
+        ))
+    }
+
+    /// `relu(conv2d(x, w, b) + residual)` as one node (`residual`, when
+    /// given, shaped like the convolution's output): the bias, the residual
+    /// add and the ReLU are applied to the convolution's output while it is
+    /// in cache.
+    pub fn conv2d_relu(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        params: Conv2dParams,
+        residual: Option<Var>,
+    ) -> Result<Var> {
+        let mut vars = vec![x, w];
+        vars.extend(b.iter().chain(&residual));
+        let backend = self.backend("conv2d_relu", &vars)?;
+        let bias = b.map(|b| self.value(b)).transpose()?;
+        let r = residual.map(|r| self.value(r)).transpose()?;
+        let y = backend.conv2d_relu(self.value(x)?, self.value(w)?, bias, &params, r)?;
+        if let Some(r) = r {
+            if r.shape() != y.shape() {
+                return Err(CoreError::ShapeMismatch {
+                    op: "conv2d_relu (residual vs output)",
+                    lhs: r.shape().to_vec(),
+                    rhs: y.shape().to_vec(),
+                });
+            }
+        }
+        Ok(self.push(
+            y,
+            Op::Conv2dRelu {
+                x,
+                w,
+                b,
+                params,
+                residual,
             },
         ))
     }

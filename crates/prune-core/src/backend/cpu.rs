@@ -96,6 +96,17 @@ impl Backend for CpuBackend {
         cpu::conv2d_backward(x, w, g, p, need_x)
     }
 
+    fn conv2d_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        cpu::conv2d_relu_forward(x, w, bias, p, residual)
+    }
+
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)> {
         let (y, argmax) = cpu::max_pool2d_forward(x, p)?;
         let idx = Indices::from_vec(y.shape().to_vec(), argmax)?;

@@ -191,6 +191,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         need_x: bool,
     ) -> Result<Conv2dGrads>;
 
+    /// `relu(conv2d(x) + residual)` (`residual` shaped like the output,
+    /// checked by the caller); the default runs the unfused ops.
+    fn conv2d_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let y = self.conv2d(x, w, bias, p)?;
+        let pre = match residual {
+            Some(r) => self.binary(&y, r, Binary::Add)?,
+            None => y,
+        };
+        self.unary(&pre, Unary::Relu)
+    }
+
     // ---- pooling ----
     /// Max pooling; also returns the flat input index of each maximum.
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)>;

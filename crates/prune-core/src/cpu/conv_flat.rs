@@ -37,6 +37,7 @@
 //! work is split only across images and output channels, so results do not
 //! depend on the thread count.
 
+use super::conv::PostFn;
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 
@@ -157,6 +158,21 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
+    forward_post(g, n, x, w, bias, y, &|_, _| {});
+}
+
+/// [`forward`], then `post(offset, values)` on each image's output (each
+/// block of channels for a single image) while it is in cache; `offset`
+/// is the position of `values` in `y`.
+pub(crate) fn forward_post(
+    g: &FlatGeom,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    post: &PostFn,
+) {
     let (oh, ow) = g.out_hw();
     let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * oh * ow);
     if img_out == 0 {
@@ -167,6 +183,7 @@ pub(crate) fn forward(
             with_scratch(Slot::Col, g.padded_len(), |p| {
                 pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                 channels(g, p, w, bias, 0, g.cout, yn);
+                post(ni * img_out, yn);
             })
         });
     } else {
@@ -179,6 +196,7 @@ pub(crate) fn forward(
                 .for_each(|(bi, yb)| {
                     let co0 = bi * CO_BLK;
                     channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
+                    post(ni * img_out + co0 * oh * ow, yb);
                 });
         }
     }
