@@ -99,17 +99,25 @@ impl FlatGeom {
     }
 }
 
-/// Copies one image `x [cin, h, w]` into zeroed padded planes.
+/// Copies one image `x [cin, h, w]` into padded planes `p` (whatever it
+/// held before): the image rows, and zeros in the padding around them and
+/// in the slack after the last plane, each value written once.
 pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
-    p.fill(0.0);
     let (wp, plane) = (g.wp(), g.plane());
-    for c in 0..g.cin {
+    let (top, bottom) = (g.ph * wp, (g.ph + g.h) * wp);
+    for (c, pc) in p.chunks_mut(plane).enumerate().take(g.cin) {
+        pc[..top + g.pw].fill(0.0);
         for r in 0..g.h {
             let src = &x[(c * g.h + r) * g.w..(c * g.h + r + 1) * g.w];
-            let at = c * plane + (r + g.ph) * wp + g.pw;
-            p[at..at + g.w].copy_from_slice(src);
+            let at = (r + g.ph) * wp + g.pw;
+            pc[at..at + g.w].copy_from_slice(src);
+            // right padding of this row and left padding of the next
+            let next = (at + wp).min(plane);
+            pc[at + g.w..next].fill(0.0);
         }
+        pc[bottom.min(plane)..].fill(0.0);
     }
+    p[g.cin * plane..].fill(0.0);
 }
 
 /// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
@@ -187,18 +195,19 @@ pub(crate) fn forward_post(
             })
         });
     } else {
-        let mut p = vec![0.0f32; g.padded_len()];
-        for (ni, yn) in y.chunks_mut(img_out).enumerate() {
-            pad_image(g, &x[ni * img_in..(ni + 1) * img_in], &mut p);
-            let p = &p;
-            yn.par_chunks_mut(CO_BLK * oh * ow)
-                .enumerate()
-                .for_each(|(bi, yb)| {
-                    let co0 = bi * CO_BLK;
-                    channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
-                    post(ni * img_out + co0 * oh * ow, yb);
-                });
-        }
+        with_scratch(Slot::Col, g.padded_len(), |p| {
+            for (ni, yn) in y.chunks_mut(img_out).enumerate() {
+                pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
+                let p = &*p;
+                yn.par_chunks_mut(CO_BLK * oh * ow)
+                    .enumerate()
+                    .for_each(|(bi, yb)| {
+                        let co0 = bi * CO_BLK;
+                        channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
+                        post(ni * img_out + co0 * oh * ow, yb);
+                    });
+            }
+        })
     }
 }
 
