@@ -7,9 +7,12 @@
 //! from the stream `(seed, node index, step)` that train mode must be given
 //! ([`RunOptions::train`]). Optional channel masks zero chosen channels at the
 //! output of chosen nodes: the "masked model" the pruning compiler verifies
-//! against.
+//! against. A batch norm or convolution that only a ReLU reads, directly or
+//! through a residual add, runs fused with it as one tape op (see
+//! [`crate::fuse`]).
 
 use crate::error::{GraphError, Result};
+use crate::fuse;
 use crate::ir::Layer;
 use crate::model::Model;
 use crate::params::param_specs;
@@ -82,8 +85,13 @@ pub struct Forward {
     pub output: Var,
     /// Tape variables of every stored tensor the pass read, by name.
     pub params: BTreeMap<String, Var>,
-    /// Variables of every node's output, in node order.
+    /// Variables of every node's output, in node order. A node listed in
+    /// `fused` ran inside the ReLU after it and has no value of its own:
+    /// its entry is that ReLU's output.
     pub nodes: Vec<Var>,
+    /// Indices of the nodes (batch norms, convolutions and residual adds)
+    /// computed fused into the ReLU that reads them, in node order.
+    pub fused: Vec<usize>,
     /// Batch statistics to fold into running statistics (train mode).
     pub bn_updates: Vec<BnUpdate>,
 }
@@ -126,7 +134,13 @@ pub fn forward<'a>(
     };
     let mut vars: Vec<Var> = Vec::with_capacity(graph.nodes.len());
     let mut bn_updates = Vec::new();
+    let plan = fuse::plan(graph, &inputs, opts.masks);
     for (i, node) in graph.nodes.iter().enumerate() {
+        if plan.absorbed[i] {
+            // computed by the ReLU that reads it; the entry is replaced then
+            vars.push(input);
+            continue;
+        }
         let x = inputs[i].first().map(|&j| vars[j]);
         let at = |e: prune_core::CoreError| GraphError::Shape {
             node: node.name.clone(),
@@ -166,28 +180,72 @@ pub fn forward<'a>(
                 tape.conv2d(xin()?, p(n, "weight")?, b, cp).map_err(at)?
             }
             Layer::BatchNorm { eps, momentum, .. } => {
-                let (g, b) = (p(n, "weight")?, p(n, "bias")?);
-                match opts.mode {
-                    Mode::Train => {
-                        let (y, mean, var) =
-                            tape.batch_norm_train(xin()?, g, b, *eps).map_err(at)?;
-                        bn_updates.push(BnUpdate {
-                            node: n.clone(),
-                            mean,
-                            var,
-                            momentum: *momentum,
-                        });
-                        y
-                    }
-                    Mode::Eval => {
-                        let rm = model.params.get(&format!("{n}.running_mean"))?;
-                        let rv = model.params.get(&format!("{n}.running_var"))?;
-                        tape.batch_norm_eval(xin()?, g, b, rm, rv, *eps)
-                            .map_err(at)?
-                    }
-                }
+                let bn = BnArgs {
+                    name: n,
+                    x: xin()?,
+                    gamma: p(n, "weight")?,
+                    beta: p(n, "bias")?,
+                    eps: *eps,
+                    momentum: *momentum,
+                };
+                bn.run(model, tape, opts.mode, None, &mut bn_updates)?
             }
-            Layer::Relu => tape.relu(xin()?).map_err(at)?,
+            Layer::Relu => match plan.at.get(&i) {
+                Some(f) => {
+                    let head = &graph.nodes[f.head];
+                    let hx = vars[inputs[f.head][0]];
+                    let residual = f.add.map(|(_, r)| vars[r]);
+                    let y =
+                        match &head.layer {
+                            Layer::BatchNorm { eps, momentum, .. } => BnArgs {
+                                name: &head.name,
+                                x: hx,
+                                gamma: p(&head.name, "weight")?,
+                                beta: p(&head.name, "bias")?,
+                                eps: *eps,
+                                momentum: *momentum,
+                            }
+                            .run(model, tape, opts.mode, Some(residual), &mut bn_updates)?,
+                            Layer::Conv2d {
+                                stride,
+                                padding,
+                                groups,
+                                bias,
+                                ..
+                            } => {
+                                let b = if *bias {
+                                    Some(p(&head.name, "bias")?)
+                                } else {
+                                    None
+                                };
+                                let cp = Conv2dParams {
+                                    stride: pair(*stride),
+                                    padding: pair(*padding),
+                                    groups: *groups,
+                                };
+                                let w = p(&head.name, "weight")?;
+                                conv_relu(tape, hx, w, b, cp, residual).map_err(|e| {
+                                    GraphError::Shape {
+                                        node: head.name.clone(),
+                                        reason: e.to_string(),
+                                    }
+                                })?
+                            }
+                            _ => {
+                                return Err(GraphError::Invalid(format!(
+                                    "fused node '{}' is not a batch norm or convolution",
+                                    head.name
+                                )))
+                            }
+                        };
+                    vars[f.head] = y;
+                    if let Some((add, _)) = f.add {
+                        vars[add] = y;
+                    }
+                    y
+                }
+                None => tape.relu(xin()?).map_err(at)?,
+            },
             Layer::Relu6 => tape.clamp(xin()?, 0.0, 6.0).map_err(at)?,
             Layer::MaxPool {
                 kernel,
@@ -270,8 +328,104 @@ pub fn forward<'a>(
         output,
         params,
         nodes: vars,
+        fused: (0..graph.nodes.len())
+            .filter(|&i| plan.absorbed[i])
+            .collect(),
         bn_updates,
     })
+}
+
+/// `relu(conv2d(x) + residual)` as one tape node, or as the unfused chain
+/// (which broadcasts) when the residual's shape is not the output's.
+fn conv_relu(
+    tape: &mut Tape<'_>,
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+    cp: Conv2dParams,
+    residual: Option<Var>,
+) -> prune_core::Result<Var> {
+    if let Some(r) = residual {
+        let (xs, ws) = (tape.shape(x)?, tape.shape(w)?);
+        let fits = xs.len() == 4
+            && ws.len() == 4
+            && prune_core::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &cp)
+                .is_ok_and(|(oh, ow)| tape.shape(r).is_ok_and(|s| s == [xs[0], ws[0], oh, ow]));
+        if !fits {
+            let y = tape.conv2d(x, w, b, cp)?;
+            let s = tape.add(y, r)?;
+            return tape.relu(s);
+        }
+    }
+    tape.conv2d_relu(x, w, b, cp, residual)
+}
+
+/// A batch-norm node's inputs and settings.
+struct BnArgs<'n> {
+    name: &'n str,
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    eps: f32,
+    momentum: f32,
+}
+
+impl BnArgs<'_> {
+    /// Runs the batch norm alone (`relu` is `None`) or fused with the ReLU
+    /// after it and the residual added before that ReLU (`Some(residual)`).
+    /// A residual of another shape than the batch norm's output runs as the
+    /// unfused chain, which broadcasts.
+    fn run(
+        &self,
+        model: &Model,
+        tape: &mut Tape<'_>,
+        mode: Mode,
+        relu: Option<Option<Var>>,
+        bn_updates: &mut Vec<BnUpdate>,
+    ) -> Result<Var> {
+        let at = |e: prune_core::CoreError| GraphError::Shape {
+            node: self.name.to_string(),
+            reason: e.to_string(),
+        };
+        let (x, g, b, eps) = (self.x, self.gamma, self.beta, self.eps);
+        let fused = match relu {
+            Some(Some(r)) if tape.shape(r)? != tape.shape(x)? => None,
+            other => other,
+        };
+        let y = match mode {
+            Mode::Train => {
+                let (y, mean, var) = match fused {
+                    Some(r) => tape.batch_norm_relu_train(x, g, b, r, eps),
+                    None => tape.batch_norm_train(x, g, b, eps),
+                }
+                .map_err(at)?;
+                bn_updates.push(BnUpdate {
+                    node: self.name.to_string(),
+                    mean,
+                    var,
+                    momentum: self.momentum,
+                });
+                y
+            }
+            Mode::Eval => {
+                let rm = model.params.get(&format!("{}.running_mean", self.name))?;
+                let rv = model.params.get(&format!("{}.running_var", self.name))?;
+                match fused {
+                    Some(r) => tape.batch_norm_relu_eval(x, g, b, r, rm, rv, eps),
+                    None => tape.batch_norm_eval(x, g, b, rm, rv, eps),
+                }
+                .map_err(at)?
+            }
+        };
+        match (relu, fused) {
+            // the unfused chain for a residual of another shape
+            (Some(Some(r)), None) => {
+                let s = tape.add(y, r).map_err(at)?;
+                Ok(tape.relu(s).map_err(at)?)
+            }
+            _ => Ok(y),
+        }
+    }
 }
 
 /// Multiplies channel `c` of `y` by `keep[c]` (0 or 1).

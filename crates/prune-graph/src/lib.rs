@@ -4,6 +4,7 @@
 //! `model.json` + `weights.safetensors`.
 
 pub mod error;
+mod fuse;
 pub mod interp;
 pub mod io;
 pub mod ir;

@@ -99,6 +99,28 @@ impl Tape<'_> {
                     out.push((*b, grads.bias));
                 }
             }
+            Op::Conv2dRelu {
+                x,
+                w,
+                b,
+                params,
+                residual,
+            } => {
+                // d = g·[y > 0], the gradient of the convolution's output
+                // and of the residual
+                let d = be.unary_backward(Unary::Relu, y, y, g)?;
+                let grads = be.conv2d_backward(val(*x)?, val(*w)?, &d, params, needs(*x))?;
+                if let Some(gx) = grads.x {
+                    out.push((*x, gx));
+                }
+                out.push((*w, grads.w));
+                if let Some(b) = b {
+                    out.push((*b, grads.bias));
+                }
+                if let Some(r) = residual {
+                    out.push((*r, d));
+                }
+            }
             Op::MaxPool2d { x, argmax, params } => {
                 let dx = be.max_pool2d_backward(g, argmax, val(*x)?.shape(), params)?;
                 out.push((*x, dx));
@@ -132,6 +154,21 @@ impl Tape<'_> {
                     g,
                 )?;
                 out.extend([(*x, r.x), (*gamma, r.gamma), (*beta, r.beta)]);
+            }
+            Op::BatchNormRelu {
+                x,
+                gamma,
+                beta,
+                residual,
+                norm,
+            } => {
+                let need_r = residual.is_some_and(needs);
+                let (r, gr) =
+                    be.batch_norm_relu_backward(val(*x)?, val(*gamma)?, norm, y, g, need_r)?;
+                out.extend([(*x, r.x), (*gamma, r.gamma), (*beta, r.beta)]);
+                if let (Some(res), Some(gr)) = (residual, gr) {
+                    out.push((*res, gr));
+                }
             }
             Op::Sum { x, axes, .. } | Op::Mean { x, axes, .. } => {
                 let xs = val(*x)?.shape().to_vec();

@@ -17,10 +17,11 @@
 
 mod backward;
 mod ops_basic;
+mod ops_fused;
 mod ops_nn;
 mod ops_shape;
 
-use crate::backend::{BnBatchStats, Device};
+use crate::backend::{BnBatchStats, BnNorm, Device};
 use crate::cpu::{Conv2dParams, PoolParams};
 use crate::error::{CoreError, Result};
 use crate::storage::Indices;
@@ -128,6 +129,15 @@ pub enum Op {
         b: Option<Var>,
         params: Conv2dParams,
     },
+    /// `relu(conv2d(x) + b + residual)` as one node; its backward reads the
+    /// ReLU mask from the output.
+    Conv2dRelu {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        params: Conv2dParams,
+        residual: Option<Var>,
+    },
     /// `argmax`: the flat index of each output's maximum in its input plane.
     MaxPool2d {
         x: Var,
@@ -153,6 +163,15 @@ pub enum Op {
         running_mean: Tensor,
         running_var: Tensor,
         eps: f32,
+    },
+    /// `relu(batch_norm(x) + residual)` as one node (train or eval
+    /// statistics in `norm`); its backward reads the ReLU mask from the output.
+    BatchNormRelu {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        residual: Option<Var>,
+        norm: BnNorm,
     },
     /// Sum over `axes` (kept as size-1 dims when `keepdim`).
     Sum {
@@ -219,9 +238,27 @@ impl Op {
                 v.extend(b.iter().copied());
                 v
             }
+            Op::Conv2dRelu {
+                x, w, b, residual, ..
+            } => {
+                let mut v = vec![*x, *w];
+                v.extend(b.iter().chain(residual).copied());
+                v
+            }
             Op::BatchNormTrain { x, gamma, beta, .. }
             | Op::BatchNormEval { x, gamma, beta, .. } => {
                 vec![*x, *gamma, *beta]
+            }
+            Op::BatchNormRelu {
+                x,
+                gamma,
+                beta,
+                residual,
+                ..
+            } => {
+                let mut v = vec![*x, *gamma, *beta];
+                v.extend(residual.iter().copied());
+                v
             }
             Op::Concat { xs, .. } => xs.clone(),
             Op::Custom { inputs, .. } => inputs.clone(),

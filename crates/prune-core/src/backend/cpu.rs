@@ -3,7 +3,7 @@
 //! [`super::cpu_broadcast`], on host storage.
 
 use super::{cpu_broadcast, cpu_ops, cpu_sbp};
-use super::{AdamStep, Backend, BnBatchStats, BnTrainOutput, Device, SgdStep};
+use super::{AdamStep, Backend, BnBatchStats, BnNorm, BnTrainOutput, Device, SgdStep};
 use super::{SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{self, BnGrads, BnSaved, Conv2dGrads, Conv2dParams, PoolParams};
@@ -96,6 +96,17 @@ impl Backend for CpuBackend {
         cpu::conv2d_backward(x, w, g, p, need_x)
     }
 
+    fn conv2d_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        cpu::conv2d_relu_forward(x, w, bias, p, residual)
+    }
+
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)> {
         let (y, argmax) = cpu::max_pool2d_forward(x, p)?;
         let idx = Indices::from_vec(y.shape().to_vec(), argmax)?;
@@ -176,6 +187,66 @@ impl Backend for CpuBackend {
     ) -> Result<BnGrads> {
         let (rm, rv) = (running_mean.data(), running_var.data());
         cpu::batch_norm_eval_backward(gamma, rv, eps, x, rm, g)
+    }
+
+    fn batch_norm_relu_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        residual: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<BnTrainOutput> {
+        let (y, saved, var) = cpu::batch_norm_relu_train(x, gamma, beta, residual, eps)?;
+        Ok(BnTrainOutput {
+            y,
+            stats: BnBatchStats {
+                mean: vector(saved.mean)?,
+                inv_std: vector(saved.inv_std)?,
+            },
+            var: vector(var)?,
+        })
+    }
+
+    fn batch_norm_relu_eval(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        residual: Option<&Tensor>,
+        running: &BnNorm,
+    ) -> Result<Tensor> {
+        let BnNorm::Running { mean, var, eps } = running else {
+            return Err(crate::CoreError::InvalidArgument {
+                op: "batch_norm_relu_eval",
+                reason: "needs running statistics".into(),
+            });
+        };
+        cpu::batch_norm_relu_eval(x, gamma, beta, residual, mean.data(), var.data(), *eps)
+    }
+
+    fn batch_norm_relu_backward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        norm: &BnNorm,
+        y: &Tensor,
+        g: &Tensor,
+        need_residual: bool,
+    ) -> Result<(BnGrads, Option<Tensor>)> {
+        match norm {
+            BnNorm::Batch(stats) => {
+                let saved = BnSaved {
+                    mean: stats.mean.data().to_vec(),
+                    inv_std: stats.inv_std.data().to_vec(),
+                };
+                cpu::batch_norm_relu_train_backward(x, gamma, &saved, y, g, need_residual)
+            }
+            BnNorm::Running { mean, var, eps } => {
+                let (rm, rv) = (mean.data(), var.data());
+                cpu::batch_norm_relu_eval_backward(x, gamma, rm, rv, *eps, y, g, need_residual)
+            }
+        }
     }
 
     fn log_softmax(&self, x: &Tensor) -> Result<Tensor> {

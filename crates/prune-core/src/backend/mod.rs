@@ -91,6 +91,16 @@ pub struct BnTrainOutput {
     pub var: Tensor,
 }
 
+/// The statistics a batch norm normalises with: the batch's (training) or
+/// the running ones (evaluation).
+#[derive(Clone, Debug, PartialEq)]
+pub enum BnNorm {
+    /// Batch statistics, as returned by the training forward.
+    Batch(BnBatchStats),
+    /// Running mean and variance (`[C]` each) and `ε`.
+    Running { mean: Tensor, var: Tensor, eps: f32 },
+}
+
 /// Hyper-parameters of one SGD update of one parameter (see [`crate::optim::Sgd`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdStep {
@@ -181,6 +191,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         need_x: bool,
     ) -> Result<Conv2dGrads>;
 
+    /// `relu(conv2d(x) + residual)` (`residual` shaped like the output,
+    /// checked by the caller); the default runs the unfused ops.
+    fn conv2d_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let y = self.conv2d(x, w, bias, p)?;
+        let pre = match residual {
+            Some(r) => self.binary(&y, r, Binary::Add)?,
+            None => y,
+        };
+        self.unary(&pre, Unary::Relu)
+    }
+
     // ---- pooling ----
     /// Max pooling; also returns the flat input index of each maximum.
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)>;
@@ -234,6 +262,70 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         eps: f32,
         g: &Tensor,
     ) -> Result<BnGrads>;
+
+    // ---- batch norm fused with ReLU (defaults: the unfused ops) ----
+    /// `relu(batch_norm_train(x) + residual)`, statistics of `x` alone;
+    /// `residual` has `x`'s shape (checked by the caller).
+    fn batch_norm_relu_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        residual: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<BnTrainOutput> {
+        let out = self.batch_norm_train(x, gamma, beta, eps)?;
+        let pre = match residual {
+            Some(r) => self.binary(&out.y, r, Binary::Add)?,
+            None => out.y,
+        };
+        let y = self.unary(&pre, Unary::Relu)?;
+        Ok(BnTrainOutput { y, ..out })
+    }
+    /// `relu(batch_norm_eval(x) + residual)` with the [`BnNorm::Running`]
+    /// statistics `running` (an error for [`BnNorm::Batch`]).
+    fn batch_norm_relu_eval(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        residual: Option<&Tensor>,
+        running: &BnNorm,
+    ) -> Result<Tensor> {
+        let BnNorm::Running { mean, var, eps } = running else {
+            return Err(CoreError::InvalidArgument {
+                op: "batch_norm_relu_eval",
+                reason: "needs running statistics".into(),
+            });
+        };
+        let bn = self.batch_norm_eval(x, gamma, beta, mean, var, *eps)?;
+        let pre = match residual {
+            Some(r) => self.binary(&bn, r, Binary::Add)?,
+            None => bn,
+        };
+        self.unary(&pre, Unary::Relu)
+    }
+    /// Gradients of the fused batch norm + ReLU from its output `y` and
+    /// output gradient `g`: batch norm's for `d = g·[y > 0]`, and `d` itself
+    /// (the residual's gradient) when `need_residual`.
+    fn batch_norm_relu_backward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        norm: &BnNorm,
+        y: &Tensor,
+        g: &Tensor,
+        need_residual: bool,
+    ) -> Result<(BnGrads, Option<Tensor>)> {
+        let d = self.unary_backward(Unary::Relu, y, y, g)?;
+        let grads = match norm {
+            BnNorm::Batch(stats) => self.batch_norm_train_backward(x, gamma, stats, &d)?,
+            BnNorm::Running { mean, var, eps } => {
+                self.batch_norm_eval_backward(x, gamma, mean, var, *eps, &d)?
+            }
+        };
+        Ok((grads, need_residual.then_some(d)))
+    }
 
     // ---- softmax and loss ----
     /// Row-wise log-softmax of a `[rows, cols]` tensor.

@@ -52,15 +52,15 @@ pub struct BnGrads {
 
 /// Layout of the input: `n` images of `c` channels of `hw` values each.
 #[derive(Clone, Copy, Debug)]
-struct Layout {
-    n: usize,
-    c: usize,
-    hw: usize,
+pub(super) struct Layout {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) hw: usize,
 }
 
 impl Layout {
     /// Values per channel.
-    fn m(&self) -> usize {
+    pub(super) fn m(&self) -> usize {
         self.n * self.hw
     }
 
@@ -141,7 +141,7 @@ impl Layout {
     }
 
     /// Per-channel `(Σ dy, Σ dy·(x − μ))` in one pass over `dy` and `x`.
-    fn grad_sums(&self, dy: &[f32], x: &[f32], mu: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    pub(super) fn grad_sums(&self, dy: &[f32], x: &[f32], mu: &[f64]) -> (Vec<f64>, Vec<f64>) {
         if self.hw == 1 {
             let a = self.channel_sums(dy, dy, mu, |d, _, _| d as f64);
             let b = self.channel_sums(dy, x, mu, |d, v, mu| d as f64 * (v as f64 - mu));
@@ -172,6 +172,24 @@ impl Layout {
     /// `out = u·A[ch] + v·B[ch] + C[ch]` elementwise, one image per task,
     /// written once into a fresh buffer (no zero-fill first).
     fn affine(&self, u: &[f32], v: &[f32], coef: &Affine) -> Vec<f32> {
+        self.channel_map(u, v, u, coef, |p, q, _, ka, kb, kc| p * ka + q * kb + kc)
+    }
+
+    /// `out = f(u, v, w, A[ch], B[ch], C[ch])` elementwise over three inputs
+    /// of `x`'s layout (`u`, `v`, `w` of equal length), one image per task,
+    /// written once into a fresh buffer (no zero-fill first). `f` is inlined
+    /// into the loop, so every caller gets its own vectorised pass.
+    pub(super) fn channel_map<F>(
+        &self,
+        u: &[f32],
+        v: &[f32],
+        w: &[f32],
+        coef: &Affine,
+        f: F,
+    ) -> Vec<f32>
+    where
+        F: Fn(f32, f32, f32, f32, f32, f32) -> f32 + Sync,
+    {
         let (c, hw) = (self.c, self.hw);
         let img = c * hw;
         if img == 0 {
@@ -179,19 +197,22 @@ impl Layout {
         }
         let Affine { a, b, c: shift } = coef;
         build_chunks(u.len(), img, |i, oi| {
-            let (ui, vi) = (&u[i * img..(i + 1) * img], &v[i * img..(i + 1) * img]);
+            let r = i * img..(i + 1) * img;
+            let (ui, vi, wi) = (&u[r.clone()], &v[r.clone()], &w[r]);
             if hw == 1 {
                 let coefs = a.iter().zip(b).zip(shift);
-                for (((o, &p), &q), ((&ka, &kb), &kc)) in oi.iter_mut().zip(ui).zip(vi).zip(coefs) {
-                    o.write(p * ka + q * kb + kc);
+                let vals = ui.iter().zip(vi).zip(wi);
+                for (o, (((&p, &q), &s), ((&ka, &kb), &kc))) in oi.iter_mut().zip(vals.zip(coefs)) {
+                    o.write(f(p, q, s, ka, kb, kc));
                 }
                 return;
             }
             for ch in 0..c {
                 let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
                 let r = ch * hw..(ch + 1) * hw;
-                for ((o, &p), &q) in oi[r.clone()].iter_mut().zip(&ui[r.clone()]).zip(&vi[r]) {
-                    o.write(p * ka + q * kb + kc);
+                let vals = ui[r.clone()].iter().zip(&vi[r.clone()]).zip(&wi[r.clone()]);
+                for (o, ((&p, &q), &s)) in oi[r].iter_mut().zip(vals) {
+                    o.write(f(p, q, s, ka, kb, kc));
                 }
             }
         })
@@ -199,14 +220,14 @@ impl Layout {
 }
 
 /// Per-channel coefficients of an elementwise map `u·a + v·b + c`.
-struct Affine {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    c: Vec<f32>,
+pub(super) struct Affine {
+    pub(super) a: Vec<f32>,
+    pub(super) b: Vec<f32>,
+    pub(super) c: Vec<f32>,
 }
 
 /// Checks `x` (`[N, C]` or `[N, C, H, W]`) against `[C]` parameter tensors.
-fn layout(op: &'static str, x: &Tensor, params: &[&Tensor]) -> Result<Layout> {
+pub(super) fn layout(op: &'static str, x: &Tensor, params: &[&Tensor]) -> Result<Layout> {
     let s = x.shape();
     let l = match s.len() {
         2 => Layout {
@@ -240,7 +261,12 @@ fn layout(op: &'static str, x: &Tensor, params: &[&Tensor]) -> Result<Layout> {
 }
 
 /// Checks a per-channel statistics slice against the channel count.
-fn check_stats(op: &'static str, x: &Tensor, l: &Layout, stats: &[&[f32]]) -> Result<()> {
+pub(super) fn check_stats(
+    op: &'static str,
+    x: &Tensor,
+    l: &Layout,
+    stats: &[&[f32]],
+) -> Result<()> {
     for s in stats {
         if s.len() != l.c {
             return Err(CoreError::ShapeMismatch {
@@ -253,7 +279,7 @@ fn check_stats(op: &'static str, x: &Tensor, l: &Layout, stats: &[&[f32]]) -> Re
     Ok(())
 }
 
-fn check_eps(op: &'static str, eps: f32) -> Result<()> {
+pub(super) fn check_eps(op: &'static str, eps: f32) -> Result<()> {
     if !(eps >= 0.0 && eps.is_finite()) {
         return Err(CoreError::InvalidArgument {
             op,
@@ -272,7 +298,22 @@ pub fn batch_norm_train(
     beta: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, BnSaved, Vec<f32>)> {
-    let op = "batch_norm_train";
+    let (l, coef, saved, unbiased) = train_coef("batch_norm_train", x, gamma, beta, eps)?;
+    let xd = x.data();
+    let y = l.channel_map(xd, xd, xd, &coef, |p, _, _, ka, _, kc| p * ka + kc);
+    Ok((Tensor::from_vec(x.shape().to_vec(), y)?, saved, unbiased))
+}
+
+/// The batch statistics of `x` and the per-channel map they give,
+/// `y = x·a + c` (`b` unused): the layout, the coefficients, what the
+/// backward needs and the unbiased variance.
+pub(super) fn train_coef(
+    op: &'static str,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Layout, Affine, BnSaved, Vec<f32>)> {
     let l = layout(op, x, &[gamma, beta])?;
     check_eps(op, eps)?;
     let m = l.m();
@@ -313,12 +354,7 @@ pub fn batch_norm_train(
             .map(|ch| (b[ch] as f64 - means[ch] * scale[ch]) as f32)
             .collect(),
     };
-    let y = l.affine(xd, xd, &coef);
-    Ok((
-        Tensor::from_vec(x.shape().to_vec(), y)?,
-        BnSaved { mean, inv_std },
-        unbiased,
-    ))
+    Ok((l, coef, BnSaved { mean, inv_std }, unbiased))
 }
 
 /// Evaluation-mode forward with running statistics.
@@ -330,12 +366,28 @@ pub fn batch_norm_eval(
     running_var: &[f32],
     eps: f32,
 ) -> Result<Tensor> {
-    let op = "batch_norm_eval";
+    let (rm, rv) = (running_mean, running_var);
+    let (l, coef) = eval_coef("batch_norm_eval", x, gamma, beta, rm, rv, eps)?;
+    let xd = x.data();
+    let y = l.channel_map(xd, xd, xd, &coef, |p, _, _, ka, _, kc| p * ka + kc);
+    Tensor::from_vec(x.shape().to_vec(), y)
+}
+
+/// The per-channel map of evaluation mode, `y = x·a + c` (`b` unused),
+/// with `a = γ/√(σ²_run + ε)` and `c = β − a·μ_run`.
+pub(super) fn eval_coef(
+    op: &'static str,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+) -> Result<(Layout, Affine)> {
     let l = layout(op, x, &[gamma, beta])?;
     check_stats(op, x, &l, &[running_mean, running_var])?;
     check_eps(op, eps)?;
     let (g, b) = (gamma.data(), beta.data());
-    // Folded into y = scale·x + shift per channel.
     let scale: Vec<f64> = (0..l.c)
         .map(|ch| g[ch] as f64 / (running_var[ch] as f64 + eps as f64).sqrt())
         .collect();
@@ -346,8 +398,7 @@ pub fn batch_norm_eval(
             .map(|ch| (b[ch] as f64 - scale[ch] * running_mean[ch] as f64) as f32)
             .collect(),
     };
-    let y = l.affine(x.data(), x.data(), &coef);
-    Tensor::from_vec(x.shape().to_vec(), y)
+    Ok((l, coef))
 }
 
 /// Gradient of [`batch_norm_train`] from `grad_out` (shaped like `x`).
@@ -363,8 +414,27 @@ pub fn batch_norm_train_backward(
     check_stats(op, x, &l, &[&saved.mean, &saved.inv_std])?;
     let (xd, dy) = (x.data(), grad_out.data());
     let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
-    let inv: Vec<f64> = saved.inv_std.iter().map(|&v| v as f64).collect();
     let (sum_dy, sum_dy_dev) = l.grad_sums(dy, xd, &mu);
+    let (coef, dgamma, dbeta) = train_grad_coef(&l, gamma, saved, &sum_dy, &sum_dy_dev);
+    let dx = l.affine(dy, xd, &coef);
+    Ok(BnGrads {
+        x: Tensor::from_vec(x.shape().to_vec(), dx)?,
+        gamma: Tensor::from_vec([l.c], dgamma)?,
+        beta: Tensor::from_vec([l.c], dbeta)?,
+    })
+}
+
+/// From the per-channel sums `Σ dy` and `Σ dy·(x − μ)`: the map
+/// `dx = dy·a + x·b + c`, `∂L/∂γ` and `∂L/∂β`.
+pub(super) fn train_grad_coef(
+    l: &Layout,
+    gamma: &Tensor,
+    saved: &BnSaved,
+    sum_dy: &[f64],
+    sum_dy_dev: &[f64],
+) -> (Affine, Vec<f32>, Vec<f32>) {
+    let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
+    let inv: Vec<f64> = saved.inv_std.iter().map(|&v| v as f64).collect();
     let m = l.m() as f64;
     let g = gamma.data();
     let dbeta: Vec<f32> = sum_dy.iter().map(|&s| s as f32).collect();
@@ -382,13 +452,8 @@ pub fn batch_norm_train_backward(
             })
             .collect(),
     };
-    let dx = l.affine(dy, xd, &coef);
     let dgamma: Vec<f32> = dgamma.iter().map(|&v| v as f32).collect();
-    Ok(BnGrads {
-        x: Tensor::from_vec(x.shape().to_vec(), dx)?,
-        gamma: Tensor::from_vec([l.c], dgamma)?,
-        beta: Tensor::from_vec([l.c], dbeta)?,
-    })
+    (coef, dgamma, dbeta)
 }
 
 /// Gradient of [`batch_norm_eval`] from `grad_out` (shaped like `x`).

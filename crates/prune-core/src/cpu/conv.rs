@@ -244,6 +244,45 @@ pub fn conv2d_forward(
     bias: Option<&Tensor>,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
+    forward_with(x, w, bias, p, &|_, _| {}, None)
+}
+
+/// `relu(conv2d(x) + b + residual)` (`residual` optional, shaped like the
+/// output) with the add and the ReLU applied to each image's output while
+/// it is in cache, instead of as two more passes over memory. Every value
+/// is `max((Σ + b) + r, 0)`, the arithmetic of the unfused chain.
+pub fn conv2d_relu_forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    let post: &PostFn = match residual.map(|r| r.data()) {
+        Some(r) => &move |at, ys| {
+            for (v, &q) in ys.iter_mut().zip(&r[at..]) {
+                *v = (*v + q).max(0.0);
+            }
+        },
+        None => &|_, ys| ys.iter_mut().for_each(|v| *v = v.max(0.0)),
+    };
+    forward_with(x, w, bias, p, post, residual)
+}
+
+/// A pass over finished output values `(offset into the output, values)`,
+/// run per image (or block of channels) while they are in cache.
+pub(crate) type PostFn<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
+
+/// The forward pass with `post` applied to the finished output; a
+/// `residual` (read by `post`) must have the output's shape.
+fn forward_with(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &Conv2dParams,
+    post: &PostFn,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
     let g = geometry("conv2d_forward", x, w, p)?;
     if let Some(b) = bias {
         if b.shape() != [g.cout] {
@@ -254,19 +293,30 @@ pub fn conv2d_forward(
             });
         }
     }
+    let shape = [g.n, g.cout, g.col.oh, g.col.ow];
+    if let Some(r) = residual {
+        if r.shape() != shape {
+            return Err(CoreError::ShapeMismatch {
+                op: "conv2d_relu (residual vs output)",
+                lhs: r.shape().to_vec(),
+                rhs: shape.to_vec(),
+            });
+        }
+    }
     let mut y = elementwise::zeros(g.n * g.img_out());
     let bias = bias.map(|b| b.data());
     if !y.is_empty() {
         if g.is_depthwise() {
             conv_direct::depthwise_forward(&g, x.data(), w.data(), bias, &mut y);
+            post(0, &mut y);
         } else if g.col.rows() > 0 {
             let (x, w) = (x.data(), w.data());
             let run = |algo: Algo, y: &mut [f32]| match (algo, g.flat()) {
                 (Algo::Direct, Some(fg)) => {
-                    conv_flat::forward(&fg, g.n, x, w, bias, y);
+                    conv_flat::forward_post(&fg, g.n, x, w, bias, y, post);
                     Ok(())
                 }
-                _ => forward_gemm(&g, x, w, bias, y),
+                _ => forward_gemm_post(&g, x, w, bias, y, post),
             };
             let algo = match g.flat() {
                 Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
@@ -276,11 +326,14 @@ pub fn conv2d_forward(
                 None => Algo::Gemm,
             };
             run(algo, &mut y)?;
-        } else if let Some(b) = bias {
-            y.chunks_mut(g.img_out()).for_each(|yn| add_bias(yn, b));
+        } else {
+            if let Some(b) = bias {
+                y.chunks_mut(g.img_out()).for_each(|yn| add_bias(yn, b));
+            }
+            post(0, &mut y);
         }
     }
-    Tensor::from_vec([g.n, g.cout, g.col.oh, g.col.ow], y)
+    Tensor::from_vec(shape, y)
 }
 
 /// The input gradient of a stride-1, single-group layer by the direct
@@ -312,12 +365,25 @@ pub(crate) fn add_bias(yn: &mut [f32], b: &[f32]) {
 
 /// The im2col + GEMM forward pass into `y` (zeroed, `N·Cout·OH·OW`),
 /// adding the bias image by image while the output is in cache.
+#[cfg(test)]
 pub(crate) fn forward_gemm(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
+) -> Result<()> {
+    forward_gemm_post(g, x, w, bias, y, &|_, _| {})
+}
+
+/// [`forward_gemm`] followed by `post` on each image after its bias.
+fn forward_gemm_post(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    post: &PostFn,
 ) -> Result<()> {
     let packs = pack_weights(g, w, false)?;
     let (k, hwo) = (g.col.rows(), g.col.cols());
@@ -348,6 +414,7 @@ pub(crate) fn forward_gemm(
         if let Some(b) = bias {
             add_bias(yn, b);
         }
+        post(ni * g.img_out(), yn);
     };
     if outer {
         y.par_chunks_mut(g.img_out())
@@ -359,6 +426,7 @@ pub(crate) fn forward_gemm(
             if let Some(b) = bias {
                 add_bias(yn, b);
             }
+            post(ni * g.img_out(), yn);
         }
     } else {
         y.chunks_mut(g.img_out()).enumerate().for_each(per_image);

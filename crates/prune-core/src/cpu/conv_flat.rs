@@ -37,6 +37,7 @@
 //! work is split only across images and output channels, so results do not
 //! depend on the thread count.
 
+use super::conv::PostFn;
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 
@@ -98,17 +99,25 @@ impl FlatGeom {
     }
 }
 
-/// Copies one image `x [cin, h, w]` into zeroed padded planes.
+/// Copies one image `x [cin, h, w]` into padded planes `p` (whatever it
+/// held before): the image rows, and zeros in the padding around them and
+/// in the slack after the last plane, each value written once.
 pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
-    p.fill(0.0);
     let (wp, plane) = (g.wp(), g.plane());
-    for c in 0..g.cin {
+    let (top, bottom) = (g.ph * wp, (g.ph + g.h) * wp);
+    for (c, pc) in p.chunks_mut(plane).enumerate().take(g.cin) {
+        pc[..top + g.pw].fill(0.0);
         for r in 0..g.h {
             let src = &x[(c * g.h + r) * g.w..(c * g.h + r + 1) * g.w];
-            let at = c * plane + (r + g.ph) * wp + g.pw;
-            p[at..at + g.w].copy_from_slice(src);
+            let at = (r + g.ph) * wp + g.pw;
+            pc[at..at + g.w].copy_from_slice(src);
+            // right padding of this row and left padding of the next
+            let next = (at + wp).min(plane);
+            pc[at + g.w..next].fill(0.0);
         }
+        pc[bottom.min(plane)..].fill(0.0);
     }
+    p[g.cin * plane..].fill(0.0);
 }
 
 /// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
@@ -157,6 +166,21 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
+    forward_post(g, n, x, w, bias, y, &|_, _| {});
+}
+
+/// [`forward`], then `post(offset, values)` on each image's output (each
+/// block of channels for a single image) while it is in cache; `offset`
+/// is the position of `values` in `y`.
+pub(crate) fn forward_post(
+    g: &FlatGeom,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    post: &PostFn,
+) {
     let (oh, ow) = g.out_hw();
     let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * oh * ow);
     if img_out == 0 {
@@ -167,20 +191,23 @@ pub(crate) fn forward(
             with_scratch(Slot::Col, g.padded_len(), |p| {
                 pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                 channels(g, p, w, bias, 0, g.cout, yn);
+                post(ni * img_out, yn);
             })
         });
     } else {
-        let mut p = vec![0.0f32; g.padded_len()];
-        for (ni, yn) in y.chunks_mut(img_out).enumerate() {
-            pad_image(g, &x[ni * img_in..(ni + 1) * img_in], &mut p);
-            let p = &p;
-            yn.par_chunks_mut(CO_BLK * oh * ow)
-                .enumerate()
-                .for_each(|(bi, yb)| {
-                    let co0 = bi * CO_BLK;
-                    channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
-                });
-        }
+        with_scratch(Slot::Col, g.padded_len(), |p| {
+            for (ni, yn) in y.chunks_mut(img_out).enumerate() {
+                pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
+                let p = &*p;
+                yn.par_chunks_mut(CO_BLK * oh * ow)
+                    .enumerate()
+                    .for_each(|(bi, yb)| {
+                        let co0 = bi * CO_BLK;
+                        channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
+                        post(ni * img_out + co0 * oh * ow, yb);
+                    });
+            }
+        })
     }
 }
 

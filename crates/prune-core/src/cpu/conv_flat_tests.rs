@@ -215,3 +215,25 @@ fn weight_gradient_matches_finite_differences() {
     let fd = fd_grad(w.data(), 1e-2, loss);
     assert_grad_close(&dw, &fd, 1e-2, 1e-3, "weight gradient");
 }
+
+#[test]
+fn padding_overwrites_whatever_the_buffer_held() {
+    for (i, c) in CASES.iter().enumerate() {
+        let (g, fg, x, _, _) = setup(c, 150 + i as u64);
+        let xi = &x.data()[..g.img_in()];
+        let mut got = vec![f32::NAN; fg.padded_len()];
+        conv_flat::pad_image(&fg, xi, &mut got);
+        // the padded planes built from zeros, value by value
+        let [_, cin, h, w, _, _, _, ph, pw] = *c;
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let mut want = vec![0.0f32; fg.padded_len()];
+        for ch in 0..cin {
+            for r in 0..h {
+                for col in 0..w {
+                    want[ch * hp * wp + (r + ph) * wp + col + pw] = xi[(ch * h + r) * w + col];
+                }
+            }
+        }
+        assert_eq!(got, want, "case {c:?}");
+    }
+}

@@ -6,13 +6,15 @@
 //! * [`conv`] — 2-D convolution (stride, padding, groups, depthwise) by
 //!   im2col + GEMM, or by direct loops when each group has one input channel.
 //! * [`pool`] — max and average pooling.
-//! * [`batchnorm`] — batch normalisation over `[N, C]` and `[N, C, H, W]`.
+//! * [`batchnorm`] — batch normalisation over `[N, C]` and `[N, C, H, W]`;
+//!   [`batchnorm_relu`] — batch norm, residual add and ReLU in one pass.
 //! * [`elementwise`] — ReLU, addition and accumulation split across threads.
 //!
 //! All kernels are deterministic: the same inputs give bit-identical
 //! results whatever the number of rayon threads.
 
 pub mod batchnorm;
+pub mod batchnorm_relu;
 pub mod conv;
 mod conv_backward;
 mod conv_direct;
@@ -32,6 +34,7 @@ mod scratch;
 mod shape;
 
 pub use batchnorm::*;
+pub use batchnorm_relu::*;
 pub use conv::*;
 pub use gemm::*;
 pub use gemm_kernels::{active_kernel, available_kernels, Kernel};

@@ -49,6 +49,39 @@ pub(crate) fn sum_map2_pair(
     (acc0.iter().sum(), acc1.iter().sum())
 }
 
+/// Like [`sum_map2_pair`] over three equal-length slices: the same lanes
+/// in the same order, so `f(a, b, c)` that equals some `g(d, b)` gives
+/// bit-identical sums to `sum_map2_pair(d, b, g)`.
+#[inline(always)]
+pub(crate) fn sum_map3_pair(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    f: impl Fn(f32, f32, f32) -> (f64, f64),
+) -> (f64, f64) {
+    let mut acc0 = [0.0f64; LANES];
+    let mut acc1 = [0.0f64; LANES];
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((xa, xb), xc) in ca.zip(cb).zip(cc) {
+        for l in 0..LANES {
+            let (u, v) = f(xa[l], xb[l], xc[l]);
+            acc0[l] += u;
+            acc1[l] += v;
+        }
+    }
+    for (l, ((&u, &v), &w)) in ra.iter().zip(rb).zip(rc).enumerate() {
+        let (p, q) = f(u, v, w);
+        acc0[l] += p;
+        acc1[l] += q;
+    }
+    (acc0.iter().sum(), acc1.iter().sum())
+}
+
 /// `Σ a_i` in f64 (see [`sum_map2`]), through a copy compiled for the
 /// widest vector unit present. The lanes and their order are the same in
 /// every copy, so the result does not depend on the CPU.
@@ -123,6 +156,18 @@ dispatch!(
     grad_sums,
     (dy: &[f32], x: &[f32], mu: f64) -> (f64, f64),
     sum_map2_pair(dy, x, |d, v| (d as f64, d as f64 * (v as f64 - mu)))
+);
+
+dispatch!(
+    /// [`grad_sums`] of the ReLU-masked gradient `d_i = g_i·[y_i > 0]`
+    /// without writing `d` out: `(Σ d_i, Σ d_i·(x_i − μ))`, bit-identical to
+    /// `grad_sums(d, x, μ)` (a masked element adds the same `0.0`).
+    masked_grad_sums,
+    (g: &[f32], y: &[f32], x: &[f32], mu: f64) -> (f64, f64),
+    sum_map3_pair(g, y, x, |gg, yy, v| {
+        let d = if yy > 0.0 { gg } else { 0.0 };
+        (d as f64, d as f64 * (v as f64 - mu))
+    })
 );
 
 #[cfg(test)]

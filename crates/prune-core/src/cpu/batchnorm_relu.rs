@@ -1,0 +1,207 @@
+//! Batch norm fused with the ReLU after it, optionally with the residual
+//! add of a ResNet block in between, in one pass over memory:
+//!
+//! ```text
+//! y = max(γ·x̂ + β + r, 0)      x̂ = (x − μ)·s, batch or running statistics of x alone
+//! ```
+//!
+//! With `d = g·[y > 0]` (the ReLU's derivative read from the output: `y > 0`
+//! exactly where its input was positive), the residual's gradient is `d` and
+//! the gradients of `x`, `γ` and `β` are batch norm's for the output
+//! gradient `d` (formulas in [`super::batchnorm`]).
+//!
+//! Every value is computed by the same operations in the same order as the
+//! unfused chain `batch_norm → add → relu` and its backward, so the results
+//! are bit-identical to it (tested). What changes is the memory traffic:
+//!
+//! * forward: one output written instead of three (the batch-norm output
+//!   and the sum are never materialised, nor kept on the tape);
+//! * backward without a residual: `d` is never written; the per-channel sums
+//!   read `g`, `y` and `x` ([`super::reduce::masked_grad_sums`]) and the
+//!   `dx` pass recomputes `d` from `g` and `y`;
+//! * backward with a residual: `d` is the residual's gradient, so it is
+//!   written once and the batch-norm backward reads it (the add node's two
+//!   gradient copies are gone).
+
+use super::batchnorm::{
+    batch_norm_eval_backward, batch_norm_train_backward, check_stats, eval_coef, layout,
+    train_coef, train_grad_coef, Affine, BnGrads, BnSaved, Layout,
+};
+use super::elementwise::relu_backward;
+use super::reduce;
+use crate::error::{CoreError, Result};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Checks that the residual, when present, has `x`'s shape.
+fn check_residual(op: &'static str, x: &Tensor, residual: Option<&Tensor>) -> Result<()> {
+    match residual {
+        Some(r) if r.shape() != x.shape() => Err(CoreError::ShapeMismatch {
+            op,
+            lhs: x.shape().to_vec(),
+            rhs: r.shape().to_vec(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `max(x·a + c + r, 0)` per channel (`b` unused), `r` optional.
+fn relu_map(l: &Layout, x: &[f32], residual: Option<&Tensor>, coef: &Affine) -> Vec<f32> {
+    match residual {
+        None => l.channel_map(x, x, x, coef, |p, _, _, ka, _, kc| (p * ka + kc).max(0.0)),
+        Some(r) => l.channel_map(x, r.data(), x, coef, |p, q, _, ka, _, kc| {
+            (p * ka + kc + q).max(0.0)
+        }),
+    }
+}
+
+/// Training-mode `relu(batch_norm(x) + residual)`. Returns the output, what
+/// the backward needs, and the unbiased batch variance of `x` per channel
+/// (for running statistics), like [`super::batch_norm_train`].
+pub fn batch_norm_relu_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    residual: Option<&Tensor>,
+    eps: f32,
+) -> Result<(Tensor, BnSaved, Vec<f32>)> {
+    let op = "batch_norm_relu_train";
+    check_residual(op, x, residual)?;
+    let (l, coef, saved, unbiased) = train_coef(op, x, gamma, beta, eps)?;
+    let y = relu_map(&l, x.data(), residual, &coef);
+    Ok((Tensor::from_vec(x.shape().to_vec(), y)?, saved, unbiased))
+}
+
+/// Evaluation-mode `relu(batch_norm(x) + residual)` with running statistics.
+pub fn batch_norm_relu_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    residual: Option<&Tensor>,
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+) -> Result<Tensor> {
+    let op = "batch_norm_relu_eval";
+    check_residual(op, x, residual)?;
+    let (l, coef) = eval_coef(op, x, gamma, beta, running_mean, running_var, eps)?;
+    let y = relu_map(&l, x.data(), residual, &coef);
+    Tensor::from_vec(x.shape().to_vec(), y)
+}
+
+/// Checks the shapes shared by both backward passes.
+fn check_backward(
+    op: &'static str,
+    x: &Tensor,
+    gamma: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+) -> Result<Layout> {
+    let l = layout(op, x, &[gamma])?;
+    x.expect_same_shape(y, op)?;
+    x.expect_same_shape(g, op)?;
+    Ok(l)
+}
+
+/// The masked gradient `d = g·[y > 0]`, written out.
+fn masked(x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(x.shape().to_vec(), relu_backward(y.data(), g.data()))
+}
+
+/// Gradient of [`batch_norm_relu_train`] from its output `y` and the output
+/// gradient `grad_out`: batch norm's gradients, and the residual's when
+/// `need_residual`.
+pub fn batch_norm_relu_train_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BnSaved,
+    y: &Tensor,
+    grad_out: &Tensor,
+    need_residual: bool,
+) -> Result<(BnGrads, Option<Tensor>)> {
+    let op = "batch_norm_relu_train_backward";
+    let l = check_backward(op, x, gamma, y, grad_out)?;
+    check_stats(op, x, &l, &[&saved.mean, &saved.inv_std])?;
+    if need_residual || l.hw == 1 {
+        // `d` is wanted as a tensor (the residual's gradient), or the
+        // layout is `[N, C]`: the unfused backward on the materialised `d`.
+        let d = masked(x, y, grad_out)?;
+        let grads = batch_norm_train_backward(x, gamma, saved, &d)?;
+        return Ok((grads, need_residual.then_some(d)));
+    }
+    let (xd, yd, gd) = (x.data(), y.data(), grad_out.data());
+    let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
+    let (sum_d, sum_d_dev) = masked_grad_sums(&l, gd, yd, xd, &mu);
+    let (coef, dgamma, dbeta) = train_grad_coef(&l, gamma, saved, &sum_d, &sum_d_dev);
+    // dx = d·a + x·b + c with d recomputed from g and y
+    let dx = l.channel_map(gd, xd, yd, &coef, |gg, q, yy, ka, kb, kc| {
+        let d = if yy > 0.0 { gg } else { 0.0 };
+        d * ka + q * kb + kc
+    });
+    Ok((
+        BnGrads {
+            x: Tensor::from_vec(x.shape().to_vec(), dx)?,
+            gamma: Tensor::from_vec([l.c], dgamma)?,
+            beta: Tensor::from_vec([l.c], dbeta)?,
+        },
+        None,
+    ))
+}
+
+/// Gradient of [`batch_norm_relu_eval`] (the affine map of evaluation mode
+/// applied to the materialised `d`).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_relu_eval_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    y: &Tensor,
+    grad_out: &Tensor,
+    need_residual: bool,
+) -> Result<(BnGrads, Option<Tensor>)> {
+    check_backward("batch_norm_relu_eval_backward", x, gamma, y, grad_out)?;
+    let d = masked(x, y, grad_out)?;
+    let grads = batch_norm_eval_backward(gamma, running_var, eps, x, running_mean, &d)?;
+    Ok((grads, need_residual.then_some(d)))
+}
+
+/// Per-channel `(Σ d, Σ d·(x − μ))` with `d = g·[y > 0]`, for `hw > 1`:
+/// the per-image, per-plane sums of `Layout::grad_sums` on the materialised
+/// `d`, added image by image in the same order, so the totals are the same.
+fn masked_grad_sums(
+    l: &Layout,
+    g: &[f32],
+    y: &[f32],
+    x: &[f32],
+    mu: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let (c, hw) = (l.c, l.hw);
+    let img = c * hw;
+    let (mut a, mut b) = (vec![0.0f64; c], vec![0.0f64; c]);
+    if img == 0 || l.n == 0 {
+        return (a, b);
+    }
+    let mut per_image = vec![(0.0f64, 0.0f64); l.n * c];
+    per_image
+        .par_chunks_mut(c)
+        .zip(
+            g.par_chunks(img)
+                .zip(y.par_chunks(img))
+                .zip(x.par_chunks(img)),
+        )
+        .for_each(|(out, ((gi, yi), xi))| {
+            for (ch, o) in out.iter_mut().enumerate() {
+                let r = ch * hw..(ch + 1) * hw;
+                *o = reduce::masked_grad_sums(&gi[r.clone()], &yi[r.clone()], &xi[r], mu[ch]);
+            }
+        });
+    for img in per_image.chunks(c) {
+        for ((sa, sb), &(p, q)) in a.iter_mut().zip(b.iter_mut()).zip(img) {
+            *sa += p;
+            *sb += q;
+        }
+    }
+    (a, b)
+}
