@@ -7,10 +7,11 @@
 
 use prune_nn::core::backend::cuda::{open_emulated, CudaDevice};
 use prune_nn::core::Device;
-use prune_nn::data::{Dataset, DatasetKind, Split};
-use prune_nn::graph::{Graph, Layer, Model};
+mod tiny;
+use prune_nn::graph::Model;
 use prune_nn::prune::{prune, Method, PruneConfig};
 use prune_nn::reg::Masks;
+use tiny::{data, tiny};
 
 /// The ordinal under which the emulated device is registered.
 const EMU: usize = 63;
@@ -34,41 +35,6 @@ fn main() {
             every_method_prunes_on_the_device(Device::Cuda(0))
         }),
     ]);
-}
-
-fn tiny() -> Model {
-    let mut g = Graph::new("tiny-cnn", &[1, 28, 28]);
-    let conv = Layer::Conv2d {
-        in_channels: 1,
-        out_channels: 8,
-        kernel: [3, 3],
-        stride: [2, 2],
-        padding: [1, 1],
-        groups: 1,
-        bias: false,
-    };
-    g.push("conv1", conv, &["input"]).unwrap();
-    let bn = Layer::BatchNorm {
-        features: 8,
-        eps: 1e-5,
-        momentum: 0.1,
-    };
-    g.push("bn1", bn, &["conv1"]).unwrap();
-    g.push("relu1", Layer::Relu, &["bn1"]).unwrap();
-    g.push("pool", Layer::GlobalAvgPool, &["relu1"]).unwrap();
-    let fc = Layer::Linear {
-        in_features: 8,
-        out_features: 10,
-        bias: true,
-    };
-    g.push("fc", fc, &["pool"]).unwrap();
-    Model::init(g, 0).unwrap()
-}
-
-fn data() -> Dataset {
-    let pixels: Vec<u8> = (0..64 * 784).map(|i| (i * 7 % 251) as u8).collect();
-    let labels: Vec<u8> = (0..64).map(|i| (i % 10) as u8).collect();
-    Dataset::from_bytes(DatasetKind::Mnist, Split::Train, &pixels, labels).unwrap()
 }
 
 /// One sparse epoch of two steps; SBP also fine-tunes and measures speed (on the
