@@ -27,6 +27,7 @@
 # Where each point landed is in its report.json; scripts/flops-table.py
 # prints the table.
 set -euo pipefail
+source "$(dirname "$0")/prune-point.sh"
 if [ $# -ne 2 ]; then
     echo "usage: $0 DENSE_RUN OUT_DIR" >&2
     exit 2
@@ -50,24 +51,7 @@ mkdir -p "$out"
 point() {
     local name=$1
     shift
-    local dir=$out/$name resume=()
-    if [ -f "$dir/report.json" ]; then
-        echo "$name: done, skipped"
-        return
-    fi
-    if [ -f "$dir/model.json" ]; then
-        resume=(--force) # died between saving the model and its report: redo
-    elif [ -d "$dir/sparse/checkpoint" ]; then
-        resume=(--resume)
-    elif [ -d "$dir" ]; then
-        resume=(--force) # died before its first checkpoint
-    fi
-    echo "$name: $*"
-    if ! nice -n 10 "$bin" prune "${common[@]}" "$@" "${resume[@]}" --out "$dir" \
-        >> "$out/$name.log" 2>&1; then
-        echo "$name: FAILED (see $out/$name.log)" >&2
-        return 1
-    fi
+    NICE=10 prune_point "$bin" "$out" "$name" "${common[@]}" "$@"
 }
 
 slim_targets=(1.5 2 3 4)

@@ -37,6 +37,7 @@
 # Resumable like scripts/flops-sweep.sh: finished points (report.json) are
 # skipped, a point that died in sparse training continues (`--resume`).
 set -euo pipefail
+source "$(dirname "$0")/prune-point.sh"
 out=${1:?usage: $0 OUT_DIR}
 bin=${PRUNE_NN_BIN:-./target/release/prune-nn}
 dense_epochs=${DENSE_EPOCHS:-5}
@@ -67,20 +68,7 @@ adam=(--optimizer adam --beta1 0.95 --lr 0.001 --sbp-lr-mult 100 --finetune-lr 0
 point() {
     local name=$1
     shift
-    local dir=$out/$name resume=()
-    if [ -f "$dir/report.json" ]; then
-        echo "$name: done, skipped"
-        return
-    fi
-    if [ -f "$dir/model.json" ]; then
-        resume=(--force)
-    elif [ -d "$dir/sparse/checkpoint" ]; then
-        resume=(--resume)
-    elif [ -d "$dir" ]; then
-        resume=(--force)
-    fi
-    echo "$name: $*"
-    "$bin" prune "${common[@]}" "$@" "${resume[@]}" --out "$dir" >> "$out/$name.log" 2>&1
+    prune_point "$bin" "$out" "$name" "${common[@]}" "$@"
 }
 
 reduction() { # run dir -> its FLOPs reduction
