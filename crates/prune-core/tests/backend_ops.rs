@@ -8,11 +8,13 @@
 //! cases: broadcasting on every side, transposed GEMM operands, strided/padded and grouped
 //! convolutions, overlapping pooling windows, repeated gather indices.
 
+mod common;
+use common::{host, on};
 use prune_core::autograd::{Binary, Unary};
 use prune_core::backend::cuda::{open_emulated, CudaDevice};
 use prune_core::backend::{AdamStep, SgdStep};
 use prune_core::cpu::{Conv2dParams, PoolParams};
-use prune_core::{Device, Indices, Tensor};
+use prune_core::{Device, Indices};
 use prune_kernels::cpu_ref::elementwise::{self as ew, Binary as KB, Unary as KU};
 use prune_kernels::cpu_ref::pooling::Pool;
 use prune_kernels::cpu_ref::{batchnorm, channels, conv, optim, reduce};
@@ -62,19 +64,6 @@ fn vals(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
         .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
         .collect()
-}
-
-fn on(d: Device, shape: &[usize], v: Vec<f32>) -> Tensor {
-    Tensor::from_vec(shape.to_vec(), v)
-        .expect("tensor")
-        .to_device(d)
-        .expect("copy to the device")
-}
-
-fn host(t: &Tensor) -> Vec<f32> {
-    t.to_device(Device::Cpu)
-        .expect("copy to the host")
-        .into_vec()
 }
 
 #[track_caller]

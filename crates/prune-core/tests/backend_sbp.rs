@@ -6,10 +6,12 @@
 //! (`emu::`, device `cuda:63`), and on `cuda:0` when a GPU is present (reported as ignored
 //! with the reason otherwise; `PRUNE_REQUIRE_GPU=1` makes that a failure).
 
+mod common;
+use common::{host, on};
 use prune_core::backend::cuda::{open_emulated, CudaDevice};
 use prune_core::backend::SbpNoiseArgs;
 use prune_core::sbp::{backward, forward, kl, stats, NoiseMode, NoiseStream, SbpShape};
-use prune_core::{Device, Tensor};
+use prune_core::Device;
 
 /// The ordinal under which the emulated device is registered.
 const EMU: usize = 63;
@@ -46,19 +48,6 @@ fn main() {
             sbp_stats_and_kl_match_closed_forms(Device::Cuda(0))
         }),
     ]);
-}
-
-fn on(d: Device, shape: &[usize], v: Vec<f32>) -> Tensor {
-    Tensor::from_vec(shape.to_vec(), v)
-        .expect("tensor")
-        .to_device(d)
-        .expect("copy to the device")
-}
-
-fn host(t: &Tensor) -> Vec<f32> {
-    t.to_device(Device::Cpu)
-        .expect("copy to the host")
-        .into_vec()
 }
 
 fn close(what: &str, got: f64, want: f64, tol: f64) {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use prune_core::gradcheck::{check_gradients, GradcheckConfig};
-use prune_core::{Result, Tape, Tensor, Var};
+use prune_core::{Device, Result, Tape, Tensor, Var};
 use rand::SeedableRng;
 
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
@@ -36,4 +36,19 @@ where
         "{name}: gradient mismatch, worst {} (ratio {})",
         r.worst, r.worst_ratio
     );
+}
+
+/// A tensor of `shape` holding `v`, on device `d`.
+pub fn on(d: Device, shape: &[usize], v: Vec<f32>) -> Tensor {
+    Tensor::from_vec(shape.to_vec(), v)
+        .expect("tensor")
+        .to_device(d)
+        .expect("copy to the device")
+}
+
+/// A tensor's values, copied to the host.
+pub fn host(t: &Tensor) -> Vec<f32> {
+    t.to_device(Device::Cpu)
+        .expect("copy to the host")
+        .into_vec()
 }
