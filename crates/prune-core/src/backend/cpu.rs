@@ -216,13 +216,8 @@ impl Backend for CpuBackend {
         residual: Option<&Tensor>,
         running: &BnNorm,
     ) -> Result<Tensor> {
-        let BnNorm::Running { mean, var, eps } = running else {
-            return Err(crate::CoreError::InvalidArgument {
-                op: "batch_norm_relu_eval",
-                reason: "needs running statistics".into(),
-            });
-        };
-        cpu::batch_norm_relu_eval(x, gamma, beta, residual, mean.data(), var.data(), *eps)
+        let (mean, var, eps) = running.running("batch_norm_relu_eval")?;
+        cpu::batch_norm_relu_eval(x, gamma, beta, residual, mean.data(), var.data(), eps)
     }
 
     fn batch_norm_relu_backward(

@@ -101,6 +101,20 @@ pub enum BnNorm {
     Running { mean: Tensor, var: Tensor, eps: f32 },
 }
 
+impl BnNorm {
+    /// The running mean, variance and `ε`; an error naming `op` for batch
+    /// statistics (the evaluation forms need the running ones).
+    pub fn running(&self, op: &'static str) -> Result<(&Tensor, &Tensor, f32)> {
+        match self {
+            BnNorm::Running { mean, var, eps } => Ok((mean, var, *eps)),
+            BnNorm::Batch(_) => Err(CoreError::InvalidArgument {
+                op,
+                reason: "needs running statistics".into(),
+            }),
+        }
+    }
+}
+
 /// Hyper-parameters of one SGD update of one parameter (see [`crate::optim::Sgd`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdStep {
@@ -292,13 +306,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         residual: Option<&Tensor>,
         running: &BnNorm,
     ) -> Result<Tensor> {
-        let BnNorm::Running { mean, var, eps } = running else {
-            return Err(CoreError::InvalidArgument {
-                op: "batch_norm_relu_eval",
-                reason: "needs running statistics".into(),
-            });
-        };
-        let bn = self.batch_norm_eval(x, gamma, beta, mean, var, *eps)?;
+        let (mean, var, eps) = running.running("batch_norm_relu_eval")?;
+        let bn = self.batch_norm_eval(x, gamma, beta, mean, var, eps)?;
         let pre = match residual {
             Some(r) => self.binary(&bn, r, Binary::Add)?,
             None => bn,
