@@ -2,12 +2,14 @@
 //! the index lists an op needs (index-select and its backward, the gathers of a grouped
 //! convolution) and the broadcast geometry of elementwise ops are uploaded once per
 //! content, so repeating a forward and backward pass on device tensors copies nothing
-//! between host and device, and gives the same values.
+//! between host and device, and gives the same values; likewise the SBP gate and its KL
+//! in both noise modes.
 
 mod common;
 use common::{host, on};
 use prune_core::backend::cuda::open_emulated;
 use prune_core::cpu::Conv2dParams;
+use prune_core::sbp::{sbp_gate_train, sbp_kl, NoiseMode, NoiseStream};
 use prune_core::{Device, Tape, Tensor};
 
 /// The ordinal under which the emulated device is registered.
@@ -19,11 +21,18 @@ fn main() {
         "PRUNE_REQUIRE_EMU",
         open_emulated(EMU, 2, prune_kernels::Schedule::Ascending).map_err(|e| e.to_string()),
     );
-    prune_testkit::run(vec![prune_testkit::test_needing(
-        "emu::a_repeated_step_copies_nothing_between_host_and_device",
-        &emu,
-        a_repeated_step_copies_nothing_between_host_and_device,
-    )]);
+    prune_testkit::run(vec![
+        prune_testkit::test_needing(
+            "emu::a_repeated_step_copies_nothing_between_host_and_device",
+            &emu,
+            a_repeated_step_copies_nothing_between_host_and_device,
+        ),
+        prune_testkit::test_needing(
+            "emu::a_repeated_sbp_step_copies_nothing_between_host_and_device",
+            &emu,
+            a_repeated_sbp_step_copies_nothing_between_host_and_device,
+        ),
+    ]);
 }
 
 /// `(uploads, downloads)` made on this thread so far.
@@ -85,4 +94,48 @@ fn a_repeated_step_copies_nothing_between_host_and_device() {
     // The counter sees copies when there are some.
     let _ = host(&first.0);
     assert_eq!(copies().1, before.1 + 1 + 2 * (1 + first.1.len() as u64));
+}
+
+/// The SBP gate (both noise modes) and its KL, forward and backward, twice with the same
+/// noise stream: the second pass copies nothing and gives the same values.
+fn a_repeated_sbp_step_copies_nothing_between_host_and_device() {
+    let d = Device::Cuda(EMU);
+    let x = on(
+        d,
+        &[3, 4, 2, 2],
+        (0..48).map(|i| (i % 11) as f32 * 0.2 - 1.0).collect(),
+    );
+    let mu = on(d, &[4], vec![-0.5, -1.0, -2.0, -0.2]);
+    let ls = on(d, &[4], vec![-1.0, -0.5, 0.0, -2.0]);
+    for mode in [NoiseMode::PerChannel, NoiseMode::PerExample] {
+        let step = || -> Vec<Tensor> {
+            let mut tape = Tape::new();
+            let (xv, mv, lv) = (tape.param(&x), tape.param(&mu), tape.param(&ls));
+            let y = sbp_gate_train(&mut tape, xv, mv, lv, NoiseStream::new(5, 2, 9), mode)
+                .expect("gate");
+            let sq = tape.square(y).expect("square");
+            let fit = tape.sum_all(sq).expect("sum");
+            let kl = sbp_kl(&mut tape, mv, lv).expect("kl");
+            let loss = tape.add(fit, kl).expect("loss");
+            let g = tape.backward(loss).expect("backward");
+            let mut out = vec![tape.value(loss).expect("loss").clone()];
+            out.extend(
+                [xv, mv, lv]
+                    .iter()
+                    .map(|v| g.get(*v).expect("gradient").clone()),
+            );
+            out
+        };
+        let first = step();
+        let before = copies();
+        let second = step();
+        assert_eq!(
+            copies(),
+            before,
+            "{mode:?}: (uploads, downloads) of a repeated pass"
+        );
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(host(a), host(b), "{mode:?}");
+        }
+    }
 }

@@ -8,12 +8,15 @@
 
 use prune_core::backend::cuda::{open_emulated, CudaDevice};
 use prune_core::{Device, Tape, Tensor, Var};
+use prune_graph::{Graph, Layer, Model, Regularizer};
 use prune_reg::method::gamma_penalty::{l1_penalty, polarization_penalty};
+use prune_reg::method::{PolarizationMethod, SlimmingMethod};
 use prune_reg::polarization::Polarization;
 use prune_reg::slimming::l1_value_and_grad;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 
 /// The ordinal under which the emulated device is registered.
 const EMU: usize = 61;
@@ -48,6 +51,11 @@ fn main() {
         &emu,
         a_second_evaluation_copies_nothing_between_host_and_device,
     ));
+    trials.push(prune_testkit::test_needing(
+        "emu::the_methods_penalties_on_the_device_match_the_cpu",
+        &emu,
+        the_methods_penalties_on_the_device_match_the_cpu,
+    ));
     prune_testkit::run(trials);
 }
 
@@ -56,7 +64,7 @@ fn main() {
 /// shuffled and cut into `sizes`.
 fn tied_layers(rng: &mut ChaCha8Rng, sizes: &[usize]) -> Vec<Vec<f32>> {
     let n: usize = sizes.iter().sum();
-    assert!(n % 2 == 0, "mirrored pairs need an even count");
+    assert!(n.is_multiple_of(2), "mirrored pairs need an even count");
     let mut all = Vec::with_capacity(n);
     for i in 0..n / 2 {
         let v = match i % 4 {
@@ -251,5 +259,81 @@ fn a_second_evaluation_copies_nothing_between_host_and_device() {
     assert_eq!(host(&first.0), host(&second.0));
     for (a, b) in first.1.iter().zip(&second.1) {
         assert_eq!(host(a), host(b));
+    }
+}
+
+/// The regularizers themselves (`PolarizationMethod`, `SlimmingMethod`) on a model with two
+/// scale gates whose γ live on the emulated device: the same value and gradients as on
+/// the CPU, and a second evaluation copies nothing between host and device.
+fn the_methods_penalties_on_the_device_match_the_cpu() {
+    let mut g = Graph::new("two scales", &[3]);
+    g.push("a", Layer::Scale { units: 3 }, &["input"])
+        .expect("push");
+    g.push("b", Layer::Scale { units: 3 }, &["a"])
+        .expect("push");
+    let model = Model::init(g, 0).expect("init");
+    let gammas = [vec![0.0f32, 0.7, 0.45], vec![0.9, 0.05, 0.0]];
+    let methods: Vec<Box<dyn Regularizer>> = vec![
+        Box::new(PolarizationMethod {
+            reg: Polarization::new(0.5, 1.2).expect("parameters"),
+            upper: 1.0,
+        }),
+        Box::new(SlimmingMethod { lambda: 0.3 }),
+    ];
+    for m in &methods {
+        let run = |device: Device| {
+            let tensors: Vec<Tensor> = gammas
+                .iter()
+                .map(|v| {
+                    Tensor::from_vec([v.len()], v.clone())
+                        .and_then(|t| t.to_device(device))
+                        .expect("γ")
+                })
+                .collect();
+            let eval = |tensors: &[Tensor]| {
+                let mut tape = Tape::new();
+                let vars: Vec<Var> = tensors.iter().map(|t| tape.param(t)).collect();
+                let params: BTreeMap<String, Var> = ["a.weight", "b.weight"]
+                    .iter()
+                    .map(|n| n.to_string())
+                    .zip(vars.iter().copied())
+                    .collect();
+                let p = m
+                    .penalty(&mut tape, &model, &params, 1)
+                    .expect("penalty")
+                    .expect("a penalty");
+                let grads = tape.backward(p).expect("backward");
+                let mut out = vec![tape.value(p).expect("value").clone()];
+                out.extend(
+                    vars.iter()
+                        .map(|v| grads.get(*v).expect("gradient").clone()),
+                );
+                out
+            };
+            let first = eval(&tensors);
+            let before = prune_kernels::transfers();
+            let _second = eval(&tensors);
+            let after = prune_kernels::transfers();
+            let copies = (
+                after.uploads - before.uploads,
+                after.downloads - before.downloads,
+            );
+            let host: Vec<Vec<f32>> = first
+                .iter()
+                .map(|t| t.to_device(Device::Cpu).expect("to host").data().to_vec())
+                .collect();
+            (host, copies)
+        };
+        let (cpu, _) = run(Device::Cpu);
+        let (emu, copies) = run(Device::Cuda(EMU));
+        assert_eq!(
+            copies,
+            (0, 0),
+            "{}: (uploads, downloads) of a second evaluation",
+            m.name()
+        );
+        for (a, b) in cpu.iter().flatten().zip(emu.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-6, "{}: cpu {a} vs device {b}", m.name());
+        }
     }
 }
