@@ -1,5 +1,5 @@
 // baseline.cu: straightforward kernels the benchmarks compare the fused / tiled ones with.
-// Compiled with common.cuh and sbp_noise.cu prepended (it reuses sbp_sample).
+// Compiled with common.cuh and sbp_math.cuh prepended (it reuses sbp_sample).
 //
 //   unfused SBP noise chain: base_noise_uniform -> base_noise_log_theta -> base_exp
 //                            -> base_scale_channels  (four launches, three temporaries)

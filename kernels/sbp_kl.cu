@@ -1,5 +1,5 @@
 // sbp_kl.cu: the KL term of Structured Bayesian Pruning and its gradient, per channel.
-// Compiled with common.cuh and sbp_noise.cu prepended (it uses sbp_stats, the bounds and
+// Compiled with common.cuh and sbp_math.cuh prepended (it uses sbp_stats, the bounds and
 // the log_sigma clamp defined there, so both files always agree).
 //
 // KL(mu, ls) = log(B - A) - ls - H(alpha, beta),  sigma = exp(ls),

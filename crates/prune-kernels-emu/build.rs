@@ -1,6 +1,7 @@
 //! Compiles every `kernels/*.cu` file as C++ against `cpp/pk_emu.h` (one translation unit,
-//! `common.cuh` first, then `sbp_noise.cu`, which other files build on, then the rest in
-//! name order) together with a generated table of their `extern "C" __global__` kernels.
+//! `common.cuh` first, then the other headers `*.cuh` the kernel files build on, then the
+//! `.cu` files in name order) together with a generated table of their
+//! `extern "C" __global__` kernels.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -62,22 +63,31 @@ fn main() {
     println!("cargo:rerun-if-changed={}", kernels.display());
     println!("cargo:rerun-if-changed={}", cpp.display());
 
-    let mut files: Vec<PathBuf> = fs::read_dir(&kernels)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", kernels.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+    let with_ext = |ext: &str| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(&kernels)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", kernels.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        v.sort();
+        v
+    };
+    let common = kernels.join("common.cuh");
+    let headers: Vec<PathBuf> = with_ext("cuh")
+        .into_iter()
+        .filter(|p| *p != common)
         .collect();
-    files.sort_by_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-        (name.as_deref() != Some("sbp_noise.cu"), name)
-    });
-    for f in &files {
+    let files = with_ext("cu");
+    for f in headers.iter().chain(&files) {
         println!("cargo:rerun-if-changed={}", f.display());
     }
 
     let mut tu = String::from("#include \"pk_emu.h\"\n#include \"pk_emu_table.h\"\n");
     let inc = |p: &Path| format!("#include \"{}\"\n", p.display());
-    tu.push_str(&inc(&kernels.join("common.cuh")));
+    tu.push_str(&inc(&common));
+    for h in &headers {
+        tu.push_str(&inc(h));
+    }
     let mut all = Vec::new();
     for f in &files {
         tu.push_str(&inc(f));

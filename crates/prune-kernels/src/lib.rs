@@ -56,7 +56,7 @@ pub use ops::NnKernels;
 pub use probe::{driver_library_present, nvrtc_library_present, probe, probe_device, DeviceInfo};
 pub use runtime::{Args, Cuda, Elem, Runtime, Scalar};
 #[cfg(feature = "emu")]
-pub use runtime_emu::{Emu, EmuStream, Schedule};
+pub use runtime_emu::{transfers, Emu, EmuStream, Schedule, Transfers};
 pub use sbp::{
     SbpGrads, SbpHostGrads, SbpHostStats, SbpNoise, SbpParams, SbpSamples, SbpStatsBuffers,
 };

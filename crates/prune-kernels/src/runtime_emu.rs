@@ -29,6 +29,41 @@ pub struct EmuStream {
     pub schedule: Schedule,
 }
 
+/// Host↔device copies the emulated runtime made on one thread (`upload` and `download`
+/// calls; copies between device buffers are not counted): tests read the difference
+/// across an operation to show that it copies nothing between host and device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfers {
+    /// Host-to-device copies.
+    pub uploads: u64,
+    /// Device-to-host copies.
+    pub downloads: u64,
+}
+
+thread_local! {
+    static TRANSFERS: std::cell::Cell<Transfers> = const {
+        std::cell::Cell::new(Transfers { uploads: 0, downloads: 0 })
+    };
+}
+
+/// The host↔device copies the emulated runtime has made on the calling thread so far
+/// (every emulated copy runs on the thread that asks for it).
+pub fn transfers() -> Transfers {
+    TRANSFERS.with(|t| t.get())
+}
+
+fn count(upload: bool) {
+    TRANSFERS.with(|t| {
+        let mut v = t.get();
+        if upload {
+            v.uploads += 1;
+        } else {
+            v.downloads += 1;
+        }
+        t.set(v);
+    });
+}
+
 fn emu_err(e: prune_kernels_emu::EmuError) -> KernelError {
     KernelError::Emulation(e.to_string())
 }
@@ -96,6 +131,7 @@ impl Runtime for Emu {
     }
 
     fn upload<T: Elem>(_stream: &EmuStream, data: &[T]) -> Result<DevBuf<T>, KernelError> {
+        count(true);
         if data.is_empty() {
             return DevBuf::zeroed(1).map_err(emu_err);
         }
@@ -107,6 +143,7 @@ impl Runtime for Emu {
         buf: &DevBuf<T>,
         len: usize,
     ) -> Result<Vec<T>, KernelError> {
+        count(false);
         buf.as_slice().get(..len).map(<[T]>::to_vec).ok_or_else(|| {
             KernelError::shape(
                 "download",

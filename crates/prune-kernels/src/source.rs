@@ -12,6 +12,7 @@ use crate::error::KernelError;
 use crate::probe::{guarded, require_nvrtc};
 
 const COMMON: &str = include_str!("../../../kernels/common.cuh");
+const SBP_MATH: &str = include_str!("../../../kernels/sbp_math.cuh");
 const SBP_NOISE: &str = include_str!("../../../kernels/sbp_noise.cu");
 const MASKED_CONV: &str = include_str!("../../../kernels/masked_conv.cu");
 const GATHER: &str = include_str!("../../../kernels/gather.cu");
@@ -47,7 +48,7 @@ pub enum KernelFile {
     Channels,
     /// `optim.cu`: fused SGD and Adam updates.
     Optim,
-    /// `sbp_kl.cu`: the SBP KL term and its gradient (built on `sbp_noise.cu`).
+    /// `sbp_kl.cu`: the SBP KL term and its gradient (built on `sbp_math.cuh`).
     SbpKl,
 }
 
@@ -151,11 +152,14 @@ impl KernelFile {
     fn parts(self) -> Vec<(&'static str, &'static str)> {
         let mut parts = vec![("common.cuh", COMMON)];
         match self {
-            KernelFile::SbpNoise => parts.push(("sbp_noise.cu", SBP_NOISE)),
+            KernelFile::SbpNoise => {
+                parts.push(("sbp_math.cuh", SBP_MATH));
+                parts.push(("sbp_noise.cu", SBP_NOISE));
+            }
             KernelFile::MaskedConv => parts.push(("masked_conv.cu", MASKED_CONV)),
             KernelFile::Gather => parts.push(("gather.cu", GATHER)),
             KernelFile::Baseline => {
-                parts.push(("sbp_noise.cu", SBP_NOISE));
+                parts.push(("sbp_math.cuh", SBP_MATH));
                 parts.push(("baseline.cu", BASELINE));
             }
             KernelFile::Elementwise => parts.push(("elementwise.cu", ELEMENTWISE)),
@@ -165,7 +169,7 @@ impl KernelFile {
             KernelFile::Channels => parts.push(("channels.cu", CHANNELS)),
             KernelFile::Optim => parts.push(("optim.cu", OPTIM)),
             KernelFile::SbpKl => {
-                parts.push(("sbp_noise.cu", SBP_NOISE));
+                parts.push(("sbp_math.cuh", SBP_MATH));
                 parts.push(("sbp_kl.cu", SBP_KL));
             }
         }

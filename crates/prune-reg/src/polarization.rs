@@ -6,7 +6,10 @@
 //!
 //! `∂R/∂γⱼ = t·sign(γⱼ) - sign(γⱼ - γ̄) + (1/n)·Σᵢ sign(γᵢ - γ̄)`.
 //!
-//! The training loss adds `λ·R(γ)`; after every optimizer step γ is clamped to
+//! Training adds `λ·R(γ)` as a tape expression evaluated where the γ live
+//! ([`crate::method::gamma_penalty`]); [`Polarization::value_and_grad`] is the same
+//! value and subgradient in f64 on the host, the reference it is tested against.
+//! After every optimizer step γ is clamped to
 //! `[0, a]` ([`clamp_gammas`]), with γ initialized to [`GAMMA_INIT`].
 //!
 //! With `k` of `n` scales at `a` and the rest at 0, `R = a·k·(t - 2 + 2k/n)`,
@@ -107,7 +110,8 @@ impl Polarization {
         Ok(self.lambda * r)
     }
 
-    /// `λ·R(γ)` and its subgradient.
+    /// `λ·R(γ)` and its subgradient, in f64 on the host (the reference of the tape
+    /// form in [`crate::method::gamma_penalty`]).
     pub fn value_and_grad(&self, groups: &[&[f32]]) -> Result<PolarizationEval> {
         let n = check_finite(groups)?;
         let mean = global_mean(groups, n);

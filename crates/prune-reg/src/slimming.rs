@@ -13,7 +13,9 @@
 use crate::error::{RegError, Result};
 use crate::masks::{LayerMask, Masks};
 
-/// `λ·Σ|γ|` over all layers and its subgradient (one vector per layer).
+/// `λ·Σ|γ|` over all layers and its subgradient (one vector per layer), in f64 on the
+/// host: the reference of the tape form training uses
+/// ([`crate::method::gamma_penalty::l1_penalty`]).
 pub fn l1_value_and_grad(groups: &[&[f32]], lambda: f64) -> Result<(f64, Vec<Vec<f32>>)> {
     if !(lambda.is_finite() && lambda >= 0.0) {
         return Err(RegError::InvalidParameter {

@@ -3,7 +3,7 @@
 //!
 //! This module and [`super::sbp_closed`] are the one SBP math of the workspace: training
 //! (through prune-core), the compiler's folding, and the CPU reference of the CUDA kernels
-//! in `kernels/sbp_noise.cu` all call it.
+//! in `kernels/sbp_math.cuh` and `kernels/sbp_noise.cu` all call it.
 //!
 //! # The sampler
 //! `log θ ~ N(μ, σ²)` truncated to `[a, b] = [-20, 0]`; μ and log σ are first clamped to

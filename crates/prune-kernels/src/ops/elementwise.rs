@@ -55,11 +55,11 @@ impl<R: Runtime> NnKernels<R> {
         for v in dims.iter().chain(&sa).chain(&sb) {
             meta.push(as_i64(OP, "dimension", *v)?);
         }
-        let meta = R::upload(stream, &meta)?;
+        let meta = self.lists.i64s(stream, &meta)?;
         let contiguous = (a_dims == b_dims) as i32;
         let (n64, nd, code) = (as_i64(OP, "n", n)?, dims.len() as i32, op as i32);
         let mut bld = Args::<R>::new();
-        bld.input(a).input(b).output(out).input(&meta);
+        bld.input(a).input(b).output(out).input(&*meta);
         bld.arg(n64).arg(nd).arg(code).arg(contiguous);
         bld.launch(stream, &self.elementwise, "ew_binary", self.stride_cfg(n))?;
         Ok(dims)

@@ -8,10 +8,13 @@
 //! [`KernelContext::new`] already returns `NoCuda` / `NoDevice`.  The arithmetic is specified
 //! in the kernel files and mirrored by [`crate::cpu_ref`].
 
+mod constants;
 pub mod elementwise;
 pub mod nn;
 pub mod reduce;
 pub mod update;
+
+pub use constants::MAX_LISTS;
 
 use std::sync::Arc;
 
@@ -35,6 +38,8 @@ pub struct NnKernels<R: Runtime = Cuda> {
     optim: Arc<LoadedModule<R>>,
     sbp_kl: Arc<LoadedModule<R>>,
     sms: u32,
+    /// Index lists and broadcast geometry, uploaded once per content.
+    lists: constants::ConstantLists<R>,
 }
 
 impl<R: Runtime> NnKernels<R> {
@@ -50,7 +55,14 @@ impl<R: Runtime> NnKernels<R> {
             optim: kc.module(KernelFile::Optim)?,
             sbp_kl: kc.module(KernelFile::SbpKl)?,
             sms: kc.sms(),
+            lists: constants::ConstantLists::default(),
         })
+    }
+
+    /// Number of read-only lists (index lists, broadcast geometry) held on the device
+    /// for reuse (at most [`MAX_LISTS`] per element type).
+    pub fn cached_lists(&self) -> usize {
+        self.lists.len()
     }
 
     /// Grid of a grid-stride loop over `n` items.

@@ -432,7 +432,7 @@ impl<R: Runtime> NnKernels<R> {
     }
 
     /// `dst [outer, idx.len(), inner] = src [outer, c, inner]` at channels `idx` (which may
-    /// repeat); `idx` is validated and uploaded.
+    /// repeat); `idx` is validated, and uploaded when the device does not hold it yet.
     pub fn index_select(
         &self,
         stream: &R::Stream,
@@ -450,13 +450,13 @@ impl<R: Runtime> NnKernels<R> {
         if total == 0 {
             return Ok(());
         }
-        let idx_d = R::upload(stream, idx)?;
+        let idx_d = self.lists.u32s(stream, idx)?;
         let a: Vec<i32> = [outer, c, idx.len(), inner]
             .iter()
             .map(|&v| as_i32(OP, "geometry", v))
             .collect::<Result<_, _>>()?;
         let mut b = Args::<R>::new();
-        b.input(src).input(&idx_d).output(dst);
+        b.input(src).input(&*idx_d).output(dst);
         for v in &a {
             b.arg(v);
         }
@@ -493,13 +493,16 @@ impl<R: Runtime> NnKernels<R> {
         if total == 0 {
             return Ok(());
         }
-        let (off_d, js_d) = (R::upload(stream, &offsets)?, R::upload(stream, &js)?);
+        let (off_d, js_d) = (
+            self.lists.u32s(stream, &offsets)?,
+            self.lists.u32s(stream, &js)?,
+        );
         let a: Vec<i32> = [outer, c, idx.len(), inner]
             .iter()
             .map(|&v| as_i32(OP, "geometry", v))
             .collect::<Result<_, _>>()?;
         let mut b = Args::<R>::new();
-        b.input(g).input(&off_d).input(&js_d).output(dsrc);
+        b.input(g).input(&*off_d).input(&*js_d).output(dsrc);
         for v in &a {
             b.arg(v);
         }

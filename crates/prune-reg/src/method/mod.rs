@@ -2,6 +2,7 @@
 //! regularizers and their rules. The SBP gate and KL ops themselves are core ops
 //! ([`prune_core::sbp`]).
 
+pub mod gamma_penalty;
 pub mod placement;
 pub mod regularizers;
 

@@ -10,18 +10,18 @@
 //!   minimum of the γ histogram (per layer or global).
 //! * [`SlimmingMethod`]: `λ·Σ|γ|`. Rule: a global percentile of |γ|.
 
+use super::gamma_penalty::{l1_penalty, polarization_penalty};
 use super::placement::{gamma_gates, sbp_gates};
 use crate::error::Result;
 use crate::masks::{LayerMask, Masks};
 use crate::polarization::{clamp_gammas, Polarization};
-use crate::slimming::{l1_value_and_grad, slimming_masks};
+use crate::slimming::slimming_masks;
 use crate::threshold::{polarization_masks, HistogramThreshold, ThresholdMode};
-use prune_core::autograd::{CustomOp, Unary};
+use prune_core::autograd::Unary;
 use prune_core::sbp::{layer_stats, sbp_kl, NoiseMode, PARAM_MAX, PARAM_MIN};
 use prune_core::{CoreError, Device, Tape, Tensor, Var};
 use prune_graph::{ChannelMasks, GraphError, Model, ParamKind, Regularizer};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Masks keyed by gate node, as the compiler and interpreter take them.
 pub fn to_channel_masks(masks: &Masks) -> ChannelMasks {
@@ -182,77 +182,20 @@ pub fn sbp_layer_mask(name: &str, mu: &[f32], log_sigma: &[f32]) -> Result<Layer
     LayerMask::from_decision(name, stats.keep, stats.snr)
 }
 
-/// Penalty over a list of γ vectors, given as value and per-layer gradient (the
-/// gradients are returned on `device`, where the γ live).
-#[derive(Debug)]
-struct GammaPenaltyOp {
-    name: &'static str,
-    grad: Vec<Vec<f32>>,
-    device: Device,
-}
-
-impl CustomOp for GammaPenaltyOp {
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    /// The gradients are made on the host and copied to `device`, where the γ live.
-    fn supports(&self, device: Device) -> bool {
-        device == self.device
-    }
-
-    fn backward(
-        &self,
-        _inputs: &[&Tensor],
-        _output: &Tensor,
-        g: &Tensor,
-    ) -> prune_core::Result<Vec<Option<Tensor>>> {
-        let s = g.item()?;
-        self.grad
-            .iter()
-            .map(|v| {
-                Tensor::from_vec([v.len()], v.iter().map(|d| d * s).collect())?
-                    .to_device(self.device)
-                    .map(Some)
-            })
-            .collect()
-    }
-}
-
-fn gamma_penalty(
-    tape: &mut Tape<'_>,
+/// The γ of every scale gate as tape variables (`None` when the model has none).
+fn gamma_vars(
     model: &Model,
     params: &BTreeMap<String, Var>,
-    name: &'static str,
-    f: impl Fn(&[&[f32]]) -> Result<(f64, Vec<Vec<f32>>)>,
-) -> prune_core::Result<Option<Var>> {
+) -> prune_core::Result<Option<Vec<Var>>> {
     let gates = gamma_gates(&model.graph);
     if gates.is_empty() {
         return Ok(None);
     }
-    let vars: Vec<Var> = gates
+    gates
         .iter()
         .map(|g| var(params, &format!("{g}.weight")))
-        .collect::<prune_core::Result<_>>()?;
-    // The penalty and its subgradient are computed in f64 on the host: on a device the
-    // γ vectors (one value per channel) are copied over for it, and the value and the
-    // gradients go back to the device.
-    let device = tape.value(vars[0])?.device();
-    let hosts: Vec<Tensor> = vars
-        .iter()
-        .map(|v| tape.value(*v)?.to_device(Device::Cpu))
-        .collect::<prune_core::Result<_>>()?;
-    let values: Vec<&[f32]> = hosts.iter().map(|t| t.data()).collect();
-    let (value, grad) = f(&values).map_err(|e| CoreError::InvalidArgument {
-        op: name,
-        reason: e.to_string(),
-    })?;
-    let op = Arc::new(GammaPenaltyOp { name, grad, device });
-    Ok(Some(tape.custom(
-        &vars,
-        Tensor::scalar(value as f32).to_device(device)?,
-        op,
-    )?))
+        .collect::<prune_core::Result<_>>()
+        .map(Some)
 }
 
 fn gammas(model: &Model) -> Result<Vec<(String, Vec<f32>)>> {
@@ -285,10 +228,9 @@ impl Regularizer for PolarizationMethod {
         params: &BTreeMap<String, Var>,
         _n_train: usize,
     ) -> prune_core::Result<Option<Var>> {
-        gamma_penalty(tape, model, params, "Polarization", |g| {
-            let e = self.reg.value_and_grad(g)?;
-            Ok((e.value, e.grad))
-        })
+        gamma_vars(model, params)?
+            .map(|g| polarization_penalty(tape, &g, &self.reg))
+            .transpose()
     }
 
     fn after_step(&self, model: &mut Model) -> prune_graph::Result<()> {
@@ -331,9 +273,9 @@ impl Regularizer for SlimmingMethod {
         params: &BTreeMap<String, Var>,
         _n_train: usize,
     ) -> prune_core::Result<Option<Var>> {
-        gamma_penalty(tape, model, params, "SlimmingL1", |g| {
-            l1_value_and_grad(g, self.lambda)
-        })
+        gamma_vars(model, params)?
+            .map(|g| l1_penalty(tape, &g, self.lambda))
+            .transpose()
     }
 }
 

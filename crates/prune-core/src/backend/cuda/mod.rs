@@ -12,14 +12,23 @@
 //!
 //! The backend ([`CudaBackend`]) runs every op on the device's default stream through the
 //! prune-kernels wrappers (elementwise, reductions, batch norm, pooling, channels,
-//! optimizer steps, SBP) and cuBLAS (GEMM); see `ops.rs` and `nn.rs` for which op maps
-//! to which kernel. Host↔device copies happen only in [`CudaStorage::upload`] /
-//! [`CudaStorage::download`] (called by `Tensor::to_device`), for index lists, and for
-//! the scalar answers of `all_finite`.
+//! optimizer steps, SBP) and cuBLAS (GEMM); see `ops.rs` for which op maps to which
+//! kernel, and in which file. Host↔device copies happen only in [`CudaStorage::upload`] /
+//! [`CudaStorage::download`] (called by `Tensor::to_device`), for host index lists given
+//! with a batch (cross-entropy labels), and for the scalar answers of `all_finite`. The
+//! read-only lists the kernels take (the index lists of index-select and its backward,
+//! the broadcast shapes of elementwise ops) are uploaded once per content and held by the device's kernels (`prune_kernels::NnKernels`, bounded), so a
+//! repeated training step copies nothing else.
 
+mod buffers;
+mod channels;
+mod elementwise;
+mod loss;
 mod nn;
 mod ops;
 pub mod runtime;
+mod sbp;
+mod update;
 
 pub use runtime::{GpuRuntime, Sgemm};
 
