@@ -2,16 +2,18 @@
 //! double-precision loops written independently of prune-core's CPU kernels): each check
 //! is written once and run on the CPU backend always, on the CUDA backend over the CPU
 //! emulation of the kernels always (`emu::`, device `cuda:63`: the backend's own code
-//! against the emulated kernels and a reference GEMM), and on `cuda:0` when a GPU is
-//! present (reported as ignored with the reason otherwise; `PRUNE_REQUIRE_GPU=1` makes
-//! that a failure). Shapes are small but reach the edge
+//! against the emulated kernels, a reference GEMM and cuDNN's host stand-in), and on
+//! `cuda:0` when a GPU is present (reported as ignored with the reason otherwise;
+//! `PRUNE_REQUIRE_GPU=1` makes that a failure). The convolution check runs once more on a
+//! second emulated device, `cuda:61` (`emu_gemm::`), whose convolutions take the
+//! implicit-GEMM fallback instead of cuDNN. Shapes are small but reach the edge
 //! cases: broadcasting on every side, transposed GEMM operands, strided/padded and grouped
 //! convolutions, overlapping pooling windows, repeated gather indices.
 
 mod common;
 use common::{host, on};
 use prune_core::autograd::{Binary, Unary};
-use prune_core::backend::cuda::{open_emulated, CudaDevice};
+use prune_core::backend::cuda::{open_emulated_with, ConvSetting, CudaDevice};
 use prune_core::backend::{AdamStep, SgdStep};
 use prune_core::cpu::{Conv2dParams, PoolParams};
 use prune_core::{Device, Indices};
@@ -20,8 +22,11 @@ use prune_kernels::cpu_ref::pooling::Pool;
 use prune_kernels::cpu_ref::{batchnorm, channels, conv, optim, reduce};
 use prune_kernels::ConvShape;
 
-/// The ordinal under which the emulated device is registered.
+/// The ordinal under which the emulated device is registered (convolution through cuDNN's
+/// host stand-in).
 const EMU: usize = 63;
+/// The emulated device whose convolutions take the implicit-GEMM fallback.
+const EMU_GEMM: usize = 61;
 
 macro_rules! per_device {
     ($gpu:expr, $emu:expr; $($f:ident),* $(,)?) => {
@@ -40,12 +45,17 @@ fn main() {
         CudaDevice::new(0).map(|_| ()).map_err(|e| e.to_string()),
     );
     // Grids sized for 2 SMs and the threads of each block in a shuffled order.
-    let emu = prune_testkit::Need::probe(
-        "no emulated device",
-        "PRUNE_REQUIRE_EMU",
-        open_emulated(EMU, 2, prune_kernels::Schedule::Shuffled(7)).map_err(|e| e.to_string()),
-    );
-    prune_testkit::run(per_device!(&gpu, &emu;
+    let emulated = |ordinal, setting| {
+        prune_testkit::Need::probe(
+            "no emulated device",
+            "PRUNE_REQUIRE_EMU",
+            open_emulated_with(ordinal, 2, prune_kernels::Schedule::Shuffled(7), setting)
+                .map_err(|e| e.to_string()),
+        )
+    };
+    let emu = emulated(EMU, ConvSetting::Fastest);
+    let emu_gemm = emulated(EMU_GEMM, ConvSetting::ImplicitGemm);
+    let mut tests = per_device!(&gpu, &emu;
         elementwise_and_broadcasting,
         reductions_and_broadcast_adjoint,
         gemm_all_transpositions,
@@ -56,7 +66,13 @@ fn main() {
         gather_concat_and_adjoints,
         optimizer_steps,
         fill_and_dropout_masks,
+    );
+    tests.push(prune_testkit::test_needing(
+        "emu_gemm::convolution_dense_grouped_and_gradients",
+        &emu_gemm,
+        || convolution_dense_grouped_and_gradients(Device::Cuda(EMU_GEMM)),
     ));
+    prune_testkit::run(tests);
 }
 
 /// Deterministic values in [−1, 1) (plus `shift`), away from kinks for small `seed` sets.
