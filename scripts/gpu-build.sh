@@ -19,8 +19,9 @@ mkdir -p "$BUNDLE/tests" "$BUNDLE/benches" "$BUNDLE/bin"
 # in CI and are not carried.
 GPU_TESTS="gpu_sbp gpu_conv gpu_gather gpu_ops probe nvrtc_compile"
 # prune-core's backend op tests, built with the CUDA backend: on the GPU machine they run
-# every op on cuda:0 against the CPU references (and on the CPU backend, as in CI).
-CORE_TESTS="backend_ops backend_sbp"
+# every op on cuda:0 against the CPU references (and on the CPU backend, as in CI);
+# backend_conv checks cuDNN's deterministic setting (bitwise repeatable, equal to the CPU).
+CORE_TESTS="backend_ops backend_sbp backend_conv"
 # prune-nn's pipeline test: prune (three methods) on cuda:0 against the same run on the CPU.
 NN_TESTS="device_pipeline"
 
