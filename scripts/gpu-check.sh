@@ -79,9 +79,9 @@ if [ -z "${PRUNE_NN_DATA:-}" ]; then
 fi
 export PRUNE_NN_DATA="${PRUNE_NN_DATA:-}"
 
-# CUDA libraries the binaries load at run time (libcuda from the driver; libnvrtc and, for
-# the cuDNN peer, libcudnn): the toolkit's lib directory and the NVIDIA wheels next to
-# PyTorch, added to LD_LIBRARY_PATH when present.
+# CUDA libraries the binaries load at run time (libcuda from the driver; libnvrtc, libcublas,
+# and libcudnn for the backend's convolution and the cuDNN peer): the toolkit's lib directory
+# and the NVIDIA wheels next to PyTorch, added to LD_LIBRARY_PATH when present.
 libdirs=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -d "$d" ] && libdirs="$libdirs:$d"
@@ -97,7 +97,7 @@ except AttributeError:
 roots += [p for p in sys.path if p.endswith("site-packages") or p.endswith("dist-packages")]
 seen = []
 for root in dict.fromkeys(roots):
-    for pat in ("libnvrtc.so*", "libcudnn.so*"):
+    for pat in ("libnvrtc.so*", "libcudnn.so*", "libcublas.so*"):
         for hit in glob.glob(os.path.join(root, "nvidia", "**", pat), recursive=True):
             d = os.path.dirname(os.path.realpath(hit))
             if d not in seen:
@@ -117,11 +117,12 @@ step nvidia-smi 20 nvidia-smi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
     >> "$OUT/nvidia-smi.log" 2>&1
 
-# 2. GPU tests: every test of every carried binary, GPU required (the `emu::` cases, the
-#    CUDA backend over the CPU emulation of the kernels, already ran in CI: skipped here).
+# 2. GPU tests: every test of every carried binary, GPU required (the `emu::` and
+#    `emu_gemm::` cases, the CUDA backend over the CPU emulation of the kernels, already ran
+#    in CI: skipped here).
 export PRUNE_REQUIRE_GPU=1 PRUNE_REQUIRE_NVRTC=1
 for t in "$BUNDLE"/tests/*; do
-    step "test-$(basename "$t")" 90 "$t" --test-threads=1 --skip emu::
+    step "test-$(basename "$t")" 90 "$t" --test-threads=1 --skip emu:: --skip emu_gemm::
 done
 # The convolution fallback (implicit-GEMM kernels) on the GPU: cuDNN turned off.
 if [ -x "$BUNDLE/tests/backend_ops" ]; then
