@@ -6,10 +6,15 @@
 //! to it) the cases are reported as ignored with the reason; `PRUNE_REQUIRE_GPU=1` (as in
 //! `scripts/gpu-check.sh`) makes that a failure. The same engine logic runs in CI on the
 //! emulated device (`backend::cuda::conv` unit tests: stand-in, fallback, algorithm cache).
+//!
+//! One case needs only libcudnn, no GPU: the output shape cuDNN derives from the
+//! descriptors the backend builds equals the backend's own, for plain, strided, padded,
+//! grouped and depthwise convolutions (ignored with the reason where libcudnn does not
+//! load).
 
 mod common;
 use common::{host, on};
-use prune_core::backend::cuda::{ConvSetting, CudaDevice};
+use prune_core::backend::cuda::{cudnn_output_dims, ConvDesc, ConvSetting, CudaDevice};
 use prune_core::cpu::Conv2dParams;
 use prune_core::Device;
 
@@ -31,7 +36,19 @@ fn main() {
             Err(e) => Err(e.to_string()),
         },
     );
+    let libcudnn = prune_testkit::Need::probe(
+        "no libcudnn",
+        "PRUNE_REQUIRE_GPU",
+        cudnn_output_dims(&shapes()[0].0)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    );
     prune_testkit::run(vec![
+        prune_testkit::test_needing(
+            "cudnn::descriptors_give_the_backend_output_shape",
+            &libcudnn,
+            descriptors_give_the_backend_output_shape,
+        ),
         prune_testkit::test_needing(
             "cuda::device_reports_cudnn_deterministic",
             &gpu,
@@ -43,6 +60,52 @@ fn main() {
             deterministic_cudnn_repeats_bitwise_and_matches_cpu,
         ),
     ]);
+}
+
+/// Descriptions with every kind of geometry the backend maps, with the output shape
+/// worked out by hand.
+fn shapes() -> Vec<(ConvDesc, [usize; 4])> {
+    let desc = |x: [usize; 4], w: [usize; 4], stride, padding, groups| {
+        let p = Conv2dParams {
+            stride,
+            padding,
+            groups,
+        };
+        ConvDesc::new(&x, &w, &p).expect("valid description")
+    };
+    vec![
+        (
+            desc([2, 3, 28, 28], [6, 3, 5, 5], (1, 1), (0, 0), 1),
+            [2, 6, 24, 24],
+        ),
+        (
+            desc([4, 16, 32, 32], [32, 16, 3, 3], (2, 2), (1, 1), 1),
+            [4, 32, 16, 16],
+        ),
+        (
+            desc([1, 4, 6, 5], [6, 2, 3, 2], (1, 2), (1, 0), 2),
+            [1, 6, 6, 2],
+        ),
+        (
+            desc([3, 8, 7, 9], [8, 1, 3, 3], (2, 1), (2, 1), 8),
+            [3, 8, 5, 9],
+        ),
+        (
+            desc([5, 12, 10, 10], [6, 12, 1, 1], (3, 3), (0, 0), 1),
+            [5, 6, 4, 4],
+        ),
+    ]
+}
+
+fn descriptors_give_the_backend_output_shape() {
+    for (d, want) in shapes() {
+        assert_eq!(d.y_dims(), want, "{d:?}: the backend's shape");
+        let got = cudnn_output_dims(&d).expect("cuDNN output shape");
+        assert_eq!(
+            got, want,
+            "{d:?}: cuDNN's shape from the backend's descriptors"
+        );
+    }
 }
 
 fn dev() -> std::sync::Arc<CudaDevice> {

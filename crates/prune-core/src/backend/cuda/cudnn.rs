@@ -123,11 +123,7 @@ impl CudnnConv {
     pub fn open(stream: &Arc<CudaStream>) -> std::result::Result<Self, String> {
         // SAFETY: only asks the dynamic loader whether the library can be opened.
         if !unsafe { sys::is_culib_present() } {
-            return Err(
-                "libcudnn was not found on the loader path (install cuDNN, e.g. the \
-                        nvidia-cudnn wheel, and add its lib folder to LD_LIBRARY_PATH)"
-                    .into(),
-            );
+            return Err(ABSENT.into());
         }
         let opened = catch_unwind(AssertUnwindSafe(|| {
             let (version, major) = version_of(result::get_version());
@@ -253,6 +249,32 @@ impl CudnnConv {
         })
     }
 }
+
+/// The output shape cuDNN derives from the descriptors the backend makes for `desc`
+/// (`cudnnGetConvolution2dForwardOutputDim`: input, filter with `C/groups` channels, group
+/// count, padding, stride). Needs libcudnn but no device, so the mapping from a
+/// description to cuDNN's descriptors can be checked wherever the library loads; it must
+/// equal [`ConvDesc::y_dims`].
+pub fn cudnn_output_dims(desc: &ConvDesc) -> Result<[usize; 4]> {
+    // SAFETY: only asks the dynamic loader whether the library can be opened.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(CoreError::Unsupported(format!("cuDNN: {ABSENT}")));
+    }
+    guarded("output shape", || {
+        let d = make_descs(desc)?;
+        let mut dims = [0i32; 4];
+        let [n, c, h, w] = &mut dims;
+        // SAFETY: live descriptors and four writable ints.
+        unsafe { sys::cudnnGetConvolution2dForwardOutputDim(d.conv, d.x, d.w, n, c, h, w) }
+            .result()
+            .map_err(|e| format!("cudnnGetConvolution2dForwardOutputDim: {}", st(e)))?;
+        Ok(dims.map(|v| v.max(0) as usize))
+    })
+}
+
+/// Why cuDNN is not used when the library does not load.
+const ABSENT: &str = "libcudnn was not found on the loader path (install cuDNN, e.g. the \
+                      nvidia-cudnn-cu13 wheel, and add its lib folder to LD_LIBRARY_PATH)";
 
 /// A dimension as cuDNN's `int`.
 fn int(v: usize) -> std::result::Result<i32, String> {
@@ -471,6 +493,8 @@ mod tests {
     fn versions_decode_for_both_encodings() {
         assert_eq!(version_of(91_002), ("9.10.2".to_string(), 9));
         assert_eq!(version_of(8906), ("8.9.6".to_string(), 8));
+        // cudnnGetVersion() of the nvidia-cudnn-cu13 9.28.1.4 wheel.
+        assert_eq!(version_of(92_801), ("9.28.1".to_string(), 9));
         assert_eq!(version_of(7605).1, 7);
     }
 }

@@ -27,7 +27,7 @@ pub mod runtime;
 
 pub use conv::{ChosenAlgo, ConvAlgo, ConvSetting};
 pub use conv_desc::{ConvDesc, ConvPass};
-pub use cudnn::CudnnAlgo;
+pub use cudnn::{cudnn_output_dims, CudnnAlgo};
 pub use runtime::{GpuRuntime, Sgemm};
 
 use crate::error::{CoreError, Result};
