@@ -7,8 +7,8 @@
 //! full FP32 without TF32 tensor cores, as the backend's cuBLAS GEMM and the CPU backend).
 //!
 //! Algorithms come from cuDNN's heuristics (`cudnnGetConvolution*Algorithm_v7`): the first
-//! result that succeeded, uses FMA or default math and — under the deterministic setting —
-//! is reported `CUDNN_DETERMINISTIC`. The backend asks once per description and pass and
+//! result that succeeded, uses FMA or default math, needs at most 1 GiB of workspace and —
+//! under the deterministic setting — is reported `CUDNN_DETERMINISTIC`. The backend asks once per description and pass and
 //! caches the answer (`conv.rs`); the workspace is a device buffer from the device's pool.
 //!
 //! cuDNN handles are not thread-safe; the handle and the descriptors live behind one
@@ -341,6 +341,10 @@ fn make_descs(desc: &ConvDesc) -> std::result::Result<Descs, String> {
     Ok(d)
 }
 
+/// Largest workspace an algorithm may ask for (1 GiB); heuristic results above it are
+/// passed over for the next one.
+const MAX_WORKSPACE: usize = 1 << 30;
+
 /// FP32 math without tensor cores.
 fn fp32_math(m: sys::cudnnMathType_t) -> bool {
     matches!(
@@ -349,7 +353,8 @@ fn fp32_math(m: sys::cudnnMathType_t) -> bool {
     )
 }
 
-/// The first acceptable heuristic result of `pass`: `(algorithm, deterministic, name)`.
+/// The first acceptable heuristic result of `pass` (succeeded, FP32 math, workspace at
+/// most [`MAX_WORKSPACE`], deterministic if asked): `(algorithm, deterministic, name)`.
 ///
 /// # Safety
 /// `handle` and the descriptors are live.
@@ -359,9 +364,10 @@ unsafe fn choose(
     pass: ConvPass,
     deterministic: bool,
 ) -> std::result::Result<(CudnnAlgo, bool, String), String> {
-    let ok = |status: sys::cudnnStatus_t, det: sys::cudnnDeterminism_t, m| {
+    let ok = |status: sys::cudnnStatus_t, det: sys::cudnnDeterminism_t, m, memory: usize| {
         status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
             && fp32_math(m)
+            && memory <= MAX_WORKSPACE
             && (!deterministic || det == sys::cudnnDeterminism_t::CUDNN_DETERMINISTIC)
     };
     let det = |x: sys::cudnnDeterminism_t| x == sys::cudnnDeterminism_t::CUDNN_DETERMINISTIC;
@@ -394,7 +400,7 @@ unsafe fn choose(
                 .map_err(e)?;
                 let p = perf[..(count.max(0) as usize).min(N)]
                     .iter()
-                    .find(|p| ok(p.status, p.determinism, p.mathType))
+                    .find(|p| ok(p.status, p.determinism, p.mathType, p.memory))
                     .ok_or_else(none)?;
                 Ok((
                     CudnnAlgo::Forward(p.algo),
@@ -420,7 +426,7 @@ unsafe fn choose(
                 .map_err(e)?;
                 let p = perf[..(count.max(0) as usize).min(N)]
                     .iter()
-                    .find(|p| ok(p.status, p.determinism, p.mathType))
+                    .find(|p| ok(p.status, p.determinism, p.mathType, p.memory))
                     .ok_or_else(none)?;
                 Ok((
                     CudnnAlgo::Data(p.algo),
@@ -446,7 +452,7 @@ unsafe fn choose(
                 .map_err(e)?;
                 let p = perf[..(count.max(0) as usize).min(N)]
                     .iter()
-                    .find(|p| ok(p.status, p.determinism, p.mathType))
+                    .find(|p| ok(p.status, p.determinism, p.mathType, p.memory))
                     .ok_or_else(none)?;
                 Ok((
                     CudnnAlgo::Filter(p.algo),
