@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 BUNDLE="${1:-runs/gpu-bundle}"
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/tests" "$BUNDLE/benches" "$BUNDLE/bin"
+# The sources being built: recorded now, not after the (long) build.
+COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 
 # Test targets of prune-kernels that touch the GPU (or NVRTC on it); the CPU-only tests run
 # in CI and are not carried.
@@ -79,7 +81,7 @@ cargo build --release -p prune-cli --message-format=json-render-diagnostics \
 
 strip "$BUNDLE"/tests/* "$BUNDLE"/benches/* "$BUNDLE"/bin/* 2>/dev/null || true
 {
-    echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "rustc: $(rustc --version)"
 } > "$BUNDLE/BUILD_INFO"
