@@ -28,6 +28,8 @@
 #      (losses compared), one ResNet-20 / ResNet-56 epoch on
 #      Fashion-MNIST timed; only when the CLI accepts --device, else SKIP with the reason
 #   6. the PyTorch peer: ResNet-56 / ResNet-20 training step on the same GPU and batch
+#   7. with the time left: one ResNet-20 epoch with PRUNE_CUDNN=off (implicit-GEMM
+#      convolutions) beside the cuDNN one of step 5
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="${1:-runs/gpu-bundle}"
@@ -211,6 +213,17 @@ if python3 -c "import torch" >/dev/null 2>&1; then
     grep -h "ms/step" "$OUT"/torch-resnet*.log | tee -a "$SUMMARY"
 else
     note "SKIP  torch peer: python3 cannot import torch"
+fi
+
+# 7. with the budget left: one ResNet-20 epoch with cuDNN turned off (the implicit-GEMM
+#    kernels), against train-resnet20-cuda above.
+if [ -x "$CLI" ] && [ -n "$PRUNE_NN_DATA" ] && "$CLI" train --help 2>/dev/null | grep -q -- "--device"; then
+    rm -rf "$OUT/resnet20-cuda-gemm"
+    step train-resnet20-cuda-gemm 90 env PRUNE_CUDNN=off "$CLI" train --model resnet20 \
+        --dataset fashion-mnist --epochs 1 --optimizer sgd --lr 0.1 --seed 7 --device cuda \
+        --out "$OUT/resnet20-cuda-gemm"
+    [ -f "$OUT/resnet20-cuda-gemm/metrics.jsonl" ] && tail -n1 "$OUT/resnet20-cuda-gemm/metrics.jsonl" \
+        | sed "s/^/resnet20 epoch (PRUNE_CUDNN=off): /" | tee -a "$SUMMARY"
 fi
 
 # Which convolution engine the backend used (tests and CLI runs).
