@@ -186,7 +186,18 @@ impl GpuRuntime for Cuda {
         out: &mut Self::Buf<f32>,
         ws: &mut Self::Buf<f32>,
     ) -> Result<()> {
-        let _ = pass;
+        let of_pass = matches!(
+            (pass, algo.algo),
+            (ConvPass::Forward, CudnnAlgo::Forward(_))
+                | (ConvPass::BackwardData, CudnnAlgo::Data(_))
+                | (ConvPass::BackwardFilter, CudnnAlgo::Filter(_))
+        );
+        if !of_pass {
+            return Err(CoreError::InvalidArgument {
+                op: "conv2d",
+                reason: format!("{} is not an algorithm of {pass:?}", algo.name),
+            });
+        }
         check_workspace(algo.workspace_bytes, Cuda::len(ws))?;
         dnn.run(desc, algo, a, b, out, ws)
     }
