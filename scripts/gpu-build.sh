@@ -14,13 +14,16 @@ cd "$(dirname "$0")/.."
 BUNDLE="${1:-runs/gpu-bundle}"
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/tests" "$BUNDLE/benches" "$BUNDLE/bin"
+# The sources being built: recorded now, not after the (long) build.
+COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 
 # Test targets of prune-kernels that touch the GPU (or NVRTC on it); the CPU-only tests run
 # in CI and are not carried.
 GPU_TESTS="gpu_sbp gpu_conv gpu_gather gpu_ops probe nvrtc_compile"
 # prune-core's backend op tests, built with the CUDA backend: on the GPU machine they run
-# every op on cuda:0 against the CPU references (and on the CPU backend, as in CI).
-CORE_TESTS="backend_ops backend_train_ops backend_sbp"
+# every op on cuda:0 against the CPU references (and on the CPU backend, as in CI);
+# backend_conv checks cuDNN's deterministic setting (bitwise repeatable, equal to the CPU).
+CORE_TESTS="backend_ops backend_train_ops backend_sbp backend_conv"
 # prune-nn's pipeline test: prune (three methods) on cuda:0 against the same run on the CPU.
 NN_TESTS="device_pipeline"
 
@@ -78,7 +81,7 @@ cargo build --release -p prune-cli --message-format=json-render-diagnostics \
 
 strip "$BUNDLE"/tests/* "$BUNDLE"/benches/* "$BUNDLE"/bin/* 2>/dev/null || true
 {
-    echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "commit: $COMMIT"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "rustc: $(rustc --version)"
 } > "$BUNDLE/BUILD_INFO"

@@ -13,16 +13,23 @@
 #   1. nvidia-smi
 #   2. every GPU test binary with PRUNE_REQUIRE_GPU=1 (a missing GPU or driver fails them):
 #      the prune-kernels kernel tests, prune-core's backend op tests (backend_ops,
-#      backend_sbp: every Backend op on cuda:0 against the CPU references) and prune-nn's
-#      device_pipeline (prune with each method on cuda:0 against the CPU run)
+#      backend_sbp: every Backend op on cuda:0 against the CPU references; backend_conv:
+#      cuDNN under PRUNE_CUDNN=deterministic, bitwise repeatable) and prune-nn's
+#      device_pipeline (prune with each method on cuda:0 against the CPU run); the
+#      convolution check of backend_ops once more with PRUNE_CUDNN=off (the implicit-GEMM
+#      fallback)
 #   3. compute-sanitizer memcheck and racecheck on a small subset (the gather, kernel-op and
 #      backend SBP tests); where the device runtime does not support the tool, UNSUPPORTED
 #      with its message
-#   4. the kernel benchmarks (bandwidth lines, fused vs unfused, gather vs copy, masked conv)
-#   5. training on the GPU with the prune-nn CLI: LeNet5 one MNIST epoch on cuda and on cpu
-#      from the same seed (losses compared), one ResNet-20 / ResNet-56 epoch on
+#   4. the kernel benchmarks (bandwidth lines, fused vs unfused, gather vs copy, masked conv
+#      vs dense + mask and vs cuDNN's three passes on the gathered tensors)
+#   5. training on the GPU with the prune-nn CLI: LeNet5 one MNIST epoch on cuda (cuDNN's
+#      fastest algorithms, then PRUNE_CUDNN=deterministic) and on cpu from the same seed
+#      (losses compared), one ResNet-20 / ResNet-56 epoch on
 #      Fashion-MNIST timed; only when the CLI accepts --device, else SKIP with the reason
 #   6. the PyTorch peer: ResNet-56 / ResNet-20 training step on the same GPU and batch
+#   7. with the time left: one ResNet-20 epoch with PRUNE_CUDNN=off (implicit-GEMM
+#      convolutions) beside the cuDNN one of step 5
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="${1:-runs/gpu-bundle}"
@@ -74,9 +81,9 @@ if [ -z "${PRUNE_NN_DATA:-}" ]; then
 fi
 export PRUNE_NN_DATA="${PRUNE_NN_DATA:-}"
 
-# CUDA libraries the binaries load at run time (libcuda from the driver; libnvrtc and, for
-# the cuDNN peer, libcudnn): the toolkit's lib directory and the NVIDIA wheels next to
-# PyTorch, added to LD_LIBRARY_PATH when present.
+# CUDA libraries the binaries load at run time (libcuda from the driver; libnvrtc, libcublas,
+# and libcudnn for the backend's convolution and the cuDNN peer): the toolkit's lib directory
+# and the NVIDIA wheels next to PyTorch, added to LD_LIBRARY_PATH when present.
 libdirs=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -d "$d" ] && libdirs="$libdirs:$d"
@@ -92,7 +99,7 @@ except AttributeError:
 roots += [p for p in sys.path if p.endswith("site-packages") or p.endswith("dist-packages")]
 seen = []
 for root in dict.fromkeys(roots):
-    for pat in ("libnvrtc.so*", "libcudnn.so*"):
+    for pat in ("libnvrtc.so*", "libcudnn.so*", "libcublas.so*"):
         for hit in glob.glob(os.path.join(root, "nvidia", "**", pat), recursive=True):
             d = os.path.dirname(os.path.realpath(hit))
             if d not in seen:
@@ -112,12 +119,18 @@ step nvidia-smi 20 nvidia-smi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
     >> "$OUT/nvidia-smi.log" 2>&1
 
-# 2. GPU tests: every test of every carried binary, GPU required (the `emu::` cases, the
-#    CUDA backend over the CPU emulation of the kernels, already ran in CI: skipped here).
+# 2. GPU tests: every test of every carried binary, GPU required (the `emu::` and
+#    `emu_gemm::` cases, the CUDA backend over the CPU emulation of the kernels, already ran
+#    in CI: skipped here).
 export PRUNE_REQUIRE_GPU=1 PRUNE_REQUIRE_NVRTC=1
 for t in "$BUNDLE"/tests/*; do
-    step "test-$(basename "$t")" 90 "$t" --test-threads=1 --skip emu::
+    step "test-$(basename "$t")" 90 "$t" --test-threads=1 --skip emu:: --skip emu_gemm::
 done
+# The convolution fallback (implicit-GEMM kernels) on the GPU: cuDNN turned off.
+if [ -x "$BUNDLE/tests/backend_ops" ]; then
+    step test-backend_ops-conv-fallback 30 env PRUNE_CUDNN=off "$BUNDLE/tests/backend_ops" \
+        --test-threads=1 cuda::convolution
+fi
 
 # 3. compute-sanitizer on a small subset.
 if command -v compute-sanitizer >/dev/null 2>&1; then
@@ -158,24 +171,32 @@ elif ! "$CLI" train --help 2>/dev/null | grep -q -- "--device"; then
 elif [ -z "$PRUNE_NN_DATA" ]; then
     note "SKIP  training: no dataset (set PRUNE_NN_DATA or carry shared/data)"
 else
-    for dev in cuda cpu; do
+    # cuda: cuDNN's fastest algorithms; cuda-det: PRUNE_CUDNN=deterministic.
+    for dev in cuda cuda-det cpu; do
         rm -rf "$OUT/lenet5-$dev"
-        step "train-lenet5-$dev" 60 "$CLI" train --model lenet5 --dataset mnist --epochs 1 \
-            --seed 7 --device "$dev" --out "$OUT/lenet5-$dev"
+        case "$dev" in
+            cuda-det) run_env=(env PRUNE_CUDNN=deterministic); flag=cuda ;;
+            *) run_env=(env); flag="$dev" ;;
+        esac
+        step "train-lenet5-$dev" 60 "${run_env[@]}" "$CLI" train --model lenet5 --dataset mnist \
+            --epochs 1 --seed 7 --device "$flag" --out "$OUT/lenet5-$dev"
     done
-    python3 - "$OUT/lenet5-cuda/metrics.jsonl" "$OUT/lenet5-cpu/metrics.jsonl" <<'PY' 2>&1 | tee -a "$SUMMARY"
+    for dev in cuda cuda-det; do
+        python3 - "$dev" "$OUT/lenet5-$dev/metrics.jsonl" "$OUT/lenet5-cpu/metrics.jsonl" <<'PY' 2>&1 | tee -a "$SUMMARY"
 import json, sys
+dev = sys.argv[1]
 try:
-    a, b = [json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3]]
+    a, b = [json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[2:4]]
 except Exception as e:  # a run above failed; its log says why
-    print(f"FAIL  lenet5-compare: {e}")
+    print(f"FAIL  lenet5-compare-{dev}: {e}")
     sys.exit(0)
 rel = abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-12)
 verdict = "PASS" if rel <= 1e-4 else "FAIL"
-print(f"{verdict}  lenet5-compare: train loss cuda {a['train_loss']:.6f} cpu {b['train_loss']:.6f} "
-      f"(relative difference {rel:.2e}, goal 1e-4); epoch seconds cuda {a['seconds']:.2f} "
+print(f"{verdict}  lenet5-compare-{dev}: train loss {dev} {a['train_loss']:.6f} cpu {b['train_loss']:.6f} "
+      f"(relative difference {rel:.2e}, goal 1e-4); epoch seconds {dev} {a['seconds']:.2f} "
       f"(goal <= 2 s) cpu {b['seconds']:.2f}")
 PY
+    done
     for m in resnet20 resnet56; do
         rm -rf "$OUT/$m-cuda"
         step "train-$m-cuda" 90 "$CLI" train --model "$m" --dataset fashion-mnist --epochs 1 \
@@ -194,8 +215,22 @@ else
     note "SKIP  torch peer: python3 cannot import torch"
 fi
 
-# Bandwidth lines of the benchmark, for docs/kernels.md.
-grep -hE "GB/s|speedup|device:" "$OUT/bench-kernels.log" 2>/dev/null | tee -a "$SUMMARY" >/dev/null
+# 7. with the budget left: one ResNet-20 epoch with cuDNN turned off (the implicit-GEMM
+#    kernels), against train-resnet20-cuda above.
+if [ -x "$CLI" ] && [ -n "$PRUNE_NN_DATA" ] && "$CLI" train --help 2>/dev/null | grep -q -- "--device"; then
+    rm -rf "$OUT/resnet20-cuda-gemm"
+    step train-resnet20-cuda-gemm 90 env PRUNE_CUDNN=off "$CLI" train --model resnet20 \
+        --dataset fashion-mnist --epochs 1 --optimizer sgd --lr 0.1 --seed 7 --device cuda \
+        --out "$OUT/resnet20-cuda-gemm"
+    [ -f "$OUT/resnet20-cuda-gemm/metrics.jsonl" ] && tail -n1 "$OUT/resnet20-cuda-gemm/metrics.jsonl" \
+        | sed "s/^/resnet20 epoch (PRUNE_CUDNN=off): /" | tee -a "$SUMMARY"
+fi
+
+# Which convolution engine the backend used (tests and CLI runs).
+grep -h "convolution through" "$OUT"/test-*.log "$OUT"/train-*.log 2>/dev/null | sort -u \
+    | tee -a "$SUMMARY" >/dev/null
+# Bandwidth and speedup lines of the benchmark, for docs/kernels.md.
+grep -hE "GB/s|speedup|device:|cuDNN peer" "$OUT/bench-kernels.log" 2>/dev/null | tee -a "$SUMMARY" >/dev/null
 note "done in $(($(date +%s) - START)) s; logs in $OUT"
 grep -q "^FAIL" "$SUMMARY" && exit 1
 exit 0

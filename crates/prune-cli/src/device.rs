@@ -3,7 +3,8 @@
 //!
 //! `cuda` means `cuda:0`. Choosing a GPU opens it first, so a missing driver, NVRTC,
 //! cuBLAS or device is reported (naming what is missing) before any data is read. A
-//! build without the `cuda` feature says so in the same way.
+//! build without the `cuda` feature says so in the same way. An opened GPU prints its
+//! convolution engine to stderr (cuDNN, or the implicit-GEMM kernels and why).
 
 use prune_nn::core::backend::cuda::CudaDevice;
 use prune_nn::core::Device;
@@ -25,7 +26,9 @@ pub fn parse(s: &str) -> std::result::Result<Device, String> {
 /// Opens `device` (a no-op for the CPU); the error names what is missing.
 pub fn open(device: Device) -> Result<Device> {
     if let Device::Cuda(ordinal) = device {
-        CudaDevice::new(ordinal).map_err(|e| Error::Usage(format!("--device {device}: {e}")))?;
+        let d = CudaDevice::new(ordinal)
+            .map_err(|e| Error::Usage(format!("--device {device}: {e}")))?;
+        eprintln!("{device}: convolution through {}", d.convolution());
     }
     Ok(device)
 }

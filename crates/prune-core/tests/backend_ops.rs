@@ -2,9 +2,11 @@
 //! double-precision loops written independently of prune-core's CPU kernels): each check
 //! is written once and run on the CPU backend always, on the CUDA backend over the CPU
 //! emulation of the kernels always (`emu::`, device `cuda:63`: the backend's own code
-//! against the emulated kernels and a reference GEMM), and on `cuda:0` when a GPU is
-//! present (reported as ignored with the reason otherwise; `PRUNE_REQUIRE_GPU=1` makes
-//! that a failure). Shapes are small but reach the edge
+//! against the emulated kernels, a reference GEMM and cuDNN's host stand-in), and on
+//! `cuda:0` when a GPU is present (reported as ignored with the reason otherwise;
+//! `PRUNE_REQUIRE_GPU=1` makes that a failure). The convolution check runs once more on a
+//! second emulated device, `cuda:61` (`emu_gemm::`), whose convolutions take the
+//! implicit-GEMM fallback instead of cuDNN. Shapes are small but reach the edge
 //! cases: broadcasting on every side, transposed GEMM operands, strided/padded and grouped
 //! convolutions, overlapping pooling windows. The ops of a training step beyond the
 //! layers (loss, gathers, optimizer steps, dropout) are checked in `backend_train_ops.rs`.
@@ -15,7 +17,7 @@ mod common;
 use common::{host, on};
 use per_device::{close, vals};
 use prune_core::autograd::{Binary, Unary};
-use prune_core::backend::cuda::{open_emulated, CudaDevice};
+use prune_core::backend::cuda::{open_emulated_with, ConvSetting, CudaDevice};
 use prune_core::cpu::{Conv2dParams, PoolParams};
 use prune_core::Device;
 use prune_kernels::cpu_ref::elementwise::{self as ew, Binary as KB, Unary as KU};
@@ -23,8 +25,11 @@ use prune_kernels::cpu_ref::pooling::Pool;
 use prune_kernels::cpu_ref::{batchnorm, conv};
 use prune_kernels::ConvShape;
 
-/// The ordinal under which the emulated device is registered.
+/// The ordinal under which the emulated device is registered (convolution through cuDNN's
+/// host stand-in).
 const EMU: usize = 63;
+/// The emulated device whose convolutions take the implicit-GEMM fallback.
+const EMU_GEMM: usize = 61;
 
 fn main() {
     let gpu = prune_testkit::Need::probe(
@@ -33,19 +38,30 @@ fn main() {
         CudaDevice::new(0).map(|_| ()).map_err(|e| e.to_string()),
     );
     // Grids sized for 2 SMs and the threads of each block in a shuffled order.
-    let emu = prune_testkit::Need::probe(
-        "no emulated device",
-        "PRUNE_REQUIRE_EMU",
-        open_emulated(EMU, 2, prune_kernels::Schedule::Shuffled(7)).map_err(|e| e.to_string()),
-    );
-    prune_testkit::run(per_device!(&gpu, &emu;
+    let emulated = |ordinal, setting| {
+        prune_testkit::Need::probe(
+            "no emulated device",
+            "PRUNE_REQUIRE_EMU",
+            open_emulated_with(ordinal, 2, prune_kernels::Schedule::Shuffled(7), setting)
+                .map_err(|e| e.to_string()),
+        )
+    };
+    let emu = emulated(EMU, ConvSetting::Fastest);
+    let emu_gemm = emulated(EMU_GEMM, ConvSetting::ImplicitGemm);
+    let mut tests = per_device!(&gpu, &emu;
         elementwise_and_broadcasting,
         reductions_and_broadcast_adjoint,
         gemm_all_transpositions,
         convolution_dense_grouped_and_gradients,
         pooling_forward_and_backward,
         batch_norm_train_eval_and_backward,
+    );
+    tests.push(prune_testkit::test_needing(
+        "emu_gemm::convolution_dense_grouped_and_gradients",
+        &emu_gemm,
+        || convolution_dense_grouped_and_gradients(Device::Cuda(EMU_GEMM)),
     ));
+    prune_testkit::run(tests);
 }
 
 fn elementwise_and_broadcasting(d: Device) {

@@ -4,7 +4,10 @@
 //! the fraction of device-to-device copy bandwidth measured on the same buffers, and the
 //! masked-convolution speedup over a dense convolution followed by a mask multiply.  Every
 //! timed call starts with a cold L2 (see `L2_FLUSH_BYTES`).
-//! Without a GPU it prints the reason and exits successfully.
+//! With `--features cudnn`, cuDNN's forward, backward-data and backward-filter passes on
+//! the gathered (compact) tensors are timed beside the masked convolution's, with the
+//! speedups.  Without a GPU it prints the reason and exits successfully, or fails when
+//! `PRUNE_REQUIRE_GPU=1`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -329,19 +332,48 @@ fn run(kc: &KernelContext, c: &mut Criterion) -> Result<(), KernelError> {
         dense_flops / t_d / 1e9
     );
     println!("masked conv speedup over dense + mask: {:.2}x", t_d / t_m);
+    // The backward passes of the masked convolution: dy is the compact output gradient,
+    // dx / dw the full tensors (only kept channels written).
+    let dy = upload(&stream, &vec![0.01f32; sh.output_len(ko.len())?])?;
+    let mut dx = zeros(&stream, sh.input_len()?)?;
+    let mut dw = zeros(&stream, sh.weight_len()?)?;
+    let t_md = time_gpu(kc, 20, &mut || {
+        conv.backward_input_into(&stream, &dy, &w, &sh, &ki, &ko, &mut dx)
+    })?;
+    let t_mf = time_gpu(kc, 20, &mut || {
+        conv.backward_weight_into(&stream, &dy, &x, &sh, &ki, &ko, &mut dw)
+    })?;
+    let useful = dense_flops * 0.09;
+    for (name, t) in [
+        ("masked conv input grad [30% in/out]", t_md),
+        ("masked conv weight grad [30% in/out]", t_mf),
+    ] {
+        println!(
+            "{:<44} {:>9.3} ms {:>9.1} GFLOP/s (useful)",
+            name,
+            t * 1e3,
+            useful / t / 1e9
+        );
+    }
     #[cfg(feature = "cudnn")]
-    if let Some(mut peer) = cudnn_peer::compact_conv(&stream, &sh, ki.len(), ko.len())? {
-        let t_c = time_gpu(kc, 20, &mut *peer)?;
-        println!(
-            "{:<44} {:>9.3} ms {:>9.1} GFLOP/s",
-            "cuDNN conv on the gathered tensors",
-            t_c * 1e3,
-            dense_flops * 0.09 / t_c / 1e9
-        );
-        println!(
-            "masked conv speedup over cuDNN on gathered tensors: {:.2}x",
-            t_c / t_m
-        );
+    let mut peer = cudnn_peer::compact_conv(&stream, &sh, ki.len(), ko.len())?;
+    #[cfg(feature = "cudnn")]
+    if let Some(passes) = peer.as_mut() {
+        let masked = [t_m, t_md, t_mf];
+        let names = ["forward", "backward data", "backward filter"];
+        for ((launch, t_mask), name) in passes.iter_mut().zip(masked).zip(names) {
+            let t_c = time_gpu(kc, 20, &mut **launch)?;
+            println!(
+                "{:<44} {:>9.3} ms {:>9.1} GFLOP/s",
+                format!("cuDNN {name} on the gathered tensors"),
+                t_c * 1e3,
+                useful / t_c / 1e9
+            );
+            println!(
+                "masked conv speedup over cuDNN on gathered tensors ({name}): {:.2}x",
+                t_c / t_mask
+            );
+        }
     }
     #[cfg(not(feature = "cudnn"))]
     println!("cuDNN peer skipped: built without the cudnn feature");
@@ -356,6 +388,12 @@ fn run(kc: &KernelContext, c: &mut Criterion) -> Result<(), KernelError> {
             })
         })
     });
+    #[cfg(feature = "cudnn")]
+    if let Some([fwd, _, _]) = peer.as_mut() {
+        g.bench_function("cudnn-gathered", |b| {
+            b.iter_custom(|it| criterion_time(kc, it, &mut **fwd))
+        });
+    }
     g.bench_function("dense+mask", |b| {
         b.iter_custom(|it| {
             criterion_time(kc, it, &mut || {
@@ -379,7 +417,12 @@ fn main() {
     let kc = match KernelContext::new(0) {
         Ok(kc) => kc,
         Err(e) => {
+            // A visible skip here; a failure where a GPU is required (scripts/gpu-check.sh).
             println!("prune-kernels benchmarks skipped: {e}");
+            if std::env::var("PRUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                eprintln!("PRUNE_REQUIRE_GPU=1: the benchmarks need a GPU");
+                std::process::exit(1);
+            }
             return;
         }
     };

@@ -34,6 +34,11 @@ impl CudaDevice {
     pub fn new(ordinal: usize) -> Result<Self> {
         Err(unsupported(&format!("opening cuda:{ordinal}")))
     }
+
+    /// Which convolution engine the device uses (no device exists in this build).
+    pub fn convolution(&self) -> String {
+        match self.never {}
+    }
 }
 
 /// The backend of GPU `ordinal`: every op fails in this build.

@@ -1,7 +1,7 @@
 //! The CUDA device, device storage and the CUDA backend (the `cuda` feature).
 //!
-//! [`CudaDevice::new`] opens GPU `ordinal` once per process: the driver, NVRTC and
-//! cuBLAS are loaded at run time (cudarc's `dynamic-loading`), each checked before it is
+//! [`CudaDevice::new`] opens GPU `ordinal` once per process: the driver, NVRTC,
+//! cuBLAS and (when present) cuDNN are loaded at run time (cudarc's `dynamic-loading`), each checked before it is
 //! touched, so a missing library or device is a [`CoreError::Unsupported`] naming it —
 //! never a panic. Opening compiles every kernel file of `kernels/*.cu` for the device.
 //!
@@ -12,16 +12,21 @@
 //!
 //! The backend ([`CudaBackend`]) runs every op on the device's default stream through the
 //! prune-kernels wrappers (elementwise, reductions, batch norm, pooling, channels,
-//! optimizer steps, SBP) and cuBLAS (GEMM); see `ops.rs` for which op maps to which
-//! kernel, and in which file. Host↔device copies happen only in [`CudaStorage::upload`] /
+//! optimizer steps, SBP), cuBLAS (GEMM) and cuDNN (convolution, with the implicit-GEMM
+//! kernels as the fallback: `conv.rs`); see `ops.rs` for which op maps to which kernel,
+//! and in which file. Host↔device copies happen only in [`CudaStorage::upload`] /
 //! [`CudaStorage::download`] (called by `Tensor::to_device`), for host index lists given
 //! with a batch (cross-entropy labels), and for the scalar answers of `all_finite`. The
 //! read-only lists the kernels take (the index lists of index-select and its backward,
-//! the broadcast shapes of elementwise ops) are uploaded once per content and held by the device's kernels (`prune_kernels::NnKernels`, bounded), so a
-//! repeated training step copies nothing else.
+//! the broadcast shapes of elementwise ops) are uploaded once per content and held by the
+//! device's kernels (`prune_kernels::NnKernels`, bounded), so a repeated training step
+//! copies nothing else.
 
 mod buffers;
 mod channels;
+mod conv;
+mod conv_desc;
+mod cudnn;
 mod elementwise;
 mod loss;
 mod nn;
@@ -30,6 +35,9 @@ pub mod runtime;
 mod sbp;
 mod update;
 
+pub use conv::{ChosenAlgo, ConvAlgo, ConvSetting};
+pub use conv_desc::{ConvDesc, ConvPass};
+pub use cudnn::{cudnn_output_dims, CudnnAlgo};
 pub use runtime::{GpuRuntime, Sgemm};
 
 use crate::error::{CoreError, Result};
@@ -63,6 +71,8 @@ pub struct GpuDevice<R: GpuRuntime> {
     sbp: SbpNoise<R>,
     conv: MaskedConv2d<R>,
     blas: R::Blas,
+    /// Convolution: cuDNN (or its stand-in) or the implicit-GEMM kernels.
+    convs: conv::ConvEngine<R>,
     /// "Every channel" keep lists of the convolution kernels, by channel count.
     keeps: Mutex<HashMap<usize, Arc<KeepList<R>>>>,
     /// Released float buffers by length, reused by [`GpuDevice::zeros`] instead of a new
@@ -80,7 +90,13 @@ pub type CudaDevice = GpuDevice<Cuda>;
 
 impl<R: GpuRuntime> std::fmt::Debug for GpuDevice<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuDevice(cuda:{}, {:?})", self.ordinal, self.kc)
+        write!(
+            f,
+            "GpuDevice(cuda:{}, {:?}, convolution: {})",
+            self.ordinal,
+            self.kc,
+            self.convolution()
+        )
     }
 }
 
@@ -90,8 +106,9 @@ fn devices() -> &'static Mutex<HashMap<usize, Arc<CudaDevice>>> {
 }
 
 impl<R: GpuRuntime> GpuDevice<R> {
-    /// Loads the kernels and the GEMM engine on `kc`; errors name what is missing.
-    fn open_on(ordinal: usize, kc: KernelContext<R>) -> Result<GpuDevice<R>> {
+    /// Loads the kernels, the GEMM engine and (per `setting`) the convolution library on
+    /// `kc`; errors name what is missing (a missing convolution library is not an error).
+    fn open_on(ordinal: usize, kc: KernelContext<R>, setting: ConvSetting) -> Result<GpuDevice<R>> {
         let at = |m: String| CoreError::Unsupported(format!("opening cuda:{ordinal}: {m}"));
         let blas = R::blas(&kc).map_err(at)?;
         let compile = |e: KernelError| at(format!("preparing the kernels: {e}"));
@@ -101,6 +118,7 @@ impl<R: GpuRuntime> GpuDevice<R> {
             sbp: SbpNoise::new(&kc).map_err(compile)?,
             conv: MaskedConv2d::new(&kc).map_err(compile)?,
             blas,
+            convs: conv::ConvEngine::open(&kc, setting),
             keeps: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
             ones: Mutex::new(HashMap::new()),
@@ -179,8 +197,9 @@ impl GpuDevice<Cuda> {
             return Ok(d.clone());
         }
         let at = |m: String| CoreError::Unsupported(format!("opening cuda:{ordinal}: {m}"));
+        let setting = ConvSetting::from_env()?;
         let kc = KernelContext::new(ordinal).map_err(|e| at(e.to_string()))?;
-        let dev = Arc::new(GpuDevice::open_on(ordinal, kc)?);
+        let dev = Arc::new(GpuDevice::open_on(ordinal, kc, setting)?);
         open.insert(ordinal, dev.clone());
         Ok(dev)
     }
@@ -224,11 +243,25 @@ fn is_emulated(ordinal: usize) -> bool {
 /// argument lists, op composition — against the emulated kernels, with GEMM by
 /// [`runtime::reference_sgemm`]. For tests; slow. Fails when a real GPU was already
 /// opened under that ordinal; registering the same ordinal again keeps the first device.
+/// Convolutions follow `PRUNE_CUDNN` as on a GPU ([`ConvSetting::from_env`]), with cuDNN's
+/// host stand-in in place of the library.
 #[cfg(feature = "emu")]
 pub fn open_emulated(
     ordinal: usize,
     multiprocessors: u32,
     schedule: prune_kernels::Schedule,
+) -> Result<()> {
+    open_emulated_with(ordinal, multiprocessors, schedule, ConvSetting::from_env()?)
+}
+
+/// [`open_emulated`] with the convolution setting given: [`ConvSetting::ImplicitGemm`]
+/// runs the fallback kernels, the others cuDNN's host stand-in.
+#[cfg(feature = "emu")]
+pub fn open_emulated_with(
+    ordinal: usize,
+    multiprocessors: u32,
+    schedule: prune_kernels::Schedule,
+    setting: ConvSetting,
 ) -> Result<()> {
     if devices()
         .lock()
@@ -243,7 +276,7 @@ pub fn open_emulated(
     let mut emu = emulated_devices().lock().unwrap_or_else(|p| p.into_inner());
     if let std::collections::hash_map::Entry::Vacant(slot) = emu.entry(ordinal) {
         let kc = KernelContext::emulated(multiprocessors, schedule);
-        slot.insert(Arc::new(GpuDevice::open_on(ordinal, kc)?));
+        slot.insert(Arc::new(GpuDevice::open_on(ordinal, kc, setting)?));
     }
     Ok(())
 }

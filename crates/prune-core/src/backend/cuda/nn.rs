@@ -3,27 +3,23 @@
 //! * GEMM: row-major `C[m,n] = op(A) op(B)` is the column-major product
 //!   `Cᵀ = op(B)ᵀ op(A)ᵀ`, so cuBLAS gets B as its first operand and A as its second,
 //!   each with the transposition flag the caller gave.
-//! * Convolution: the implicit-GEMM kernels of `masked_conv.cu` with every channel kept
-//!   (forward, input gradient, weight gradient with a deterministic split-K). Grouped
-//!   convolutions run group by group: the group's input channels and filters are gathered
-//!   (`index_select`), convolved, and the outputs concatenated. The bias is a broadcast
-//!   add; its gradient the sum of `g` over batch and space.
+//! * Convolution: cuDNN, or the implicit-GEMM kernels where cuDNN cannot be used; see
+//!   `conv.rs` (re-exported here for `ops.rs`).
 //! * Pooling: `pooling.cu` on `N·C` planes; the max-pool argmax is the flat index inside
 //!   each input plane (the CPU backend records the flat index in the tensor; each backend
 //!   reads back only its own).
 //! * Batch norm: `batchnorm.cu` on the `[N, C, H·W]` view (a `[N, C]` input has H·W = 1).
 
-use super::ops::{bin, reduce, sl, wrap};
+pub(super) use super::conv::{conv2d, conv2d_backward};
+use super::ops::{sl, wrap};
 use super::{kernel_err, CudaIndices, GpuDevice, GpuRuntime, Sgemm};
 use crate::backend::{BnBatchStats, BnTrainOutput};
-use crate::cpu::{BnGrads, Conv2dGrads, Conv2dParams, PoolParams};
+use crate::cpu::{BnGrads, PoolParams};
 use crate::error::{CoreError, Result};
 use crate::storage::{IndexStorage, Indices};
 use crate::tensor::{numel, Tensor};
-use prune_kernels::cpu_ref::elementwise::Binary as KB;
 use prune_kernels::cpu_ref::pooling::Pool;
 use prune_kernels::ops::nn::BnParams;
-use prune_kernels::{ConvShape, KeepList};
 use std::sync::Arc;
 
 /// Row-major `C[m,n] = op(A) op(B)` (A stored with `a_cols` columns, B with `b_cols`) as
@@ -86,184 +82,6 @@ pub(super) fn matmul<R: GpuRuntime>(
         R::sgemm(d, g, sl::<R>(OP, b)?, sl::<R>(OP, a)?, &mut c)?;
     }
     wrap(d, vec![m, n], c)
-}
-
-/// The keep list of all `bound` channels (uploaded once per size).
-fn keep_all<R: GpuRuntime>(d: &GpuDevice<R>, bound: usize) -> Result<Arc<KeepList<R>>> {
-    let mut keeps = d.keeps.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(k) = keeps.get(&bound) {
-        return Ok(k.clone());
-    }
-    let k = Arc::new(KeepList::<R>::all(d.stream(), bound).map_err(kernel_err("conv2d"))?);
-    keeps.insert(bound, k.clone());
-    Ok(k)
-}
-
-fn conv_shape(x: &[usize], w: &[usize], p: &Conv2dParams) -> Result<ConvShape> {
-    if x.len() != 4 || w.len() != 4 || x[1] != w[1] {
-        return Err(CoreError::ShapeMismatch {
-            op: "conv2d",
-            lhs: x.to_vec(),
-            rhs: w.to_vec(),
-        });
-    }
-    Ok(ConvShape {
-        batch: x[0],
-        in_channels: x[1],
-        height: x[2],
-        width: x[3],
-        out_channels: w[0],
-        kernel: (w[2], w[3]),
-        stride: p.stride,
-        padding: p.padding,
-    })
-}
-
-/// One ungrouped convolution (no bias).
-fn conv_dense<R: GpuRuntime>(
-    d: &Arc<GpuDevice<R>>,
-    x: &Tensor,
-    w: &Tensor,
-    p: &Conv2dParams,
-) -> Result<Tensor> {
-    let s = conv_shape(x.shape(), w.shape(), p)?;
-    let (ho, wo) = s.output_hw().map_err(kernel_err("conv2d"))?;
-    let (ki, ko) = (keep_all(d, s.in_channels)?, keep_all(d, s.out_channels)?);
-    let shape = vec![s.batch, s.out_channels, ho, wo];
-    let mut y = d.zeros(numel(&shape))?;
-    d.conv
-        .forward_into(
-            d.stream(),
-            sl::<R>("conv2d", x)?,
-            sl::<R>("conv2d", w)?,
-            &s,
-            &ki,
-            &ko,
-            &mut y,
-        )
-        .map_err(kernel_err("conv2d"))?;
-    wrap(d, shape, y)
-}
-
-/// Input and weight gradients of one ungrouped convolution.
-fn conv_dense_backward<R: GpuRuntime>(
-    d: &Arc<GpuDevice<R>>,
-    x: &Tensor,
-    w: &Tensor,
-    g: &Tensor,
-    p: &Conv2dParams,
-    need_x: bool,
-) -> Result<(Option<Tensor>, Tensor)> {
-    const OP: &str = "conv2d backward";
-    let s = conv_shape(x.shape(), w.shape(), p)?;
-    let (ki, ko) = (keep_all(d, s.in_channels)?, keep_all(d, s.out_channels)?);
-    let dx = if need_x {
-        let mut dx = d.zeros(x.numel())?;
-        d.conv
-            .backward_input_into(
-                d.stream(),
-                sl::<R>(OP, g)?,
-                sl::<R>(OP, w)?,
-                &s,
-                &ki,
-                &ko,
-                &mut dx,
-            )
-            .map_err(kernel_err(OP))?;
-        Some(wrap(d, x.shape().to_vec(), dx)?)
-    } else {
-        None
-    };
-    let mut dw = d.zeros(w.numel())?;
-    d.conv
-        .backward_weight_into(
-            d.stream(),
-            sl::<R>(OP, g)?,
-            sl::<R>(OP, x)?,
-            &s,
-            &ki,
-            &ko,
-            &mut dw,
-        )
-        .map_err(kernel_err(OP))?;
-    Ok((dx, wrap(d, w.shape().to_vec(), dw)?))
-}
-
-fn group_range(g: usize, per: usize) -> Vec<usize> {
-    (g * per..(g + 1) * per).collect()
-}
-
-/// Per-group channel counts `(Cin/groups, Cout/groups)`, checked.
-fn groups_of(x: &[usize], w: &[usize], p: &Conv2dParams) -> Result<(usize, usize)> {
-    let groups = p.groups.max(1);
-    if x.len() != 4 || w.len() != 4 || !x[1].is_multiple_of(groups) || !w[0].is_multiple_of(groups)
-    {
-        return Err(CoreError::InvalidArgument {
-            op: "conv2d",
-            reason: format!("{groups} groups do not divide input {x:?} and weight {w:?} channels"),
-        });
-    }
-    Ok((x[1] / groups, w[0] / groups))
-}
-
-pub(super) fn conv2d<R: GpuRuntime>(
-    d: &Arc<GpuDevice<R>>,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    p: &Conv2dParams,
-) -> Result<Tensor> {
-    let y = if p.groups <= 1 {
-        conv_dense(d, x, w, p)?
-    } else {
-        let be = super::backend(d.ordinal());
-        let (cin, cout) = groups_of(x.shape(), w.shape(), p)?;
-        let mut parts = Vec::with_capacity(p.groups);
-        for g in 0..p.groups {
-            let xg = be.index_select(x, 1, &group_range(g, cin))?;
-            let wg = be.index_select(w, 0, &group_range(g, cout))?;
-            parts.push(conv_dense(d, &xg, &wg, p)?);
-        }
-        be.concat(&parts.iter().collect::<Vec<_>>(), 1)?
-    };
-    match bias {
-        Some(b) => bin(d, &y, &b.reshape([1, b.numel(), 1, 1])?, KB::Add),
-        None => Ok(y),
-    }
-}
-
-pub(super) fn conv2d_backward<R: GpuRuntime>(
-    d: &Arc<GpuDevice<R>>,
-    x: &Tensor,
-    w: &Tensor,
-    g: &Tensor,
-    p: &Conv2dParams,
-    need_x: bool,
-) -> Result<Conv2dGrads> {
-    let cout = w.shape().first().copied().unwrap_or(0);
-    let bias = reduce(d, g, &[0, 2, 3], false, vec![cout])?;
-    let (dx, dw) = if p.groups <= 1 {
-        conv_dense_backward(d, x, w, g, p, need_x)?
-    } else {
-        let be = super::backend(d.ordinal());
-        let (cin, cpg) = groups_of(x.shape(), w.shape(), p)?;
-        let (mut dxs, mut dws) = (Vec::new(), Vec::new());
-        for k in 0..p.groups {
-            let xg = be.index_select(x, 1, &group_range(k, cin))?;
-            let wg = be.index_select(w, 0, &group_range(k, cpg))?;
-            let gg = be.index_select(g, 1, &group_range(k, cpg))?;
-            let (dxg, dwg) = conv_dense_backward(d, &xg, &wg, &gg, p, need_x)?;
-            dxs.extend(dxg);
-            dws.push(dwg);
-        }
-        let dx = if need_x {
-            Some(be.concat(&dxs.iter().collect::<Vec<_>>(), 1)?)
-        } else {
-            None
-        };
-        (dx, be.concat(&dws.iter().collect::<Vec<_>>(), 0)?)
-    };
-    Ok(Conv2dGrads { x: dx, w: dw, bias })
 }
 
 fn pool_of(op: &'static str, x_shape: &[usize], p: &PoolParams) -> Result<Pool> {

@@ -1,14 +1,20 @@
 //! What the CUDA backend needs from a device runtime beyond prune-kernels' [`Runtime`]:
-//! GEMM, opening a device by ordinal, and the conversions between the runtime's buffers
-//! and the storage enum a [`Tensor`](crate::tensor::Tensor) holds.
+//! GEMM, the convolution library, opening a device by ordinal, and the conversions between
+//! the runtime's buffers and the storage enum a [`Tensor`](crate::tensor::Tensor) holds.
 //!
-//! * [`Cuda`]: GEMM through cuBLAS SGEMM; devices open with [`GpuDevice::new`].
+//! * [`Cuda`]: GEMM through cuBLAS SGEMM, convolution through cuDNN (`cudnn.rs`) when
+//!   libcudnn loads; devices open with [`GpuDevice::new`].
 //! * `Emu` (the `emu` feature): the kernels run on the CPU through prune-kernels'
-//!   emulation and GEMM is [`reference_sgemm`], the column-major BLAS definition on the
-//!   host — so the backend's operand swap, leading dimensions and transposition flags are
-//!   executed and checked, only cuBLAS itself is not. Devices are registered with
-//!   [`super::open_emulated`].
+//!   emulation, GEMM is [`reference_sgemm`], the column-major BLAS definition on the
+//!   host, and cuDNN's stand-in executes the [`ConvDesc`] the backend built with
+//!   [`ConvDesc::reference`] — so the backend's operand swap, leading dimensions and
+//!   transposition flags, and its convolution descriptions, buffer sizes and workspaces,
+//!   are executed and checked; only cuBLAS and cuDNN themselves are not. Devices are
+//!   registered with [`super::open_emulated`].
 
+use super::conv::ConvAlgo;
+use super::conv_desc::{ConvDesc, ConvPass};
+use super::cudnn::{CudnnAlgo, CudnnConv};
 use super::{AnyBuf, AnyDevice, GpuDevice};
 use crate::error::{CoreError, Result};
 use prune_kernels::cudarc::cublas::sys::cublasOperation_t;
@@ -47,6 +53,35 @@ pub trait GpuRuntime: Runtime {
     ) -> Result<()>;
     /// The opened device of `ordinal`.
     fn open(ordinal: usize) -> Result<Arc<GpuDevice<Self>>>;
+
+    /// The convolution library of a device.
+    type Dnn: Send + Sync;
+    /// The library's handle of a chosen algorithm.
+    type Algo: std::fmt::Debug + Send + Sync;
+    /// Opens the convolution library on the context's stream; the error says why it
+    /// cannot be used (the backend then convolves with the implicit-GEMM kernels).
+    fn dnn(kc: &KernelContext<Self>) -> std::result::Result<Self::Dnn, String>;
+    /// The library's name and version, for the device description.
+    fn dnn_name(dnn: &Self::Dnn) -> String;
+    /// Chooses the algorithm of `pass` for `desc` (deterministic ones only, if asked).
+    fn conv_algo(
+        dnn: &Self::Dnn,
+        desc: &ConvDesc,
+        pass: ConvPass,
+        deterministic: bool,
+    ) -> Result<ConvAlgo<Self::Algo>>;
+    /// Runs `pass` of `desc` with `algo` on `(a, b, out)` (see [`ConvPass`]; the caller
+    /// checked the lengths) with workspace `ws` (at least `algo.workspace_bytes`).
+    fn conv_run(
+        dnn: &Self::Dnn,
+        desc: &ConvDesc,
+        pass: ConvPass,
+        algo: &ConvAlgo<Self::Algo>,
+        a: &Self::Buf<f32>,
+        b: &Self::Buf<f32>,
+        out: &mut Self::Buf<f32>,
+        ws: &mut Self::Buf<f32>,
+    ) -> Result<()>;
 
     /// The runtime's buffer inside `b`, if `b` belongs to this runtime.
     fn view<T: Elem>(b: &AnyBuf<T>) -> Option<&Self::Buf<T>>;
@@ -121,6 +156,52 @@ impl GpuRuntime for Cuda {
         GpuDevice::new(ordinal)
     }
 
+    type Dnn = CudnnConv;
+    type Algo = CudnnAlgo;
+
+    fn dnn(kc: &KernelContext<Cuda>) -> std::result::Result<CudnnConv, String> {
+        CudnnConv::open(kc.stream())
+    }
+
+    fn dnn_name(dnn: &CudnnConv) -> String {
+        format!("cuDNN {}", dnn.version())
+    }
+
+    fn conv_algo(
+        dnn: &CudnnConv,
+        desc: &ConvDesc,
+        pass: ConvPass,
+        deterministic: bool,
+    ) -> Result<ConvAlgo<CudnnAlgo>> {
+        dnn.pick(desc, pass, deterministic)
+    }
+
+    fn conv_run(
+        dnn: &CudnnConv,
+        desc: &ConvDesc,
+        pass: ConvPass,
+        algo: &ConvAlgo<CudnnAlgo>,
+        a: &Self::Buf<f32>,
+        b: &Self::Buf<f32>,
+        out: &mut Self::Buf<f32>,
+        ws: &mut Self::Buf<f32>,
+    ) -> Result<()> {
+        let of_pass = matches!(
+            (pass, algo.algo),
+            (ConvPass::Forward, CudnnAlgo::Forward(_))
+                | (ConvPass::BackwardData, CudnnAlgo::Data(_))
+                | (ConvPass::BackwardFilter, CudnnAlgo::Filter(_))
+        );
+        if !of_pass {
+            return Err(CoreError::InvalidArgument {
+                op: "conv2d",
+                reason: format!("{} is not an algorithm of {pass:?}", algo.name),
+            });
+        }
+        check_workspace(algo.workspace_bytes, Cuda::len(ws))?;
+        dnn.run(desc, algo, a, b, out, ws)
+    }
+
     fn view<T: Elem>(b: &AnyBuf<T>) -> Option<&Self::Buf<T>> {
         match b {
             AnyBuf::Cuda(s) => Some(s),
@@ -151,6 +232,18 @@ impl GpuRuntime for Cuda {
             #[cfg(feature = "emu")]
             AnyDevice::Emu(_) => None,
         }
+    }
+}
+
+/// Errors unless a workspace of `words` floats holds `bytes`.
+fn check_workspace(bytes: usize, words: usize) -> Result<()> {
+    if words * 4 >= bytes {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument {
+            op: "conv2d",
+            reason: format!("workspace of {words} floats for {bytes} bytes"),
+        })
     }
 }
 
@@ -239,6 +332,50 @@ mod emu {
             super::super::emulated(ordinal).ok_or_else(|| {
                 CoreError::Unsupported(format!("cuda:{ordinal} is not an emulated device"))
             })
+        }
+
+        /// cuDNN's stand-in: the host reference of the description.
+        type Dnn = ();
+        type Algo = ();
+
+        fn dnn(_kc: &KernelContext<Emu>) -> std::result::Result<(), String> {
+            Ok(())
+        }
+
+        fn dnn_name(_dnn: &()) -> String {
+            "cuDNN stand-in (host reference convolution)".into()
+        }
+
+        /// One algorithm, deterministic, asking for the workspace an im2col GEMM of one
+        /// group would use (`C/groups · KH · KW · Ho · Wo` floats), so that the backend's
+        /// workspace handling runs with a workspace of a shape-dependent size.
+        fn conv_algo(
+            _dnn: &(),
+            desc: &ConvDesc,
+            _pass: ConvPass,
+            _deterministic: bool,
+        ) -> Result<ConvAlgo<()>> {
+            let (ho, wo) = desc.output_hw();
+            Ok(ConvAlgo {
+                algo: (),
+                name: "HOST_REFERENCE".into(),
+                deterministic: true,
+                workspace_bytes: 4 * desc.group_in() * desc.kernel.0 * desc.kernel.1 * ho * wo,
+            })
+        }
+
+        fn conv_run(
+            _dnn: &(),
+            desc: &ConvDesc,
+            pass: ConvPass,
+            algo: &ConvAlgo<()>,
+            a: &Self::Buf<f32>,
+            b: &Self::Buf<f32>,
+            out: &mut Self::Buf<f32>,
+            ws: &mut Self::Buf<f32>,
+        ) -> Result<()> {
+            check_workspace(algo.workspace_bytes, ws.len())?;
+            desc.reference(pass, a.as_slice(), b.as_slice(), out.as_mut_slice())
         }
 
         fn view<T: Elem>(b: &AnyBuf<T>) -> Option<&Self::Buf<T>> {
