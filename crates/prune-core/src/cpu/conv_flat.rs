@@ -120,6 +120,31 @@ pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
     p[g.cin * plane..].fill(0.0);
 }
 
+/// Channels of the micro-kernel block starting with `rest` channels left:
+/// [`CO_BLK`], except that five left are split 3 + 2, so a pruned count
+/// such as 9, 17 or 33 ends in blocks of 3 and 2 rather than a single
+/// channel (one channel has only `PV` accumulators, too few chains to keep
+/// the FMA units busy). Each channel's sum is the same whatever its block.
+fn block_width(rest: usize) -> usize {
+    if rest == CO_BLK + 1 {
+        3
+    } else {
+        rest.min(CO_BLK)
+    }
+}
+
+/// The channel blocks `co0..co1` of `cout` channels, by [`block_width`].
+pub(crate) fn channel_blocks(cout: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut co = 0;
+    while co < cout {
+        let end = co + block_width(cout - co);
+        out.push((co, end));
+        co = end;
+    }
+    out
+}
+
 /// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
 /// from its padded planes `p`, adding `bias[co]`.
 fn channels(
@@ -138,7 +163,7 @@ fn channels(
     with_scratch(Slot::Col2, (co1 - co0) * npos, |out| {
         let mut co = co0;
         while co < co1 {
-            let nco = (co1 - co).min(CO_BLK);
+            let nco = block_width(co1 - co);
             let ob = &mut out[(co - co0) * npos..(co - co0 + nco) * npos];
             kern.run(g, p, &w[co * g.cin * taps.len()..], &taps, nco, ob, npos);
             co += nco;
@@ -199,13 +224,17 @@ pub(crate) fn forward_post(
             for (ni, yn) in y.chunks_mut(img_out).enumerate() {
                 pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                 let p = &*p;
-                yn.par_chunks_mut(CO_BLK * oh * ow)
-                    .enumerate()
-                    .for_each(|(bi, yb)| {
-                        let co0 = bi * CO_BLK;
-                        channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
-                        post(ni * img_out + co0 * oh * ow, yb);
-                    });
+                let mut tasks = Vec::new();
+                let mut rest = &mut yn[..];
+                for (co0, co1) in channel_blocks(g.cout) {
+                    let (yb, tail) = rest.split_at_mut((co1 - co0) * oh * ow);
+                    tasks.push((co0, co1, yb));
+                    rest = tail;
+                }
+                tasks.into_par_iter().for_each(|(co0, co1, yb)| {
+                    channels(g, p, w, bias, co0, co1, yb);
+                    post(ni * img_out + co0 * oh * ow, yb);
+                });
             }
         })
     }
