@@ -117,7 +117,9 @@ pub(crate) fn backward_gemm(
     let wlen = g.weight_len();
     let clen = gemm_chunk_len(g.n, g.cout_g, hwo);
     let nchunks = g.n.div_ceil(clen);
-    let outer = nchunks >= 2 && rayon::current_num_threads() > 1;
+    // A few large chunks (deep layers on small planes) run one after the
+    // other with each product split across the threads instead.
+    let outer = nchunks >= 4 && rayon::current_num_threads() > 1;
     let per_product = images_per_product(g.cout_g, hwo, clen);
     // Input gradients of small output planes: batched after the chunks.
     let per_gemm = conv_batched::images_per_gemm(g);

@@ -41,11 +41,24 @@ pub(crate) fn images_per_gemm(g: &ConvGeom) -> usize {
     }
 }
 
+/// Whether `nb` batches run as parallel tasks (each product on one
+/// thread) rather than one after the other with each product split across
+/// the threads: only when there are at least [`TASKS_PER_THREAD`] per
+/// thread, so that a few large tasks do not leave a thread idle (or wait
+/// for one the machine has descheduled). Either way gives the same values.
+fn batches_in_parallel(nb: usize) -> bool {
+    let threads = rayon::current_num_threads();
+    threads > 1 && nb >= TASKS_PER_THREAD * threads
+}
+
+/// Batches per thread from which batches are the parallel tasks.
+const TASKS_PER_THREAD: usize = 4;
+
 /// `y` (`N·Cout·OH·OW`) from batches of `s` images: per batch and group,
 /// im2col of each image into its block of a `K × s·OH·OW` matrix, one
 /// product with the packed weights, and the blocks copied out; then the
-/// bias and `post` per image. Batches run in parallel when there are at
-/// least two, otherwise the product itself is parallel.
+/// bias and `post` per image. Batches run in parallel when there are
+/// enough of them, otherwise the product itself is parallel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     g: &ConvGeom,
@@ -59,7 +72,7 @@ pub(crate) fn forward(
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let nb = g.n.div_ceil(s);
-    let outer = nb >= 2 && rayon::current_num_threads() > 1;
+    let outer = batches_in_parallel(nb);
     let batch = |(bi, yb): (usize, &mut [f32])| {
         let n0 = bi * s;
         let imgs = yb.len() / g.img_out();
@@ -110,7 +123,7 @@ pub(crate) fn input_grad(g: &ConvGeom, dy: &[f32], packs_t: &[PackedA], dx: &mut
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let nb = g.n.div_ceil(s);
-    let outer = nb >= 2 && rayon::current_num_threads() > 1;
+    let outer = batches_in_parallel(nb);
     let batch = |(bi, dxb): (usize, &mut [f32])| {
         let n0 = bi * s;
         let imgs = dxb.len() / g.img_in().max(1);
