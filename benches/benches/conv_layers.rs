@@ -143,6 +143,12 @@ fn main() {
         ("resnet20-dense-b1".into(), 1, resnet20([16, 32, 64])),
         ("resnet20-pruned-b1".into(), 1, resnet20([9, 17, 33])),
         ("vgg-b64".into(), 64, vgg()),
+        // the last stage on 28x28 inputs (7x7) and on 32x32 inputs (8x8)
+        (
+            "stage3-b128".into(),
+            128,
+            vec![(1, 64, 7, 64, 3, 1), (1, 64, 8, 64, 3, 1)],
+        ),
     ];
     for (name, n, layers) in groups {
         if name.contains(&filter) {
