@@ -4,8 +4,10 @@
 //! (counts that are not multiples of 16, as after a real pruning run), and
 //! the second convolution of the block reads only those. The masks sit on
 //! the blocks' first batch norms (`layerS.B.bn1`), where network slimming
-//! and polarization put them. Prints the FLOPs ratio and a median-of-runs
-//! speedup, then criterion timings at batch 128 and batch 1.
+//! and polarization put them. Prints the FLOPs ratio and the speedup from
+//! runs that alternate the two models (medians, the median of the per-pair
+//! ratios, and the fastest runs), then criterion timings at batch 128 and
+//! batch 1.
 //!
 //! `cargo bench -p prune-benches --bench pruned_resnet`
 
@@ -34,17 +36,30 @@ fn masks(blocks: usize) -> ChannelMasks {
     m
 }
 
-fn median_ms(model: &Model, x: &Tensor, runs: usize) -> f64 {
-    predict(model, x.clone(), None).expect("predict");
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t0 = Instant::now();
-            black_box(predict(model, x.clone(), None).expect("predict"));
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[runs / 2]
+/// Times `runs` predictions of each model, alternating dense and compiled
+/// so that a change of machine load hits both alike; returns each model's
+/// median and fastest run (ms) and the median of the per-pair time ratios
+/// dense / compiled.
+fn paired_ms(dense: &Model, compiled: &Model, x: &Tensor, runs: usize) -> [f64; 5] {
+    let time = |m: &Model| {
+        let t0 = Instant::now();
+        black_box(predict(m, x.clone(), None).expect("predict"));
+        t0.elapsed().as_secs_f64() * 1e3
+    };
+    time(dense);
+    time(compiled);
+    let (mut d, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (td, tc) = (time(dense), time(compiled));
+        d.push(td);
+        c.push(tc);
+        r.push(td / tc);
+    }
+    for v in [&mut d, &mut c, &mut r] {
+        v.sort_by(f64::total_cmp);
+    }
+    let mid = runs / 2;
+    [d[mid], c[mid], d[0], c[0], r[mid]]
 }
 
 fn bench(c: &mut Criterion) {
@@ -65,13 +80,16 @@ fn bench(c: &mut Criterion) {
         .collect();
     for (batch, x) in &inputs {
         let runs = if *batch == 1 { 200 } else { 15 };
-        let (d, p) = (median_ms(&dense, x, runs), median_ms(&compiled, x, runs));
+        let [d, p, d_min, p_min, ratio] = paired_ms(&dense, &compiled, x, runs);
         println!(
             "resnet20 dense vs pruned, batch {batch}: {d:.3} vs {p:.3} ms, speedup {:.2}x; \
-             FLOPs ratio {:.2}x; speedup / FLOPs ratio {:.2}",
+             FLOPs ratio {:.2}x; speedup / FLOPs ratio {:.2}; paired: median speedup {ratio:.2}x \
+             ({:.2} of the FLOPs ratio), fastest runs {d_min:.3} vs {p_min:.3} ms ({:.2})",
             d / p,
             fd / fc,
-            (d / p) / (fd / fc)
+            (d / p) / (fd / fc),
+            ratio / (fd / fc),
+            (d_min / p_min) / (fd / fc)
         );
     }
     let mut g = c.benchmark_group("resnet20_pruned");

@@ -113,11 +113,16 @@ fn resnet20_adam_losses_match_reference() {
     // ResNet-20's 3×3 stride-1 layers run the direct convolution by default
     // and im2col + GEMM under PRUNE_CONV_ALGO=gemm (the values from before
     // the direct kernel existed); the two algorithms differ in rounding
-    // only, which Adam's last steps here amplify to ~5e-4.
+    // only, which Adam's last steps here amplify to ~5e-4. Re-pinned when
+    // the default backward of layers with output planes under 128
+    // positions (here the last stage's 8×8) moved to im2col + GEMM, which
+    // measured about twice as fast there: the default now agrees with the
+    // GEMM values to ~4e-6 (it was [3.3666105, 1.6109593, 0.75121015,
+    // 15.099201] with the direct backward on every stage).
     let want: &[f32] = if std::env::var("PRUNE_CONV_ALGO").as_deref() == Ok("gemm") {
         &[3.366611, 1.6109514, 0.7512698, 15.094814]
     } else {
-        &[3.3666105, 1.6109593, 0.75121015, 15.099201]
+        &[3.3666105, 1.610951, 0.7512701, 15.0948105]
     };
     check("resnet20", &got, want);
 }

@@ -29,9 +29,11 @@
 //! single-group layers with few channels may instead run a direct kernel
 //! over padded planes (`conv_flat.rs`, `conv_flat_grad.rs`) for the output
 //! and for all gradients, whichever measured faster for the shape
-//! (`conv_tune.rs`).
+//! (`conv_tune.rs`). Layers with small output planes run the GEMM over
+//! several images at once (`conv_batched.rs`).
 
 use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
+use super::conv_batched;
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
@@ -386,6 +388,11 @@ fn forward_gemm_post(
     post: &PostFn,
 ) -> Result<()> {
     let packs = pack_weights(g, w, false)?;
+    let per_gemm = conv_batched::images_per_gemm(g);
+    if per_gemm > 1 {
+        conv_batched::forward(g, x, &packs, bias, y, post, per_gemm);
+        return Ok(());
+    }
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let outer = g.n >= 2 && rayon::current_num_threads() > 1;

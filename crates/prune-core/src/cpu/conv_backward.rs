@@ -7,8 +7,9 @@
 //! dX_n = col2im(W_gᵀ · dY_{n,g})
 //! ```
 //!
-//! The batch is split into at most eight fixed chunks of images, processed
-//! in parallel; each chunk sums its own weight gradient and the chunk sums
+//! The batch is split into at most eight fixed chunks of images (fewer for
+//! deep layers on small planes, see [`gemm_chunk_len`]), processed in
+//! parallel; each chunk sums its own weight gradient and the chunk sums
 //! are added in chunk order, so the result does not depend on the thread
 //! count. When a group has more output channels than output pixels (deep
 //! layers on small images), the weight-gradient product of one image is
@@ -23,6 +24,7 @@
 //! image.
 
 use super::conv::{pack_weights, ConvGeom};
+use super::conv_batched;
 use super::gemm::{gemm, gemm_prepacked, Operand};
 use super::im2col::{col2im_add, im2col_ld};
 use super::reduce;
@@ -38,6 +40,20 @@ pub(crate) fn chunk_len(n: usize) -> usize {
 
 /// Largest depth of one concatenated weight-gradient product.
 const MAX_DEPTH: usize = 512;
+
+/// Images per chunk of the GEMM weight-gradient sum: [`chunk_len`], or
+/// more when a group has more output channels than output pixels, so that
+/// a chunk's products reach about [`MAX_DEPTH`] of depth. On small planes
+/// (2×2 or 4×4 maps of 512 channels) eight chunks would each write and
+/// re-read a full weight-sized partial sum for a product only 16–128 deep.
+/// Fixed by the shape and the batch size, like [`chunk_len`].
+fn gemm_chunk_len(n: usize, cout_g: usize, hwo: usize) -> usize {
+    if hwo == 0 || cout_g <= hwo {
+        chunk_len(n)
+    } else {
+        chunk_len(n).max(MAX_DEPTH.div_ceil(hwo)).min(n.max(1))
+    }
+}
 
 /// Images concatenated per weight-gradient product: about `Cout/G` pixels
 /// of depth when a group has more output channels than output pixels,
@@ -99,10 +115,15 @@ pub(crate) fn backward_gemm(
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let wlen = g.weight_len();
-    let clen = chunk_len(g.n);
+    let clen = gemm_chunk_len(g.n, g.cout_g, hwo);
     let nchunks = g.n.div_ceil(clen);
-    let outer = nchunks >= 2 && rayon::current_num_threads() > 1;
+    // A few large chunks (deep layers on small planes) run one after the
+    // other with each product split across the threads instead.
+    let outer = nchunks >= 4 && rayon::current_num_threads() > 1;
     let per_product = images_per_product(g.cout_g, hwo, clen);
+    // Input gradients of small output planes: batched after the chunks.
+    let per_gemm = conv_batched::images_per_gemm(g);
+    let (dx, dx_batched) = if per_gemm > 1 { (None, dx) } else { (dx, None) };
 
     // dW_g (+)= dY · colᵀ over images n0..n1 of one group, concatenated
     // along the depth when there is more than one.
@@ -213,6 +234,9 @@ pub(crate) fn backward_gemm(
             .for_each(|(ci, o)| chunk(ci, o));
     }
     sum_partials(&partials, dw);
+    if let Some(dx) = dx_batched {
+        conv_batched::input_grad(g, dy, &packs_t, dx, per_gemm);
+    }
     Ok(())
 }
 
@@ -241,5 +265,17 @@ mod tests {
         assert_eq!(images_per_product(256, 64, 3), 3);
         assert_eq!(images_per_product(1024, 16, 100), 32);
         assert_eq!(images_per_product(8, 0, 4), 1);
+    }
+
+    #[test]
+    fn chunks_of_small_planes_reach_the_product_depth() {
+        // fewer channels than pixels: eight chunks
+        assert_eq!(gemm_chunk_len(128, 64, 64), 16);
+        assert_eq!(gemm_chunk_len(4, 64, 64), 1);
+        // 512 channels on 4x4 and 2x2 maps, batch 64: 2 chunks and 1
+        assert_eq!(gemm_chunk_len(64, 512, 16), 32);
+        assert_eq!(gemm_chunk_len(64, 512, 4), 64);
+        assert_eq!(gemm_chunk_len(64, 256, 64), 8);
+        assert_eq!(gemm_chunk_len(1, 512, 4), 1);
     }
 }

@@ -120,6 +120,31 @@ pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
     p[g.cin * plane..].fill(0.0);
 }
 
+/// Channels of the micro-kernel block starting with `rest` channels left:
+/// [`CO_BLK`], except that five left are split 3 + 2, so a pruned count
+/// such as 9, 17 or 33 ends in blocks of 3 and 2 rather than a single
+/// channel (one channel has only `PV` accumulators, too few chains to keep
+/// the FMA units busy). Each channel's sum is the same whatever its block.
+fn block_width(rest: usize) -> usize {
+    if rest == CO_BLK + 1 {
+        3
+    } else {
+        rest.min(CO_BLK)
+    }
+}
+
+/// The channel blocks `co0..co1` of `cout` channels, by [`block_width`].
+pub(crate) fn channel_blocks(cout: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut co = 0;
+    while co < cout {
+        let end = co + block_width(cout - co);
+        out.push((co, end));
+        co = end;
+    }
+    out
+}
+
 /// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
 /// from its padded planes `p`, adding `bias[co]`.
 fn channels(
@@ -138,7 +163,7 @@ fn channels(
     with_scratch(Slot::Col2, (co1 - co0) * npos, |out| {
         let mut co = co0;
         while co < co1 {
-            let nco = (co1 - co).min(CO_BLK);
+            let nco = block_width(co1 - co);
             let ob = &mut out[(co - co0) * npos..(co - co0 + nco) * npos];
             kern.run(g, p, &w[co * g.cin * taps.len()..], &taps, nco, ob, npos);
             co += nco;
@@ -155,9 +180,85 @@ fn channels(
     });
 }
 
+/// Flattened positions of one output plane from which a single image is
+/// split across threads by rows of every plane rather than by blocks of
+/// channels: the rows balance whatever the channel count (a pruned 9 is
+/// blocks of 4, 3 and 2), while a small plane cut in two would round each
+/// half up to whole vectors (7×7: 4 vectors whole, 5 in halves).
+const ROW_SPLIT_MIN: usize = 192;
+
+/// The output of one image as a raw pointer shared by tasks that write
+/// disjoint rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint ranges; the pointer outlives the parallel
+// region (it borrows a `&mut [f32]` held by the caller).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Output rows `r0..r1` of every channel of one image, written through
+/// `y` (the image's `[cout, OH, OW]` output), plus the bias, then `post`
+/// on each channel's rows (`base` is the image's offset in the whole
+/// output). The positions of rows `r0..` are those of the whole plane
+/// shifted by `r0·Wp`, so every value is the same sum as unsplit.
+///
+/// # Safety
+/// `y` must hold `cout·OH·OW` values, and no other thread may access rows
+/// `r0..r1` of its planes during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows(
+    g: &FlatGeom,
+    p: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    r0: usize,
+    r1: usize,
+    y: OutPtr,
+    post: &PostFn,
+    base: usize,
+) {
+    let (oh, ow) = g.out_hw();
+    let wp = g.wp();
+    let npos = ((r1 - r0) * wp).next_multiple_of(LANES);
+    let taps = g.taps();
+    let kern = Kernel::detect();
+    let ps = &p[r0 * wp..];
+    with_scratch(Slot::Col2, CO_BLK * npos, |out| {
+        let mut co = 0;
+        while co < g.cout {
+            let nco = block_width(g.cout - co);
+            let ob = &mut out[..nco * npos];
+            kern.run(g, ps, &w[co * g.cin * taps.len()..], &taps, nco, ob, npos);
+            for k in 0..nco {
+                let b = bias.map_or(0.0, |b| b[co + k]);
+                let at = (co + k) * oh * ow + r0 * ow;
+                // SAFETY: rows r0..r1 of this plane lie inside `y` and
+                // belong to this call only (the caller's contract).
+                let yp = unsafe { std::slice::from_raw_parts_mut(y.get().add(at), (r1 - r0) * ow) };
+                let src = &ob[k * npos..];
+                for (r, row) in yp.chunks_mut(ow).enumerate() {
+                    for (d, s) in row.iter_mut().zip(&src[r * wp..r * wp + ow]) {
+                        *d = s + b;
+                    }
+                }
+                post(base + at, yp);
+            }
+            co += nco;
+        }
+    });
+}
+
 /// Direct correlation of a batch: `x [n, cin, h, w]`, `w [cout, cin, kh, kw]`,
 /// into `y [n, cout, OH, OW]` (overwritten), plus `bias[co]`. Images run in
-/// parallel; a single image is split into blocks of output channels.
+/// parallel; a single image is split into blocks of rows (large planes) or
+/// of output channels.
 pub(crate) fn forward(
     g: &FlatGeom,
     n: usize,
@@ -170,8 +271,8 @@ pub(crate) fn forward(
 }
 
 /// [`forward`], then `post(offset, values)` on each image's output (each
-/// block of channels for a single image) while it is in cache; `offset`
-/// is the position of `values` in `y`.
+/// block of channels, or each channel's block of rows, for a single image)
+/// while it is in cache; `offset` is the position of `values` in `y`.
 pub(crate) fn forward_post(
     g: &FlatGeom,
     n: usize,
@@ -199,13 +300,29 @@ pub(crate) fn forward_post(
             for (ni, yn) in y.chunks_mut(img_out).enumerate() {
                 pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                 let p = &*p;
-                yn.par_chunks_mut(CO_BLK * oh * ow)
-                    .enumerate()
-                    .for_each(|(bi, yb)| {
-                        let co0 = bi * CO_BLK;
-                        channels(g, p, w, bias, co0, (co0 + CO_BLK).min(g.cout), yb);
-                        post(ni * img_out + co0 * oh * ow, yb);
+                let threads = rayon::current_num_threads();
+                if threads > 1 && oh * g.wp() >= ROW_SPLIT_MIN {
+                    let per = oh.div_ceil(threads.min(oh));
+                    let yp = OutPtr(yn.as_mut_ptr());
+                    (0..oh.div_ceil(per)).into_par_iter().for_each(|bi| {
+                        let (r0, r1) = (bi * per, ((bi + 1) * per).min(oh));
+                        // SAFETY: each task writes rows r0..r1 of every
+                        // plane of `yn`, disjoint from the other tasks'.
+                        unsafe { rows(g, p, w, bias, r0, r1, yp, post, ni * img_out) };
                     });
+                    continue;
+                }
+                let mut tasks = Vec::new();
+                let mut rest = &mut yn[..];
+                for (co0, co1) in channel_blocks(g.cout) {
+                    let (yb, tail) = rest.split_at_mut((co1 - co0) * oh * ow);
+                    tasks.push((co0, co1, yb));
+                    rest = tail;
+                }
+                tasks.into_par_iter().for_each(|(co0, co1, yb)| {
+                    channels(g, p, w, bias, co0, co1, yb);
+                    post(ni * img_out + co0 * oh * ow, yb);
+                });
             }
         })
     }

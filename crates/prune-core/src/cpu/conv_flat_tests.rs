@@ -22,7 +22,29 @@ const CASES: &[[usize; 9]] = &[
     [1, 3, 12, 12, 5, 5, 5, 0, 0],
     [2, 5, 8, 6, 7, 3, 2, 0, 1],
     [1, 1, 5, 5, 3, 2, 2, 1, 1],
+    [2, 9, 14, 14, 17, 3, 3, 1, 1],
+    [1, 17, 7, 7, 33, 3, 3, 1, 1],
 ];
+
+#[test]
+fn pruned_channel_counts_end_in_blocks_of_three_and_two() {
+    let widths = |c: usize| -> Vec<usize> {
+        conv_flat::channel_blocks(c)
+            .iter()
+            .map(|&(a, b)| b - a)
+            .collect()
+    };
+    assert_eq!(widths(9), [4, 3, 2]);
+    assert_eq!(widths(17), [4, 4, 4, 3, 2]);
+    assert_eq!(widths(16), [4, 4, 4, 4]);
+    assert_eq!(widths(6), [4, 2]);
+    assert_eq!(widths(5), [3, 2]);
+    assert_eq!(widths(1), [1]);
+    assert!(widths(0).is_empty());
+    let blocks = conv_flat::channel_blocks(33);
+    assert_eq!((blocks[0].0, blocks.last().unwrap().1), (0, 33));
+    assert!(blocks.windows(2).all(|p| p[0].1 == p[1].0));
+}
 
 fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
     let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;

@@ -39,6 +39,13 @@ const CASES: &[Case] = &[
     (16, 2, 3, 3, 12, 2, 2, (1, 1), (0, 0), 1),
     (16, 4, 2, 2, 12, 1, 1, (1, 1), (0, 0), 2),
     (24, 2, 4, 3, 36, 3, 2, (1, 1), (1, 0), 2),
+    // Small output planes: products over several images (conv_batched.rs),
+    // with a partial last batch, stride 2, and a 1x1 layer.
+    (11, 4, 6, 6, 6, 3, 3, (1, 1), (1, 1), 2),
+    (13, 3, 9, 9, 5, 3, 3, (2, 2), (1, 1), 1),
+    (5, 6, 2, 2, 7, 1, 1, (1, 1), (0, 0), 1),
+    // stride 2 on rows long enough for the vector im2col/col2im
+    (2, 3, 10, 30, 4, 3, 3, (2, 2), (1, 1), 1),
 ];
 
 fn params(c: &Case) -> Conv2dParams {
@@ -382,6 +389,55 @@ fn single_images_split_by_columns_match_batches_and_loops() {
                 .unwrap();
             let yt = pool.install(|| conv2d_forward(&x, &w, Some(&b), &p).unwrap());
             assert!(yt == y, "{c:?}: {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn products_over_several_images_equal_per_image_products() {
+    // Each image of a batch whose products are concatenated (small output
+    // planes) gives bit for bit the output and input gradient it gives
+    // alone (one image: per-image products), on 1 and 3 threads.
+    for c in [
+        (11, 4, 6, 6, 6, 3, 3, (1, 1), (1, 1), 2),
+        (13, 3, 9, 9, 5, 3, 3, (2, 2), (1, 1), 1),
+        (40, 20, 4, 4, 130, 3, 3, (1, 1), (1, 1), 1),
+        (5, 6, 2, 2, 7, 1, 1, (1, 1), (0, 0), 1),
+    ] {
+        let (x, w, b) = inputs(&c, 23);
+        let p = params(&c);
+        let (img_in, img_out) = (x.numel() / c.0, {
+            let (oh, ow) = conv2d_out_hw(c.2, c.3, c.5, c.6, &p).unwrap();
+            c.4 * oh * ow
+        });
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+                let g = conv2d_backward(&x, &w, &y, &p, true).unwrap();
+                let dx = g.x.unwrap();
+                for i in 0..c.0 {
+                    let xi = x.data()[i * img_in..(i + 1) * img_in].to_vec();
+                    let xi = Tensor::from_vec([1, c.1, c.2, c.3], xi).unwrap();
+                    let yi = conv2d_forward(&xi, &w, Some(&b), &p).unwrap();
+                    let what = format!("{c:?}, image {i}, {threads} threads");
+                    assert!(
+                        yi.data() == &y.data()[i * img_out..(i + 1) * img_out],
+                        "{what}"
+                    );
+                    let dyi = y.data()[i * img_out..(i + 1) * img_out].to_vec();
+                    let dyi = Tensor::from_vec(yi.shape().to_vec(), dyi).unwrap();
+                    let gi = conv2d_backward(&xi, &w, &dyi, &p, true).unwrap();
+                    let dxi = gi.x.unwrap();
+                    assert!(
+                        dxi.data() == &dx.data()[i * img_in..(i + 1) * img_in],
+                        "dx {what}"
+                    );
+                }
+            });
         }
     }
 }

@@ -4,10 +4,11 @@
 //! The two algorithms differ in rounding, so the choice decides the exact
 //! numbers a run produces. By default it is a fixed rule — the direct
 //! kernel wherever it applies (stride 1, one group, a kernel larger than
-//! 1×1, at most 128 channels each way), where it measured faster than
-//! im2col + GEMM in every ResNet-20 layer at batch 128 (docs/performance.md)
-//! — so a seed gives the same run in every process, resumed or not, on any
-//! machine and thread count.
+//! 1×1, at most 128 channels each way), except for the backward pass of
+//! layers whose output planes have fewer than [`DIRECT_BACKWARD_MIN`]
+//! positions (8×8, 7×7), where im2col + GEMM measured about twice as fast
+//! (docs/performance.md) — so a seed gives the same run in every process,
+//! resumed or not, on any machine and thread count.
 //!
 //! `PRUNE_CONV_ALGO=tune` measures instead: a layer is run both ways the
 //! first time its shape is seen (each three times, alternating, the faster
@@ -59,7 +60,9 @@ fn table() -> &'static Mutex<HashMap<Key, Algo>> {
 /// How `PRUNE_CONV_ALGO` says to choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
-    /// Always this algorithm (the default: [`Algo::Direct`]).
+    /// The default: [`rule`].
+    Rule,
+    /// Always this algorithm (`gemm` or `direct`).
     Fixed(Algo),
     /// Measure once per shape.
     Tune,
@@ -69,17 +72,37 @@ fn mode() -> Mode {
     static MODE: OnceLock<Mode> = OnceLock::new();
     *MODE.get_or_init(|| match std::env::var("PRUNE_CONV_ALGO").ok().as_deref() {
         Some("gemm") => Mode::Fixed(Algo::Gemm),
+        Some("direct") => Mode::Fixed(Algo::Direct),
         Some("tune") => Mode::Tune,
-        _ => Mode::Fixed(Algo::Direct),
+        _ => Mode::Rule,
     })
 }
 
+/// Output positions per plane below which the backward pass runs on
+/// im2col + GEMM by default: the direct weight gradient reduces 9 taps of
+/// vector accumulators per channel pair over planes of only 49–64
+/// positions, and measured 1.7–2.6x slower than the GEMM backward on
+/// ResNet's 64-channel 7×7 and 8×8 layers at batch 128.
+pub(crate) const DIRECT_BACKWARD_MIN: usize = 128;
+
+/// The default choice: the direct kernel, except for the backward pass on
+/// small output planes.
+fn rule(pass: Pass, geom: &FlatGeom) -> Algo {
+    let (oh, ow) = geom.out_hw();
+    if pass == Pass::Backward && oh * ow < DIRECT_BACKWARD_MIN {
+        Algo::Gemm
+    } else {
+        Algo::Direct
+    }
+}
+
 /// The algorithm for `pass` on a batch of `n` with geometry `geom`: the
-/// fixed one, or (with `PRUNE_CONV_ALGO=tune`) the recorded one or the one
-/// measured now by calling `trial` with each algorithm (its results are
-/// discarded by the caller).
+/// default [`rule`], a forced one, or (with `PRUNE_CONV_ALGO=tune`) the
+/// recorded one or the one measured now by calling `trial` with each
+/// algorithm (its results are discarded by the caller).
 pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, trial: impl FnMut(Algo)) -> Algo {
     match mode() {
+        Mode::Rule => rule(pass, &geom),
         Mode::Fixed(a) => a,
         Mode::Tune => measure(pass, n, geom, trial),
     }
@@ -127,6 +150,20 @@ mod tests {
             ph: 1,
             pw: 1,
         }
+    }
+
+    #[test]
+    fn the_rule_keeps_small_planes_backward_on_the_gemm() {
+        let plane = |hw: usize| FlatGeom {
+            h: hw,
+            w: hw,
+            ..geom(64)
+        };
+        assert_eq!(rule(Pass::Forward, &plane(7)), Algo::Direct);
+        assert_eq!(rule(Pass::Backward, &plane(7)), Algo::Gemm);
+        assert_eq!(rule(Pass::Backward, &plane(8)), Algo::Gemm);
+        assert_eq!(rule(Pass::Backward, &plane(14)), Algo::Direct);
+        assert_eq!(rule(Pass::Backward, &plane(28)), Algo::Direct);
     }
 
     #[test]

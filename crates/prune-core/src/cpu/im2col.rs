@@ -103,6 +103,22 @@ trait RowOps {
     unsafe fn add(d: *mut f32, s: *const f32, n: usize);
     /// `dst[i] = 0`.
     unsafe fn zero(dst: &mut [f32]);
+    /// `d[i] = s[2·i]` for `i < n` (a stride-2 row); `d` must be valid for
+    /// `n` values and `s` for `2·n − 1`, the two disjoint.
+    unsafe fn copy_stride2(d: *mut f32, s: *const f32, n: usize) {
+        for i in 0..n {
+            // SAFETY: caller contract.
+            unsafe { *d.add(i) = *s.add(2 * i) };
+        }
+    }
+    /// `d[2·i] += s[i]` for `i < n`, the odd positions untouched; `d` must
+    /// be valid for `2·n − 1` values and `s` for `n`, the two disjoint.
+    unsafe fn add_stride2(d: *mut f32, s: *const f32, n: usize) {
+        for i in 0..n {
+            // SAFETY: caller contract.
+            unsafe { *d.add(2 * i) += *s.add(i) };
+        }
+    }
 }
 
 /// Plain Rust loops.
@@ -170,6 +186,73 @@ mod avx2_rows {
                 while i < n {
                     *d.add(i) += *s.add(i);
                     i += 1;
+                }
+            }
+        }
+
+        /// Eight outputs per step from two loads of sixteen values; the
+        /// loop stops where the second load would pass `s[2·n − 2]`, one
+        /// overlapping step covers what it can of the rest, and the last
+        /// value is scalar.
+        #[inline(always)]
+        unsafe fn copy_stride2(d: *mut f32, s: *const f32, n: usize) {
+            // SAFETY: a step at `i` reads `s[2i..2i+16]` and writes
+            // `d[i..i+8]`, in bounds for `i + 9 ≤ n`; AVX2 is present
+            // (trait contract).
+            unsafe {
+                #[inline(always)]
+                unsafe fn step(d: *mut f32, s: *const f32, i: usize) {
+                    // SAFETY: forwarded from `copy_stride2`.
+                    unsafe {
+                        let a = _mm256_loadu_ps(s.add(2 * i));
+                        let b = _mm256_loadu_ps(s.add(2 * i + 8));
+                        // [s0 s2 s8 s10 | s4 s6 s12 s14] → [s0 s2 s4 … s14]
+                        let t = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                        let r = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t));
+                        _mm256_storeu_ps(d.add(i), _mm256_castpd_ps(r));
+                    }
+                }
+                let mut i = 0;
+                while i + 9 <= n {
+                    step(d, s, i);
+                    i += 8;
+                }
+                if i < n && n >= 9 {
+                    step(d, s, n - 9);
+                    i = n - 1;
+                }
+                for j in i..n {
+                    *d.add(j) = *s.add(2 * j);
+                }
+            }
+        }
+
+        /// Eight inputs per step: the sums are blended into the even
+        /// positions of sixteen destination values, the odd ones stored
+        /// back unchanged; bounds as in `copy_stride2`.
+        #[inline(always)]
+        unsafe fn add_stride2(d: *mut f32, s: *const f32, n: usize) {
+            // SAFETY: a step at `i` reads `s[i..i+8]` and reads and writes
+            // `d[2i..2i+16]`, in bounds for `i + 9 ≤ n`.
+            unsafe {
+                let mut i = 0;
+                while i + 9 <= n {
+                    let v = _mm256_loadu_ps(s.add(i));
+                    // [v0 v1 v2 v3 v4 v5 v6 v7] → [v0 _ v1 _ v2 _ v3 _], [v4 _ … v7 _]
+                    let lo = _mm256_unpacklo_ps(v, v); // v0 v0 v1 v1 | v4 v4 v5 v5
+                    let hi = _mm256_unpackhi_ps(v, v); // v2 v2 v3 v3 | v6 v6 v7 v7
+                    let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+                    let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+                    for (k, w) in [first, second].into_iter().enumerate() {
+                        let p = d.add(2 * i + 8 * k);
+                        let old = _mm256_loadu_ps(p);
+                        let sum = _mm256_add_ps(old, w);
+                        _mm256_storeu_ps(p, _mm256_blend_ps::<0b0101_0101>(old, sum));
+                    }
+                    i += 8;
+                }
+                for j in i..n {
+                    *d.add(2 * j) += *s.add(j);
                 }
             }
         }
@@ -268,6 +351,16 @@ unsafe fn im2col_impl<R: RowOps>(g: &Im2ColGeom, x: &[f32], col: &mut [f32], ld:
                         // features of `R` are the caller's contract.
                         unsafe { R::copy(dp.add(d0 + r * g.ow), sp.add(s0 + r * step), len) };
                     }
+                } else if g.sw == 2 {
+                    let len = hi - lo;
+                    for oh in oh_lo..oh_hi {
+                        let out = &mut dst[oh * g.ow + lo..oh * g.ow + hi];
+                        let src = &plane[(oh * g.sh + ki - g.ph) * g.w + first..];
+                        assert!(src.len() > 2 * (len - 1));
+                        // SAFETY: `out` holds `len` values and `src` at
+                        // least `2·len − 1`; features as above.
+                        unsafe { R::copy_stride2(out.as_mut_ptr(), src.as_ptr(), len) };
+                    }
                 } else {
                     for oh in oh_lo..oh_hi {
                         let out = &mut dst[oh * g.ow + lo..oh * g.ow + hi];
@@ -295,30 +388,37 @@ unsafe fn im2col_impl<R: RowOps>(g: &Im2ColGeom, x: &[f32], col: &mut [f32], ld:
 /// Adds the column matrix `col` back into `dx` (`cin × H × W`): the adjoint
 /// of [`im2col`]. `dx` is accumulated into, not overwritten.
 pub(crate) fn col2im_add(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]) {
+    col2im_add_ld(g, col, dx, g.cols());
+}
+
+/// [`col2im_add`] from a matrix whose rows are `ld ≥ cols()` values apart
+/// (one image's columns inside a wider matrix, see [`im2col_ld`]).
+pub(crate) fn col2im_add_ld(g: &Im2ColGeom, col: &[f32], dx: &mut [f32], ld: usize) {
+    assert!(ld >= g.cols(), "col2im: row stride shorter than a row");
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 was detected.
-            unsafe { col2im_add_avx2(g, col, dx) };
+            unsafe { col2im_add_avx2(g, col, dx, ld) };
             return;
         }
     }
     // SAFETY: the portable row operations need no CPU features.
-    unsafe { col2im_add_impl::<Portable>(g, col, dx) };
+    unsafe { col2im_add_impl::<Portable>(g, col, dx, ld) };
 }
 
 /// [`col2im_add_impl`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn col2im_add_avx2(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]) {
+unsafe fn col2im_add_avx2(g: &Im2ColGeom, col: &[f32], dx: &mut [f32], ld: usize) {
     // SAFETY: AVX2 is enabled for this function.
-    unsafe { col2im_add_impl::<avx2_rows::Avx2>(g, col, dx) };
+    unsafe { col2im_add_impl::<avx2_rows::Avx2>(g, col, dx, ld) };
 }
 
 /// # Safety
 /// The CPU features of `R` must be present.
 #[inline(always)]
-unsafe fn col2im_add_impl<R: RowOps>(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]) {
+unsafe fn col2im_add_impl<R: RowOps>(g: &Im2ColGeom, col: &[f32], dx: &mut [f32], ld: usize) {
     let ncols = g.cols();
     let (oh_ranges, ow_ranges) = g.valid_ranges();
     for c in 0..g.cin {
@@ -326,7 +426,7 @@ unsafe fn col2im_add_impl<R: RowOps>(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]
         for (ki, &(oh_lo, oh_hi)) in oh_ranges.iter().enumerate() {
             for (kj, &(lo, hi)) in ow_ranges.iter().enumerate() {
                 let row = (c * g.kh + ki) * g.kw + kj;
-                let src = &col[row * ncols..(row + 1) * ncols];
+                let src = &col[row * ld..row * ld + ncols];
                 if lo == hi {
                     continue;
                 }
@@ -345,6 +445,16 @@ unsafe fn col2im_add_impl<R: RowOps>(g: &Im2ColGeom, col: &[f32], dx: &mut [f32]
                         // SAFETY: the ranges were checked above; the
                         // features of `R` are the caller's contract.
                         unsafe { R::add(dp.add(d0 + r * step), sp.add(s0 + r * g.ow), len) };
+                    }
+                } else if g.sw == 2 {
+                    let len = hi - lo;
+                    for oh in oh_lo..oh_hi {
+                        let vals = &src[oh * g.ow + lo..oh * g.ow + hi];
+                        let dst = &mut plane[(oh * g.sh + ki - g.ph) * g.w + first..];
+                        assert!(dst.len() > 2 * (len - 1));
+                        // SAFETY: `vals` holds `len` values and `dst` at
+                        // least `2·len − 1`; features as above.
+                        unsafe { R::add_stride2(dst.as_mut_ptr(), vals.as_ptr(), len) };
                     }
                 } else {
                     for oh in oh_lo..oh_hi {
@@ -376,6 +486,11 @@ mod tests {
             (4, 4, 1, 1, 1, 1, 0, 0),
             (3, 8, 5, 5, 2, 3, 2, 2),
             (2, 2, 4, 4, 1, 1, 3, 3),
+            // stride 2 on rows long enough for the vector copies
+            (9, 40, 3, 3, 2, 2, 1, 1),
+            (5, 30, 1, 1, 2, 2, 0, 0),
+            (6, 35, 3, 3, 2, 2, 1, 1),
+            (4, 19, 3, 3, 2, 2, 0, 1),
         ] {
             let oh = (h + 2 * ph - kh) / sh + 1;
             let ow = (w + 2 * pw - kw) / sw + 1;
@@ -446,7 +561,7 @@ mod tests {
             let mut portable = x.clone();
             col2im_add(&g, &c, &mut fast);
             // SAFETY: as above.
-            unsafe { col2im_add_impl::<Portable>(&g, &c, &mut portable) };
+            unsafe { col2im_add_impl::<Portable>(&g, &c, &mut portable, g.cols()) };
             assert_eq!(fast, portable, "{g:?}");
         }
     }

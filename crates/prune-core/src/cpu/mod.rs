@@ -17,6 +17,7 @@ pub mod batchnorm;
 pub mod batchnorm_relu;
 pub mod conv;
 mod conv_backward;
+mod conv_batched;
 mod conv_direct;
 mod conv_flat;
 mod conv_flat_grad;
