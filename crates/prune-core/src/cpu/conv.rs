@@ -39,13 +39,14 @@ use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
 use super::conv_tune::{self, Algo, Pass};
 use super::elementwise;
-use super::gemm::{gemm_prepacked, Operand, PackedA};
+use super::gemm::{gemm_prepacked, gemm_prepacked_overwrite, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
 use super::scratch::{with_scratch, Slot};
 use super::shape::{checked_numel, padded};
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Stride, zero padding and channel groups of a 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -305,29 +306,39 @@ fn forward_with(
             });
         }
     }
-    let mut y = elementwise::zeros(g.n * g.img_out());
+    let len = g.n * g.img_out();
     let bias = bias.map(|b| b.data());
-    if !y.is_empty() {
+    if len > 0 && !g.is_depthwise() && g.col.rows() > 0 {
+        // The GEMM (β = 0) and the direct kernel store every output value
+        // without reading it: no zero-fill pass before them.
+        let (x, w) = (x.data(), w.data());
+        let run = |algo: Algo, y: &mut [MaybeUninit<f32>]| match (algo, g.flat()) {
+            (Algo::Direct, Some(fg)) => {
+                conv_flat::forward_post(&fg, g.n, x, w, bias, y, post);
+                Ok(())
+            }
+            _ => forward_gemm_post(&g, x, w, bias, y, post),
+        };
+        let algo = match g.flat() {
+            Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
+                // A failing trial fails again in the real run below.
+                let _ = run(a, &mut Vec::with_capacity(len).spare_capacity_mut()[..len]);
+            }),
+            None => Algo::Gemm,
+        };
+        let mut y = Vec::<f32>::with_capacity(len);
+        run(algo, &mut y.spare_capacity_mut()[..len])?;
+        // SAFETY: `run` wrote all `len` values (it returned `Ok`).
+        unsafe { y.set_len(len) };
+        return Tensor::from_vec(shape, y);
+    }
+    // The depthwise kernel accumulates into zeros; without weights the
+    // output is the bias alone.
+    let mut y = elementwise::zeros(len);
+    if len > 0 {
         if g.is_depthwise() {
             conv_direct::depthwise_forward(&g, x.data(), w.data(), bias, &mut y);
             post(0, &mut y);
-        } else if g.col.rows() > 0 {
-            let (x, w) = (x.data(), w.data());
-            let run = |algo: Algo, y: &mut [f32]| match (algo, g.flat()) {
-                (Algo::Direct, Some(fg)) => {
-                    conv_flat::forward_post(&fg, g.n, x, w, bias, y, post);
-                    Ok(())
-                }
-                _ => forward_gemm_post(&g, x, w, bias, y, post),
-            };
-            let algo = match g.flat() {
-                Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
-                    // A failing trial fails again in the real run below.
-                    let _ = run(a, &mut vec![0.0; y.len()]);
-                }),
-                None => Algo::Gemm,
-            };
-            run(algo, &mut y)?;
         } else {
             if let Some(b) = bias {
                 y.chunks_mut(g.img_out()).for_each(|yn| add_bias(yn, b));
@@ -336,6 +347,16 @@ fn forward_with(
         }
     }
     Tensor::from_vec(shape, y)
+}
+
+/// `s` as values, once every element has been written.
+///
+/// # Safety
+/// Every element of `s` must have been written.
+pub(crate) unsafe fn assume_written(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32` and the caller
+    // guarantees every element is initialised.
+    unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// The input gradient of a stride-1, single-group layer by the direct
@@ -375,16 +396,19 @@ pub(crate) fn forward_gemm(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<()> {
+    // SAFETY: `forward_gemm_post` writes only finished values into `y`.
+    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
     forward_gemm_post(g, x, w, bias, y, &|_, _| {})
 }
 
-/// [`forward_gemm`] followed by `post` on each image after its bias.
+/// [`forward_gemm`] followed by `post` on each image after its bias; every
+/// value of `y` is written, none read before.
 fn forward_gemm_post(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     post: &PostFn,
 ) -> Result<()> {
     let packs = pack_weights(g, w, false)?;
@@ -396,7 +420,7 @@ fn forward_gemm_post(
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let outer = g.n >= 2 && rayon::current_num_threads() > 1;
-    let per_image = |(ni, yn): (usize, &mut [f32])| {
+    let per_image = |(ni, yn): (usize, &mut [MaybeUninit<f32>])| {
         let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
         for (gi, pa) in packs.iter().enumerate() {
             let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
@@ -407,7 +431,7 @@ fn forward_gemm_post(
                     ld: hwo,
                     trans: false,
                 };
-                gemm_prepacked(pa, hwo, 1.0, b, 0.0, yg, hwo, !outer);
+                gemm_prepacked_overwrite(pa, hwo, 1.0, b, yg, hwo, !outer);
             };
             if g.col.is_identity() {
                 run(xg);
@@ -418,6 +442,8 @@ fn forward_gemm_post(
                 });
             }
         }
+        // SAFETY: the groups' products wrote every value of `yn`.
+        let yn = unsafe { assume_written(yn) };
         if let Some(b) = bias {
             add_bias(yn, b);
         }
@@ -427,9 +453,12 @@ fn forward_gemm_post(
         y.par_chunks_mut(g.img_out())
             .enumerate()
             .for_each(per_image);
-    } else if column_blocks(g).is_some() {
+    } else if let Some(width) = column_blocks(g) {
         for (ni, yn) in y.chunks_mut(g.img_out()).enumerate() {
-            forward_columns(g, &x[ni * g.img_in()..(ni + 1) * g.img_in()], &packs, yn);
+            let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
+            forward_columns(g, xn, &packs, yn, width);
+            // SAFETY: `forward_columns` wrote every value of `yn`.
+            let yn = unsafe { assume_written(yn) };
             if let Some(b) = bias {
                 add_bias(yn, b);
             }
@@ -461,20 +490,23 @@ fn column_blocks(g: &ConvGeom) -> Option<usize> {
 }
 
 /// Forward of one image with its output columns split into the blocks of
-/// [`column_blocks`], run in parallel: im2col once, then one GEMM per block
-/// (`Y[:, j0..j1] = W_g · col[:, j0..j1]`) into a block buffer, copied into
-/// `yn`. Each output value is the same dot product, in the same order, as
-/// in the unsplit GEMM.
-fn forward_columns(g: &ConvGeom, xn: &[f32], packs: &[PackedA], yn: &mut [f32]) {
+/// [`column_blocks`] (`width` each), run in parallel: im2col once, then one
+/// GEMM per block (`Y[:, j0..j1] = W_g · col[:, j0..j1]`) into a block
+/// buffer, copied into `yn` (every value written). Each output value is the
+/// same dot product, in the same order, as in the unsplit GEMM.
+fn forward_columns(
+    g: &ConvGeom,
+    xn: &[f32],
+    packs: &[PackedA],
+    yn: &mut [MaybeUninit<f32>],
+    width: usize,
+) {
     let (k, hwo) = (g.col.rows(), g.col.cols());
-    let Some(width) = column_blocks(g) else {
-        return;
-    };
     let plane_in = g.cin_g * g.col.h * g.col.w;
     for (gi, pa) in packs.iter().enumerate() {
         let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
         let yg = &mut yn[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
-        let run = |col: &[f32], yg: &mut [f32]| {
+        let run = |col: &[f32], yg: &mut [MaybeUninit<f32>]| {
             let blocks: Vec<(usize, Vec<f32>)> = (0..hwo.div_ceil(width))
                 .into_par_iter()
                 .map(|bi| {
@@ -492,7 +524,9 @@ fn forward_columns(g: &ConvGeom, xn: &[f32], packs: &[PackedA], yn: &mut [f32]) 
             for (j0, out) in blocks {
                 let w = out.len() / g.cout_g.max(1);
                 for (row, src) in yg.chunks_mut(hwo).zip(out.chunks(w.max(1))) {
-                    row[j0..j0 + w].copy_from_slice(src);
+                    for (d, &v) in row[j0..j0 + w].iter_mut().zip(src) {
+                        d.write(v);
+                    }
                 }
             }
         };
