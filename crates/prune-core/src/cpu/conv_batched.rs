@@ -59,8 +59,8 @@ const TASKS_PER_THREAD: usize = 4;
 /// im2col of each image into its block of a `K × s·OH·OW` matrix, one
 /// product with the packed weights, and the blocks copied out; then the
 /// bias and `post` per image (every value of `y` written, none read
-/// before). Batches run in parallel when there are
-/// enough of them, otherwise the product itself is parallel.
+/// before). Batches run in parallel when there are enough of them,
+/// otherwise the product itself is parallel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     g: &ConvGeom,

@@ -196,9 +196,10 @@ const ROW_SPLIT_MIN: usize = 192;
 
 /// Multiply-adds of one image below which a single image runs on the
 /// calling thread: waking the other threads and joining them costs more
-/// than a layer this small (every ResNet-20 layer at batch 1, about 1.8
-/// million, ran 1.4–1.6x faster unsplit under `pruned_resnet`), the same
-/// bound as the GEMM's. Either way every value is the same sum.
+/// than a layer this small saves (ResNet-20's layers have at most 1.8
+/// million at batch 1; with them unsplit its batch-1 inference ran 1.5–1.6x
+/// faster under `pruned_resnet`), the same bound as the GEMM's. Either way
+/// every value is the same sum.
 pub(crate) const SPLIT_MIN_MACS: usize = 1 << 21;
 
 /// The output of one image as a raw pointer shared by tasks that write
@@ -206,7 +207,7 @@ pub(crate) const SPLIT_MIN_MACS: usize = 1 << 21;
 #[derive(Clone, Copy)]
 struct OutPtr(*mut MaybeUninit<f32>);
 // SAFETY: tasks write disjoint ranges; the pointer outlives the parallel
-// region (it borrows a `&mut [f32]` held by the caller).
+// region (it borrows a `&mut [MaybeUninit<f32>]` held by the caller).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 

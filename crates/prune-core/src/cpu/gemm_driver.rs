@@ -64,7 +64,7 @@ pub(crate) enum COut<'a> {
 #[derive(Clone, Copy)]
 struct CPtr(*mut f32);
 // SAFETY: tasks write disjoint tiles of `C`; the pointer outlives the
-// parallel region (it borrows a `&mut [f32]` held by the caller).
+// parallel region (it borrows the caller's `C` slice).
 unsafe impl Send for CPtr {}
 unsafe impl Sync for CPtr {}
 
@@ -154,8 +154,8 @@ fn grid(mpanels: usize, npanels: usize, threads: usize) -> (usize, usize) {
 }
 
 /// `C = alpha · op(A) · op(B) [+ beta · C]` (`C` rows `ldc` apart, see
-/// [`COut`]) with the micro-kernel `kern`; multithreaded when `parallel`. Dimensions must
-/// already agree with the slices.
+/// [`COut`]) with the micro-kernel `kern`; multithreaded when `parallel`.
+/// Dimensions must already agree with the slices.
 pub(crate) fn drive(
     kern: &'static Kernel,
     d: Dims,
