@@ -30,22 +30,27 @@
 //! over padded planes (`conv_flat.rs`, `conv_flat_grad.rs`) for the output
 //! and for all gradients, whichever measured faster for the shape
 //! (`conv_tune.rs`). Layers with small output planes run the GEMM over
-//! several images at once (`conv_batched.rs`).
+//! several images at once (`conv_batched.rs`); a single image of a large
+//! layer is split across threads by blocks of output columns
+//! (`conv_columns.rs`). The GEMM and direct kernels write every output
+//! value without reading it, so their output is not zero-filled first.
 
 use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
 use super::conv_batched;
+use super::conv_columns::{column_blocks, forward_columns};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
 use super::conv_tune::{self, Algo, Pass};
 use super::elementwise;
-use super::gemm::{gemm_prepacked, Operand, PackedA};
+use super::gemm::{gemm_prepacked_overwrite, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
 use super::scratch::{with_scratch, Slot};
 use super::shape::{checked_numel, padded};
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Stride, zero padding and channel groups of a 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -305,29 +310,39 @@ fn forward_with(
             });
         }
     }
-    let mut y = elementwise::zeros(g.n * g.img_out());
+    let len = g.n * g.img_out();
     let bias = bias.map(|b| b.data());
-    if !y.is_empty() {
+    if len > 0 && !g.is_depthwise() && g.col.rows() > 0 {
+        // The GEMM (β = 0) and the direct kernel store every output value
+        // without reading it: no zero-fill pass before them.
+        let (x, w) = (x.data(), w.data());
+        let run = |algo: Algo, y: &mut [MaybeUninit<f32>]| match (algo, g.flat()) {
+            (Algo::Direct, Some(fg)) => {
+                conv_flat::forward_post(&fg, g.n, x, w, bias, y, post);
+                Ok(())
+            }
+            _ => forward_gemm_post(&g, x, w, bias, y, post),
+        };
+        let algo = match g.flat() {
+            Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
+                // A failing trial fails again in the real run below.
+                let _ = run(a, &mut Vec::with_capacity(len).spare_capacity_mut()[..len]);
+            }),
+            None => Algo::Gemm,
+        };
+        let mut y = Vec::<f32>::with_capacity(len);
+        run(algo, &mut y.spare_capacity_mut()[..len])?;
+        // SAFETY: `run` wrote all `len` values (it returned `Ok`).
+        unsafe { y.set_len(len) };
+        return Tensor::from_vec(shape, y);
+    }
+    // The depthwise kernel accumulates into zeros; without weights the
+    // output is the bias alone.
+    let mut y = elementwise::zeros(len);
+    if len > 0 {
         if g.is_depthwise() {
             conv_direct::depthwise_forward(&g, x.data(), w.data(), bias, &mut y);
             post(0, &mut y);
-        } else if g.col.rows() > 0 {
-            let (x, w) = (x.data(), w.data());
-            let run = |algo: Algo, y: &mut [f32]| match (algo, g.flat()) {
-                (Algo::Direct, Some(fg)) => {
-                    conv_flat::forward_post(&fg, g.n, x, w, bias, y, post);
-                    Ok(())
-                }
-                _ => forward_gemm_post(&g, x, w, bias, y, post),
-            };
-            let algo = match g.flat() {
-                Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
-                    // A failing trial fails again in the real run below.
-                    let _ = run(a, &mut vec![0.0; y.len()]);
-                }),
-                None => Algo::Gemm,
-            };
-            run(algo, &mut y)?;
         } else {
             if let Some(b) = bias {
                 y.chunks_mut(g.img_out()).for_each(|yn| add_bias(yn, b));
@@ -336,6 +351,16 @@ fn forward_with(
         }
     }
     Tensor::from_vec(shape, y)
+}
+
+/// `s` as values, once every element has been written.
+///
+/// # Safety
+/// Every element of `s` must have been written.
+pub(crate) unsafe fn assume_written(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32` and the caller
+    // guarantees every element is initialised.
+    unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// The input gradient of a stride-1, single-group layer by the direct
@@ -375,16 +400,19 @@ pub(crate) fn forward_gemm(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<()> {
+    // SAFETY: `forward_gemm_post` writes only finished values into `y`.
+    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
     forward_gemm_post(g, x, w, bias, y, &|_, _| {})
 }
 
-/// [`forward_gemm`] followed by `post` on each image after its bias.
+/// [`forward_gemm`] followed by `post` on each image after its bias; every
+/// value of `y` is written, none read before.
 fn forward_gemm_post(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     post: &PostFn,
 ) -> Result<()> {
     let packs = pack_weights(g, w, false)?;
@@ -396,7 +424,7 @@ fn forward_gemm_post(
     let (k, hwo) = (g.col.rows(), g.col.cols());
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let outer = g.n >= 2 && rayon::current_num_threads() > 1;
-    let per_image = |(ni, yn): (usize, &mut [f32])| {
+    let per_image = |(ni, yn): (usize, &mut [MaybeUninit<f32>])| {
         let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
         for (gi, pa) in packs.iter().enumerate() {
             let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
@@ -407,7 +435,7 @@ fn forward_gemm_post(
                     ld: hwo,
                     trans: false,
                 };
-                gemm_prepacked(pa, hwo, 1.0, b, 0.0, yg, hwo, !outer);
+                gemm_prepacked_overwrite(pa, hwo, 1.0, b, yg, hwo, !outer);
             };
             if g.col.is_identity() {
                 run(xg);
@@ -418,6 +446,8 @@ fn forward_gemm_post(
                 });
             }
         }
+        // SAFETY: the groups' products wrote every value of `yn`.
+        let yn = unsafe { assume_written(yn) };
         if let Some(b) = bias {
             add_bias(yn, b);
         }
@@ -427,9 +457,12 @@ fn forward_gemm_post(
         y.par_chunks_mut(g.img_out())
             .enumerate()
             .for_each(per_image);
-    } else if column_blocks(g).is_some() {
+    } else if let Some(width) = column_blocks(g) {
         for (ni, yn) in y.chunks_mut(g.img_out()).enumerate() {
-            forward_columns(g, &x[ni * g.img_in()..(ni + 1) * g.img_in()], &packs, yn);
+            let xn = &x[ni * g.img_in()..(ni + 1) * g.img_in()];
+            forward_columns(g, xn, &packs, yn, width);
+            // SAFETY: `forward_columns` wrote every value of `yn`.
+            let yn = unsafe { assume_written(yn) };
             if let Some(b) = bias {
                 add_bias(yn, b);
             }
@@ -439,72 +472,6 @@ fn forward_gemm_post(
         y.chunks_mut(g.img_out()).enumerate().for_each(per_image);
     }
     Ok(())
-}
-
-/// Output columns per task below which one image is not split.
-const MIN_BLOCK: usize = 64;
-
-/// Smallest product `Cout/G · OH·OW · K` worth splitting across threads.
-const MIN_SPLIT_WORK: usize = 1 << 17;
-
-/// How a single image's output columns are split when the batch is too
-/// small to keep every thread busy: `Some(width)` of each block (the last
-/// may be narrower), a multiple of 16 that depends only on the shape, so
-/// the split — and the result — is the same whatever the thread count.
-fn column_blocks(g: &ConvGeom) -> Option<usize> {
-    let hwo = g.col.cols();
-    let blocks = hwo / MIN_BLOCK;
-    if g.n >= 2 || blocks < 2 || g.cout_g * hwo * g.col.rows() < MIN_SPLIT_WORK {
-        return None;
-    }
-    Some(hwo.div_ceil(blocks).next_multiple_of(16))
-}
-
-/// Forward of one image with its output columns split into the blocks of
-/// [`column_blocks`], run in parallel: im2col once, then one GEMM per block
-/// (`Y[:, j0..j1] = W_g · col[:, j0..j1]`) into a block buffer, copied into
-/// `yn`. Each output value is the same dot product, in the same order, as
-/// in the unsplit GEMM.
-fn forward_columns(g: &ConvGeom, xn: &[f32], packs: &[PackedA], yn: &mut [f32]) {
-    let (k, hwo) = (g.col.rows(), g.col.cols());
-    let Some(width) = column_blocks(g) else {
-        return;
-    };
-    let plane_in = g.cin_g * g.col.h * g.col.w;
-    for (gi, pa) in packs.iter().enumerate() {
-        let xg = &xn[gi * plane_in..(gi + 1) * plane_in];
-        let yg = &mut yn[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
-        let run = |col: &[f32], yg: &mut [f32]| {
-            let blocks: Vec<(usize, Vec<f32>)> = (0..hwo.div_ceil(width))
-                .into_par_iter()
-                .map(|bi| {
-                    let (j0, j1) = (bi * width, ((bi + 1) * width).min(hwo));
-                    let mut out = vec![0.0f32; g.cout_g * (j1 - j0)];
-                    let b = Operand {
-                        data: &col[j0..],
-                        ld: hwo,
-                        trans: false,
-                    };
-                    gemm_prepacked(pa, j1 - j0, 1.0, b, 0.0, &mut out, j1 - j0, false);
-                    (j0, out)
-                })
-                .collect();
-            for (j0, out) in blocks {
-                let w = out.len() / g.cout_g.max(1);
-                for (row, src) in yg.chunks_mut(hwo).zip(out.chunks(w.max(1))) {
-                    row[j0..j0 + w].copy_from_slice(src);
-                }
-            }
-        };
-        if g.col.is_identity() {
-            run(xg, yg);
-        } else {
-            with_scratch(Slot::Col, k * hwo, |col| {
-                im2col(&g.col, xg, col);
-                run(col, yg);
-            });
-        }
-    }
 }
 
 /// Gradients of a convolution: `x` is `None` unless requested.

@@ -20,11 +20,12 @@
 //! (the GEMM's k-blocks depend only on `K`), so results are bit-identical
 //! to the per-image products and independent of `s` and the thread count.
 
-use super::conv::{add_bias, ConvGeom, PostFn};
+use super::conv::{add_bias, assume_written, ConvGeom, PostFn};
 use super::gemm::{gemm_prepacked, Operand, PackedA};
 use super::im2col::{col2im_add_ld, im2col_ld};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Columns a batched product should reach: a full `NC` sweep of the GEMM.
 const TARGET_COLS: usize = 256;
@@ -57,15 +58,16 @@ const TASKS_PER_THREAD: usize = 4;
 /// `y` (`N·Cout·OH·OW`) from batches of `s` images: per batch and group,
 /// im2col of each image into its block of a `K × s·OH·OW` matrix, one
 /// product with the packed weights, and the blocks copied out; then the
-/// bias and `post` per image. Batches run in parallel when there are
-/// enough of them, otherwise the product itself is parallel.
+/// bias and `post` per image (every value of `y` written, none read
+/// before). Batches run in parallel when there are enough of them,
+/// otherwise the product itself is parallel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     g: &ConvGeom,
     x: &[f32],
     packs: &[PackedA],
     bias: Option<&[f32]>,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     post: &PostFn,
     s: usize,
 ) {
@@ -73,7 +75,7 @@ pub(crate) fn forward(
     let plane_in = g.cin_g * g.col.h * g.col.w;
     let nb = g.n.div_ceil(s);
     let outer = batches_in_parallel(nb);
-    let batch = |(bi, yb): (usize, &mut [f32])| {
+    let batch = |(bi, yb): (usize, &mut [MaybeUninit<f32>])| {
         let n0 = bi * s;
         let imgs = yb.len() / g.img_out();
         let cols = imgs * hwo;
@@ -93,13 +95,18 @@ pub(crate) fn forward(
                     for (j, yn) in yb.chunks_mut(g.img_out()).enumerate() {
                         let yg = &mut yn[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
                         for (co, row) in yg.chunks_mut(hwo).enumerate() {
-                            row.copy_from_slice(&out[co * cols + j * hwo..][..hwo]);
+                            let src = &out[co * cols + j * hwo..][..hwo];
+                            for (d, &v) in row.iter_mut().zip(src) {
+                                d.write(v);
+                            }
                         }
                     }
                 });
             });
         }
         for (j, yn) in yb.chunks_mut(g.img_out()).enumerate() {
+            // SAFETY: the groups' blocks above wrote every value of `yn`.
+            let yn = unsafe { assume_written(yn) };
             if let Some(b) = bias {
                 add_bias(yn, b);
             }

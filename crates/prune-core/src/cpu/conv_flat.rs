@@ -37,9 +37,10 @@
 //! work is split only across images and output channels, so results do not
 //! depend on the thread count.
 
-use super::conv::PostFn;
+use super::conv::{assume_written, PostFn};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Output channels per micro-kernel call.
 const CO_BLK: usize = 4;
@@ -80,6 +81,11 @@ impl FlatGeom {
     }
     fn plane(&self) -> usize {
         self.hp() * self.wp()
+    }
+    /// Multiply-adds of one image, `Cout·Cin·kh·kw·OH·OW`.
+    pub(crate) fn macs(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.cout * self.cin * self.kh * self.kw * oh * ow
     }
     /// Values per padded plane.
     pub(crate) fn hp_wp(&self) -> usize {
@@ -146,7 +152,8 @@ pub(crate) fn channel_blocks(cout: usize) -> Vec<(usize, usize)> {
 }
 
 /// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
-/// from its padded planes `p`, adding `bias[co]`.
+/// from its padded planes `p`, adding `bias[co]`; every value of `y` is
+/// written (none read).
 fn channels(
     g: &FlatGeom,
     p: &[f32],
@@ -154,7 +161,7 @@ fn channels(
     bias: Option<&[f32]>,
     co0: usize,
     co1: usize,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
 ) {
     let (oh, ow) = g.out_hw();
     let (wp, npos) = (g.wp(), g.positions());
@@ -173,7 +180,7 @@ fn channels(
             let src = &out[k * npos..];
             for (r, row) in yp.chunks_mut(ow).enumerate() {
                 for (d, s) in row.iter_mut().zip(&src[r * wp..r * wp + ow]) {
-                    *d = s + b;
+                    d.write(s + b);
                 }
             }
         }
@@ -187,18 +194,26 @@ fn channels(
 /// half up to whole vectors (7×7: 4 vectors whole, 5 in halves).
 const ROW_SPLIT_MIN: usize = 192;
 
+/// Multiply-adds of one image below which a single image runs on the
+/// calling thread: waking the other threads and joining them costs more
+/// than a layer this small saves (ResNet-20's layers have at most 1.8
+/// million at batch 1; with them unsplit its batch-1 inference ran 1.5–1.6x
+/// faster under `pruned_resnet`), the same bound as the GEMM's. Either way
+/// every value is the same sum.
+pub(crate) const SPLIT_MIN_MACS: usize = 1 << 21;
+
 /// The output of one image as a raw pointer shared by tasks that write
 /// disjoint rows.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+struct OutPtr(*mut MaybeUninit<f32>);
 // SAFETY: tasks write disjoint ranges; the pointer outlives the parallel
-// region (it borrows a `&mut [f32]` held by the caller).
+// region (it borrows a `&mut [MaybeUninit<f32>]` held by the caller).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the `Sync` wrapper).
-    fn get(self) -> *mut f32 {
+    fn get(self) -> *mut MaybeUninit<f32> {
         self.0
     }
 }
@@ -245,10 +260,11 @@ unsafe fn rows(
                 let src = &ob[k * npos..];
                 for (r, row) in yp.chunks_mut(ow).enumerate() {
                     for (d, s) in row.iter_mut().zip(&src[r * wp..r * wp + ow]) {
-                        *d = s + b;
+                        d.write(s + b);
                     }
                 }
-                post(base + at, yp);
+                // SAFETY: the loop above wrote every value of `yp`.
+                post(base + at, unsafe { assume_written(yp) });
             }
             co += nco;
         }
@@ -257,8 +273,8 @@ unsafe fn rows(
 
 /// Direct correlation of a batch: `x [n, cin, h, w]`, `w [cout, cin, kh, kw]`,
 /// into `y [n, cout, OH, OW]` (overwritten), plus `bias[co]`. Images run in
-/// parallel; a single image is split into blocks of rows (large planes) or
-/// of output channels.
+/// parallel; a single image of at least [`SPLIT_MIN_MACS`] multiply-adds
+/// is split into blocks of rows (large planes) or of output channels.
 pub(crate) fn forward(
     g: &FlatGeom,
     n: usize,
@@ -267,19 +283,22 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
+    // SAFETY: `forward_post` writes only finished values into `y`.
+    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
     forward_post(g, n, x, w, bias, y, &|_, _| {});
 }
 
 /// [`forward`], then `post(offset, values)` on each image's output (each
 /// block of channels, or each channel's block of rows, for a single image)
 /// while it is in cache; `offset` is the position of `values` in `y`.
+/// Every value of `y` is written, none read before.
 pub(crate) fn forward_post(
     g: &FlatGeom,
     n: usize,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     post: &PostFn,
 ) {
     let (oh, ow) = g.out_hw();
@@ -292,7 +311,8 @@ pub(crate) fn forward_post(
             with_scratch(Slot::Col, g.padded_len(), |p| {
                 pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                 channels(g, p, w, bias, 0, g.cout, yn);
-                post(ni * img_out, yn);
+                // SAFETY: `channels` wrote every value of `yn`.
+                post(ni * img_out, unsafe { assume_written(yn) });
             })
         });
     } else {
@@ -301,7 +321,13 @@ pub(crate) fn forward_post(
                 pad_image(g, &x[ni * img_in..(ni + 1) * img_in], p);
                 let p = &*p;
                 let threads = rayon::current_num_threads();
-                if threads > 1 && oh * g.wp() >= ROW_SPLIT_MIN {
+                if threads < 2 || g.macs() < SPLIT_MIN_MACS {
+                    channels(g, p, w, bias, 0, g.cout, yn);
+                    // SAFETY: `channels` wrote every value of `yn`.
+                    post(ni * img_out, unsafe { assume_written(yn) });
+                    continue;
+                }
+                if oh * g.wp() >= ROW_SPLIT_MIN {
                     let per = oh.div_ceil(threads.min(oh));
                     let yp = OutPtr(yn.as_mut_ptr());
                     (0..oh.div_ceil(per)).into_par_iter().for_each(|bi| {
@@ -321,7 +347,8 @@ pub(crate) fn forward_post(
                 }
                 tasks.into_par_iter().for_each(|(co0, co1, yb)| {
                     channels(g, p, w, bias, co0, co1, yb);
-                    post(ni * img_out + co0 * oh * ow, yb);
+                    // SAFETY: `channels` wrote every value of `yb`.
+                    post(ni * img_out + co0 * oh * ow, unsafe { assume_written(yb) });
                 });
             }
         })

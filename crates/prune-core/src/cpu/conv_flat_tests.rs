@@ -167,6 +167,45 @@ fn single_images_and_thread_counts_give_identical_results() {
     }
 }
 
+/// A single image under [`conv_flat::SPLIT_MIN_MACS`] runs on one thread;
+/// over it, split by rows (28×28) or by channel blocks (7×7). Each way gives
+/// the values of the same image inside a batch, for any thread count.
+#[test]
+fn single_images_over_and_under_the_split_bound_match_the_batch() {
+    let cases: &[[usize; 9]] = &[
+        [2, 16, 28, 28, 16, 3, 3, 1, 1],
+        [2, 16, 28, 28, 24, 3, 3, 1, 1],
+        [2, 64, 7, 7, 96, 3, 3, 1, 1],
+    ];
+    let over: Vec<bool> = cases
+        .iter()
+        .map(|c| setup(c, 0).1.macs() >= conv_flat::SPLIT_MIN_MACS)
+        .collect();
+    assert_eq!(over, [false, true, true]);
+    for (i, c) in cases.iter().enumerate() {
+        let (g, fg, x, w, b) = setup(c, 300 + i as u64);
+        let (img_in, img_out) = (g.img_in(), g.img_out());
+        let mut batch = vec![f32::NAN; g.n * img_out];
+        conv_flat::forward(&fg, g.n, x.data(), w.data(), Some(b.data()), &mut batch);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for ni in 0..g.n {
+                let mut yi = vec![f32::NAN; img_out];
+                let xi = &x.data()[ni * img_in..(ni + 1) * img_in];
+                pool.install(|| conv_flat::forward(&fg, 1, xi, w.data(), Some(b.data()), &mut yi));
+                assert_eq!(
+                    yi,
+                    batch[ni * img_out..(ni + 1) * img_out],
+                    "case {c:?}, image {ni}, {threads} threads"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn vector_and_scalar_micro_kernels_agree() {
     let kern = Kernel::detect();

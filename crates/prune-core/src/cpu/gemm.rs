@@ -5,11 +5,12 @@
 //! The blocked loop nest is in `gemm_driver.rs` and the micro-kernels
 //! in [`super::gemm_kernels`]; this module holds the public entry points.
 
-use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, Dims};
+use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, COut, Dims};
 use super::gemm_kernels::{active_kernel, Kernel};
 use super::scratch::AlignedBuf;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
+use std::mem::MaybeUninit;
 
 pub(crate) use super::gemm_pack::Operand;
 
@@ -123,7 +124,16 @@ pub(crate) fn gemm_with(
     parallel: bool,
 ) {
     let d = Dims { m, n, k };
-    drive(kernel, d, alpha, ASource::Raw(a), b, beta, c, ldc, parallel);
+    drive(
+        kernel,
+        d,
+        alpha,
+        ASource::Raw(a),
+        b,
+        COut::Update(c, beta),
+        ldc,
+        parallel,
+    );
 }
 
 /// `C = alpha · A · op(B) + beta · C` with `A` packed by [`PackedA::new`];
@@ -149,8 +159,36 @@ pub(crate) fn gemm_prepacked(
         alpha,
         ASource::Packed(pa.panels()),
         b,
-        beta,
-        c,
+        COut::Update(c, beta),
+        ldc,
+        parallel,
+    );
+}
+
+/// `C = alpha · A · op(B)` with `A` packed by [`PackedA::new`], into `C`
+/// of any prior content (none of it is read; every element of the
+/// `m × n` block, rows `ldc` apart, is written).
+pub(crate) fn gemm_prepacked_overwrite(
+    pa: &PackedA,
+    n: usize,
+    alpha: f32,
+    b: Operand,
+    c: &mut [MaybeUninit<f32>],
+    ldc: usize,
+    parallel: bool,
+) {
+    let d = Dims {
+        m: pa.m,
+        n,
+        k: pa.k,
+    };
+    drive(
+        pa.kernel,
+        d,
+        alpha,
+        ASource::Packed(pa.panels()),
+        b,
+        COut::Overwrite(c),
         ldc,
         parallel,
     );

@@ -30,6 +30,7 @@ use super::gemm_kernels::Kernel;
 use super::gemm_pack::{pack_a_panel, pack_b_panel, Operand};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Depth of a k-block (rows of a `B` micro-panel, columns of an `A` one).
 const KC: usize = 384;
@@ -49,11 +50,21 @@ const DIRECT_B_MAX_M: usize = 256;
 /// Tasks per rayon thread in the parallel grid.
 const TASKS_PER_THREAD: usize = 8;
 
+/// The `C` operand of [`drive`].
+pub(crate) enum COut<'a> {
+    /// `C ← alpha · op(A) · op(B) + beta · C`.
+    Update(&'a mut [f32], f32),
+    /// `C ← alpha · op(A) · op(B)` into memory of any prior content, none
+    /// of it read (β = 0, where the micro-kernels only store): every
+    /// element of the `m × n` block (rows `ldc` apart) is written.
+    Overwrite(&'a mut [MaybeUninit<f32>]),
+}
+
 /// `C` as a raw pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
 struct CPtr(*mut f32);
 // SAFETY: tasks write disjoint tiles of `C`; the pointer outlives the
-// parallel region (it borrows a `&mut [f32]` held by the caller).
+// parallel region (it borrows the caller's `C` slice).
 unsafe impl Send for CPtr {}
 unsafe impl Sync for CPtr {}
 
@@ -142,17 +153,16 @@ fn grid(mpanels: usize, npanels: usize, threads: usize) -> (usize, usize) {
     (mt, nt)
 }
 
-/// `C = alpha · op(A) · op(B) + beta · C` (`C` rows `ldc` apart) with the
-/// micro-kernel `kern`; multithreaded when `parallel`. Dimensions must
-/// already agree with the slices.
+/// `C = alpha · op(A) · op(B) [+ beta · C]` (`C` rows `ldc` apart, see
+/// [`COut`]) with the micro-kernel `kern`; multithreaded when `parallel`.
+/// Dimensions must already agree with the slices.
 pub(crate) fn drive(
     kern: &'static Kernel,
     d: Dims,
     alpha: f32,
     a: ASource,
     b: Operand,
-    beta: f32,
-    c: &mut [f32],
+    c: COut,
     ldc: usize,
     parallel: bool,
 ) {
@@ -160,11 +170,26 @@ pub(crate) fn drive(
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 || alpha == 0.0 {
-        scale_c(m, n, beta, c, ldc);
-        return;
-    }
-    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
+    let (beta, c_len, c_ptr) = match c {
+        COut::Update(c, beta) => {
+            if k == 0 || alpha == 0.0 {
+                scale_c(m, n, beta, c, ldc);
+                return;
+            }
+            (beta, c.len(), c.as_mut_ptr())
+        }
+        COut::Overwrite(c) => {
+            if k == 0 || alpha == 0.0 {
+                for i in 0..m {
+                    c[i * ldc..i * ldc + n].fill(MaybeUninit::new(0.0));
+                }
+                return;
+            }
+            // β = 0: the micro-kernels store into `C` without reading it.
+            (0.0, c.len(), c.as_mut_ptr().cast::<f32>())
+        }
+    };
+    assert!(c_len >= (m - 1) * ldc + n, "gemm: C too short");
     let parallel = parallel && rayon::current_num_threads() > 1 && m * n * k >= PAR_MIN_WORK;
     let (mr, nr) = (kern.mr, kern.nr);
     let (mpanels, npanels) = (m.div_ceil(mr), n.div_ceil(nr));
@@ -188,7 +213,7 @@ pub(crate) fn drive(
     } else {
         1
     };
-    let cptr = CPtr(c.as_mut_ptr());
+    let cptr = CPtr(c_ptr);
 
     with_scratch(Slot::PackB, nb * kcn * packed_per_blk * nr, |bbuf| {
         // Packed B: k-block `blk` at `blk·kcn·packed_per_blk·nr`, panel q

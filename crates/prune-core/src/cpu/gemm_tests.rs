@@ -1,7 +1,8 @@
 //! Tests of the GEMM against a direct triple loop accumulated in f64.
 
 use super::gemm::{
-    gemm_prepacked, gemm_with, matmul, sgemm, sgemm_packed_serial, sgemm_serial, Operand, PackedA,
+    gemm_prepacked, gemm_prepacked_overwrite, gemm_with, matmul, sgemm, sgemm_packed_serial,
+    sgemm_serial, Operand, PackedA,
 };
 use super::gemm_kernels::{available_kernels, Kernel};
 use super::test_util::{assert_close, rand_vec, rng};
@@ -195,6 +196,42 @@ fn beta_zero_ignores_nan_in_c() {
         gemm_with(kernel, m, n, k, 1.0, opa, opb, 0.0, &mut c, n, false);
         assert!(c.iter().all(|v| v.is_finite()), "{}", kernel.name);
     }
+}
+
+/// The overwriting product stores the values of `gemm_prepacked` with
+/// β = 0 into a buffer it never reads (here never initialised), leaves the
+/// columns past `n` of each `ldc` row alone, and writes zeros when
+/// `alpha = 0`.
+#[test]
+fn overwriting_product_matches_beta_zero() {
+    let (m, n, k, ldc) = (21, 53, 40, 60);
+    let mut r = rng(12);
+    let a = rand_vec(m * k, &mut r);
+    let b = rand_vec(k * n, &mut r);
+    let opb = Operand {
+        data: &b,
+        ld: n,
+        trans: false,
+    };
+    let pa = PackedA::new(false, m, k, &a).unwrap();
+    for parallel in [false, true] {
+        let mut want = vec![-1.0f32; m * ldc];
+        gemm_prepacked(&pa, n, 1.5, opb, 0.0, &mut want, ldc, parallel);
+        let mut out = vec![std::mem::MaybeUninit::new(-1.0f32); m * ldc];
+        for (i, row) in out.chunks_mut(ldc).enumerate() {
+            row[..n].fill(std::mem::MaybeUninit::uninit());
+            assert_eq!(row.len(), ldc, "row {i}");
+        }
+        gemm_prepacked_overwrite(&pa, n, 1.5, opb, &mut out, ldc, parallel);
+        // SAFETY: every row's first `n` values were written by the product
+        // and the rest were initialised to -1.
+        let got: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+        assert_eq!(got, want, "parallel {parallel}");
+    }
+    let mut out = vec![std::mem::MaybeUninit::<f32>::uninit(); m * n];
+    gemm_prepacked_overwrite(&pa, n, 0.0, opb, &mut out, n, false);
+    // SAFETY: with alpha = 0 every value is written as zero.
+    assert!(out.iter().all(|v| unsafe { v.assume_init() } == 0.0));
 }
 
 #[test]

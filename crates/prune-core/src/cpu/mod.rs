@@ -18,6 +18,7 @@ pub mod batchnorm_relu;
 pub mod conv;
 mod conv_backward;
 mod conv_batched;
+mod conv_columns;
 mod conv_direct;
 mod conv_flat;
 mod conv_flat_grad;
