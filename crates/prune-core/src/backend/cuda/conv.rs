@@ -211,13 +211,7 @@ impl<R: GpuRuntime> GpuDevice<R> {
     /// buffer of the pool when one fits exactly, else a new allocation.
     fn scratch(&self, n: usize) -> Result<R::Buf<f32>> {
         let len = n.max(1);
-        let reused = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&len)
-            .and_then(Vec::pop);
-        match reused {
+        match self.pooled(len) {
             Some(b) => Ok(b),
             None => R::alloc(self.stream(), len).map_err(kernel_err("conv2d workspace")),
         }

@@ -135,19 +135,22 @@ impl<R: GpuRuntime> GpuDevice<R> {
         self.kc.stream()
     }
 
+    /// A released buffer of exactly `len` floats from the pool, contents unspecified.
+    pub(crate) fn pooled(&self, len: usize) -> Option<R::Buf<f32>> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&len)
+            .and_then(Vec::pop)
+    }
+
     /// A zeroed buffer of `n` floats (at least one element: zero-byte allocations are not
     /// portable, and the kernels never read past `n`): a released buffer of that length
     /// when there is one (zeroed on the stream, so after the work that used it), else a
     /// new allocation.
     pub(crate) fn zeros(&self, n: usize) -> Result<R::Buf<f32>> {
         let len = n.max(1);
-        let reused = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&len)
-            .and_then(Vec::pop);
-        match reused {
+        match self.pooled(len) {
             Some(mut b) => {
                 R::fill_zero(self.stream(), &mut b).map_err(kernel_err("allocating"))?;
                 Ok(b)
