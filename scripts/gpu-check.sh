@@ -25,8 +25,11 @@
 #      vs dense + mask and vs cuDNN's three passes on the gathered tensors)
 #   5. training on the GPU with the prune-nn CLI: LeNet5 one MNIST epoch on cuda (cuDNN's
 #      fastest algorithms, then PRUNE_CUDNN=deterministic) and on cpu from the same seed
-#      (losses compared), one ResNet-20 / ResNet-56 epoch on
-#      Fashion-MNIST timed; only when the CLI accepts --device, else SKIP with the reason
+#      (losses compared; also after 1 and 20 batches, to show how the difference grows
+#      with the steps), one ResNet-20 / ResNet-56 epoch on Fashion-MNIST at batch 128
+#      timed, and `prune-nn bench --device cuda --train` (training step and inference of
+#      ResNet-20, ResNet-56 and VGG-like at batch 128, batch-1 latency); only when the
+#      CLI accepts --device, else SKIP with the reason
 #   6. the PyTorch peer: ResNet-56 / ResNet-20 training step on the same GPU and batch
 #   7. with the time left: one ResNet-20 epoch with PRUNE_CUDNN=off (implicit-GEMM
 #      convolutions) beside the cuDNN one of step 5
@@ -197,12 +200,43 @@ print(f"{verdict}  lenet5-compare-{dev}: train loss {dev} {a['train_loss']:.6f} 
       f"(goal <= 2 s) cpu {b['seconds']:.2f}")
 PY
     done
+    # How the difference grows with the number of steps (deterministic cuDNN against the
+    # CPU, same seed): the mean training loss after 1 and after 20 batches.
+    for b in 1 20; do
+        for dev in cuda-det cpu; do
+            case "$dev" in
+                cuda-det) run_env=(env PRUNE_CUDNN=deterministic); flag=cuda ;;
+                *) run_env=(env); flag="$dev" ;;
+            esac
+            rm -rf "$OUT/lenet5-$dev-b$b"
+            step "train-lenet5-$dev-b$b" 30 "${run_env[@]}" "$CLI" train --model lenet5 \
+                --dataset mnist --epochs 1 --seed 7 --max-batches "$b" --test-subset 500 \
+                --device "$flag" --out "$OUT/lenet5-$dev-b$b"
+        done
+        python3 - "$b" "$OUT/lenet5-cuda-det-b$b/metrics.jsonl" "$OUT/lenet5-cpu-b$b/metrics.jsonl" <<'PY' 2>&1 | tee -a "$SUMMARY"
+import json, sys
+try:
+    a, c = [json.loads(open(p).read().splitlines()[-1])["train_loss"] for p in sys.argv[2:4]]
+    print(f"lenet5 after {sys.argv[1]} batches: train loss cuda-det {a:.8f} cpu {c:.8f} "
+          f"(relative difference {abs(a - c) / max(abs(c), 1e-12):.2e})")
+except Exception as e:
+    print(f"lenet5 after {sys.argv[1]} batches: no comparison ({e})")
+PY
+    done
     for m in resnet20 resnet56; do
         rm -rf "$OUT/$m-cuda"
         step "train-$m-cuda" 90 "$CLI" train --model "$m" --dataset fashion-mnist --epochs 1 \
-            --optimizer sgd --lr 0.1 --seed 7 --device cuda --out "$OUT/$m-cuda"
+            --batch-size 128 --optimizer sgd --lr 0.1 --seed 7 --device cuda --out "$OUT/$m-cuda"
         [ -f "$OUT/$m-cuda/metrics.jsonl" ] && tail -n1 "$OUT/$m-cuda/metrics.jsonl" \
             | sed "s/^/$m epoch: /" | tee -a "$SUMMARY"
+    done
+    # Step and inference times without data loading or evaluation, beside the PyTorch
+    # peer's ms/step below (same batch, same GPU).
+    for m in resnet20 resnet56 vgg-like; do
+        step "bench-$m-cuda" 40 "$CLI" bench --model "$m" --device cuda --train \
+            --batch-size 128 --repeats 20 --warmup 5 --latency-runs 50
+        grep -hE "^(model|inference|training|latency)" "$OUT/bench-$m-cuda.log" \
+            | sed "s/^/bench $m: /" | tee -a "$SUMMARY" >/dev/null
     done
 fi
 

@@ -19,6 +19,9 @@ pub struct BenchArgs {
     /// Threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    pub device: prune_nn::core::Device,
     /// Timed repetitions per throughput figure (the median is reported).
     #[arg(long, default_value_t = 10)]
     pub repeats: usize,
@@ -38,6 +41,7 @@ pub struct BenchArgs {
 
 /// Runs the benchmark and prints the report.
 pub fn run(a: BenchArgs) -> Result<()> {
+    let device = crate::device::open(a.device)?;
     let model = load_model(&a.model, a.input.as_deref())?;
     let cfg = BenchConfig {
         batch_size: a.batch_size,
@@ -46,6 +50,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         repeats: a.repeats,
         latency_runs: a.latency_runs,
+        device,
     };
     let r = bench(&model, &cfg)?;
     if a.json {
@@ -60,8 +65,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 fn render(r: &BenchReport) -> String {
     let mut s = format!(
-        "model {} (input {:?}): {} params, {} MACs/image; {} threads\n",
-        r.model, r.input, r.params, r.flops, r.threads
+        "model {} (input {:?}): {} params, {} MACs/image; {}, {} threads\n",
+        r.model, r.input, r.params, r.flops, r.device, r.threads
     );
     let line = |what: &str, t: &prune_nn::bench::Throughput| {
         format!(

@@ -1,4 +1,5 @@
-//! `prune-nn bench`: a zoo model end to end, JSON output, and bad input.
+//! `prune-nn bench`: a zoo model end to end, JSON output, and bad input. (On a
+//! device: prune-nn's `device_pipeline` test, on the emulated device and on a GPU.)
 
 use std::process::Command;
 
@@ -33,6 +34,7 @@ fn zoo_model_json_report() {
     assert_eq!(v["model"], "lenet5");
     assert_eq!(v["batch_size"], 2);
     assert_eq!(v["threads"], 1);
+    assert_eq!(v["device"], "cpu");
     assert!(v["inference"]["median_images_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["training"]["median_images_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(v["latency_batch1"]["runs"], 2);
@@ -47,4 +49,12 @@ fn unknown_model_is_a_clear_error() {
         err.contains("no-such-model") && err.contains("resnet20"),
         "{err}"
     );
+}
+
+#[test]
+fn a_bad_device_is_a_clear_error() {
+    let o = bench(&["--model", "lenet5", "--device", "gpu"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("gpu") && err.contains("cuda:N"), "{err}");
 }

@@ -256,7 +256,9 @@ fn backend_ops_match_cpu_reference() {
         weight_decay: 5e-4,
         nesterov: true,
     };
-    k.sgd_step(s, &mut wd, &gd2, &mut vd, 5000, sg).unwrap();
+    // A fresh velocity: `vd` holds Adam's second moments by now.
+    let mut veld = upload(s, &vec![0.0f32; 5000]).unwrap();
+    k.sgd_step(s, &mut wd, &gd2, &mut veld, 5000, sg).unwrap();
     let mut vel = vec![0.0f32; 5000];
     optim::sgd_step(&mut w, &g0, &mut vel, 0.1, 0.9, 5e-4, true);
     assert_close("sgd", &download(s, &wd, 5000).unwrap(), &w, 1e-5, 1e-6);

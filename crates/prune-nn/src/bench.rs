@@ -1,4 +1,4 @@
-//! Throughput and latency of a model on the CPU: what `prune-nn bench`
+//! Throughput and latency of a model on the CPU or a GPU: what `prune-nn bench`
 //! reports, so a user sees what pruning bought them.
 //!
 //! * inference: images/s of eval-mode forward passes at the chosen batch
@@ -8,14 +8,20 @@
 //! * latency: percentiles of single-image inference.
 //!
 //! Inputs are standard-normal and labels cycle through the classes; timing
-//! does not depend on the values. The model runs on a dedicated rayon pool of
-//! the requested number of threads.
+//! does not depend on the values. On the CPU the model runs on a dedicated rayon
+//! pool of the requested number of threads. On a GPU the model and the batch are
+//! copied to the device once, before timing; every timed run ends by copying its
+//! result to the host (the logits of an inference, the loss of a training step,
+//! read after the update), which waits for all the work queued on the device's
+//! stream, so each time covers the device's work and not just its queueing.
 
 use crate::error::{Error, Result};
 use prune_core::optim::{Optimizer, ParamUpdate, Sgd};
 use prune_core::sbp::GateNoise;
-use prune_core::{Tape, Tensor};
+use prune_core::{Device, Tape, Tensor};
 use prune_graph::{forward, infer_shapes, predict, zoo, Model, RunOptions};
+use prune_train::device::onto;
+use prune_train::{model_device, model_to};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -38,6 +44,8 @@ pub struct BenchConfig {
     pub repeats: usize,
     /// Timed single-image runs for the latency percentiles.
     pub latency_runs: usize,
+    /// Where the model runs (opened by the caller).
+    pub device: Device,
 }
 
 impl Default for BenchConfig {
@@ -49,6 +57,7 @@ impl Default for BenchConfig {
             warmup: 3,
             repeats: 10,
             latency_runs: 100,
+            device: Device::Cpu,
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct Latency {
 pub struct BenchReport {
     pub model: String,
     pub input: Vec<usize>,
+    /// `cpu`, `cuda:N`.
+    pub device: String,
     pub params: u64,
     /// Multiply-accumulates per image.
     pub flops: u64,
@@ -145,22 +156,25 @@ pub fn bench(model: &Model, cfg: &BenchConfig) -> Result<BenchReport> {
 fn bench_in_pool(model: &Model, cfg: &BenchConfig, threads: usize) -> Result<BenchReport> {
     let input = model.graph.input_shape()?.to_vec();
     let cost = model.cost()?;
+    let mut on_device = model.clone();
+    model_to(&mut on_device, cfg.device)?;
+    let model = &on_device;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let batch = random_batch(&input, cfg.batch_size, &mut rng)?;
+    let batch = onto(random_batch(&input, cfg.batch_size, &mut rng)?, cfg.device)?;
     let infer_ms = timed(cfg.warmup, cfg.repeats, || {
-        predict(model, batch.clone(), None)?;
+        predict(model, batch.clone(), None)?.to_device(Device::Cpu)?;
         Ok(())
     })?;
     let training = if cfg.train {
         let mut trainer = Trainer::new(model.clone(), cfg.batch_size)?;
-        let ms = timed(cfg.warmup, cfg.repeats, || trainer.step())?;
+        let ms = timed(cfg.warmup, cfg.repeats, || trainer.step().map(|_| ()))?;
         Some(throughput(&ms, cfg.batch_size))
     } else {
         None
     };
-    let one = random_batch(&input, 1, &mut rng)?;
+    let one = onto(random_batch(&input, 1, &mut rng)?, cfg.device)?;
     let mut lat = timed(cfg.warmup, cfg.latency_runs, || {
-        predict(model, one.clone(), None)?;
+        predict(model, one.clone(), None)?.to_device(Device::Cpu)?;
         Ok(())
     })?;
     lat.sort_by(f64::total_cmp);
@@ -168,6 +182,7 @@ fn bench_in_pool(model: &Model, cfg: &BenchConfig, threads: usize) -> Result<Ben
     Ok(BenchReport {
         model: model.graph.name.clone(),
         input,
+        device: cfg.device.to_string(),
         params: cost.params,
         flops: cost.flops,
         threads,
@@ -220,7 +235,8 @@ fn throughput(ms: &[f64], batch: usize) -> Throughput {
 }
 
 /// Repeated SGD steps (momentum 0.9, lr 0.01) on one fixed batch: the unit
-/// of the training figure, also used by the criterion benchmarks.
+/// of the training figure, also used by the criterion benchmarks. Runs on the
+/// device of the model's parameters.
 pub struct Trainer {
     model: Model,
     opt: Sgd,
@@ -240,7 +256,7 @@ impl Trainer {
             .and_then(|s| s.last().copied())
             .unwrap_or(1)
             .max(1);
-        let x = random_batch(&input, batch, &mut rng)?;
+        let x = onto(random_batch(&input, batch, &mut rng)?, model_device(&model))?;
         Ok(Self {
             model,
             opt: Sgd::new(0.9, false, 0.0),
@@ -252,21 +268,23 @@ impl Trainer {
     }
 
     /// One step: forward (training mode), cross-entropy, backward, update
-    /// (batch-norm running statistics included).
-    pub fn step(&mut self) -> Result<()> {
-        let (grads, bn) = {
+    /// (batch-norm running statistics included); returns the loss, read on the
+    /// host after the update (on a GPU this waits for the whole step).
+    pub fn step(&mut self) -> Result<f32> {
+        let (grads, bn, loss) = {
             let mut tape = Tape::new();
             let input = tape.constant(self.x.clone());
             let opts = RunOptions::train(GateNoise::new(1, self.step));
             let f = forward(&self.model, &mut tape, input, &opts, &mut self.rng)?;
             let loss = tape.cross_entropy(f.output, &self.labels)?;
+            let loss_value = tape.value(loss)?.clone();
             let mut g = tape.backward(loss)?;
             let grads: BTreeMap<String, Tensor> = f
                 .params
                 .iter()
                 .filter_map(|(n, v)| g.take(*v).map(|t| (n.clone(), t)))
                 .collect();
-            (grads, f.bn_updates)
+            (grads, f.bn_updates, loss_value)
         };
         prune_graph::interp::apply_bn_updates(&mut self.model, &bn)?;
         let mut updates: Vec<ParamUpdate<'_>> = self
@@ -285,7 +303,7 @@ impl Trainer {
             .collect();
         self.opt.step(0.01, &mut updates)?;
         self.step = self.step.wrapping_add(1);
-        Ok(())
+        Ok(loss.item()?)
     }
 }
 
@@ -301,6 +319,7 @@ mod tests {
             warmup: 1,
             repeats: 2,
             latency_runs: 3,
+            device: Device::Cpu,
         }
     }
 

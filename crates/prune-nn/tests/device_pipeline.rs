@@ -34,7 +34,51 @@ fn main() {
         prune_testkit::test_needing("cuda::every_method_prunes_on_the_device", &gpu, || {
             every_method_prunes_on_the_device(Device::Cuda(0))
         }),
+        prune_testkit::test_needing("emu::bench_runs_on_the_device", &emu, || {
+            bench_runs_on_the_device(Device::Cuda(EMU))
+        }),
+        prune_testkit::test_needing("cuda::bench_runs_on_the_device", &gpu, || {
+            bench_runs_on_the_device(Device::Cuda(0))
+        }),
     ]);
+}
+
+/// `prune-nn bench --device`: every figure measured on the device, the caller's model
+/// left where it was, and a training step on the device giving the CPU's loss.
+fn bench_runs_on_the_device(device: Device) {
+    use prune_nn::bench::{bench, BenchConfig, Trainer};
+    let model = tiny();
+    let cfg = BenchConfig {
+        batch_size: 4,
+        train: true,
+        threads: Some(1),
+        warmup: 1,
+        repeats: 2,
+        latency_runs: 2,
+        device,
+    };
+    let r = bench(&model, &cfg).unwrap();
+    assert_eq!(r.device, device.to_string());
+    let t = r.training.as_ref().expect("training figures");
+    for x in [&r.inference, t] {
+        assert!(x.median_ms > 0.0 && x.min_images_per_sec <= x.max_images_per_sec);
+    }
+    assert_eq!(r.latency_batch1.runs, 2);
+    assert_eq!(prune_nn::train::model_device(&model), Device::Cpu);
+
+    let mut on_device = tiny();
+    prune_nn::train::model_to(&mut on_device, device).unwrap();
+    let (mut a, mut b) = (
+        Trainer::new(tiny(), 4).unwrap(),
+        Trainer::new(on_device, 4).unwrap(),
+    );
+    for step in 0..2 {
+        let (la, lb) = (a.step().unwrap(), b.step().unwrap());
+        assert!(
+            (la - lb).abs() <= 1e-4 * la.abs().max(1.0),
+            "step {step}: loss cpu {la} vs {device} {lb}"
+        );
+    }
 }
 
 /// One sparse epoch of two steps; SBP also fine-tunes and measures speed (on the
