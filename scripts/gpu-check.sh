@@ -30,7 +30,8 @@
 #      timed, and `prune-nn bench --device cuda --train` (training step and inference of
 #      ResNet-20, ResNet-56 and VGG-like at batch 128, batch-1 latency); only when the
 #      CLI accepts --device, else SKIP with the reason
-#   6. the PyTorch peer: ResNet-56 / ResNet-20 training step on the same GPU and batch
+#   6. the PyTorch peer: ResNet-56 / ResNet-20 training step, inference batch and batch-1
+#      latency on the same GPU and batch (cuDNN with TF32 allowed, FP32, deterministic)
 #   7. with the time left: one ResNet-20 epoch with PRUNE_CUDNN=off (implicit-GEMM
 #      convolutions) beside the cuDNN one of step 5
 set -uo pipefail
@@ -244,7 +245,7 @@ fi
 if python3 -c "import torch" >/dev/null 2>&1; then
     step torch-resnet56 60 python3 scripts/torch_resnet56_step.py --batch 128 --steps 30 --blocks 9
     step torch-resnet20 40 python3 scripts/torch_resnet56_step.py --batch 128 --steps 30 --blocks 3
-    grep -h "ms/step" "$OUT"/torch-resnet*.log | tee -a "$SUMMARY"
+    grep -h "^torch ResNet" "$OUT"/torch-resnet*.log | tee -a "$SUMMARY"
 else
     note "SKIP  torch peer: python3 cannot import torch"
 fi
@@ -254,8 +255,8 @@ fi
 if [ -x "$CLI" ] && [ -n "$PRUNE_NN_DATA" ] && "$CLI" train --help 2>/dev/null | grep -q -- "--device"; then
     rm -rf "$OUT/resnet20-cuda-gemm"
     step train-resnet20-cuda-gemm 90 env PRUNE_CUDNN=off "$CLI" train --model resnet20 \
-        --dataset fashion-mnist --epochs 1 --optimizer sgd --lr 0.1 --seed 7 --device cuda \
-        --out "$OUT/resnet20-cuda-gemm"
+        --dataset fashion-mnist --epochs 1 --batch-size 128 --optimizer sgd --lr 0.1 --seed 7 \
+        --device cuda --out "$OUT/resnet20-cuda-gemm"
     [ -f "$OUT/resnet20-cuda-gemm/metrics.jsonl" ] && tail -n1 "$OUT/resnet20-cuda-gemm/metrics.jsonl" \
         | sed "s/^/resnet20 epoch (PRUNE_CUDNN=off): /" | tee -a "$SUMMARY"
 fi

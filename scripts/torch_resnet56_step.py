@@ -4,7 +4,8 @@ pooling) on Fashion-MNIST-shaped input (1 x 28 x 28), SGD with momentum, cuDNN.
 
     python3 scripts/torch_resnet56_step.py [--batch 128] [--steps 50] [--blocks 9]
 
-Prints one line per setting: device, batch, ms per step (median of the timed steps).
+Prints, per cuDNN setting (TF32 allowed as PyTorch's default, FP32, deterministic FP32):
+ms per training step, ms per inference batch and batch-1 inference latency (medians).
 Synthetic data, so no dataset is needed; the numbers are the peer for prune-nn's
 ResNet-56 step on the same GPU and batch.
 """
@@ -62,32 +63,54 @@ def main():
         return
     dev = torch.device("cuda")
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name(0)}")
-    for deterministic in (False, True):
-        torch.backends.cudnn.benchmark = not deterministic
+    depth = 6 * a.blocks + 2
+    # cuDNN settings: PyTorch's default lets cuDNN convolutions use TF32 tensor cores
+    # (torch.backends.cudnn.allow_tf32 = True); prune-nn's cuDNN path is FP32, so the
+    # FP32 lines are the like-for-like peer.
+    settings = [
+        ("benchmark, TF32 allowed (PyTorch default)", True, False, True),
+        ("benchmark, FP32", True, False, False),
+        ("deterministic, FP32", False, True, False),
+    ]
+    for what, benchmark, deterministic, tf32 in settings:
+        torch.backends.cudnn.benchmark = benchmark
         torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
         torch.manual_seed(0)
         model = ResNet(a.blocks).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         x = torch.randn(a.batch, 1, 28, 28, device=dev)
         y = torch.randint(0, 10, (a.batch,), device=dev)
-        times = []
-        for step in range(a.steps + 10):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
+
+        def step():
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
-            torch.cuda.synchronize()
-            if step >= 10:
-                times.append(time.perf_counter() - t0)
-        depth = 6 * a.blocks + 2
-        print(
-            f"torch ResNet-{depth} step, batch {a.batch}, cudnn "
-            f"{'deterministic' if deterministic else 'benchmark'}: "
-            f"{1e3 * statistics.median(times):.2f} ms/step (median of {a.steps})"
-        )
 
+        ms = timed(step, a.steps)
+        print(f"torch ResNet-{depth} step, batch {a.batch}, cudnn {what}: {ms:.2f} ms/step (median of {a.steps})")
+        model.eval()
+        one = x[:1].contiguous()
+        with torch.no_grad():
+            ms = timed(lambda: model(x), a.steps)
+            print(f"torch ResNet-{depth} inference, batch {a.batch}, cudnn {what}: {ms:.2f} ms/batch (median of {a.steps})")
+            ms = timed(lambda: model(one), 3 * a.steps)
+            print(f"torch ResNet-{depth} inference, batch 1, cudnn {what}: {ms:.3f} ms (median of {3 * a.steps})")
+
+
+def timed(f, n, warmup=10):
+    """Median milliseconds of f() over n timed runs, each ended by a device synchronize."""
+    times = []
+    for i in range(n + warmup):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        f()
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
 
 if __name__ == "__main__":
     main()
