@@ -167,10 +167,28 @@ fn elementwise_and_broadcasting(d: Device) {
     b.add_assign(&mut acc, &xp).expect("add_assign");
     let want: Vec<f32> = xv.iter().zip(&pos).map(|(a, c)| a + c).collect();
     close("add_assign", &host(&acc), &want, 1e-6);
-    assert!(b.all_finite(&x).expect("finite"));
+    assert!(b.all_finite(&[&x]).expect("finite"));
     let mut bad = xv.clone();
     bad[17] = f32::INFINITY;
-    assert!(!b.all_finite(&on(d, &[24], bad)).expect("finite"));
+    let bad = on(d, &[24], bad);
+    let mut nan = xv.clone();
+    nan[3] = f32::NAN;
+    let nan = on(d, &[4, 6], nan);
+    let empty = on(d, &[0], vec![]);
+    assert!(!b.all_finite(&[&bad]).expect("finite"));
+    assert!(!b.all_finite(&[&nan]).expect("finite"));
+    // several tensors, one answer: false when any one holds a non-finite element
+    assert!(b.all_finite(&[&x, &acc, &empty]).expect("finite"));
+    assert!(b.all_finite(&[]).expect("finite"));
+    assert!(!b.all_finite(&[&x, &bad, &acc]).expect("finite"));
+    assert!(!b.all_finite(&[&empty, &acc, &nan]).expect("finite"));
+    // huge but finite values stay finite (x·0, not a sum of x, is what is summed)
+    let huge = on(d, &[4], vec![3.0e38; 4]);
+    assert!(b.all_finite(&[&huge, &x]).expect("finite"));
+    use prune_core::backend::first_non_finite;
+    assert_eq!(first_non_finite(&[&x, &acc]).expect("scan"), None);
+    assert_eq!(first_non_finite(&[&x, &nan, &bad]).expect("scan"), Some(1));
+    assert_eq!(first_non_finite(&[&bad, &x]).expect("scan"), Some(0));
 }
 
 fn reductions_and_broadcast_adjoint(d: Device) {

@@ -1,6 +1,6 @@
 //! The backend ops of a training step beyond the layers — log-softmax and cross-entropy,
-//! channel gathers and concat with their adjoints, the fused optimizer steps, fills and
-//! dropout masks — against the kernel crate's CPU references, each check written once
+//! channel gathers and concat with their adjoints, the fused optimizer steps, fills,
+//! dropout masks and the zero outputs of empty operands — against the kernel crate's CPU references, each check written once
 //! and run per device as in `backend_ops.rs`: the CPU backend always, the CUDA backend
 //! over the CPU emulation of the kernels always (`emu::`, device `cuda:63`), and `cuda:0`
 //! when a GPU is present (reported as ignored with the reason otherwise;
@@ -36,7 +36,49 @@ fn main() {
         gather_concat_and_adjoints,
         optimizer_steps,
         fill_and_dropout_masks,
+        empty_operands_give_zeros,
     ));
+}
+
+/// Outputs that are not empty although an operand is — a sum over an empty axis, a product
+/// over an empty inner dimension, a weight gradient over an empty batch, batch-norm
+/// gradients of an empty batch — are zeros, on every device (the device backend writes
+/// most outputs without clearing them first, and its emulation fills fresh buffers with
+/// NaN, so a missing clear shows).
+fn empty_operands_give_zeros(d: Device) {
+    use prune_core::cpu::Conv2dParams;
+    let b = d.backend();
+    let zeros = |t: &prune_core::Tensor, shape: &[usize], what: &str| {
+        assert_eq!(t.shape(), shape, "{what}: shape");
+        assert!(host(t).iter().all(|&v| v == 0.0), "{what}: {:?}", host(t));
+    };
+    let s = b.sum_to_shape(&on(d, &[0, 5], vec![]), &[5]).expect("sum");
+    zeros(&s, &[5], "sum over an empty axis");
+    let m = b
+        .matmul(
+            &on(d, &[3, 0], vec![]),
+            &on(d, &[0, 4], vec![]),
+            false,
+            false,
+        )
+        .expect("matmul");
+    zeros(&m, &[3, 4], "product over an empty inner dimension");
+    let p = Conv2dParams {
+        stride: (1, 1),
+        padding: (1, 1),
+        groups: 1,
+    };
+    let (x, w) = (
+        on(d, &[0, 2, 4, 4], vec![]),
+        on(d, &[3, 2, 3, 3], vals(54, 1)),
+    );
+    let y = b.conv2d(&x, &w, None, &p).expect("conv");
+    assert_eq!(y.shape(), &[0, 3, 4, 4]);
+    let g = b
+        .conv2d_backward(&x, &w, &on(d, &[0, 3, 4, 4], vec![]), &p, true)
+        .expect("conv backward");
+    zeros(&g.w, &[3, 2, 3, 3], "weight gradient of an empty batch");
+    zeros(&g.bias, &[3], "bias gradient of an empty batch");
 }
 
 fn softmax_and_cross_entropy(d: Device) {

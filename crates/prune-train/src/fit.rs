@@ -333,10 +333,10 @@ fn step(
             },
         )
     };
-    for (name, g) in &grads {
-        if !g.backend().all_finite(g)? {
-            return Err(non_finite(format!("the gradient of {name}")));
-        }
+    // All gradients tested together: on a GPU one scalar crosses to the host per step.
+    let (names, tensors): (Vec<&String>, Vec<&Tensor>) = grads.iter().unzip();
+    if let Some(i) = prune_core::backend::first_non_finite(&tensors)? {
+        return Err(non_finite(format!("the gradient of {}", names[i])));
     }
     {
         let mut updates: Vec<ParamUpdate<'_>> = Vec::with_capacity(grads.len());

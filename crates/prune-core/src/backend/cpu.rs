@@ -67,8 +67,8 @@ impl Backend for CpuBackend {
         cpu_broadcast::broadcast_zip(&Tensor::zeros(shape.to_vec()), x, "broadcast_to", |_, y| y)
     }
 
-    fn all_finite(&self, x: &Tensor) -> Result<bool> {
-        Ok(x.all_finite())
+    fn all_finite(&self, xs: &[&Tensor]) -> Result<bool> {
+        Ok(xs.iter().all(|x| x.all_finite()))
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {

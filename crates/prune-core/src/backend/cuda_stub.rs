@@ -131,7 +131,7 @@ impl Backend for CudaBackend {
     fn broadcast_to(&self, _: &Tensor, _: &[usize]) -> Result<Tensor> {
         Err(unsupported("broadcast"))
     }
-    fn all_finite(&self, _: &Tensor) -> Result<bool> {
+    fn all_finite(&self, _: &[&Tensor]) -> Result<bool> {
         Err(unsupported("all_finite"))
     }
     fn matmul(&self, _: &Tensor, _: &Tensor, _: bool, _: bool) -> Result<Tensor> {

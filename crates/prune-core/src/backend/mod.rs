@@ -181,8 +181,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn sum_to_shape(&self, x: &Tensor, shape: &[usize]) -> Result<Tensor>;
     /// Broadcasts `x` up to `shape`.
     fn broadcast_to(&self, x: &Tensor, shape: &[usize]) -> Result<Tensor>;
-    /// True when every element is finite.
-    fn all_finite(&self, x: &Tensor) -> Result<bool>;
+    /// True when every element of every tensor in `xs` is finite: one answer for all of
+    /// them, so a device copies one scalar to the host (and waits once) however many
+    /// tensors are tested.
+    fn all_finite(&self, xs: &[&Tensor]) -> Result<bool>;
 
     // ---- linear algebra and convolution ----
     /// `op(a) @ op(b)` of 2-D tensors, `op` transposing when asked.
@@ -411,6 +413,38 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         v: &mut Tensor,
         h: &AdamStep,
     ) -> Result<()>;
+}
+
+/// The position in `xs` of the first tensor holding a non-finite element, if any.
+///
+/// The tensors of each device are tested together ([`Backend::all_finite`]: on a GPU one
+/// scalar crosses to the host per device, not one per tensor); only when a device's test
+/// fails are its tensors tested one by one, to name the culprit.
+pub fn first_non_finite(xs: &[&Tensor]) -> Result<Option<usize>> {
+    let mut devices: Vec<Device> = Vec::new();
+    for t in xs {
+        if !devices.contains(&t.device()) {
+            devices.push(t.device());
+        }
+    }
+    let mut first: Option<usize> = None;
+    for device in devices {
+        let at: Vec<usize> = (0..xs.len())
+            .filter(|&i| xs[i].device() == device)
+            .collect();
+        let group: Vec<&Tensor> = at.iter().map(|&i| xs[i]).collect();
+        let be = device.backend();
+        if be.all_finite(&group)? {
+            continue;
+        }
+        for i in at {
+            if !be.all_finite(&[xs[i]])? {
+                first = Some(first.map_or(i, |f| f.min(i)));
+                break;
+            }
+        }
+    }
+    Ok(first)
 }
 
 /// The backend shared by `tensors`, or an error naming the op and the devices.

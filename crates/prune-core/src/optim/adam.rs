@@ -7,7 +7,7 @@
 //!
 //! The update runs on the parameter's backend.
 
-use super::{check_pair, OptimState, Optimizer, ParamUpdate};
+use super::{check_pairs, OptimState, Optimizer, ParamUpdate};
 use crate::backend::{backend_of, AdamStep};
 use crate::error::Result;
 use crate::Tensor;
@@ -47,9 +47,7 @@ impl Default for Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self, lr: f32, params: &mut [ParamUpdate<'_>]) -> Result<()> {
-        for p in params.iter() {
-            check_pair(p)?;
-        }
+        check_pairs(params)?;
         self.step += 1;
         for p in params.iter_mut() {
             let backend = backend_of("adam step", &[p.value, p.grad])?;

@@ -53,12 +53,18 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, state: OptimState);
 }
 
-/// Checks a parameter/gradient pair before an update.
-pub(crate) fn check_pair(p: &ParamUpdate<'_>) -> Result<()> {
-    p.value.expect_same_shape(p.grad, "optimizer step")?;
-    if !p.grad.backend().all_finite(p.grad)? {
+/// Checks the parameter/gradient pairs before an update, so that a bad pair leaves every
+/// parameter untouched: shapes, then the gradients' finiteness, tested together (on a GPU
+/// one scalar crosses to the host per step rather than one per parameter); the error names
+/// the first non-finite gradient.
+pub(crate) fn check_pairs(ps: &[ParamUpdate<'_>]) -> Result<()> {
+    for p in ps {
+        p.value.expect_same_shape(p.grad, "optimizer step")?;
+    }
+    let grads: Vec<&crate::Tensor> = ps.iter().map(|p| p.grad).collect();
+    if let Some(i) = crate::backend::first_non_finite(&grads)? {
         return Err(CoreError::NonFinite {
-            what: format!("gradient of {}", p.name),
+            what: format!("gradient of {}", ps[i].name),
         });
     }
     Ok(())

@@ -9,7 +9,7 @@
 //!
 //! The update runs on the parameter's backend.
 
-use super::{buffer, check_pair, OptimState, Optimizer, ParamUpdate};
+use super::{buffer, check_pairs, OptimState, Optimizer, ParamUpdate};
 use crate::backend::{backend_of, SgdStep};
 use crate::error::Result;
 use std::collections::BTreeMap;
@@ -39,9 +39,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, lr: f32, params: &mut [ParamUpdate<'_>]) -> Result<()> {
-        for p in params.iter() {
-            check_pair(p)?;
-        }
+        check_pairs(params)?;
         for p in params.iter_mut() {
             let h = SgdStep {
                 lr: lr * p.lr_mult,

@@ -206,16 +206,17 @@ impl<R: GpuRuntime> GpuDevice<R> {
         v.sort_by_key(|c| format!("{:?}{:?}", c.desc, c.pass));
         v
     }
+}
 
-    /// A buffer of at least `n` floats whose contents the caller overwrites: a released
-    /// buffer of the pool when one fits exactly, else a new allocation.
-    fn scratch(&self, n: usize) -> Result<R::Buf<f32>> {
-        let len = n.max(1);
-        match self.pooled(len) {
-            Some(b) => Ok(b),
-            None => R::alloc(self.stream(), len).map_err(kernel_err("conv2d workspace")),
-        }
-    }
+/// The output buffer of `pass`: unwritten when the library computes it (beta = 0: it
+/// does not read it), zeros when an operand is empty and no call is made.
+fn pass_output<R: GpuRuntime>(
+    d: &GpuDevice<R>,
+    desc: &ConvDesc,
+    pass: ConvPass,
+) -> Result<R::Buf<f32>> {
+    let lens = desc.lens(pass);
+    d.output_of(lens[2], !lens.contains(&0))
 }
 
 /// `pass` of `desc` through the library on `(a, b, out)` (see [`ConvPass`]).
@@ -230,11 +231,12 @@ fn dnn_pass<R: GpuRuntime>(
 ) -> Result<()> {
     desc.check(pass, [R::len(a), R::len(b), R::len(out)])?;
     if desc.lens(pass).contains(&0) {
-        // An empty operand: the (zeroed) output is the answer; cuDNN refuses zero sizes.
+        // An empty operand: the zeroed output (`pass_output`) is the answer; cuDNN
+        // refuses zero sizes.
         return Ok(());
     }
     let algo = d.convs.algo(dnn, desc, pass)?;
-    let mut ws = d.scratch(algo.workspace_bytes.div_ceil(4))?;
+    let mut ws = d.output(algo.workspace_bytes.div_ceil(4))?;
     let run = R::conv_run(dnn, desc, pass, &algo, a, b, out, &mut ws);
     d.release(ws);
     run
@@ -252,7 +254,7 @@ pub(super) fn conv2d<R: GpuRuntime>(
     let y = match &d.convs.dnn {
         Ok(dnn) => {
             let shape = desc.y_dims().to_vec();
-            let mut y = d.zeros(numel(&shape))?;
+            let mut y = pass_output(d, &desc, ConvPass::Forward)?;
             let (xb, wb) = (sl::<R>(OP, x)?, sl::<R>(OP, w)?);
             dnn_pass(d, dnn, &desc, ConvPass::Forward, xb, wb, &mut y)?;
             wrap(d, shape, y)?
@@ -298,13 +300,13 @@ pub(super) fn conv2d_backward<R: GpuRuntime>(
         Ok(dnn) => {
             let (xb, wb, gb) = (sl::<R>(OP, x)?, sl::<R>(OP, w)?, sl::<R>(OP, g)?);
             let dx = if need_x {
-                let mut dx = d.zeros(x.numel())?;
+                let mut dx = pass_output(d, &desc, ConvPass::BackwardData)?;
                 dnn_pass(d, dnn, &desc, ConvPass::BackwardData, gb, wb, &mut dx)?;
                 Some(wrap(d, x.shape().to_vec(), dx)?)
             } else {
                 None
             };
-            let mut dw = d.zeros(w.numel())?;
+            let mut dw = pass_output(d, &desc, ConvPass::BackwardFilter)?;
             dnn_pass(d, dnn, &desc, ConvPass::BackwardFilter, xb, gb, &mut dw)?;
             (dx, wrap(d, w.shape().to_vec(), dw)?)
         }

@@ -3,6 +3,7 @@
 //! `reduce_axes` and `dropout_fwd`.
 
 use super::buffers::{sl, wrap};
+use super::channels;
 use super::{kernel_err, GpuDevice, GpuRuntime};
 use crate::autograd::{Binary, Unary};
 use crate::error::{CoreError, Result};
@@ -19,7 +20,7 @@ pub(super) fn un<R: GpuRuntime>(
     a: f32,
 ) -> Result<Tensor> {
     let n = x.numel();
-    let mut y = d.zeros(n)?;
+    let mut y = d.output(n)?;
     d.nn.unary(d.stream(), op, sl::<R>("unary", x)?, &mut y, n, a)
         .map_err(kernel_err("unary"))?;
     wrap(d, x.shape().to_vec(), y)
@@ -33,7 +34,7 @@ pub(super) fn bin<R: GpuRuntime>(
     op: KB,
 ) -> Result<Tensor> {
     let shape = crate::backend::broadcast_shape(a.shape(), b.shape(), "binary")?;
-    let mut out = d.zeros(numel(&shape))?;
+    let mut out = d.output(numel(&shape))?;
     d.nn.binary(
         d.stream(),
         op,
@@ -71,7 +72,7 @@ pub(super) fn reduce<R: GpuRuntime>(
     if axes.is_empty() {
         return x.reshape(out_shape);
     }
-    let mut y = d.zeros(numel(&out_shape))?;
+    let mut y = d.output_of(numel(&out_shape), x.numel() > 0)?;
     d.nn.reduce_axes(
         d.stream(),
         sl::<R>("reduce", x)?,
@@ -229,15 +230,25 @@ pub(super) fn broadcast_to<R: GpuRuntime>(
     Ok(y)
 }
 
-/// Whether every element of `x` is finite (one scalar copied to the host).
-pub(super) fn all_finite<R: GpuRuntime>(d: &Arc<GpuDevice<R>>, x: &Tensor) -> Result<bool> {
-    if x.numel() == 0 {
-        return Ok(true);
-    }
-    // x·0 is 0 for finite x and NaN for ±∞ or NaN; the sum is finite iff all are.
-    let z = bin(d, x, &full(d, &[], 0.0)?, KB::Mul)?;
-    let flat = z.reshape([z.numel()])?;
-    let s = reduce(d, &flat, &[0], false, vec![])?;
+/// Whether every element of every tensor in `xs` is finite: the tensors laid end to end
+/// (one copy each), then one product and one sum, and one scalar copied to the host for
+/// all of them.
+///
+/// x·0 is 0 for finite x and NaN for ±∞ or NaN, so the sum of x·0 is 0 iff every element
+/// is finite (a sum of the elements themselves could overflow for finite ones).
+pub(super) fn all_finite<R: GpuRuntime>(d: &Arc<GpuDevice<R>>, xs: &[&Tensor]) -> Result<bool> {
+    let flat: Vec<Tensor> = xs
+        .iter()
+        .filter(|x| x.numel() > 0)
+        .map(|x| x.reshape([x.numel()]))
+        .collect::<Result<_>>()?;
+    let all = match flat.len() {
+        0 => return Ok(true),
+        1 => flat[0].clone(),
+        _ => channels::concat(d, &flat.iter().collect::<Vec<_>>(), 0)?,
+    };
+    let z = bin(d, &all, &full(d, &[], 0.0)?, KB::Mul)?;
+    let s = reduce(d, &z, &[0], false, vec![])?;
     Ok(s.item()?.is_finite())
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub(super) fn log_softmax<R: GpuRuntime>(d: &Arc<GpuDevice<R>>, x: &Tensor) -> Result<Tensor> {
     x.expect_rank(2, "log_softmax")?;
     let (rows, cols) = (x.shape()[0], x.shape()[1]);
-    let mut y = d.zeros(rows * cols)?;
+    let mut y = d.output(rows * cols)?;
     d.nn.log_softmax(d.stream(), sl::<R>("log_softmax", x)?, &mut y, rows, cols)
         .map_err(kernel_err("log_softmax"))?;
     wrap(d, x.shape().to_vec(), y)

@@ -159,6 +159,30 @@ impl<R: GpuRuntime> GpuDevice<R> {
         }
     }
 
+    /// A buffer of `n` floats (at least one) with unspecified contents — a released one of
+    /// that length when there is one, else a new allocation — for the output of a kernel
+    /// or library call that writes every element: no memset is queued. The kernels given
+    /// such outputs are those whose tests run on NaN-filled outputs (`tests/gpu_ops.rs`,
+    /// the emulated `emu_ops`), and cuDNN / cuBLAS calls with beta = 0, which do not read
+    /// their output.
+    pub(crate) fn output(&self, n: usize) -> Result<R::Buf<f32>> {
+        self.output_of(n, true)
+    }
+
+    /// [`GpuDevice::output`] when the kernel runs (`written`), else zeros: a kernel whose
+    /// input is empty returns without a launch, and its non-empty outputs (the sums over
+    /// an empty axis, the statistics of an empty batch) are then 0.
+    pub(crate) fn output_of(&self, n: usize, written: bool) -> Result<R::Buf<f32>> {
+        if !written {
+            return self.zeros(n);
+        }
+        let len = n.max(1);
+        match self.pooled(len) {
+            Some(b) => Ok(b),
+            None => R::alloc(self.stream(), len).map_err(kernel_err("allocating")),
+        }
+    }
+
     /// Takes back a buffer no tensor refers to any more. Work already queued on the
     /// stream that reads or writes it runs before anything queued after its reuse.
     fn release(&self, b: R::Buf<f32>) {

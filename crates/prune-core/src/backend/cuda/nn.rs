@@ -76,7 +76,8 @@ pub(super) fn matmul<R: GpuRuntime>(
         });
     }
     let k = ka;
-    let mut c = d.zeros(m * n)?;
+    // cuBLAS with beta = 0 does not read C; with k = 0 no call is made and C is 0.
+    let mut c = d.output_of(m * n, m * n > 0 && k > 0)?;
     if m * n > 0 && k > 0 {
         let g = swap_for_column_major(m, n, k, trans_a, trans_b, a.shape()[1], b.shape()[1]);
         R::sgemm(d, g, sl::<R>(OP, b)?, sl::<R>(OP, a)?, &mut c)?;
@@ -192,7 +193,12 @@ pub(super) fn batch_norm_train<R: GpuRuntime>(
     const OP: &str = "batch_norm";
     let view = bn_view(x)?;
     let c = view.1;
-    let (mut mean, mut inv_std, mut var) = (d.zeros(c)?, d.zeros(c)?, d.zeros(c)?);
+    let run = x.numel() > 0;
+    let (mut mean, mut inv_std, mut var) = (
+        d.output_of(c, run)?,
+        d.output_of(c, run)?,
+        d.output_of(c, run)?,
+    );
     d.nn.bn_stats(
         d.stream(),
         sl::<R>(OP, x)?,
@@ -219,7 +225,7 @@ pub(super) fn inv_std<R: GpuRuntime>(
     eps: f32,
 ) -> Result<Tensor> {
     let c = var.numel();
-    let mut out = d.zeros(c)?;
+    let mut out = d.output(c)?;
     d.nn.bn_invstd(d.stream(), sl::<R>("batch_norm", var)?, &mut out, c, eps)
         .map_err(kernel_err("batch_norm"))?;
     wrap(d, vec![c], out)
@@ -236,7 +242,7 @@ pub(super) fn batch_norm_apply<R: GpuRuntime>(
 ) -> Result<Tensor> {
     const OP: &str = "batch_norm";
     let view = bn_view(x)?;
-    let mut y = d.zeros(x.numel())?;
+    let mut y = d.output(x.numel())?;
     let p = BnParams::<R> {
         gamma: sl::<R>(OP, gamma)?,
         beta: sl::<R>(OP, beta)?,
@@ -268,7 +274,12 @@ pub(super) fn batch_norm_backward<R: GpuRuntime>(
     x.expect_same_shape(g, OP)?;
     let view = bn_view(x)?;
     let c = view.1;
-    let (mut dx, mut dgamma, mut dbeta) = (d.zeros(x.numel())?, d.zeros(c)?, d.zeros(c)?);
+    let run = x.numel() > 0;
+    let (mut dx, mut dgamma, mut dbeta) = (
+        d.output(x.numel())?,
+        d.output_of(c, run)?,
+        d.output_of(c, run)?,
+    );
     d.nn.bn_backward(
         d.stream(),
         sl::<R>(OP, g)?,

@@ -99,8 +99,8 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         elementwise::broadcast_to(&self.dev_of(&[x])?, x, shape)
     }
 
-    fn all_finite(&self, x: &Tensor) -> Result<bool> {
-        elementwise::all_finite(&self.dev_of(&[x])?, x)
+    fn all_finite(&self, xs: &[&Tensor]) -> Result<bool> {
+        elementwise::all_finite(&self.dev_of(xs)?, xs)
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
