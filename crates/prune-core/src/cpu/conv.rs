@@ -32,7 +32,9 @@
 //! (`conv_tune.rs`). Layers with small output planes run the GEMM over
 //! several images at once (`conv_batched.rs`); a single image of a large
 //! layer is split across threads by blocks of output columns
-//! (`conv_columns.rs`). The GEMM and direct kernels write every output
+//! (`conv_columns.rs`). A plane with fewer pixels than the kernel has taps
+//! (2×2 under 3×3) is one product of the whole batch with the weights
+//! unrolled over the plane (`conv_plane.rs`). The GEMM and direct kernels write every output
 //! value without reading it, so their output is not zero-filled first.
 
 use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
@@ -41,6 +43,7 @@ use super::conv_columns::{column_blocks, forward_columns};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
+use super::conv_plane;
 use super::conv_tune::{self, Algo, Pass};
 use super::elementwise;
 use super::gemm::{gemm_prepacked_overwrite, Operand, PackedA};
@@ -312,6 +315,12 @@ fn forward_with(
     }
     let len = g.n * g.img_out();
     let bias = bias.map(|b| b.data());
+    if len > 0 && g.img_in() > 0 && conv_plane::applies(&g) {
+        let mut y = elementwise::zeros(len);
+        conv_plane::forward(&g, x.data(), w.data(), bias, &mut y);
+        post(0, &mut y);
+        return Tensor::from_vec(shape, y);
+    }
     if len > 0 && !g.is_depthwise() && g.col.rows() > 0 {
         // The GEMM (β = 0) and the direct kernel store every output value
         // without reading it: no zero-fill pass before them.
@@ -515,7 +524,10 @@ pub fn conv2d_backward(
     // image's dY is in cache, or by a separate pass otherwise.
     let mut sums = vec![0.0f64; g.n * g.cout];
     let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
-    if gemm_path {
+    if gemm_path && conv_plane::applies(&g) {
+        let dx = need_x_grad.then_some(&mut dx[..]);
+        conv_plane::backward(&g, x.data(), w.data(), dy, &mut dw, dx, &mut sums);
+    } else if gemm_path {
         let (x, w) = (x.data(), w.data());
         // The whole backward by `algo`, into the given buffers.
         let run =

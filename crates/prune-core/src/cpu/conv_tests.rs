@@ -46,6 +46,17 @@ const CASES: &[Case] = &[
     (5, 6, 2, 2, 7, 1, 1, (1, 1), (0, 0), 1),
     // stride 2 on rows long enough for the vector im2col/col2im
     (2, 3, 10, 30, 4, 3, 3, (2, 2), (1, 1), 1),
+    // Planes with fewer pixels than kernel taps, batches large enough for
+    // one product with the weights unrolled over the plane (conv_plane.rs;
+    // `plane_cases_take_the_product` checks they do): 2x2 and 1x1 maps
+    // under 3x3, non-square planes, stride and a 2x3 kernel unpadded in
+    // rows; and a 2x2 map with too few images, through im2col.
+    (16, 6, 2, 2, 7, 3, 3, (1, 1), (1, 1), 1),
+    (3, 4, 1, 1, 5, 3, 3, (1, 1), (1, 1), 1),
+    (32, 3, 2, 3, 5, 3, 3, (1, 1), (1, 1), 1),
+    (32, 2, 3, 2, 4, 3, 3, (2, 1), (1, 1), 1),
+    (32, 3, 2, 2, 4, 2, 3, (1, 2), (0, 1), 1),
+    (5, 6, 2, 2, 7, 3, 3, (1, 1), (1, 1), 1),
 ];
 
 fn params(c: &Case) -> Conv2dParams {
@@ -229,8 +240,10 @@ fn backward_matches_direct_loops() {
 #[test]
 fn backward_matches_finite_differences() {
     // A GEMM case with stride, padding and groups, a depthwise case with a
-    // channel multiplier, and a 1x1 case.
-    for (i, c) in [CASES[1], CASES[6], CASES[4]].iter().enumerate() {
+    // channel multiplier, a 1x1 case, and a plane smaller than the kernel
+    // (conv_plane.rs) with stride.
+    let plane = CASES[CASES.len() - 3];
+    for (i, c) in [CASES[1], CASES[6], CASES[4], plane].iter().enumerate() {
         let (x, w, b) = inputs(c, 300 + i as u64);
         let p = params(c);
         let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
@@ -276,11 +289,26 @@ fn backward_matches_finite_differences() {
 }
 
 #[test]
+fn plane_cases_take_the_product() {
+    use super::conv::geometry;
+    use super::conv_plane::applies;
+    let n = CASES.len();
+    for (i, c) in CASES.iter().enumerate() {
+        let (x, w, _) = inputs(c, 500 + i as u64);
+        let g = geometry("test", &x, &w, &params(c)).unwrap();
+        let want = (n - 6..n - 1).contains(&i);
+        assert_eq!(applies(&g), want, "{c:?}");
+    }
+}
+
+#[test]
 fn results_do_not_depend_on_thread_count() {
-    // Per-image weight-gradient products, and concatenated ones.
+    // Per-image weight-gradient products, concatenated ones, and the
+    // product over a plane smaller than the kernel (conv_plane.rs).
     for c in [
         (13, 4, 10, 10, 8, 3, 3, (1, 1), (1, 1), 2),
         (20, 3, 4, 4, 24, 3, 3, (1, 1), (0, 0), 1),
+        (40, 24, 2, 2, 32, 3, 3, (1, 1), (1, 1), 1),
     ] {
         let (x, w, b) = inputs(&c, 9);
         let p = params(&c);
