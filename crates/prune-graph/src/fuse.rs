@@ -11,6 +11,15 @@
 //! after compilation folds the batch norms, the convolutions fuse). The
 //! fused node computes the same values as the chain, bit for bit, without
 //! writing the values in between.
+//!
+//! For inference without gradients (`fold_bn`), a batch norm whose input is
+//! a convolution that nothing else reads (nor masks) also absorbs that
+//! convolution: in evaluation mode the batch norm is the per-channel map
+//! `y = a·z + c` with `a = γ/√(σ²_run + ε)` and `c = β − a·μ_run`, so
+//! `bn(conv(x; w, b)) = conv(x; a·w, a·b + c)` — one convolution with
+//! scaled weights and a bias instead of a convolution and a pass over its
+//! output (the compiler folds the same way, permanently). This one is
+//! equal to the chain up to rounding, not bit for bit.
 
 use crate::interp::ChannelMasks;
 use crate::ir::{Graph, Layer};
@@ -26,16 +35,25 @@ pub(crate) struct Fusion {
 }
 
 /// The fusions of a graph: by the index of the ReLU that computes them,
-/// and which nodes they absorb (computed by that ReLU, not on their own).
+/// and which nodes they absorb (computed by that ReLU, not on their own);
+/// and the convolutions folded into the batch norm after them, by the
+/// batch norm's index.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub at: BTreeMap<usize, Fusion>,
     pub absorbed: Vec<bool>,
+    pub folded: BTreeMap<usize, usize>,
 }
 
 /// The fusions `graph` allows under `masks` (`inputs` from
-/// [`Graph::input_indices`]).
-pub(crate) fn plan(graph: &Graph, inputs: &[Vec<usize>], masks: Option<&ChannelMasks>) -> Plan {
+/// [`Graph::input_indices`]); with `fold_bn` (evaluation mode, no
+/// gradients) also the convolutions folded into batch norms.
+pub(crate) fn plan(
+    graph: &Graph,
+    inputs: &[Vec<usize>],
+    masks: Option<&ChannelMasks>,
+    fold_bn: bool,
+) -> Plan {
     let n = graph.nodes.len();
     let mut readers = vec![0usize; n];
     for ins in inputs {
@@ -58,7 +76,21 @@ pub(crate) fn plan(graph: &Graph, inputs: &[Vec<usize>], masks: Option<&ChannelM
     let mut out = Plan {
         at: BTreeMap::new(),
         absorbed: vec![false; n],
+        folded: BTreeMap::new(),
     };
+    if fold_bn {
+        for (j, node) in graph.nodes.iter().enumerate() {
+            if !matches!(node.layer, Layer::BatchNorm { .. }) || inputs[j].len() != 1 {
+                continue;
+            }
+            let c = inputs[j][0];
+            let conv = matches!(graph.nodes[c].layer, Layer::Conv2d { .. });
+            if conv && inputs[c].len() == 1 && private(c) {
+                out.folded.insert(j, c);
+                out.absorbed[c] = true;
+            }
+        }
+    }
     for (k, node) in graph.nodes.iter().enumerate() {
         if !matches!(node.layer, Layer::Relu) || inputs[k].len() != 1 {
             continue;
@@ -107,7 +139,7 @@ mod tests {
     fn plan_of(name: &str, masks: Option<&ChannelMasks>) -> (Graph, Plan) {
         let g = zoo::build(name, &[3, 32, 32], 10).expect("zoo");
         let inputs = g.input_indices().expect("inputs");
-        let p = plan(&g, &inputs, masks);
+        let p = plan(&g, &inputs, masks, false);
         (g, p)
     }
 
@@ -158,6 +190,31 @@ mod tests {
     }
 
     #[test]
+    fn inference_folds_convolutions_into_the_batch_norms_after_them() {
+        let g = zoo::build("resnet20", &[3, 32, 32], 10).expect("zoo");
+        let inputs = g.input_indices().expect("inputs");
+        let p = plan(&g, &inputs, None, true);
+        // the stem, two per block, two downsampling shortcuts
+        assert_eq!(p.folded.len(), 1 + 2 * 9 + 2);
+        for (&bn, &conv) in &p.folded {
+            assert!(matches!(g.nodes[bn].layer, Layer::BatchNorm { .. }));
+            assert!(matches!(g.nodes[conv].layer, Layer::Conv2d { .. }));
+            assert_eq!(inputs[bn], [conv]);
+            assert!(p.absorbed[conv]);
+        }
+        // the ReLU fusions are those of training
+        assert_eq!(p.at, plan(&g, &inputs, None, false).at);
+        // a masked convolution keeps its output: not folded
+        let mut masks = ChannelMasks::new();
+        masks.insert("layer1.0.conv1".into(), vec![true; 16]);
+        let p = plan(&g, &inputs, Some(&masks), true);
+        assert_eq!(p.folded.len(), 1 + 2 * 9 + 2 - 1);
+        assert!(!p.absorbed[g.index_of("layer1.0.conv1").expect("node")]);
+        // no folding unless asked
+        assert!(plan(&g, &inputs, None, false).folded.is_empty());
+    }
+
+    #[test]
     fn convolutions_fuse_where_batch_norms_were_folded() {
         // a compiled block: conv (with bias) → relu, conv + shortcut → relu
         let mut g = Graph::new("block", &[4, 8, 8]);
@@ -177,7 +234,7 @@ mod tests {
         g.push("r2", Layer::Relu, &["add"]).expect("push");
         g.push("out", Layer::GlobalAvgPool, &["r2"]).expect("push");
         let inputs = g.input_indices().expect("inputs");
-        let p = plan(&g, &inputs, None);
+        let p = plan(&g, &inputs, None, false);
         // node 0 is the input
         assert_eq!(p.at[&2], Fusion { head: 1, add: None });
         assert_eq!(

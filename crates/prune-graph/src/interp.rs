@@ -9,8 +9,11 @@
 //! output of chosen nodes: the "masked model" the pruning compiler verifies
 //! against. A batch norm or convolution that only a ReLU reads, directly or
 //! through a residual add, runs fused with it as one tape op (see
-//! [`crate::fuse`]).
+//! [`crate::fuse`]); in eval mode on a tape without gradients, a convolution
+//! that only a batch norm reads is folded into it when its output is large
+//! enough for that to pay (`bn_node.rs`).
 
+use crate::bn_node::{conv_relu, worth_folding, BnArgs, ConvIn};
 use crate::error::{GraphError, Result};
 use crate::fuse;
 use crate::ir::Layer;
@@ -90,13 +93,15 @@ pub struct Forward {
     /// its entry is that ReLU's output.
     pub nodes: Vec<Var>,
     /// Indices of the nodes (batch norms, convolutions and residual adds)
-    /// computed fused into the ReLU that reads them, in node order.
+    /// computed fused into the ReLU that reads them, and in inference
+    /// without gradients the convolutions folded into the batch norm after
+    /// them, in node order.
     pub fused: Vec<usize>,
     /// Batch statistics to fold into running statistics (train mode).
     pub bn_updates: Vec<BnUpdate>,
 }
 
-fn pair(a: [usize; 2]) -> (usize, usize) {
+pub(crate) fn pair(a: [usize; 2]) -> (usize, usize) {
     (a[0], a[1])
 }
 
@@ -134,12 +139,54 @@ pub fn forward<'a>(
     };
     let mut vars: Vec<Var> = Vec::with_capacity(graph.nodes.len());
     let mut bn_updates = Vec::new();
-    let plan = fuse::plan(graph, &inputs, opts.masks);
+    // Inference without gradients folds convolutions into the batch norms
+    // after them (fuse.rs).
+    let fold_bn = opts.mode == Mode::Eval && !tape.grad_enabled();
+    let plan = fuse::plan(graph, &inputs, opts.masks, fold_bn);
+    // Folded convolutions that run on their own after all (`worth_folding`).
+    let mut declined = std::collections::BTreeSet::new();
+    let conv_of = |bn: usize, vars: &[Var], declined: &std::collections::BTreeSet<usize>| {
+        let Some(&c) = plan.folded.get(&bn).filter(|c| !declined.contains(*c)) else {
+            return Ok(None);
+        };
+        let node = &graph.nodes[c];
+        let Layer::Conv2d {
+            stride,
+            padding,
+            groups,
+            bias,
+            ..
+        } = &node.layer
+        else {
+            return Err(GraphError::Invalid(format!(
+                "folded node '{}' is not a convolution",
+                node.name
+            )));
+        };
+        Result::Ok(Some(ConvIn {
+            x: vars[inputs[c][0]],
+            w: p(&node.name, "weight")?,
+            b: if *bias {
+                Some(p(&node.name, "bias")?)
+            } else {
+                None
+            },
+            params: Conv2dParams {
+                stride: pair(*stride),
+                padding: pair(*padding),
+                groups: *groups,
+            },
+        }))
+    };
     for (i, node) in graph.nodes.iter().enumerate() {
         if plan.absorbed[i] {
-            // computed by the ReLU that reads it; the entry is replaced then
-            vars.push(input);
-            continue;
+            let folded = plan.folded.values().any(|&c| c == i);
+            if !folded || worth_folding(model, tape, &node.name, vars[inputs[i][0]])? {
+                // computed by the node that reads it; the entry is replaced then
+                vars.push(input);
+                continue;
+            }
+            declined.insert(i);
         }
         let x = inputs[i].first().map(|&j| vars[j]);
         let at = |e: prune_core::CoreError| GraphError::Shape {
@@ -187,6 +234,7 @@ pub fn forward<'a>(
                     beta: p(n, "bias")?,
                     eps: *eps,
                     momentum: *momentum,
+                    conv: conv_of(i, &vars, &declined)?,
                 };
                 bn.run(model, tape, opts.mode, None, &mut bn_updates)?
             }
@@ -204,6 +252,7 @@ pub fn forward<'a>(
                                 beta: p(&head.name, "bias")?,
                                 eps: *eps,
                                 momentum: *momentum,
+                                conv: conv_of(f.head, &vars, &declined)?,
                             }
                             .run(model, tape, opts.mode, Some(residual), &mut bn_updates)?,
                             Layer::Conv2d {
@@ -329,103 +378,10 @@ pub fn forward<'a>(
         params,
         nodes: vars,
         fused: (0..graph.nodes.len())
-            .filter(|&i| plan.absorbed[i])
+            .filter(|&i| plan.absorbed[i] && !declined.contains(&i))
             .collect(),
         bn_updates,
     })
-}
-
-/// `relu(conv2d(x) + residual)` as one tape node, or as the unfused chain
-/// (which broadcasts) when the residual's shape is not the output's.
-fn conv_relu(
-    tape: &mut Tape<'_>,
-    x: Var,
-    w: Var,
-    b: Option<Var>,
-    cp: Conv2dParams,
-    residual: Option<Var>,
-) -> prune_core::Result<Var> {
-    if let Some(r) = residual {
-        let (xs, ws) = (tape.shape(x)?, tape.shape(w)?);
-        let fits = xs.len() == 4
-            && ws.len() == 4
-            && prune_core::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &cp)
-                .is_ok_and(|(oh, ow)| tape.shape(r).is_ok_and(|s| s == [xs[0], ws[0], oh, ow]));
-        if !fits {
-            let y = tape.conv2d(x, w, b, cp)?;
-            let s = tape.add(y, r)?;
-            return tape.relu(s);
-        }
-    }
-    tape.conv2d_relu(x, w, b, cp, residual)
-}
-
-/// A batch-norm node's inputs and settings.
-struct BnArgs<'n> {
-    name: &'n str,
-    x: Var,
-    gamma: Var,
-    beta: Var,
-    eps: f32,
-    momentum: f32,
-}
-
-impl BnArgs<'_> {
-    /// Runs the batch norm alone (`relu` is `None`) or fused with the ReLU
-    /// after it and the residual added before that ReLU (`Some(residual)`).
-    /// A residual of another shape than the batch norm's output runs as the
-    /// unfused chain, which broadcasts.
-    fn run(
-        &self,
-        model: &Model,
-        tape: &mut Tape<'_>,
-        mode: Mode,
-        relu: Option<Option<Var>>,
-        bn_updates: &mut Vec<BnUpdate>,
-    ) -> Result<Var> {
-        let at = |e: prune_core::CoreError| GraphError::Shape {
-            node: self.name.to_string(),
-            reason: e.to_string(),
-        };
-        let (x, g, b, eps) = (self.x, self.gamma, self.beta, self.eps);
-        let fused = match relu {
-            Some(Some(r)) if tape.shape(r)? != tape.shape(x)? => None,
-            other => other,
-        };
-        let y = match mode {
-            Mode::Train => {
-                let (y, mean, var) = match fused {
-                    Some(r) => tape.batch_norm_relu_train(x, g, b, r, eps),
-                    None => tape.batch_norm_train(x, g, b, eps),
-                }
-                .map_err(at)?;
-                bn_updates.push(BnUpdate {
-                    node: self.name.to_string(),
-                    mean,
-                    var,
-                    momentum: self.momentum,
-                });
-                y
-            }
-            Mode::Eval => {
-                let rm = model.params.get(&format!("{}.running_mean", self.name))?;
-                let rv = model.params.get(&format!("{}.running_var", self.name))?;
-                match fused {
-                    Some(r) => tape.batch_norm_relu_eval(x, g, b, r, rm, rv, eps),
-                    None => tape.batch_norm_eval(x, g, b, rm, rv, eps),
-                }
-                .map_err(at)?
-            }
-        };
-        match (relu, fused) {
-            // the unfused chain for a residual of another shape
-            (Some(Some(r)), None) => {
-                let s = tape.add(y, r).map_err(at)?;
-                Ok(tape.relu(s).map_err(at)?)
-            }
-            _ => Ok(y),
-        }
-    }
 }
 
 /// Multiplies channel `c` of `y` by `keep[c]` (0 or 1).

@@ -3,6 +3,7 @@
 //! prune-core's autograd tape, the model zoo, and (de)serialization as
 //! `model.json` + `weights.safetensors`.
 
+mod bn_node;
 pub mod error;
 mod fuse;
 pub mod interp;

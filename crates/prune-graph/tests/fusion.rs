@@ -1,7 +1,9 @@
 //! The interpreter's batch norm + (residual add +) ReLU fusion gives the
-//! values and gradients of the unfused chain, bit for bit. An all-true
-//! channel mask on a node keeps it unfused without changing any value
-//! (`x·1 = x`), so one model runs both ways.
+//! values and gradients of the unfused chain, bit for bit; inference without
+//! gradients, where convolutions also fold into the batch norms after them,
+//! gives its values to rounding. An all-true channel mask on a node keeps it
+//! unfused without changing any value (`x·1 = x`), so one model runs both
+//! ways.
 
 use prune_core::sbp::GateNoise;
 use prune_core::{Tape, Tensor};
@@ -74,6 +76,18 @@ fn run(model: &Model, x: &Tensor, masks: Option<&ChannelMasks>) -> Run {
     }
 }
 
+/// Equal to rounding: `|a − b| ≤ tol · max |b|` element by element.
+fn close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    let scale = b.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (u, v)) in a.data().iter().zip(b.data()).enumerate() {
+        assert!(
+            (u - v).abs() <= tol * scale,
+            "{what}: element {i}: folded {u:e}, unfused {v:e} (largest {scale:e})"
+        );
+    }
+}
+
 fn same(what: &str, a: &Tensor, b: &Tensor) {
     assert_eq!(a.shape(), b.shape(), "{what}");
     for (i, (u, v)) in a.data().iter().zip(b.data()).enumerate() {
@@ -122,6 +136,131 @@ fn compiled_block() -> Graph {
     g
 }
 
+/// A freshly initialised model with running statistics away from the
+/// initial 0/1, so that evaluation differs from training.
+fn model_with_stats(graph: Graph) -> Model {
+    let mut model = Model::init(graph, 5).expect("init");
+    for (k, (pname, t)) in model.params.iter_mut().enumerate() {
+        if pname.ends_with("running_mean") || pname.ends_with("running_var") {
+            let shift = if pname.ends_with("var") { 1.0 } else { 0.0 };
+            for (i, v) in t.data_mut().iter_mut().enumerate() {
+                *v = shift + 0.1 * (((i + k) % 7) as f32 - 3.0);
+            }
+        }
+    }
+    model
+}
+
+/// Evaluation-mode logits and the number of fused nodes, on a tape that
+/// records gradients or not.
+fn eval(model: &Model, x: &Tensor, masks: Option<&ChannelMasks>, grad: bool) -> (Tensor, usize) {
+    let mut tape = if grad { Tape::new() } else { Tape::no_grad() };
+    let input = tape.constant(x.clone());
+    let opts = RunOptions::eval().with_masks(masks);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let e = forward(model, &mut tape, input, &opts, &mut rng).expect("eval");
+    (tape.value(e.output).expect("value").clone(), e.fused.len())
+}
+
+#[test]
+fn one_folded_layer_equals_convolution_then_batch_norm() {
+    // conv (with a bias) → bn → relu and conv → bn, 64 images of 16x16
+    // with 16 channels: 2^18 output values, enough to fold
+    let mut g = Graph::new("layer", &[8, 16, 16]);
+    let conv = |cin, bias| Layer::Conv2d {
+        in_channels: cin,
+        out_channels: 16,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        groups: 1,
+        bias,
+    };
+    let bn = Layer::BatchNorm {
+        features: 16,
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    let steps: [(&str, Layer, &[&str]); 7] = [
+        ("c1", conv(8, true), &["input"]),
+        ("b1", bn.clone(), &["c1"]),
+        ("r1", Layer::Relu, &["b1"]),
+        ("c2", conv(16, false), &["r1"]),
+        ("b2", bn, &["c2"]),
+        ("pool", Layer::GlobalAvgPool, &["b2"]),
+        (
+            "fc",
+            Layer::Linear {
+                in_features: 16,
+                out_features: 10,
+                bias: true,
+            },
+            &["pool"],
+        ),
+    ];
+    for (name, layer, inputs) in steps {
+        g.push(name, layer, inputs).expect("push");
+    }
+    let mut model = model_with_stats(g);
+    // a conv bias away from 0 and γ, β away from 1, 0
+    for (k, (pname, t)) in model.params.iter_mut().enumerate() {
+        if pname == "c1.bias" || pname.starts_with('b') {
+            for (i, v) in t.data_mut().iter_mut().enumerate() {
+                *v += 0.05 * (((i + k) % 5) as f32 - 2.0);
+            }
+        }
+    }
+    let x = Tensor::randn(
+        vec![64, 8, 16, 16],
+        0.0,
+        1.0,
+        &mut ChaCha8Rng::seed_from_u64(6),
+    );
+    let (folded, n_folded) = eval(&model, &x, None, false);
+    let (plain, _) = eval(&model, &x, Some(&unfusing_masks(&model)), false);
+    let (_, n_recorded) = eval(&model, &x, None, true);
+    assert_eq!((n_recorded, n_folded), (1, 3));
+    close("folded layer", &folded, &plain, 1e-6);
+}
+
+#[test]
+fn inference_folds_convolutions_into_batch_norms_to_rounding() {
+    // 64 images of 16x16: the first stage's outputs are large enough to
+    // fold (interp.rs, `worth_folding`), the later ones are not.
+    let model = model_with_stats(zoo::build("resnet20", &[3, 16, 16], 10).expect("zoo"));
+    let x = Tensor::randn(
+        vec![64, 3, 16, 16],
+        0.0,
+        1.0,
+        &mut ChaCha8Rng::seed_from_u64(4),
+    );
+    let (folded, n_folded) = eval(&model, &x, None, false);
+    let (recorded, n_recorded) = eval(&model, &x, None, true);
+    let (plain, n_plain) = eval(&model, &x, Some(&unfusing_masks(&model)), false);
+    assert_eq!(n_plain, 0);
+    // the ReLU fusions of a recording tape, plus the stem's and the first
+    // stage's six convolutions
+    assert_eq!(n_recorded, 19 + 9);
+    assert_eq!(n_folded, n_recorded + 7);
+    same("recorded eval output", &recorded, &plain);
+    // rounding differences of seven layers, carried through twenty
+    close("folded eval output", &folded, &plain, 1e-4);
+    // at batch 2 nothing is worth folding: bit for bit again
+    let x2 = Tensor::randn(
+        vec![2, 3, 16, 16],
+        0.0,
+        1.0,
+        &mut ChaCha8Rng::seed_from_u64(5),
+    );
+    let (small, n_small) = eval(&model, &x2, None, false);
+    assert_eq!(n_small, 19 + 9);
+    same(
+        "batch-2 eval output",
+        &small,
+        &eval(&model, &x2, Some(&unfusing_masks(&model)), false).0,
+    );
+}
+
 #[test]
 fn fused_models_match_the_unfused_chain_bit_for_bit() {
     let zoo_graph = |name: &str, input: &[usize]| zoo::build(name, input, 10).expect("zoo");
@@ -136,16 +275,7 @@ fn fused_models_match_the_unfused_chain_bit_for_bit() {
         } else {
             zoo_graph(name, &input)
         };
-        let mut model = Model::init(graph, 5).expect("init");
-        // running statistics away from the initial 0/1, so eval differs from train
-        for (k, (pname, t)) in model.params.iter_mut().enumerate() {
-            if pname.ends_with("running_mean") || pname.ends_with("running_var") {
-                let shift = if pname.ends_with("var") { 1.0 } else { 0.0 };
-                for (i, v) in t.data_mut().iter_mut().enumerate() {
-                    *v = shift + 0.1 * (((i + k) % 7) as f32 - 3.0);
-                }
-            }
-        }
+        let model = model_with_stats(graph);
         let mut shape = vec![2];
         shape.extend_from_slice(&input);
         let x = Tensor::randn(shape, 0.0, 1.0, &mut ChaCha8Rng::seed_from_u64(3));
