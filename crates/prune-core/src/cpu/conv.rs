@@ -46,7 +46,7 @@ use super::conv_flat_grad;
 use super::conv_plane;
 use super::conv_tune::{self, Algo, Pass};
 use super::elementwise;
-use super::gemm::{gemm_prepacked_overwrite, Operand, PackedA};
+use super::gemm::{gemm_prepacked, COut, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
 use super::scratch::{with_scratch, Slot};
 use super::shape::{checked_numel, padded};
@@ -444,7 +444,7 @@ fn forward_gemm_post(
                     ld: hwo,
                     trans: false,
                 };
-                gemm_prepacked_overwrite(pa, hwo, 1.0, b, yg, hwo, !outer);
+                gemm_prepacked(pa, hwo, 1.0, b, COut::Overwrite(yg), hwo, !outer);
             };
             if g.col.is_identity() {
                 run(xg);

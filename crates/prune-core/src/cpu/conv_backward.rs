@@ -25,7 +25,7 @@
 
 use super::conv::{pack_weights, ConvGeom};
 use super::conv_batched;
-use super::gemm::{gemm, gemm_prepacked, Operand};
+use super::gemm::{gemm, gemm_prepacked, COut, Operand};
 use super::im2col::{col2im_add, im2col_ld};
 use super::reduce;
 use super::scratch::{with_scratch, Slot};
@@ -189,10 +189,10 @@ pub(crate) fn backward_gemm(
                     trans: false,
                 };
                 if g.col.is_identity() {
-                    gemm_prepacked(pt, hwo, 1.0, b, 0.0, dxg, hwo, !outer);
+                    gemm_prepacked(pt, hwo, 1.0, b, COut::Update(dxg, 0.0), hwo, !outer);
                 } else {
                     with_scratch(Slot::Col2, k * hwo, |dcol| {
-                        gemm_prepacked(pt, hwo, 1.0, b, 0.0, dcol, hwo, !outer);
+                        gemm_prepacked(pt, hwo, 1.0, b, COut::Update(dcol, 0.0), hwo, !outer);
                         col2im_add(&g.col, dcol, dxg);
                     });
                 }

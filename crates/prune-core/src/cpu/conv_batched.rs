@@ -21,7 +21,7 @@
 //! to the per-image products and independent of `s` and the thread count.
 
 use super::conv::{add_bias, assume_written, ConvGeom, PostFn};
-use super::gemm::{gemm_prepacked, Operand, PackedA};
+use super::gemm::{gemm_prepacked, COut, Operand, PackedA};
 use super::im2col::{col2im_add_ld, im2col_ld};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
@@ -91,7 +91,7 @@ pub(crate) fn forward(
                         ld: cols,
                         trans: false,
                     };
-                    gemm_prepacked(pa, cols, 1.0, b, 0.0, out, cols, !outer);
+                    gemm_prepacked(pa, cols, 1.0, b, COut::Update(out, 0.0), cols, !outer);
                     for (j, yn) in yb.chunks_mut(g.img_out()).enumerate() {
                         let yg = &mut yn[gi * g.cout_g * hwo..(gi + 1) * g.cout_g * hwo];
                         for (co, row) in yg.chunks_mut(hwo).enumerate() {
@@ -149,7 +149,7 @@ pub(crate) fn input_grad(g: &ConvGeom, dy: &[f32], packs_t: &[PackedA], dx: &mut
                         ld: cols,
                         trans: false,
                     };
-                    gemm_prepacked(pt, cols, 1.0, b, 0.0, dcol, cols, !outer);
+                    gemm_prepacked(pt, cols, 1.0, b, COut::Update(dcol, 0.0), cols, !outer);
                     for (j, dxn) in dxb.chunks_mut(g.img_in()).enumerate() {
                         let dxg = &mut dxn[gi * plane_in..(gi + 1) * plane_in];
                         col2im_add_ld(&g.col, &dcol[j * hwo..], dxg, cols);

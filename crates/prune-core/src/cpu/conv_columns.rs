@@ -11,7 +11,7 @@
 //! the result does not depend on the thread count.
 
 use super::conv::ConvGeom;
-use super::gemm::{gemm_prepacked, Operand, PackedA};
+use super::gemm::{gemm_prepacked, COut, Operand, PackedA};
 use super::im2col::im2col;
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
@@ -67,7 +67,15 @@ pub(crate) fn forward_columns(
                         ld: hwo,
                         trans: false,
                     };
-                    gemm_prepacked(pa, j1 - j0, 1.0, b, 0.0, &mut out, j1 - j0, false);
+                    gemm_prepacked(
+                        pa,
+                        j1 - j0,
+                        1.0,
+                        b,
+                        COut::Update(&mut out, 0.0),
+                        j1 - j0,
+                        false,
+                    );
                     (j0, out)
                 })
                 .collect();

@@ -5,12 +5,12 @@
 //! The blocked loop nest is in `gemm_driver.rs` and the micro-kernels
 //! in [`super::gemm_kernels`]; this module holds the public entry points.
 
-use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, COut, Dims};
+pub(crate) use super::gemm_driver::COut;
+use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, Dims};
 use super::gemm_kernels::{active_kernel, Kernel};
 use super::scratch::AlignedBuf;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
-use std::mem::MaybeUninit;
 
 pub(crate) use super::gemm_pack::Operand;
 
@@ -136,15 +136,15 @@ pub(crate) fn gemm_with(
     );
 }
 
-/// `C = alpha · A · op(B) + beta · C` with `A` packed by [`PackedA::new`];
+/// `C = alpha · A · op(B) (+ beta · C)` with `A` packed by [`PackedA::new`],
+/// into `c` as [`COut`] says: updated, or overwritten without reading it;
 /// `C` rows are `ldc` apart. Multithreaded when `parallel` and large enough.
 pub(crate) fn gemm_prepacked(
     pa: &PackedA,
     n: usize,
     alpha: f32,
     b: Operand,
-    beta: f32,
-    c: &mut [f32],
+    c: COut,
     ldc: usize,
     parallel: bool,
 ) {
@@ -159,36 +159,7 @@ pub(crate) fn gemm_prepacked(
         alpha,
         ASource::Packed(pa.panels()),
         b,
-        COut::Update(c, beta),
-        ldc,
-        parallel,
-    );
-}
-
-/// `C = alpha · A · op(B)` with `A` packed by [`PackedA::new`], into `C`
-/// of any prior content (none of it is read; every element of the
-/// `m × n` block, rows `ldc` apart, is written).
-pub(crate) fn gemm_prepacked_overwrite(
-    pa: &PackedA,
-    n: usize,
-    alpha: f32,
-    b: Operand,
-    c: &mut [MaybeUninit<f32>],
-    ldc: usize,
-    parallel: bool,
-) {
-    let d = Dims {
-        m: pa.m,
-        n,
-        k: pa.k,
-    };
-    drive(
-        pa.kernel,
-        d,
-        alpha,
-        ASource::Packed(pa.panels()),
-        b,
-        COut::Overwrite(c),
+        c,
         ldc,
         parallel,
     );
@@ -273,8 +244,7 @@ pub fn sgemm_packed_serial(
             ld,
             trans: trans_b,
         },
-        beta,
-        c,
+        COut::Update(c, beta),
         n,
         false,
     );

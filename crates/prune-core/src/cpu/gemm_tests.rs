@@ -1,8 +1,8 @@
 //! Tests of the GEMM against a direct triple loop accumulated in f64.
 
 use super::gemm::{
-    gemm_prepacked, gemm_prepacked_overwrite, gemm_with, matmul, sgemm, sgemm_packed_serial,
-    sgemm_serial, Operand, PackedA,
+    gemm_prepacked, gemm_with, matmul, sgemm, sgemm_packed_serial, sgemm_serial, COut, Operand,
+    PackedA,
 };
 use super::gemm_kernels::{available_kernels, Kernel};
 use super::test_util::{assert_close, rand_vec, rng};
@@ -97,7 +97,15 @@ fn check_case(
     let pa = PackedA::with_kernel(kernel, ta, m, k, &a).unwrap();
     for parallel in [false, true] {
         let mut pre = c0.clone();
-        gemm_prepacked(&pa, n, alpha, opb, beta, &mut pre, n, parallel);
+        gemm_prepacked(
+            &pa,
+            n,
+            alpha,
+            opb,
+            COut::Update(&mut pre, beta),
+            n,
+            parallel,
+        );
         assert!(
             pre == serial,
             "{what}: prepacked (parallel={parallel}) differs"
@@ -198,7 +206,7 @@ fn beta_zero_ignores_nan_in_c() {
     }
 }
 
-/// The overwriting product stores the values of `gemm_prepacked` with
+/// `COut::Overwrite` stores the values of `COut::Update` with
 /// β = 0 into a buffer it never reads (here never initialised), leaves the
 /// columns past `n` of each `ldc` row alone, and writes zeros when
 /// `alpha = 0`.
@@ -216,20 +224,28 @@ fn overwriting_product_matches_beta_zero() {
     let pa = PackedA::new(false, m, k, &a).unwrap();
     for parallel in [false, true] {
         let mut want = vec![-1.0f32; m * ldc];
-        gemm_prepacked(&pa, n, 1.5, opb, 0.0, &mut want, ldc, parallel);
+        gemm_prepacked(
+            &pa,
+            n,
+            1.5,
+            opb,
+            COut::Update(&mut want, 0.0),
+            ldc,
+            parallel,
+        );
         let mut out = vec![std::mem::MaybeUninit::new(-1.0f32); m * ldc];
         for (i, row) in out.chunks_mut(ldc).enumerate() {
             row[..n].fill(std::mem::MaybeUninit::uninit());
             assert_eq!(row.len(), ldc, "row {i}");
         }
-        gemm_prepacked_overwrite(&pa, n, 1.5, opb, &mut out, ldc, parallel);
+        gemm_prepacked(&pa, n, 1.5, opb, COut::Overwrite(&mut out), ldc, parallel);
         // SAFETY: every row's first `n` values were written by the product
         // and the rest were initialised to -1.
         let got: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
         assert_eq!(got, want, "parallel {parallel}");
     }
     let mut out = vec![std::mem::MaybeUninit::<f32>::uninit(); m * n];
-    gemm_prepacked_overwrite(&pa, n, 0.0, opb, &mut out, n, false);
+    gemm_prepacked(&pa, n, 0.0, opb, COut::Overwrite(&mut out), n, false);
     // SAFETY: with alpha = 0 every value is written as zero.
     assert!(out.iter().all(|v| unsafe { v.assume_init() } == 0.0));
 }
