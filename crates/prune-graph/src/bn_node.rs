@@ -43,8 +43,14 @@ pub(crate) fn conv_relu(
 /// times as many values as the weights (ResNet-20 at batch 128 throughout,
 /// not at batch 1; VGG-like at batch 64 up to its 16×16 layers, not its
 /// 256- and 512-channel layers on 8×8 maps and smaller, whose weights
-/// outweigh their outputs).
+/// outweigh their outputs). Only on the CPU: on a GPU, where a step is
+/// bound by the number of kernel launches rather than by passes over
+/// memory, the seven small ops that scale the weights would cost more
+/// than the batch norm's two launches they replace.
 pub(crate) fn worth_folding(model: &Model, tape: &Tape<'_>, name: &str, x: Var) -> Result<bool> {
+    if tape.value(x)?.device() != prune_core::Device::Cpu {
+        return Ok(false);
+    }
     let node = model.graph.index_of(name).map(|i| &model.graph.nodes[i]);
     let Some(Layer::Conv2d {
         stride,

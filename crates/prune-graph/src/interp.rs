@@ -9,9 +9,9 @@
 //! output of chosen nodes: the "masked model" the pruning compiler verifies
 //! against. A batch norm or convolution that only a ReLU reads, directly or
 //! through a residual add, runs fused with it as one tape op (see
-//! [`crate::fuse`]); in eval mode on a tape without gradients, a convolution
-//! that only a batch norm reads is folded into it when its output is large
-//! enough for that to pay (`bn_node.rs`).
+//! [`crate::fuse`]); in eval mode on a tape without gradients, on the CPU, a
+//! convolution that only a batch norm reads is folded into it when its output
+//! is large enough for that to pay (`bn_node.rs`).
 
 use crate::bn_node::{conv_relu, worth_folding, BnArgs, ConvIn};
 use crate::error::{GraphError, Result};
