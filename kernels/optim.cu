@@ -7,6 +7,8 @@
 //   m = b1 m + (1 - b1) g',  v = b2 v + (1 - b2) g'^2,
 //   w -= lr (m / bc1) / (sqrt(v / bc2) + eps),   bc_i = 1 - b_i^t (computed on the host in
 //   double, passed as float).
+// Running average (batch norm's running statistics, PyTorch's convention):
+//   r = (1 - m) r + m b
 
 extern "C" __global__ void __launch_bounds__(PK_BLOCK)
 sgd_step(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ v, i64 n,
@@ -38,5 +40,13 @@ adam_step(float* __restrict__ w, const float* __restrict__ g, float* __restrict_
         m[e] = me;
         v[e] = ve;
         w[e] = we - lr * (me / bc1) / (sqrtf(ve / bc2) + eps);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(PK_BLOCK)
+ema_step(float* __restrict__ r, const float* __restrict__ b, i64 n, float m) {
+    for (i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x; e < n;
+         e += (i64)gridDim.x * blockDim.x) {
+        r[e] = (1.0f - m) * r[e] + m * b[e];
     }
 }

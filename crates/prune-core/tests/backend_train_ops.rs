@@ -1,5 +1,6 @@
 //! The backend ops of a training step beyond the layers — log-softmax and cross-entropy,
-//! channel gathers and concat with their adjoints, the fused optimizer steps, fills,
+//! channel gathers and concat with their adjoints, the fused optimizer steps and running
+//! averages, fills,
 //! dropout masks and the zero outputs of empty operands — against the kernel crate's CPU references, each check written once
 //! and run per device as in `backend_ops.rs`: the CPU backend always, the CUDA backend
 //! over the CPU emulation of the kernels always (`emu::`, device `cuda:63`), and `cuda:0`
@@ -164,6 +165,17 @@ fn optimizer_steps(d: Device) {
     let b = d.backend();
     let n = 37;
     let (w0, g) = (vals(n, 23), vals(n, 24));
+    // the running average of batch statistics, three steps
+    let (mut r, gt) = (on(d, &[n], w0.clone()), on(d, &[n], g.clone()));
+    let mut rr = w0.clone();
+    for m in [0.1f32, 0.5, 1.0] {
+        b.ema_update(&mut r, &gt, m).expect("ema");
+        optim::ema_step(&mut rr, &g, m);
+    }
+    close("running average", &host(&r), &rr, 1e-6);
+    assert!(b
+        .ema_update(&mut r, &on(d, &[n + 1], vals(n + 1, 25)), 0.1)
+        .is_err());
     for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
         let h = SgdStep {
             lr: 0.1,

@@ -409,17 +409,8 @@ pub fn apply_bn_updates(model: &mut Model, updates: &[BnUpdate]) -> Result<()> {
     for u in updates {
         for (field, batch) in [("running_mean", &u.mean), ("running_var", &u.var)] {
             let t = model.params.get_mut(&format!("{}.{field}", u.node))?;
-            if t.device() != prune_core::Device::Cpu {
-                // the same update through the device's backend
-                let be = t.backend();
-                let kept = be.unary(t, prune_core::autograd::Unary::Scale(1.0 - u.momentum))?;
-                let new = be.unary(batch, prune_core::autograd::Unary::Scale(u.momentum))?;
-                *t = be.binary(&kept, &new, prune_core::autograd::Binary::Add)?;
-                continue;
-            }
-            for (r, b) in t.data_mut().iter_mut().zip(batch.data()) {
-                *r = (1.0 - u.momentum) * *r + u.momentum * b;
-            }
+            // in place, on the statistics' device (one launch on a GPU)
+            t.backend().ema_update(t, batch, u.momentum)?;
         }
     }
     Ok(())

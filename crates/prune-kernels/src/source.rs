@@ -143,7 +143,7 @@ impl KernelFile {
                 "index_select_channels",
                 "index_add_channels",
             ],
-            KernelFile::Optim => &["sgd_step", "adam_step"],
+            KernelFile::Optim => &["sgd_step", "adam_step", "ema_step"],
             KernelFile::SbpKl => &["sbp_kl_grad"],
         }
     }

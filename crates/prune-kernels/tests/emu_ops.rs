@@ -162,6 +162,17 @@ fn optimizer_steps_match_reference() {
         assert_close("sgd w", &out[0], &to_f64(&w), 1e-6, 1e-7);
         assert_close("sgd v", &out[1], &to_f64(&v), 1e-6, 1e-7);
     }
+    for m in [0.1f32, 0.0, 1.0] {
+        let out = all_schedules("ema_step", |s| {
+            let (r, b) = (buf(&w0), buf(&g));
+            let a = [r.arg(), b.arg(), Arg::i64(n as i64), Arg::f32(m)];
+            launch("ema_step", grid(n), B, &a, s).unwrap();
+            vec![r.to_vec()]
+        });
+        let mut r = w0.clone();
+        optim::ema_step(&mut r, &g, m);
+        assert_close("ema r", &out[0], &to_f64(&r), 1e-6, 1e-7);
+    }
     let m0 = rng.vec(n, -0.1, 0.1);
     let vv0: Vec<f32> = rng.vec(n, 0.0, 0.01);
     for (t, wd) in [(1u32, 0.0f32), (10, 1e-2)] {

@@ -262,6 +262,12 @@ fn backend_ops_match_cpu_reference() {
     let mut vel = vec![0.0f32; 5000];
     optim::sgd_step(&mut w, &g0, &mut vel, 0.1, 0.9, 5e-4, true);
     assert_close("sgd", &download(s, &wd, 5000).unwrap(), &w, 1e-5, 1e-6);
+    // running average of batch statistics
+    let mut rd = upload(s, &w0).unwrap();
+    k.ema_step(s, &mut rd, &gd2, 5000, 0.1).unwrap();
+    let mut r = w0.clone();
+    optim::ema_step(&mut r, &g0, 0.1);
+    assert_close("ema", &download(s, &rd, 5000).unwrap(), &r, 1e-6, 1e-7);
 
     // SBP KL gradient
     let (mu, ls) = (rng.vec(200, -6.0, 2.0), rng.vec(200, -5.0, 2.0));

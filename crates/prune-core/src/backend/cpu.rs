@@ -323,6 +323,10 @@ impl Backend for CpuBackend {
         cpu_ops::sgd_update(w, g, velocity, h)
     }
 
+    fn ema_update(&self, r: &mut Tensor, b: &Tensor, m: f32) -> Result<()> {
+        cpu_ops::ema_update(r, b, m)
+    }
+
     fn adam_update(
         &self,
         w: &mut Tensor,

@@ -298,6 +298,15 @@ pub(super) fn dropout_mask(shape: &[usize], p: f32, rng: &mut dyn RngCore) -> Re
 }
 
 /// One SGD update (PyTorch's formulation, see [`crate::optim::Sgd`]).
+/// `r ← (1 − m)·r + m·b` in place.
+pub(super) fn ema_update(r: &mut Tensor, b: &Tensor, m: f32) -> Result<()> {
+    r.expect_same_shape(b, "running average")?;
+    for (r, &b) in r.data_mut().iter_mut().zip(b.data()) {
+        *r = (1.0 - m) * *r + m * b;
+    }
+    Ok(())
+}
+
 pub(super) fn sgd_update(
     w: &mut Tensor,
     g: &Tensor,

@@ -259,6 +259,9 @@ impl Backend for CudaBackend {
     fn sbp_kl(&self, _: &Tensor, _: &Tensor) -> Result<SbpKl> {
         Err(unsupported("sbp kl"))
     }
+    fn ema_update(&self, _: &mut Tensor, _: &Tensor, _: f32) -> Result<()> {
+        Err(unsupported("running average"))
+    }
     fn sgd_update(
         &self,
         _: &mut Tensor,

@@ -404,6 +404,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         velocity: Option<&mut Tensor>,
         h: &SgdStep,
     ) -> Result<()>;
+    /// The running average `r ← (1 − m)·r + m·b` in place (batch norm's running
+    /// statistics, PyTorch's convention): one pass, one launch on a device.
+    fn ema_update(&self, r: &mut Tensor, b: &Tensor, m: f32) -> Result<()>;
     /// One Adam update of `w` from `g` with moment buffers `m`, `v`.
     fn adam_update(
         &self,

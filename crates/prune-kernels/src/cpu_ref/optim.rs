@@ -1,6 +1,14 @@
 //! CPU reference of `kernels/optim.cu`, the fused optimizer updates (the same arithmetic as
 //! prune-core's `Sgd` and `Adam`, in f32 like the kernels).
 
+/// The running average `r = (1 − m)·r + m·b` in place (batch norm's running statistics,
+/// PyTorch's convention).
+pub fn ema_step(r: &mut [f32], b: &[f32], m: f32) {
+    for (r, &b) in r.iter_mut().zip(b) {
+        *r = (1.0 - m) * *r + m * b;
+    }
+}
+
 /// SGD with L2 weight decay and optional (Nesterov) momentum, in place.
 pub fn sgd_step(
     w: &mut [f32],

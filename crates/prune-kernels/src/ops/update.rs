@@ -68,6 +68,28 @@ impl<R: Runtime> NnKernels<R> {
         b.launch(stream, &self.optim, "sgd_step", self.stride_cfg(n))
     }
 
+    /// The running average `r = (1 − m)·r + m·b` of `n` values in place (batch norm's
+    /// running statistics).
+    pub fn ema_step(
+        &self,
+        stream: &R::Stream,
+        r: &mut R::Buf<f32>,
+        b: &R::Buf<f32>,
+        n: usize,
+        m: f32,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "running average";
+        self.ctx.check_stream(OP, stream)?;
+        check_buf(&self.ctx, OP, "r", r, n)?;
+        check_buf(&self.ctx, OP, "b", b, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut a = Args::<R>::new();
+        a.output(r).input(b).arg(as_i64(OP, "n", n)?).arg(m);
+        a.launch(stream, &self.optim, "ema_step", self.stride_cfg(n))
+    }
+
     /// One Adam step on `n` parameters in place.
     pub fn adam_step(
         &self,

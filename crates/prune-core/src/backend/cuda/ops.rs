@@ -281,6 +281,11 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         update::sgd(&d, w, g, velocity, h)
     }
 
+    fn ema_update(&self, r: &mut Tensor, b: &Tensor, m: f32) -> Result<()> {
+        let d = self.dev_of(&[r, b])?;
+        update::ema(&d, r, b, m)
+    }
+
     fn adam_update(
         &self,
         w: &mut Tensor,

@@ -50,6 +50,25 @@ pub(super) fn sgd<R: GpuRuntime>(
     .map_err(kernel_err("sgd update"))
 }
 
+/// `r ← (1 − m)·r + m·b` in place, one launch.
+pub(super) fn ema<R: GpuRuntime>(
+    d: &Arc<GpuDevice<R>>,
+    r: &mut Tensor,
+    b: &Tensor,
+    m: f32,
+) -> Result<()> {
+    r.expect_same_shape(b, "running average")?;
+    let n = r.numel();
+    d.nn.ema_step(
+        d.stream(),
+        st_mut::<R>("running average", r)?,
+        sl::<R>("running average", b)?,
+        n,
+        m,
+    )
+    .map_err(kernel_err("running average"))
+}
+
 /// One bias-corrected Adam step on `w` with moments `m`, `v`.
 pub(super) fn adam<R: GpuRuntime>(
     d: &Arc<GpuDevice<R>>,
