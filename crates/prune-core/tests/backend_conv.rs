@@ -162,7 +162,9 @@ fn deterministic_cudnn_repeats_bitwise_and_matches_cpu() {
             let be = d.backend();
             let y = be.conv2d(&x, &w, None, &p).expect("forward");
             let g = on(d, y.shape(), f(vals(y.numel(), 3)));
-            let gr = be.conv2d_backward(&x, &w, &g, &p, true).expect("backward");
+            let gr = be
+                .conv2d_backward(&x, &w, &g, &p, true, true)
+                .expect("backward");
             [host(&y), host(gr.x.as_ref().expect("dx")), host(&gr.w)]
         };
         let (a, b) = (run(gpu, false), run(gpu, false));

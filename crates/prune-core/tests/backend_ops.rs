@@ -329,7 +329,7 @@ fn convolution_dense_grouped_and_gradients(d: Device) {
         close(&what, &host(&y), &want, 1e-5);
         let g = on(d, &[n, cout, ho, wo], gv.clone());
         let gr = b
-            .conv2d_backward(&x, &wt, &g, &p, true)
+            .conv2d_backward(&x, &wt, &g, &p, true, true)
             .expect("conv backward");
         close(
             &format!("{what} dx"),
@@ -346,7 +346,23 @@ fn convolution_dense_grouped_and_gradients(d: Device) {
                     .sum()
             })
             .collect();
-        close(&format!("{what} dbias"), &host(&gr.bias), &db, 1e-5);
+        close(
+            &format!("{what} dbias"),
+            &host(gr.bias.as_ref().expect("bias gradient")),
+            &db,
+            1e-5,
+        );
+        // neither the input's nor the bias's gradient when not asked for
+        let only_w = b
+            .conv2d_backward(&x, &wt, &g, &p, false, false)
+            .expect("conv backward");
+        assert!(only_w.x.is_none() && only_w.bias.is_none(), "{what}");
+        close(
+            &format!("{what} dw alone"),
+            &host(&only_w.w),
+            &dw_want,
+            1e-5,
+        );
     }
 }
 

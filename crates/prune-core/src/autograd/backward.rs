@@ -90,13 +90,14 @@ impl Tape<'_> {
                 }
             }
             Op::Conv2d { x, w, b, params } => {
-                let grads = be.conv2d_backward(val(*x)?, val(*w)?, g, params, needs(*x))?;
+                let grads =
+                    be.conv2d_backward(val(*x)?, val(*w)?, g, params, needs(*x), b.is_some())?;
                 if let Some(gx) = grads.x {
                     out.push((*x, gx));
                 }
                 out.push((*w, grads.w));
                 if let Some(b) = b {
-                    out.push((*b, grads.bias));
+                    out.push((*b, grads.bias.ok_or_else(no_bias_grad)?));
                 }
             }
             Op::Conv2dRelu {
@@ -109,13 +110,14 @@ impl Tape<'_> {
                 // d = g·[y > 0], the gradient of the convolution's output
                 // and of the residual
                 let d = be.unary_backward(Unary::Relu, y, y, g)?;
-                let grads = be.conv2d_backward(val(*x)?, val(*w)?, &d, params, needs(*x))?;
+                let grads =
+                    be.conv2d_backward(val(*x)?, val(*w)?, &d, params, needs(*x), b.is_some())?;
                 if let Some(gx) = grads.x {
                     out.push((*x, gx));
                 }
                 out.push((*w, grads.w));
                 if let Some(b) = b {
-                    out.push((*b, grads.bias));
+                    out.push((*b, grads.bias.ok_or_else(no_bias_grad)?));
                 }
                 if let Some(r) = residual {
                     out.push((*r, d));
@@ -234,5 +236,13 @@ impl Tape<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// A backend asked for a convolution's bias gradient returned none.
+fn no_bias_grad() -> crate::error::CoreError {
+    crate::error::CoreError::InvalidArgument {
+        op: "conv2d backward",
+        reason: "the backend returned no bias gradient although one was asked for".into(),
     }
 }

@@ -92,8 +92,13 @@ impl Backend for CpuBackend {
         g: &Tensor,
         p: &Conv2dParams,
         need_x: bool,
+        need_bias: bool,
     ) -> Result<Conv2dGrads> {
-        cpu::conv2d_backward(x, w, g, p, need_x)
+        let mut grads = cpu::conv2d_backward(x, w, g, p, need_x)?;
+        if !need_bias {
+            grads.bias = None;
+        }
+        Ok(grads)
     }
 
     fn conv2d_relu(

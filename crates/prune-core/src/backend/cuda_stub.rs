@@ -153,6 +153,7 @@ impl Backend for CudaBackend {
         _: &Tensor,
         _: &Conv2dParams,
         _: bool,
+        _: bool,
     ) -> Result<Conv2dGrads> {
         Err(unsupported("conv2d backward"))
     }

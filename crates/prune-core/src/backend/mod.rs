@@ -197,7 +197,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         bias: Option<&Tensor>,
         p: &Conv2dParams,
     ) -> Result<Tensor>;
-    /// Gradients of a convolution (`x`'s only when `need_x`).
+    /// Gradients of a convolution (`x`'s only when `need_x`, the bias's only when
+    /// `need_bias`: a device makes no launch for what is not needed).
     fn conv2d_backward(
         &self,
         x: &Tensor,
@@ -205,6 +206,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         g: &Tensor,
         p: &Conv2dParams,
         need_x: bool,
+        need_bias: bool,
     ) -> Result<Conv2dGrads>;
 
     /// `relu(conv2d(x) + residual)` (`residual` shaped like the output,

@@ -483,7 +483,9 @@ fn forward_gemm_post(
     Ok(())
 }
 
-/// Gradients of a convolution: `x` is `None` unless requested.
+/// Gradients of a convolution: `x` and `bias` are `None` unless requested
+/// ([`conv2d_backward`] always gives the bias's: on the CPU its sums come
+/// with the other passes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2dGrads {
     /// `∂L/∂x`, `[N, Cin, H, W]`.
@@ -491,7 +493,7 @@ pub struct Conv2dGrads {
     /// `∂L/∂w`, `[Cout, Cin/G, kh, kw]`.
     pub w: Tensor,
     /// `∂L/∂b`, `[Cout]`.
-    pub bias: Tensor,
+    pub bias: Option<Tensor>,
 }
 
 /// Backward convolution from `grad_out [N, Cout, OH, OW]`. The input
@@ -573,6 +575,6 @@ pub fn conv2d_backward(
             None
         },
         w: Tensor::from_vec(w.shape().to_vec(), dw)?,
-        bias,
+        bias: Some(bias),
     })
 }

@@ -285,6 +285,7 @@ pub(super) fn conv2d_backward<R: GpuRuntime>(
     g: &Tensor,
     p: &Conv2dParams,
     need_x: bool,
+    need_bias: bool,
 ) -> Result<Conv2dGrads> {
     const OP: &str = "conv2d backward";
     let desc = ConvDesc::new(x.shape(), w.shape(), p)?;
@@ -295,7 +296,11 @@ pub(super) fn conv2d_backward<R: GpuRuntime>(
             rhs: desc.y_dims().to_vec(),
         });
     }
-    let bias = reduce(d, g, &[0, 2, 3], false, vec![desc.out_channels])?;
+    let bias = if need_bias {
+        Some(reduce(d, g, &[0, 2, 3], false, vec![desc.out_channels])?)
+    } else {
+        None
+    };
     let (dx, dw) = match &d.convs.dnn {
         Ok(dnn) => {
             let (xb, wb, gb) = (sl::<R>(OP, x)?, sl::<R>(OP, w)?, sl::<R>(OP, g)?);

@@ -28,7 +28,9 @@ fn conv_once(ordinal: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let be = dev.backend();
     let y = be.conv2d(&x, &w, None, &p).expect("forward");
     let g = on(y.shape(), vals(y.numel(), 3));
-    let gr = be.conv2d_backward(&x, &w, &g, &p, true).expect("backward");
+    let gr = be
+        .conv2d_backward(&x, &w, &g, &p, true, true)
+        .expect("backward");
     let host = |t: &Tensor| t.to_device(Device::Cpu).expect("download").data().to_vec();
     (host(&y), host(gr.x.as_ref().expect("dx")), host(&gr.w))
 }
@@ -109,7 +111,7 @@ fn mismatched_convolutions_are_errors() {
         assert!(e.to_string().contains("[2, 2, 3, 3]"), "{e}");
         let g = on(&[1, 2, 3, 3]);
         let e = be
-            .conv2d_backward(&on(&[1, 2, 4, 4]), &on(&[2, 2, 3, 3]), &g, &p, true)
+            .conv2d_backward(&on(&[1, 2, 4, 4]), &on(&[2, 2, 3, 3]), &g, &p, true, true)
             .expect_err("gradient shape");
         assert!(e.to_string().contains("[1, 2, 3, 3]"), "{e}");
     }

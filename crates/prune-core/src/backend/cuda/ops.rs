@@ -124,8 +124,9 @@ impl<R: GpuRuntime> Backend for GpuBackend<R> {
         g: &Tensor,
         p: &Conv2dParams,
         need_x: bool,
+        need_bias: bool,
     ) -> Result<Conv2dGrads> {
-        nn::conv2d_backward(&self.dev_of(&[x, w, g])?, x, w, g, p, need_x)
+        nn::conv2d_backward(&self.dev_of(&[x, w, g])?, x, w, g, p, need_x, need_bias)
     }
 
     fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<(Tensor, Indices)> {
