@@ -6,7 +6,7 @@
 
 use crate::error::{GraphError, Result};
 use crate::interp::{pair, BnUpdate, Mode};
-use crate::ir::Layer;
+use crate::ir::{Layer, Node};
 use crate::model::Model;
 use prune_core::cpu::Conv2dParams;
 use prune_core::{Tape, Tensor, Var};
@@ -47,23 +47,22 @@ pub(crate) fn conv_relu(
 /// bound by the number of kernel launches rather than by passes over
 /// memory, the seven small ops that scale the weights would cost more
 /// than the batch norm's two launches they replace.
-pub(crate) fn worth_folding(model: &Model, tape: &Tape<'_>, name: &str, x: Var) -> Result<bool> {
+pub(crate) fn worth_folding(model: &Model, tape: &Tape<'_>, node: &Node, x: Var) -> Result<bool> {
     if tape.value(x)?.device() != prune_core::Device::Cpu {
         return Ok(false);
     }
-    let node = model.graph.index_of(name).map(|i| &model.graph.nodes[i]);
-    let Some(Layer::Conv2d {
+    let Layer::Conv2d {
         stride,
         padding,
         groups,
         ..
-    }) = node.map(|n| &n.layer)
+    } = &node.layer
     else {
         return Ok(false);
     };
     let w = model
         .params
-        .get(&format!("{name}.weight"))?
+        .get(&format!("{}.weight", node.name))?
         .shape()
         .to_vec();
     let xs = tape.shape(x)?.to_vec();

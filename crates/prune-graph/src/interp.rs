@@ -143,6 +143,7 @@ pub fn forward<'a>(
     // after them (fuse.rs).
     let fold_bn = opts.mode == Mode::Eval && !tape.grad_enabled();
     let plan = fuse::plan(graph, &inputs, opts.masks, fold_bn);
+    let folded_convs: std::collections::BTreeSet<usize> = plan.folded.values().copied().collect();
     // Folded convolutions that run on their own after all (`worth_folding`).
     let mut declined = std::collections::BTreeSet::new();
     let conv_of = |bn: usize, vars: &[Var], declined: &std::collections::BTreeSet<usize>| {
@@ -180,8 +181,7 @@ pub fn forward<'a>(
     };
     for (i, node) in graph.nodes.iter().enumerate() {
         if plan.absorbed[i] {
-            let folded = plan.folded.values().any(|&c| c == i);
-            if !folded || worth_folding(model, tape, &node.name, vars[inputs[i][0]])? {
+            if !folded_convs.contains(&i) || worth_folding(model, tape, node, vars[inputs[i][0]])? {
                 // computed by the node that reads it; the entry is replaced then
                 vars.push(input);
                 continue;
