@@ -43,6 +43,8 @@ use super::conv_columns::{column_blocks, forward_columns};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
+use super::conv_wino::{self, WinoGeom};
+use super::conv_wino_grad;
 use super::conv_plane;
 use super::conv_tune::{self, Algo, Pass};
 use super::elementwise;
@@ -330,6 +332,13 @@ fn forward_with(
                 conv_flat::forward_post(&fg, g.n, x, w, bias, y, post);
                 Ok(())
             }
+            (Algo::Winograd, Some(fg)) => {
+                match WinoGeom::new(&fg) {
+                    Some(wg) => conv_wino::forward_post(&wg, g.n, x, w, bias, y, post),
+                    None => conv_flat::forward_post(&fg, g.n, x, w, bias, y, post),
+                }
+                Ok(())
+            }
             _ => forward_gemm_post(&g, x, w, bias, y, post),
         };
         let algo = match g.flat() {
@@ -374,7 +383,8 @@ pub(crate) unsafe fn assume_written(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 
 /// The input gradient of a stride-1, single-group layer by the direct
 /// kernel: the correlation of `dy` with the flipped, transposed weights and
-/// padding `(kh − 1 − ph, kw − 1 − pw)` (see `conv_flat.rs`), into `dx`.
+/// padding `(kh − 1 − ph, kw − 1 − pw)` (see `conv_flat.rs`), into `dx`;
+/// by the Winograd transform where `conv_tune::backward_form` says so.
 pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let c = &g.col;
     let wf = conv_flat::flipped_weights(g.cout, g.cin, c.kh, c.kw, w);
@@ -388,7 +398,10 @@ pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f
         ph: c.kh - 1 - c.ph,
         pw: c.kw - 1 - c.pw,
     };
-    conv_flat::forward(&fg, g.n, dy, &wf, None, dx);
+    match (conv_tune::backward_form(&fg), WinoGeom::new(&fg)) {
+        (Algo::Winograd, Some(wg)) => conv_wino::forward(&wg, g.n, dy, &wf, None, dx),
+        _ => conv_flat::forward(&fg, g.n, dy, &wf, None, dx),
+    }
 }
 
 /// Adds `b[co]` to every value of output plane `co` of one image `yn`.
@@ -535,7 +548,10 @@ pub fn conv2d_backward(
         let run =
             |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match (algo, g.flat()) {
                 (Algo::Direct, Some(fg)) => {
-                    conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums);
+                    match (conv_tune::backward_form(&fg), WinoGeom::new(&fg)) {
+                        (Algo::Winograd, Some(wg)) => conv_wino_grad::weight_grad(&wg, g.n, x, dy, dw, sums),
+                        _ => conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums),
+                    }
                     if need_x_grad {
                         input_grad_direct(&g, w, dy, dx);
                     }

@@ -131,7 +131,7 @@ pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
 /// such as 9, 17 or 33 ends in blocks of 3 and 2 rather than a single
 /// channel (one channel has only `PV` accumulators, too few chains to keep
 /// the FMA units busy). Each channel's sum is the same whatever its block.
-fn block_width(rest: usize) -> usize {
+pub(crate) fn block_width(rest: usize) -> usize {
     if rest == CO_BLK + 1 {
         3
     } else {
@@ -416,20 +416,36 @@ impl Kernel {
         out: &mut [f32],
         npos: usize,
     ) {
+        self.run_planes(g.cin, g.plane(), p, w, taps, nco, out, npos);
+    }
+
+    /// [`Kernel::run`] over `cin` planes `plane` values apart (the
+    /// transformed planes of `conv_wino.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_planes(
+        self,
+        cin: usize,
+        plane: usize,
+        p: &[f32],
+        w: &[f32],
+        taps: &[usize],
+        nco: usize,
+        out: &mut [f32],
+        npos: usize,
+    ) {
         let kk = taps.len();
-        let wstride = g.cin * kk;
-        assert!(w.len() >= (nco - 1) * wstride + wstride);
+        let wstride = cin * kk;
+        assert!(cin > 0 && kk > 0 && nco > 0 && npos % LANES == 0);
+        assert!(w.len() >= nco * wstride);
         assert!(out.len() >= nco * npos);
-        let last_read = (g.cin - 1) * g.plane() + taps[kk - 1] + npos;
+        let last_read = (cin - 1) * plane + taps[kk - 1] + npos;
         assert!(p.len() >= last_read);
         match self {
-            Kernel::Scalar => scalar(g.cin, g.plane(), p, w, wstride, taps, nco, out, npos),
+            Kernel::Scalar => scalar(cin, plane, p, w, wstride, taps, nco, out, npos),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F was detected; every load and store is in
             // bounds by the assertions above (see `avx512::block`).
-            Kernel::Avx512 => unsafe {
-                avx512::all(g.cin, g.plane(), p, w, wstride, taps, nco, out, npos)
-            },
+            Kernel::Avx512 => unsafe { avx512::all(cin, plane, p, w, wstride, taps, nco, out, npos) },
         }
     }
 }

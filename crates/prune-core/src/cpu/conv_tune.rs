@@ -1,25 +1,31 @@
-//! Per-shape choice between im2col + GEMM and the direct kernel of
-//! `conv_flat.rs`.
+//! Per-shape choice between im2col + GEMM, the direct kernel of
+//! `conv_flat.rs` and its Winograd form (`conv_wino.rs`).
 //!
-//! The two algorithms differ in rounding, so the choice decides the exact
+//! The algorithms differ in rounding, so the choice decides the exact
 //! numbers a run produces. By default it is a fixed rule — the direct
 //! kernel wherever it applies (stride 1, one group, a kernel larger than
-//! 1×1, at most 128 channels each way), except for the backward pass of
-//! layers whose output planes have fewer than [`DIRECT_BACKWARD_MIN`]
-//! positions (8×8, 7×7), where im2col + GEMM measured about twice as fast
-//! (docs/performance.md) — so a seed gives the same run in every process,
-//! resumed or not, on any machine and thread count.
+//! 1×1, at most 128 channels each way), by the row-wise Winograd transform
+//! where that applies too (3-wide kernels, outputs at least 8 wide), except
+//! for the backward pass of layers whose output planes have fewer than
+//! [`DIRECT_BACKWARD_MIN`] positions (8×8, 7×7), where im2col + GEMM
+//! measured about twice as fast (docs/performance.md) — so a seed gives the
+//! same run in every process, resumed or not, on any machine and thread
+//! count. In the direct backward pass the input gradient (a forward
+//! correlation) and the weight gradient take the transform under the same
+//! condition as the forward pass (`conv_wino_grad.rs`).
 //!
-//! `PRUNE_CONV_ALGO=tune` measures instead: a layer is run both ways the
-//! first time its shape is seen (each three times, alternating, the faster
-//! run of each counting) and the winner is recorded in a process-wide table
-//! keyed by the pass, the batch size and the geometry; later calls reuse
-//! it, so results agree within the process but may differ in rounding
-//! between processes that measured differently. `PRUNE_CONV_ALGO=gemm` or
-//! `=direct` forces an algorithm wherever the direct kernel applies (for
-//! comparisons with one binary).
+//! `PRUNE_CONV_ALGO=tune` measures instead: a layer is run every applicable
+//! way the first time its shape is seen (each three times, alternating, the
+//! fastest run of each counting) and the winner is recorded in a
+//! process-wide table keyed by the pass, the batch size and the geometry;
+//! later calls reuse it, so results agree within the process but may differ
+//! in rounding between processes that measured differently.
+//! `PRUNE_CONV_ALGO=gemm`, `=direct` or `=winograd` forces an algorithm
+//! wherever it applies (for comparisons with one binary; `direct` also
+//! keeps the input gradient off the transform).
 
 use super::conv_flat::FlatGeom;
+use super::conv_wino::WinoGeom;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -31,6 +37,9 @@ pub(crate) enum Algo {
     Gemm,
     /// Direct correlation over flattened padded planes (`conv_flat.rs`).
     Direct,
+    /// The direct correlation by the row-wise Winograd transform
+    /// (`conv_wino.rs`); forward pass only.
+    Winograd,
 }
 
 /// Which computation a choice is for.
@@ -73,6 +82,7 @@ fn mode() -> Mode {
     *MODE.get_or_init(|| match std::env::var("PRUNE_CONV_ALGO").ok().as_deref() {
         Some("gemm") => Mode::Fixed(Algo::Gemm),
         Some("direct") => Mode::Fixed(Algo::Direct),
+        Some("winograd") => Mode::Fixed(Algo::Winograd),
         Some("tune") => Mode::Tune,
         _ => Mode::Rule,
     })
@@ -85,14 +95,37 @@ fn mode() -> Mode {
 /// ResNet's 64-channel 7×7 and 8×8 layers at batch 128.
 pub(crate) const DIRECT_BACKWARD_MIN: usize = 128;
 
-/// The default choice: the direct kernel, except for the backward pass on
-/// small output planes.
+/// The default choice: the direct kernel (by the transform in the forward
+/// pass where it applies), except for the backward pass on small output
+/// planes.
 fn rule(pass: Pass, geom: &FlatGeom) -> Algo {
     let (oh, ow) = geom.out_hw();
-    if pass == Pass::Backward && oh * ow < DIRECT_BACKWARD_MIN {
-        Algo::Gemm
+    match pass {
+        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN => Algo::Gemm,
+        Pass::Backward => Algo::Direct,
+        Pass::Forward => forward_form(geom),
+    }
+}
+
+/// The direct kernel's form for a forward correlation: by the transform
+/// where it applies.
+fn forward_form(geom: &FlatGeom) -> Algo {
+    if WinoGeom::new(geom).is_some() {
+        Algo::Winograd
     } else {
         Algo::Direct
+    }
+}
+
+/// How the direct backward pass computes a correlation with geometry
+/// `geom` (the input gradient's, a forward correlation, or the layer's own
+/// for the weight gradient): by the transform where it applies, unless
+/// `PRUNE_CONV_ALGO` forces the plain direct kernel (or the GEMM, whose
+/// backward does not come here).
+pub(crate) fn backward_form(geom: &FlatGeom) -> Algo {
+    match mode() {
+        Mode::Fixed(Algo::Direct) | Mode::Fixed(Algo::Gemm) => Algo::Direct,
+        _ => forward_form(geom),
     }
 }
 
@@ -103,6 +136,8 @@ fn rule(pass: Pass, geom: &FlatGeom) -> Algo {
 pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, trial: impl FnMut(Algo)) -> Algo {
     match mode() {
         Mode::Rule => rule(pass, &geom),
+        Mode::Fixed(Algo::Winograd) if pass == Pass::Forward => forward_form(&geom),
+        Mode::Fixed(Algo::Winograd) => Algo::Direct,
         Mode::Fixed(a) => a,
         Mode::Tune => measure(pass, n, geom, trial),
     }
@@ -115,22 +150,28 @@ fn measure(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut(Algo)) ->
     if let Some(&a) = lock().get(&key) {
         return a;
     }
-    let mut best = [f64::INFINITY; 2];
+    let mut candidates = vec![Algo::Gemm, Algo::Direct];
+    if pass == Pass::Forward && WinoGeom::new(&geom).is_some() {
+        candidates.push(Algo::Winograd);
+    }
+    let mut best = vec![f64::INFINITY; candidates.len()];
     for _ in 0..3 {
-        for (i, a) in [Algo::Gemm, Algo::Direct].into_iter().enumerate() {
+        for (b, &a) in best.iter_mut().zip(&candidates) {
             let t = Instant::now();
             trial(a);
-            best[i] = best[i].min(t.elapsed().as_secs_f64());
+            *b = b.min(t.elapsed().as_secs_f64());
         }
     }
-    let pick = if best[1] < best[0] {
-        Algo::Direct
-    } else {
-        Algo::Gemm
-    };
+    // The fastest; on a tie the earlier candidate.
+    let mut pick = 0;
+    for (i, &b) in best.iter().enumerate() {
+        if b < best[pick] {
+            pick = i;
+        }
+    }
     // A concurrent call may have recorded its own measurement first; the
     // first record wins so every call agrees.
-    *lock().entry(key).or_insert(pick)
+    *lock().entry(key).or_insert(candidates[pick])
 }
 
 #[cfg(test)]

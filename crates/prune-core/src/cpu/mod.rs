@@ -24,6 +24,8 @@ mod conv_flat;
 mod conv_flat_grad;
 mod conv_plane;
 mod conv_tune;
+mod conv_wino;
+mod conv_wino_grad;
 pub mod elementwise;
 pub mod gemm;
 mod gemm_driver;
@@ -47,6 +49,8 @@ pub use pool::*;
 mod batchnorm_tests;
 #[cfg(test)]
 mod conv_flat_tests;
+#[cfg(test)]
+mod conv_wino_tests;
 #[cfg(test)]
 mod conv_tests;
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub(crate) enum Slot {
     Col,
     /// A second convolution matrix (the column gradient).
     Col2,
+    /// Winograd-domain planes (`conv_wino.rs`).
+    Transform,
 }
 
 thread_local! {
@@ -67,6 +69,7 @@ thread_local! {
     static PACK_B: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
     static COL: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
     static COL2: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
+    static TRANSFORM: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
 }
 
 /// Runs `f` on an aligned scratch slice of `len` elements from `slot`.
@@ -76,6 +79,7 @@ pub(crate) fn with_scratch<R>(slot: Slot, len: usize, f: impl FnOnce(&mut [f32])
         Slot::PackB => &PACK_B,
         Slot::Col => &COL,
         Slot::Col2 => &COL2,
+        Slot::Transform => &TRANSFORM,
     };
     key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => f(buf.slice(len)),

@@ -1,0 +1,353 @@
+//! Tests of the row-wise Winograd convolution (`conv_wino.rs`): against a
+//! double-precision direct sum (bounded by the sum of absolute terms), the
+//! input gradient against im2col + GEMM and finite differences, thread
+//! counts and single images against the batch, and the vector transforms
+//! against their scalar form. Skipped (with a message) where the vector
+//! kernel does not run, since the transform is used only there.
+
+use super::conv::{geometry, input_grad_direct, Conv2dParams, ConvGeom};
+use super::conv_backward::backward_gemm;
+use super::conv_flat::{self, FlatGeom};
+use super::conv_wino::{self, WinoGeom};
+use super::conv_wino_grad;
+use super::test_util::{assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng};
+use crate::tensor::Tensor;
+
+/// `(n, cin, h, w, cout, kh, kw, ph, pw)`: ResNet's 16/32 channels on 28×28
+/// and 14×14, VGG-like's 32×32 to 8×8, pruned counts (9, 17, 26, 45),
+/// outputs whose rows are not a multiple of four wide, no padding, kernels
+/// of 1, 2 and 5 rows, and a padding of 2 columns.
+const CASES: &[[usize; 9]] = &[
+    [2, 16, 28, 28, 16, 3, 3, 1, 1],
+    [3, 32, 14, 14, 32, 3, 3, 1, 1],
+    [2, 17, 14, 14, 26, 3, 3, 1, 1],
+    [2, 9, 28, 28, 17, 3, 3, 1, 1],
+    [2, 64, 8, 8, 45, 3, 3, 1, 1],
+    [2, 3, 32, 32, 8, 3, 3, 1, 1],
+    [1, 5, 9, 13, 7, 3, 3, 0, 0],
+    [2, 4, 10, 11, 6, 5, 3, 2, 1],
+    [2, 3, 6, 9, 5, 1, 3, 0, 1],
+    [2, 2, 7, 12, 3, 2, 3, 1, 2],
+];
+
+fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
+    let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;
+    let mut r = rng(seed);
+    let x = rand_tensor(&[n, cin, h, w], &mut r);
+    let wt = rand_tensor(&[cout, cin, kh, kw], &mut r);
+    let b = rand_tensor(&[cout], &mut r);
+    let p = Conv2dParams {
+        stride: (1, 1),
+        padding: (ph, pw),
+        groups: 1,
+    };
+    let g = geometry("test", &x, &wt, &p).unwrap();
+    let fg = FlatGeom {
+        cin,
+        cout,
+        h,
+        w,
+        kh,
+        kw,
+        ph,
+        pw,
+    };
+    (g, fg, x, wt, b)
+}
+
+/// The transform's geometry, or `None` (after saying so) where the vector
+/// kernel does not run on this CPU.
+fn wino(fg: &FlatGeom) -> Option<WinoGeom> {
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU; the Winograd path is not used here");
+        return None;
+    }
+    Some(WinoGeom::new(fg).expect("every case has a 3-wide kernel and outputs at least 8 wide"))
+}
+
+/// The correlation in double precision, and per output the sum of the
+/// absolute values of its terms (the scale of its rounding error).
+fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let c = &g.col;
+    let (n, cin, cout) = (g.n, g.cin, g.cout);
+    let (mut y, mut mag) = (Vec::new(), Vec::new());
+    for ni in 0..n {
+        for co in 0..cout {
+            for oh in 0..c.oh {
+                for ow in 0..c.ow {
+                    let (mut s, mut a) = (b[co] as f64, (b[co] as f64).abs());
+                    for ci in 0..cin {
+                        for ki in 0..c.kh {
+                            for kj in 0..c.kw {
+                                let (ih, iw) = (oh + ki, ow + kj);
+                                if ih < c.ph || iw < c.pw || ih - c.ph >= c.h || iw - c.pw >= c.w {
+                                    continue;
+                                }
+                                let xv = x[((ni * cin + ci) * c.h + ih - c.ph) * c.w + iw - c.pw] as f64;
+                                let wv = w[((co * cin + ci) * c.kh + ki) * c.kw + kj] as f64;
+                                s += xv * wv;
+                                a += (xv * wv).abs();
+                            }
+                        }
+                    }
+                    y.push(s);
+                    mag.push(a);
+                }
+            }
+        }
+    }
+    (y, mag)
+}
+
+#[test]
+fn forward_matches_a_double_precision_sum() {
+    let mut worst = 0.0f64;
+    for (i, c) in CASES.iter().enumerate() {
+        let (g, fg, x, w, b) = setup(c, 500 + i as u64);
+        let Some(wg) = wino(&fg) else { return };
+        let mut got = vec![f32::NAN; g.n * g.img_out()];
+        conv_wino::forward(&wg, g.n, x.data(), w.data(), Some(b.data()), &mut got);
+        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
+        for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
+            let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
+            assert!(err <= 2e-6, "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})");
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("largest error relative to the sum of absolute terms: {worst:e}");
+}
+
+#[test]
+fn input_gradient_matches_im2col_gemm_and_finite_differences() {
+    for (i, c) in CASES.iter().enumerate() {
+        let (g, fg, x, w, _) = setup(c, 520 + i as u64);
+        if wino(&fg).is_none() {
+            return;
+        }
+        // The input gradient's correlation (outputs as wide as the input)
+        // takes the transform too.
+        let back = FlatGeom {
+            cin: g.cout,
+            cout: g.cin,
+            h: g.col.oh,
+            w: g.col.ow,
+            kh: fg.kh,
+            kw: fg.kw,
+            ph: fg.kh - 1 - fg.ph,
+            pw: fg.kw - 1 - fg.pw,
+        };
+        assert!(WinoGeom::new(&back).is_some() == (fg.w >= conv_wino::MIN_OUT_WIDTH), "case {c:?}");
+        let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(540 + i as u64));
+        let mut dw = vec![0.0f32; g.weight_len()];
+        let mut sums = vec![0.0f64; g.n * g.cout];
+        let mut want = vec![0.0f32; g.n * g.img_in()];
+        let (xd, wd) = (x.data(), w.data());
+        backward_gemm(&g, xd, wd, dy.data(), &mut dw, Some(&mut want), &mut sums).unwrap();
+        let mut got = vec![f32::NAN; want.len()];
+        input_grad_direct(&g, wd, dy.data(), &mut got);
+        let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+        assert_close(&got, &want, 1e-4, 1e-4, &format!("case {c:?}"));
+    }
+    // Finite differences of the transformed forward pass on a small case.
+    let c = [1, 2, 5, 10, 3, 3, 3, 1, 1];
+    let (g, fg, x, w, _) = setup(&c, 560);
+    let Some(wg) = wino(&fg) else { return };
+    let r = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(561));
+    let mut dx = vec![0.0f32; g.n * g.img_in()];
+    input_grad_direct(&g, w.data(), r.data(), &mut dx);
+    let loss = |xv: &[f32]| {
+        let mut y = vec![0.0f32; g.n * g.img_out()];
+        conv_wino::forward(&wg, g.n, xv, w.data(), None, &mut y);
+        dot_loss(&y, r.data())
+    };
+    let fd = fd_grad(x.data(), 1e-2, loss);
+    assert_grad_close(&dx, &fd, 1e-2, 1e-3, &format!("case {c:?}"));
+}
+
+/// Any thread count, and each image alone (on one thread, or split by
+/// channel blocks when large), give the values of the batch to the bit.
+#[test]
+fn thread_counts_and_single_images_give_identical_results() {
+    let mut cases = CASES.to_vec();
+    // A single image of this layer is over the split bound.
+    cases.push([2, 32, 28, 28, 40, 3, 3, 1, 1]);
+    for (i, c) in cases.iter().enumerate() {
+        let (g, fg, x, w, b) = setup(c, 580 + i as u64);
+        let Some(wg) = wino(&fg) else { return };
+        let (img_in, img_out) = (g.img_in(), g.img_out());
+        let pool = |t: usize| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+        let run = |threads: usize, n: usize, x: &[f32]| {
+            let mut y = vec![f32::NAN; n * img_out];
+            pool(threads).install(|| conv_wino::forward(&wg, n, x, w.data(), Some(b.data()), &mut y));
+            y
+        };
+        let y1 = run(1, g.n, x.data());
+        assert_eq!(y1, run(2, g.n, x.data()), "case {c:?}: 1 vs 2 threads");
+        assert_eq!(y1, run(3, g.n, x.data()), "case {c:?}: 1 vs 3 threads");
+        for ni in 0..g.n {
+            let xi = &x.data()[ni * img_in..(ni + 1) * img_in];
+            for threads in [1, 2] {
+                assert_eq!(
+                    run(threads, 1, xi),
+                    y1[ni * img_out..(ni + 1) * img_out],
+                    "case {c:?}: image {ni} alone on {threads} threads"
+                );
+            }
+        }
+    }
+    assert!(setup(cases.last().unwrap(), 0).1.macs() >= conv_flat::SPLIT_MIN_MACS);
+}
+
+#[test]
+fn vector_and_scalar_transforms_agree() {
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU");
+        return;
+    }
+    let tiles = 48;
+    let (stride, at) = (tiles + 16, 5);
+    let p = rand_vec(4 * tiles + 4, &mut rng(600));
+    let (mut a, mut s) = (vec![0.0f32; at + 6 * stride], vec![1.0f32; at + 6 * stride]);
+    conv_wino::input_transform(&p, tiles, &mut a, at, stride);
+    conv_wino::input_transform_scalar(&p, tiles, &mut s, at, stride);
+    for xi in 0..6 {
+        let r = at + xi * stride..at + xi * stride + tiles;
+        assert_eq!(a[r.clone()], s[r], "input transform, row {xi}");
+    }
+    let m = rand_vec(at + 6 * stride, &mut rng(601));
+    let (mut a, mut s) = (vec![0.0f32; 4 * tiles], vec![1.0f32; 4 * tiles]);
+    conv_wino::output_transform(&m, at, stride, tiles, &mut a);
+    conv_wino::output_transform_scalar(&m, at, stride, tiles, &mut s);
+    assert_eq!(a, s, "output transform");
+}
+
+/// The transform is taken by the default rule where it applies, and only
+/// there: 3-wide kernels with outputs at least 8 wide.
+#[test]
+fn applies_to_three_wide_kernels_with_wide_enough_outputs() {
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU");
+        return;
+    }
+    let geom = |w: usize, kw: usize, pw: usize| FlatGeom {
+        cin: 4,
+        cout: 4,
+        h: 6,
+        w,
+        kh: 3,
+        kw,
+        ph: 1,
+        pw,
+    };
+    assert!(WinoGeom::new(&geom(8, 3, 1)).is_some());
+    assert!(WinoGeom::new(&geom(7, 3, 1)).is_none(), "7 wide");
+    assert!(WinoGeom::new(&geom(10, 3, 0)).is_some(), "8 wide without padding");
+    assert!(WinoGeom::new(&geom(9, 3, 0)).is_none(), "7 wide without padding");
+    assert!(WinoGeom::new(&geom(14, 5, 2)).is_none(), "5 wide kernel");
+    assert!(WinoGeom::new(&geom(14, 2, 1)).is_none(), "2 wide kernel");
+}
+
+/// The weight gradient in double precision and per weight the sum of the
+/// absolute values of its terms.
+fn weight_reference(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let c = &g.col;
+    let (n, cin, cout) = (g.n, g.cin, g.cout);
+    let (mut dw, mut mag) = (Vec::new(), Vec::new());
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ki in 0..c.kh {
+                for kj in 0..c.kw {
+                    let (mut s, mut a) = (0.0f64, 0.0f64);
+                    for ni in 0..n {
+                        for oh in 0..c.oh {
+                            for ow in 0..c.ow {
+                                let (ih, iw) = (oh + ki, ow + kj);
+                                if ih < c.ph || iw < c.pw || ih - c.ph >= c.h || iw - c.pw >= c.w {
+                                    continue;
+                                }
+                                let xv = x[((ni * cin + ci) * c.h + ih - c.ph) * c.w + iw - c.pw] as f64;
+                                let gv = dy[((ni * cout + co) * c.oh + oh) * c.ow + ow] as f64;
+                                s += xv * gv;
+                                a += (xv * gv).abs();
+                            }
+                        }
+                    }
+                    dw.push(s);
+                    mag.push(a);
+                }
+            }
+        }
+    }
+    (dw, mag)
+}
+
+#[test]
+fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
+    let mut worst = 0.0f64;
+    let mut cases = CASES.to_vec();
+    // Nine images: chunks of two (the GEMM path's fixed chunking).
+    cases.push([9, 6, 12, 12, 5, 3, 3, 1, 1]);
+    for (i, c) in cases.iter().enumerate() {
+        let (g, fg, x, _, _) = setup(c, 620 + i as u64);
+        let Some(wg) = wino(&fg) else { return };
+        let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(640 + i as u64));
+        let run = |threads: usize| {
+            let mut dw = vec![f32::NAN; g.weight_len()];
+            let mut sums = vec![f64::NAN; g.n * g.cout];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| conv_wino_grad::weight_grad(&wg, g.n, x.data(), dy.data(), &mut dw, &mut sums));
+            (dw, sums)
+        };
+        let (dw, sums) = run(1);
+        assert_eq!((dw.clone(), sums.clone()), run(2), "case {c:?}: 1 vs 2 threads");
+        assert_eq!((dw.clone(), sums.clone()), run(3), "case {c:?}: 1 vs 3 threads");
+        let (want, mag) = weight_reference(&g, x.data(), dy.data());
+        for (k, ((&v, &r), &m)) in dw.iter().zip(&want).zip(&mag).enumerate() {
+            let err = (v as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
+            assert!(err <= 2e-6, "case {c:?}, weight {k}: {v} vs {r} (error {err:e} of Σ|terms| {m})");
+            worst = worst.max(err);
+        }
+        let plane = g.col.oh * g.col.ow;
+        for (k, &s) in sums.iter().enumerate() {
+            let want: f64 = dy.data()[k * plane..(k + 1) * plane].iter().map(|&v| v as f64).sum();
+            assert!((s - want).abs() <= 1e-4 * (1.0 + want.abs()), "case {c:?}: sum {k}");
+        }
+    }
+    eprintln!("largest weight-gradient error relative to the sum of absolute terms: {worst:e}");
+}
+
+#[test]
+fn weight_gradient_matches_finite_differences() {
+    let c = [2, 2, 5, 9, 3, 3, 3, 1, 1];
+    let (g, fg, x, w, _) = setup(&c, 660);
+    let Some(wg) = wino(&fg) else { return };
+    let r = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(661));
+    let mut dw = vec![0.0f32; g.weight_len()];
+    let mut sums = vec![0.0f64; g.n * g.cout];
+    conv_wino_grad::weight_grad(&wg, g.n, x.data(), r.data(), &mut dw, &mut sums);
+    let loss = |wv: &[f32]| {
+        let mut y = vec![0.0f32; g.n * g.img_out()];
+        conv_wino::forward(&wg, g.n, x.data(), wv, None, &mut y);
+        dot_loss(&y, r.data())
+    };
+    let fd = fd_grad(w.data(), 1e-2, loss);
+    assert_grad_close(&dw, &fd, 1e-2, 1e-3, &format!("case {c:?}"));
+}
+
+#[test]
+fn vector_and_scalar_gradient_transforms_agree() {
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU");
+        return;
+    }
+    let tiles = 48;
+    let (stride, at) = (tiles + 16, 3);
+    let d = rand_vec(4 * tiles, &mut rng(680));
+    let (mut a, mut s) = (vec![0.0f32; at + 6 * stride], vec![1.0f32; at + 6 * stride]);
+    conv_wino_grad::gradient_transform(&d, tiles, &mut a, at, stride);
+    conv_wino_grad::gradient_transform_scalar(&d, tiles, &mut s, at, stride);
+    for xi in 0..6 {
+        let r = at + xi * stride..at + xi * stride + tiles;
+        assert_eq!(a[r.clone()], s[r], "row {xi}");
+    }
+}
