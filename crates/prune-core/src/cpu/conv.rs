@@ -29,7 +29,9 @@
 //! single-group layers with few channels may instead run a direct kernel
 //! over padded planes (`conv_flat.rs`, `conv_flat_grad.rs`) for the output
 //! and for all gradients, whichever measured faster for the shape
-//! (`conv_tune.rs`). Layers with small output planes run the GEMM over
+//! (`conv_tune.rs`); 3×3 (and other 3-wide) layers among them run by a
+//! Winograd transform, row-wise F(4, 3) or 2-D F(4×4, 3×3)
+//! (`conv_wino.rs`, `conv_wino_grad.rs`, `conv_wino2.rs`). Layers with small output planes run the GEMM over
 //! several images at once (`conv_batched.rs`); a single image of a large
 //! layer is split across threads by blocks of output columns
 //! (`conv_columns.rs`). A plane with fewer pixels than the kernel has taps
@@ -43,10 +45,11 @@ use super::conv_columns::{column_blocks, forward_columns};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
-use super::conv_wino::{self, WinoGeom};
+use super::conv_wino;
+use super::conv_wino2;
 use super::conv_wino_grad;
 use super::conv_plane;
-use super::conv_tune::{self, Algo, Pass};
+use super::conv_tune::{self, Algo, Pass, Transform};
 use super::elementwise;
 use super::gemm::{gemm_prepacked, COut, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
@@ -150,7 +153,8 @@ impl ConvGeom {
     /// one group, stride 1, a kernel larger than 1×1, padding smaller than
     /// the kernel (so the input gradient is a correlation too), at most 128
     /// channels each way (wider layers are large GEMMs, where im2col is a
-    /// small share), and a vector micro-kernel on this CPU.
+    /// small share) unless the 2-D Winograd transform takes the layer with
+    /// at least four tiles per image, and a vector micro-kernel on this CPU.
     fn flat(&self) -> Option<FlatGeom> {
         let c = &self.col;
         let fits = self.groups == 1
@@ -158,10 +162,8 @@ impl ConvGeom {
             && c.kh * c.kw > 1
             && c.ph < c.kh
             && c.pw < c.kw
-            && self.cin <= 128
-            && self.cout <= 128
             && conv_flat::vectorised();
-        fits.then_some(FlatGeom {
+        let fg = FlatGeom {
             cin: self.cin,
             cout: self.cout,
             h: c.h,
@@ -170,7 +172,15 @@ impl ConvGeom {
             kw: c.kw,
             ph: c.ph,
             pw: c.pw,
-        })
+        };
+        // Wider layers take the 2-D transform when each image has at least
+        // four tiles: with fewer (4×4 maps) every group of images streams
+        // all 36 transformed weight matrices for too few products.
+        let narrow = self.cin <= 128 && self.cout <= 128;
+        let tiles = || {
+            matches!(conv_tune::transform(&fg), Some(Transform::Tiles(_))) && c.oh.div_ceil(4) * c.ow.div_ceil(4) >= 4
+        };
+        (fits && (narrow || tiles())).then_some(fg)
     }
 
     /// True when the direct depthwise kernel applies (one input channel per
@@ -333,8 +343,9 @@ fn forward_with(
                 Ok(())
             }
             (Algo::Winograd, Some(fg)) => {
-                match WinoGeom::new(&fg) {
-                    Some(wg) => conv_wino::forward_post(&wg, g.n, x, w, bias, y, post),
+                match conv_tune::transform(&fg) {
+                    Some(Transform::Tiles(t)) => conv_wino2::forward_post(&t, g.n, x, w, bias, y, post),
+                    Some(Transform::Rows(t)) => conv_wino::forward_post(&t, g.n, x, w, bias, y, post),
                     None => conv_flat::forward_post(&fg, g.n, x, w, bias, y, post),
                 }
                 Ok(())
@@ -388,7 +399,19 @@ pub(crate) unsafe fn assume_written(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let c = &g.col;
     let wf = conv_flat::flipped_weights(g.cout, g.cin, c.kh, c.kw, w);
-    let fg = FlatGeom {
+    let fg = input_grad_geom(g);
+    match (conv_tune::backward_form(&fg), conv_tune::transform(&fg)) {
+        (Algo::Winograd, Some(Transform::Tiles(t))) => conv_wino2::forward(&t, g.n, dy, &wf, None, dx),
+        (Algo::Winograd, Some(Transform::Rows(t))) => conv_wino::forward(&t, g.n, dy, &wf, None, dx),
+        _ => conv_flat::forward(&fg, g.n, dy, &wf, None, dx),
+    }
+}
+
+/// The geometry of the input gradient's correlation (see
+/// [`input_grad_direct`]).
+fn input_grad_geom(g: &ConvGeom) -> FlatGeom {
+    let c = &g.col;
+    FlatGeom {
         cin: g.cout,
         cout: g.cin,
         h: c.oh,
@@ -397,11 +420,14 @@ pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f
         kw: c.kw,
         ph: c.kh - 1 - c.ph,
         pw: c.kw - 1 - c.pw,
-    };
-    match (conv_tune::backward_form(&fg), WinoGeom::new(&fg)) {
-        (Algo::Winograd, Some(wg)) => conv_wino::forward(&wg, g.n, dy, &wf, None, dx),
-        _ => conv_flat::forward(&fg, g.n, dy, &wf, None, dx),
     }
+}
+
+/// True when a layer whose backward pass runs on the GEMM takes its input
+/// gradient by the 2-D transform instead (3×3 layers on small planes).
+fn tiles_input_grad(g: &ConvGeom) -> bool {
+    let ig = input_grad_geom(g);
+    conv_tune::backward_form(&ig) == Algo::Winograd && matches!(conv_tune::transform(&ig), Some(Transform::Tiles(_)))
 }
 
 /// Adds `b[co]` to every value of output plane `co` of one image `yn`.
@@ -548,13 +574,21 @@ pub fn conv2d_backward(
         let run =
             |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match (algo, g.flat()) {
                 (Algo::Direct, Some(fg)) => {
-                    match (conv_tune::backward_form(&fg), WinoGeom::new(&fg)) {
-                        (Algo::Winograd, Some(wg)) => conv_wino_grad::weight_grad(&wg, g.n, x, dy, dw, sums),
+                    match (conv_tune::backward_form(&fg), conv_tune::transform(&fg)) {
+                        (Algo::Winograd, Some(Transform::Tiles(t))) => conv_wino2::weight_grad(&t, g.n, x, dy, dw, sums),
+                        (Algo::Winograd, Some(Transform::Rows(t))) => conv_wino_grad::weight_grad(&t, g.n, x, dy, dw, sums),
                         _ => conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums),
                     }
                     if need_x_grad {
                         input_grad_direct(&g, w, dy, dx);
                     }
+                    Ok(())
+                }
+                // On small planes the input gradient by the 2-D transform
+                // (3×3 layers), the weight gradient by the GEMM.
+                _ if need_x_grad && g.flat().is_some() && tiles_input_grad(&g) => {
+                    backward_gemm(&g, x, w, dy, dw, None, sums)?;
+                    input_grad_direct(&g, w, dy, dx);
                     Ok(())
                 }
                 _ => backward_gemm(&g, x, w, dy, dw, need_x_grad.then_some(dx), sums),

@@ -26,6 +26,7 @@
 
 use super::conv_flat::FlatGeom;
 use super::conv_wino::WinoGeom;
+use super::conv_wino2::Wino2;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -101,16 +102,63 @@ pub(crate) const DIRECT_BACKWARD_MIN: usize = 128;
 fn rule(pass: Pass, geom: &FlatGeom) -> Algo {
     let (oh, ow) = geom.out_hw();
     match pass {
-        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN => Algo::Gemm,
+        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN && !tiles_weight_grad(geom) => Algo::Gemm,
         Pass::Backward => Algo::Direct,
         Pass::Forward => forward_form(geom),
     }
 }
 
-/// The direct kernel's form for a forward correlation: by the transform
-/// where it applies.
+/// Output columns up to which a 3×3 layer takes the 2-D transform whatever
+/// its channel counts: planes of at most four tiles across (16 columns),
+/// where the row-wise transform's rows are short and the 2-D one's tiles
+/// of several images fill its vectors. Wider planes take it when the
+/// channels are many enough for its 4x fewer products to outweigh its
+/// larger transforms, whose cost grows with `Cin + Cout` while the
+/// products grow with `Cin·Cout` ([`tiles_pay`]; docs/performance.md).
+pub(crate) const TILES_MAX_WIDTH: usize = 16;
+
+/// True when the 2-D transform's products outweigh its transforms on a
+/// wide plane: `Cin·Cout ≥ 16·(Cin + Cout)` (32 channels each way). On
+/// ResNet's 16-channel 28×28 layers it measured 0.7x the row-wise form, on
+/// VGG-like's 64-channel 32×32 layers 1.3x forward and 2x backward.
+fn tiles_pay(geom: &FlatGeom) -> bool {
+    geom.cin * geom.cout >= 16 * (geom.cin + geom.cout)
+}
+
+/// A Winograd form of a forward correlation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Transform {
+    /// Row-wise F(4, 3) (`conv_wino.rs`).
+    Rows(WinoGeom),
+    /// 2-D F(4×4, 3×3) (`conv_wino2.rs`).
+    Tiles(Wino2),
+}
+
+/// The transform for a forward correlation with geometry `geom`, if any:
+/// 2-D for 3×3 kernels with outputs at most [`TILES_MAX_WIDTH`] wide or
+/// enough channels, row-wise for other 3-wide kernels with outputs at
+/// least 8 wide.
+pub(crate) fn transform(geom: &FlatGeom) -> Option<Transform> {
+    let (_, ow) = geom.out_hw();
+    match Wino2::new(geom) {
+        Some(t) if ow <= TILES_MAX_WIDTH || tiles_pay(geom) => Some(Transform::Tiles(t)),
+        _ => WinoGeom::new(geom).map(Transform::Rows),
+    }
+}
+
+/// True when the 2-D transform's weight gradient serves a layer with small
+/// output planes: a sum over few tiles per image needs few channels to pay
+/// (ResNet's 64-channel 7×7 layers: 1.4x the GEMM's backward; VGG-like's
+/// 256- and 512-channel 8×8 and 4×4 layers: 0.9x and 0.4x). Otherwise the
+/// GEMM takes the weight gradient and the transform the input gradient.
+fn tiles_weight_grad(geom: &FlatGeom) -> bool {
+    geom.cin <= 128 && geom.cout <= 128 && matches!(transform(geom), Some(Transform::Tiles(_)))
+}
+
+/// The direct kernel's form for a forward correlation: by a transform
+/// where one applies.
 fn forward_form(geom: &FlatGeom) -> Algo {
-    if WinoGeom::new(geom).is_some() {
+    if transform(geom).is_some() {
         Algo::Winograd
     } else {
         Algo::Direct
@@ -151,7 +199,7 @@ fn measure(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut(Algo)) ->
         return a;
     }
     let mut candidates = vec![Algo::Gemm, Algo::Direct];
-    if pass == Pass::Forward && WinoGeom::new(&geom).is_some() {
+    if pass == Pass::Forward && transform(&geom).is_some() {
         candidates.push(Algo::Winograd);
     }
     let mut best = vec![f64::INFINITY; candidates.len()];
@@ -179,7 +227,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A geometry no other test uses, so the table entry is this test's.
+    /// A geometry no other test uses, so the table entry is this test's
+    /// (3×2 kernel: no Winograd form, so two candidates).
     fn geom(cin: usize) -> FlatGeom {
         FlatGeom {
             cin,
@@ -187,14 +236,27 @@ mod tests {
             h: 5,
             w: 5,
             kh: 3,
-            kw: 3,
+            kw: 2,
             ph: 1,
             pw: 1,
         }
     }
 
+    fn square(c: usize, hw: usize, k: usize) -> FlatGeom {
+        FlatGeom {
+            cin: c,
+            cout: c,
+            h: hw,
+            w: hw,
+            kh: k,
+            kw: 3,
+            ph: k / 2,
+            pw: 1,
+        }
+    }
+
     #[test]
-    fn the_rule_keeps_small_planes_backward_on_the_gemm() {
+    fn the_rule_keeps_small_planes_backward_on_the_gemm_without_the_2d_transform() {
         let plane = |hw: usize| FlatGeom {
             h: hw,
             w: hw,
@@ -205,6 +267,36 @@ mod tests {
         assert_eq!(rule(Pass::Backward, &plane(8)), Algo::Gemm);
         assert_eq!(rule(Pass::Backward, &plane(14)), Algo::Direct);
         assert_eq!(rule(Pass::Backward, &plane(28)), Algo::Direct);
+        if !super::super::conv_flat::vectorised() {
+            eprintln!("SKIPPED (the Winograd forms): no AVX-512 on this CPU");
+            return;
+        }
+        // 3×3 layers: the transforms, and the 2-D weight gradient on small
+        // planes up to 128 channels.
+        assert_eq!(rule(Pass::Forward, &square(64, 7, 3)), Algo::Winograd);
+        assert_eq!(rule(Pass::Backward, &square(64, 7, 3)), Algo::Direct);
+        assert_eq!(rule(Pass::Backward, &square(256, 8, 3)), Algo::Gemm);
+        assert_eq!(rule(Pass::Backward, &square(16, 28, 3)), Algo::Direct);
+    }
+
+    #[test]
+    fn the_2d_transform_takes_narrow_planes_and_wide_layers() {
+        if !super::super::conv_flat::vectorised() {
+            eprintln!("SKIPPED: no AVX-512 on this CPU");
+            return;
+        }
+        let form = |g: FlatGeom| match transform(&g) {
+            Some(Transform::Tiles(_)) => "tiles",
+            Some(Transform::Rows(_)) => "rows",
+            None => "none",
+        };
+        assert_eq!(form(square(16, 28, 3)), "rows");
+        assert_eq!(form(square(32, 28, 3)), "tiles");
+        assert_eq!(form(square(16, 14, 3)), "tiles");
+        assert_eq!(form(square(64, 7, 3)), "tiles");
+        assert_eq!(form(square(16, 28, 5)), "rows", "5×3 kernel");
+        assert_eq!(form(square(64, 7, 5)), "none", "5×3 kernel, 7 wide");
+        assert_eq!(form(geom(64)), "none", "3×2 kernel");
     }
 
     #[test]

@@ -30,7 +30,7 @@ const CASES: &[[usize; 9]] = &[
     [2, 2, 7, 12, 3, 2, 3, 1, 2],
 ];
 
-fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
+pub(super) fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
     let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;
     let mut r = rng(seed);
     let x = rand_tensor(&[n, cin, h, w], &mut r);
@@ -67,7 +67,7 @@ fn wino(fg: &FlatGeom) -> Option<WinoGeom> {
 
 /// The correlation in double precision, and per output the sum of the
 /// absolute values of its terms (the scale of its rounding error).
-fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
+pub(super) fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let c = &g.col;
     let (n, cin, cout) = (g.n, g.cin, g.cout);
     let (mut y, mut mag) = (Vec::new(), Vec::new());
@@ -249,7 +249,7 @@ fn applies_to_three_wide_kernels_with_wide_enough_outputs() {
 
 /// The weight gradient in double precision and per weight the sum of the
 /// absolute values of its terms.
-fn weight_reference(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+pub(super) fn weight_reference(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let c = &g.col;
     let (n, cin, cout) = (g.n, g.cin, g.cout);
     let (mut dw, mut mag) = (Vec::new(), Vec::new());

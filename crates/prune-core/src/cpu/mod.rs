@@ -25,6 +25,7 @@ mod conv_flat_grad;
 mod conv_plane;
 mod conv_tune;
 mod conv_wino;
+mod conv_wino2;
 mod conv_wino_grad;
 pub mod elementwise;
 pub mod gemm;
@@ -49,6 +50,8 @@ pub use pool::*;
 mod batchnorm_tests;
 #[cfg(test)]
 mod conv_flat_tests;
+#[cfg(test)]
+mod conv_wino2_tests;
 #[cfg(test)]
 mod conv_wino_tests;
 #[cfg(test)]

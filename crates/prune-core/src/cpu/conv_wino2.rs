@@ -1,0 +1,484 @@
+//! Stride-1 3×3 convolution by the two-dimensional Winograd transform
+//! F(4×4, 3×3): the forward pass (and so the input gradient) and the weight
+//! gradient.
+//!
+//! ## The transform
+//!
+//! A 4×4 tile of outputs from the 6×6 input patch `d` under the 3×3 kernel
+//! `g` takes 36 products instead of 144 (Lavin & Gray 2016; the 1-D
+//! matrices `Bᵀ`, `G`, `Aᵀ` of `conv_wino.rs`, applied along both axes):
+//!
+//! ```text
+//! Y = Aᵀ · [(G·g·Gᵀ) ⊙ (Bᵀ·d·B)] · A
+//! M[ξη][co][t] = Σ_c U[ξη][co][c] · V[ξη][c][t]          (36 products per tile)
+//! U = G·w[co][c]·Gᵀ,   V = Bᵀ·d_t·B,   y_t = Aᵀ·M[··][co][t]·A
+//! ```
+//!
+//! For each of the 36 points `ξη` the products over the input channels are
+//! the correlation of `conv_flat.rs`'s micro-kernel with a single tap over
+//! planes of tiles, and the tiles of several images are laid end to end, so
+//! the kernel runs over at least [`MIN_TILES`] tiles whatever the plane
+//! size: 7×7 outputs (four tiles) count 4·36 = 144 products per channel
+//! pair against the direct kernel's 64·9 = 576.
+//!
+//! ## Transforming whole planes with full vectors
+//!
+//! Tiles sit at rows and columns `4tr`, `4tc` of the zero-padded plane
+//! (`TH × TW` tiles cover the output; the plane is padded to `4·TH + 2`
+//! rows and a pitch `Wp = 4·(TW + 1)` of whole tiles). Its rows are stored
+//! by their remainder modulo four (`P_ρ[r] = P[4r + ρ]`), so the row
+//! transform of `conv_wino.rs` over each flattened `P_ρ` gives
+//! `H[η][ρ][r·Wq + tc] = (P[4r + ρ][4tc ..][..6]·B)[η]` with every lane used,
+//! and the column transform of a tile combines `H[η][ρ][u]` (`ρ < 4`) and
+//! `H[η][ρ][u + Wq]` (`ρ = 0, 1`, the rows `4tr + 4`, `4tr + 5`) for
+//! consecutive `u = tr·Wq + tc`, again contiguous. The tiles with
+//! `tc = TW` (the pitch's spare column) are dropped by a permutation that packs the tiles of each vector
+//! so the products run over real tiles only. The output transform takes 16
+//! tiles at a time (any images, any rows): `Aᵀ` over ξ, then over η, and
+//! a scatter of each tile's 16 outputs, masked at the plane's edges.
+//!
+//! ## Weight gradient
+//!
+//! By the transposed bilinear form (as in `conv_wino_grad.rs`),
+//!
+//! ```text
+//! dW[co][c] = Gᵀ·D[··][co][c]·G,   D[ξη][co][c] = Σ_n Σ_t DY[ξη][co][t] · V[ξη][c][t],
+//! DY = A·dy_t·Aᵀ
+//! ```
+//!
+//! with `dy_t` the 4×4 output-gradient tile (zeros beyond the plane). Each
+//! `D[ξη]` is a sum over all tiles of a group of images, held in 4 × 6
+//! vector accumulators and reduced across lanes once per group; groups and
+//! the fixed chunks of `conv_backward.rs` make the result independent of the
+//! thread count, as everywhere in this backend.
+//!
+//! Rounding: the transformed values combine up to 36 inputs with
+//! coefficients up to 8 (Aᵀ) and 5 (Bᵀ) per axis; tested against a
+//! double-precision sum relative to the sum of absolute terms.
+
+use super::conv::{assume_written, PostFn};
+use super::conv_flat::{self, FlatGeom, Kernel};
+use super::conv_wino::{input_transform, XI};
+use super::scratch::{with_scratch, Slot};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Tiles per vector.
+const LANES: usize = 16;
+/// Transform points per tile (6 × 6).
+const PTS: usize = XI * XI;
+/// Tiles the micro-kernel runs over at least: images are grouped until
+/// their tiles fill four vectors.
+pub(crate) const MIN_TILES: usize = 64;
+/// Bytes of transformed input and gradient held for one group of images
+/// in the weight gradient (about half of a 2 MB level-2 cache).
+const GROUP_BYTES: usize = 1 << 20;
+
+/// `G` (6 × 3) of the 1-D transform.
+const G: [[f64; 3]; XI] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// The geometry of one transformed 3×3 correlation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wino2 {
+    pub(crate) g: FlatGeom,
+    oh: usize,
+    ow: usize,
+    /// Tile rows and columns covering the output.
+    th: usize,
+    tw: usize,
+    /// Row pitch `4·(TW + 1)` and tiles per pitch row.
+    wp: usize,
+    wq: usize,
+}
+
+impl Wino2 {
+    /// The geometry for `g` when the transform applies: a 3×3 kernel with
+    /// padding under 3 and the vector kernel on this CPU.
+    pub(crate) fn new(g: &FlatGeom) -> Option<Self> {
+        let (oh, ow) = g.out_hw();
+        if (g.kh, g.kw) != (3, 3) || oh == 0 || ow == 0 || !conv_flat::vectorised() {
+            return None;
+        }
+        let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
+        let wq = tw + 1;
+        Some(Self {
+            g: *g,
+            oh,
+            ow,
+            th,
+            tw,
+            wp: 4 * wq,
+            wq,
+        })
+    }
+
+    /// Tiles per image.
+    fn tiles(&self) -> usize {
+        self.th * self.tw
+    }
+
+    /// Images per group of the forward pass: enough for [`MIN_TILES`].
+    fn forward_group(&self) -> usize {
+        MIN_TILES.div_ceil(self.tiles())
+    }
+}
+
+/// The remainder planes of a group of `gn` images stacked: each image
+/// contributes `TH + 1` rows of `Wq` tiles to every plane `P_ρ`, so the row
+/// and column passes run over the whole group in full vectors (a 7×7 output
+/// has 4 tiles; alone it would fill a quarter of one vector).
+struct Stack {
+    /// Row-transformed tiles per remainder plane (covers `ut + Wq`).
+    hq: usize,
+    /// Per vector of the column pass: the lanes that are tiles (`tr < TH`,
+    /// `tc < TW`), in order, and the count of tiles before it.
+    masks: Vec<Pack>,
+}
+
+/// The tiles of one vector of the column pass: their lanes (first
+/// `count` entries, the rest repeat lane 0) and the tiles before them.
+pub(crate) struct Pack {
+    pub(crate) lanes: [i32; LANES],
+    pub(crate) kept: usize,
+}
+
+impl Stack {
+    fn new(wg: &Wino2, gn: usize) -> Self {
+        let rows = wg.th + 1;
+        let used = gn * rows * wg.wq;
+        let ut = used.next_multiple_of(LANES);
+        let hq = (ut + wg.wq).next_multiple_of(LANES);
+        let mut masks = Vec::with_capacity(ut / LANES);
+        let mut before = 0;
+        for b in 0..ut / LANES {
+            let mut pack = Pack {
+                lanes: [0; LANES],
+                kept: before,
+            };
+            let mut count = 0;
+            for l in 0..LANES {
+                let u = b * LANES + l;
+                if u < used && (u / wg.wq) % rows < wg.th && u % wg.wq < wg.tw {
+                    pack.lanes[count] = l as i32;
+                    count += 1;
+                }
+            }
+            masks.push(pack);
+            before += count;
+        }
+        Self { hq, masks }
+    }
+
+    /// Values of one remainder plane: the row transform reads up to
+    /// `4·hq + 4` values.
+    fn rho_len(&self) -> usize {
+        4 * self.hq + LANES
+    }
+}
+
+/// Tile slots of `n` images' tiles laid end to end: whole vectors plus a
+/// vector of slack for the packed stores (each writes a whole vector).
+fn row_len(tiles: usize) -> usize {
+    tiles.next_multiple_of(LANES) + LANES
+}
+
+/// `G·(a, b, c)` in double precision.
+fn g6(a: f64, b: f64, c: f64) -> [f64; XI] {
+    const Q: f64 = 0.25;
+    const S: f64 = 1.0 / 6.0;
+    const T: f64 = 1.0 / 12.0;
+    const W: f64 = 1.0 / 24.0;
+    [a * Q, -(a + b + c) * S, -(a - b + c) * S, a * W + b * T + c * S, a * W - b * T + c * S, c]
+}
+
+/// `U[ξη][co][c] = (G·w[co][c]·Gᵀ)[ξ][η]`, each rounded once from double
+/// precision.
+pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Vec<f32> {
+    let pairs = g.cout * g.cin;
+    let mut u = vec![0.0f32; PTS * pairs];
+    // 16 pairs at a time into a local block, then 36 runs of 16 values
+    // (one store per cache line instead of 36 strided stores per pair).
+    let mut blk = [[0.0f32; LANES]; PTS];
+    for r0 in (0..pairs).step_by(LANES) {
+        let nr = (pairs - r0).min(LANES);
+        for (l, k) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
+            let k = |i: usize| k[i] as f64;
+            // Columns of G·k (6 × 3), then each row times Gᵀ.
+            let cols = [g6(k(0), k(3), k(6)), g6(k(1), k(4), k(7)), g6(k(2), k(5), k(8))];
+            for xi in 0..XI {
+                for (eta, v) in g6(cols[0][xi], cols[1][xi], cols[2][xi]).into_iter().enumerate() {
+                    blk[xi * XI + eta][l] = v as f32;
+                }
+            }
+        }
+        for (p, b) in blk.iter().enumerate() {
+            u[p * pairs + r0..p * pairs + r0 + nr].copy_from_slice(&b[..nr]);
+        }
+    }
+    u
+}
+
+/// The `gn` images `x [gn, cin, h, w]` of a group into their transformed
+/// tiles, laid end to end: `v[(ξη·cin + c)·row + t]`, `t < gn·TH·TW`. Writes
+/// up to a vector past the last tile of each row (slack in `row`).
+fn transform_images(wg: &Wino2, st: &Stack, gn: usize, x: &[f32], v: &mut [f32], row: usize) {
+    let g = &wg.g;
+    let (hq, rho) = (st.hq, st.rho_len());
+    let (img_in, rows) = (g.cin * g.h * g.w, wg.th + 1);
+    with_scratch(Slot::Col, 4 * rho + XI * 4 * hq, |buf| {
+        let (p, h) = buf.split_at_mut(4 * rho);
+        // The padded planes by row remainders: zeros around the images,
+        // which every channel's rows leave in place.
+        p.fill(0.0);
+        // Destination of each image row, the same for every channel.
+        let dsts: Vec<usize> = (0..gn)
+            .flat_map(|j| (0..g.h).map(move |r| (j, r + g.ph)))
+            .map(|(j, pr)| (pr % 4) * rho + (j * rows + pr / 4) * wg.wp + g.pw)
+            .collect();
+        let srcs: Vec<usize> = (0..gn)
+            .flat_map(|j| (0..g.h).map(move |r| j * img_in + r * g.w))
+            .collect();
+        for c in 0..g.cin {
+            copy_rows(&x[c * g.h * g.w..], &srcs, p, &dsts, g.w);
+            // Row pass: H[η][ρ][u] at (η·4 + ρ)·hq + u.
+            for rho_i in 0..4 {
+                input_transform(&p[rho_i * rho..(rho_i + 1) * rho], hq, h, rho_i * hq, 4 * hq);
+            }
+            // Column pass and packed stores.
+            // SAFETY: AVX-512F is available (`Wino2::new`); `h` holds
+            // 6·4·hq values and every read is below ut + Wq ≤ hq; each
+            // store writes 16 values at `kept ≤ gn·TH·TW`, inside the row
+            // by `row_len`.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                let dst = v.as_mut_ptr().add(c * row);
+                avx512::column_pass(h, hq, wg.wq, &st.masks, dst, g.cin * row);
+            }
+        }
+    });
+}
+
+/// `dst[d..d + len] = src[s..s + len]` for each pair of `srcs` and `dsts`,
+/// by vector moves (rows are a few to a few dozen values, where a call to
+/// `memmove` per row costs more than the copy).
+fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
+    assert_eq!(srcs.len(), dsts.len());
+    assert!(srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len()));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is available (`Wino2::new`); every row is inside
+    // its slice by the assertion.
+    unsafe {
+        avx512::copy_rows(src.as_ptr(), srcs, dst.as_mut_ptr(), dsts, len)
+    }
+}
+
+/// The forward pass: `y [n, cout, OH, OW]` (every value written, none read)
+/// from `x [n, cin, h, w]`, `w [cout, cin, 3, 3]` and the bias, then
+/// `post(offset, values)` on each output plane. Groups of images run in
+/// parallel; a single image of at least [`conv_flat::SPLIT_MIN_MACS`]
+/// multiply-adds runs its blocks of output channels in parallel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_post(
+    wg: &Wino2,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+    post: &PostFn,
+) {
+    let g = &wg.g;
+    let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow);
+    if img_out == 0 || g.cin == 0 || n == 0 {
+        return conv_flat::forward_post(g, n, x, w, bias, y, post);
+    }
+    let u = transform_weights(g, w);
+    let group = wg.forward_group().min(n);
+    let split = n == 1 && rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
+    let run = |gi: usize, yg: &mut [MaybeUninit<f32>]| {
+        let (n0, gn) = (gi * group, yg.len() / img_out);
+        let xg = &x[n0 * img_in..(n0 + gn) * img_in];
+        images(wg, &u, gn, xg, bias, yg, post, n0 * img_out, split);
+    };
+    if n > group {
+        y.par_chunks_mut(group * img_out).enumerate().for_each(|(gi, yg)| run(gi, yg));
+    } else {
+        run(0, y);
+    }
+}
+
+/// [`forward_post`] into an `f32` output, without a post-pass.
+pub(crate) fn forward(wg: &Wino2, n: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    // SAFETY: `forward_post` writes only finished values into `y`.
+    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    forward_post(wg, n, x, w, bias, y, &|_, _| {});
+}
+
+/// A group of `gn` images: transformed input, then the products and the
+/// output transform per block of output channels (in parallel with `split`).
+#[allow(clippy::too_many_arguments)]
+fn images(
+    wg: &Wino2,
+    u: &[f32],
+    gn: usize,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+    post: &PostFn,
+    base: usize,
+    split: bool,
+) {
+    let g = &wg.g;
+    let row = row_len(gn * wg.tiles());
+    let st = Stack::new(wg, gn);
+    with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
+        transform_images(wg, &st, gn, x, v, row);
+        let v = &*v;
+        let scatter = scatter_table(wg, gn);
+        let out = OutPtr(y.as_mut_ptr());
+        let range = |&(co0, co1): &(usize, usize)| {
+            // SAFETY: each range writes the planes of its own channels.
+            unsafe { channels(wg, u, v, row, gn, co0, co1, bias, out, post, base, &scatter) };
+        };
+        if split {
+            // One range of whole micro-kernel blocks per thread.
+            let blocks = conv_flat::channel_blocks(g.cout);
+            let per = blocks.len().div_ceil(rayon::current_num_threads());
+            let ranges: Vec<(usize, usize)> = blocks.chunks(per).map(|b| (b[0].0, b[b.len() - 1].1)).collect();
+            ranges.par_iter().for_each(range);
+        } else {
+            range(&(0, g.cout));
+        }
+    });
+}
+
+/// The output of a group as a raw pointer shared by tasks that write the
+/// planes of disjoint channels.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut MaybeUninit<f32>);
+// SAFETY: tasks write disjoint planes; the pointer outlives the parallel
+// region (it borrows the caller's `&mut [MaybeUninit<f32>]`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    fn get(self) -> *mut MaybeUninit<f32> {
+        self.0
+    }
+}
+
+/// Output channels `co0..co1` of a group: the 36 products (in the
+/// micro-kernel's blocks of channels), then per channel the output
+/// transform of every tile, the bias, and `post` per image.
+///
+/// # Safety
+/// `y` must hold the group's `gn·cout·OH·OW` values, and no other thread
+/// may access the planes of channels `co0..co1` during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn channels(
+    wg: &Wino2,
+    u: &[f32],
+    v: &[f32],
+    row: usize,
+    gn: usize,
+    co0: usize,
+    co1: usize,
+    bias: Option<&[f32]>,
+    y: OutPtr,
+    post: &PostFn,
+    base: usize,
+    scatter: &[ScatterBlock],
+) {
+    let g = &wg.g;
+    let (cin, cout, nco) = (g.cin, g.cout, co1 - co0);
+    let (t, plane) = (wg.tiles(), wg.oh * wg.ow);
+    let npos = (gn * t).next_multiple_of(LANES);
+    let kern = Kernel::detect();
+    with_scratch(Slot::Col2, PTS * nco * npos, |m| {
+        // Point by point, every block of channels, so that the point's
+        // transformed input stays in the level-1 cache across the blocks.
+        let blocks = conv_flat::channel_blocks(nco);
+        for p in 0..PTS {
+            let vp = &v[p * cin * row..(p + 1) * cin * row];
+            for &(b0, b1) in &blocks {
+                let up = &u[p * cout * cin + (co0 + b0) * cin..];
+                let mp = &mut m[(p * nco + b0) * npos..(p * nco + b1) * npos];
+                kern.run_planes(cin, row, vp, up, &[0], b1 - b0, mp, npos);
+            }
+        }
+        for k in 0..nco {
+            let b = bias.map_or(0.0, |b| b[co0 + k]);
+            let at = (co0 + k) * plane;
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F is available; `m` holds this channel's 36
+            // rows `nco·npos` apart from `k·npos`, one vector per block of
+            // `scatter`; every store is to a plane of channel `co0 + k` of
+            // the group's output (the table's offsets, masked to OH × OW),
+            // which belongs to this call (the caller's contract).
+            unsafe {
+                avx512::output_tiles(&m[k * npos..], nco * npos, scatter, wg.ow, b, y.get().add(at).cast());
+            }
+            for j in 0..gn {
+                let at = (j * cout + co0 + k) * plane;
+                // SAFETY: this plane belongs to this call and lies inside
+                // the group's output; `output_tiles` wrote every value of it.
+                let yp = unsafe { std::slice::from_raw_parts_mut(y.get().add(at), plane) };
+                post(base + at, unsafe { assume_written(yp) });
+            }
+        }
+    });
+}
+
+/// Where the outputs of one vector of 16 tiles go: per lane the offset of
+/// its tile's top-left output from its image's plane of channel 0
+/// (`image·cout·OH·OW + 4tr·OW + 4tc`), and per output `(i, j)` of the tile
+/// the lanes whose output lies inside the plane.
+pub(crate) struct ScatterBlock {
+    pub(crate) base: [i32; LANES],
+    pub(crate) mask: [u16; 16],
+}
+
+/// The scatter table of a group of `gn` images' tiles laid end to end.
+fn scatter_table(wg: &Wino2, gn: usize) -> Vec<ScatterBlock> {
+    let (t, plane) = (wg.tiles(), wg.oh * wg.ow);
+    let total = gn * t;
+    assert!(gn * wg.g.cout * plane < i32::MAX as usize, "output offsets must fit 32-bit indices");
+    (0..total.div_ceil(LANES))
+        .map(|b| {
+            let mut blk = ScatterBlock {
+                base: [0; LANES],
+                mask: [0; 16],
+            };
+            for l in 0..LANES {
+                let q = b * LANES + l;
+                if q >= total {
+                    break;
+                }
+                let (img, tt) = (q / t, q % t);
+                let (tr, tc) = (tt / wg.tw, tt % wg.tw);
+                blk.base[l] = (img * wg.g.cout * plane + 4 * tr * wg.ow + 4 * tc) as i32;
+                for i in 0..4 {
+                    for j in 0..4 {
+                        if 4 * tr + i < wg.oh && 4 * tc + j < wg.ow {
+                            blk.mask[i * 4 + j] |= 1 << l;
+                        }
+                    }
+                }
+            }
+            blk
+        })
+        .collect()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod grad;
+
+pub(crate) use grad::weight_grad;

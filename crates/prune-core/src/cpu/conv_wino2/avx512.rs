@@ -1,0 +1,184 @@
+//! AVX-512 passes of the 2-D transform (`conv_wino2.rs`): the column
+//! passes with packing permutations, the output transform by scatter, and
+//! row copies.
+
+use super::{Pack, ScatterBlock, LANES, XI};
+use std::arch::x86_64::*;
+
+/// `Bᵀ·(d0 … d5)` (the input transform of `conv_wino.rs`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn input_points(d: [__m512; 6]) -> [__m512; 6] {
+    let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
+    let t0 = _mm512_fnmadd_ps(four, d[2], d[4]);
+    let t1 = _mm512_fnmadd_ps(four, d[1], d[3]);
+    let t2 = _mm512_sub_ps(d[4], d[2]);
+    let t3 = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
+    [
+        _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
+        _mm512_add_ps(t0, t1),
+        _mm512_sub_ps(t0, t1),
+        _mm512_add_ps(t2, t3),
+        _mm512_sub_ps(t2, t3),
+        _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+    ]
+}
+
+/// `A·(y0 … y3)` (the gradient transform of `conv_wino_grad.rs`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gradient_points(y: [__m512; 4]) -> [__m512; 6] {
+    let (two, four) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0));
+    let (e, o) = (_mm512_add_ps(y[0], y[2]), _mm512_add_ps(y[1], y[3]));
+    let (e4, o2) = (_mm512_fmadd_ps(four, y[2], y[0]), _mm512_fmadd_ps(four, y[3], y[1]));
+    [
+        y[0],
+        _mm512_add_ps(e, o),
+        _mm512_sub_ps(e, o),
+        _mm512_fmadd_ps(two, o2, e4),
+        _mm512_fnmadd_ps(two, o2, e4),
+        y[3],
+    ]
+}
+
+/// `Aᵀ·(m0 … m5)` (the output transform of `conv_wino.rs`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn output_points(m: [__m512; 6]) -> [__m512; 4] {
+    let (two, four, eight) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0), _mm512_set1_ps(8.0));
+    let (a, b) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
+    let (c, d) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
+    [
+        _mm512_add_ps(_mm512_add_ps(m[0], a), c),
+        _mm512_fmadd_ps(two, d, b),
+        _mm512_fmadd_ps(four, c, a),
+        _mm512_add_ps(_mm512_fmadd_ps(eight, d, b), m[5]),
+    ]
+}
+
+/// The column pass of one channel's input: `H[η][ρ][u]` at
+/// `h[(η·4 + ρ)·hq + u]` to `V[ξη]` at `dst[(ξ·6 + η)·stride + kept]`, rows
+/// `4tr … 4tr + 5` being `ρ = 0…3` at `u` and `ρ = 0, 1` at `u + Wq`.
+///
+/// # Safety
+/// AVX-512F; `h` holds `24·hq` values with `16·masks.len() + wq ≤ hq`;
+/// `dst` has room for each point's kept tiles plus 16.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn column_pass(h: &[f32], hq: usize, wq: usize, masks: &[Pack], dst: *mut f32, stride: usize) {
+    assert!(h.len() >= 24 * hq && LANES * masks.len() + wq <= hq);
+    // SAFETY: bounded by the assertion and the caller's contract.
+    unsafe {
+        for eta in 0..XI {
+            let hp = h.as_ptr().add(eta * 4 * hq);
+            for (b, pack) in masks.iter().enumerate() {
+                let (idx, kept) = (_mm512_loadu_si512(pack.lanes.as_ptr().cast()), pack.kept);
+                let u = b * LANES;
+                let d = [
+                    _mm512_loadu_ps(hp.add(u)),
+                    _mm512_loadu_ps(hp.add(hq + u)),
+                    _mm512_loadu_ps(hp.add(2 * hq + u)),
+                    _mm512_loadu_ps(hp.add(3 * hq + u)),
+                    _mm512_loadu_ps(hp.add(u + wq)),
+                    _mm512_loadu_ps(hp.add(hq + u + wq)),
+                ];
+                for (xi, v) in input_points(d).into_iter().enumerate() {
+                    let packed = _mm512_permutexvar_ps(idx, v);
+                    _mm512_storeu_ps(dst.add((xi * XI + eta) * stride + kept), packed);
+                }
+            }
+        }
+    }
+}
+
+/// The column pass of one channel's output gradient: rows `4tr … 4tr + 3`
+/// are `ρ = 0…3` at `u`; `DY[ξη]` at `dst[(ξ·6 + η)·stride + kept]`.
+///
+/// # Safety
+/// As [`column_pass`].
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gradient_column_pass(h: &[f32], hq: usize, masks: &[Pack], dst: *mut f32, stride: usize) {
+    assert!(h.len() >= 24 * hq && LANES * masks.len() <= hq);
+    // SAFETY: bounded by the assertion and the caller's contract.
+    unsafe {
+        for eta in 0..XI {
+            let hp = h.as_ptr().add(eta * 4 * hq);
+            for (b, pack) in masks.iter().enumerate() {
+                let (idx, kept) = (_mm512_loadu_si512(pack.lanes.as_ptr().cast()), pack.kept);
+                let u = b * LANES;
+                let y = [
+                    _mm512_loadu_ps(hp.add(u)),
+                    _mm512_loadu_ps(hp.add(hq + u)),
+                    _mm512_loadu_ps(hp.add(2 * hq + u)),
+                    _mm512_loadu_ps(hp.add(3 * hq + u)),
+                ];
+                for (xi, v) in gradient_points(y).into_iter().enumerate() {
+                    let packed = _mm512_permutexvar_ps(idx, v);
+                    _mm512_storeu_ps(dst.add((xi * XI + eta) * stride + kept), packed);
+                }
+            }
+        }
+    }
+}
+
+/// `dst[d .. d + len] = src[s .. s + len]` for each pair of offsets, 16
+/// values per move, the last masked.
+///
+/// # Safety
+/// AVX-512F; every row readable at `src` and writable at `dst`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn copy_rows(src: *const f32, srcs: &[usize], dst: *mut f32, dsts: &[usize], len: usize) {
+    // SAFETY: every access is masked to `len` values of a row.
+    unsafe {
+        for (&s, &d) in srcs.iter().zip(dsts) {
+            let mut k = 0;
+            while k < len {
+                let n = (len - k).min(LANES);
+                let m: __mmask16 = if n == LANES { 0xFFFF } else { (1u16 << n) - 1 };
+                _mm512_mask_storeu_ps(dst.add(d + k), m, _mm512_maskz_loadu_ps(m, src.add(s + k)));
+                k += LANES;
+            }
+        }
+    }
+}
+
+/// The output transform of one channel for every tile of a group: per
+/// vector of 16 tiles the 36 product rows `m[(ξ·6 + η)·stride + 16b]`, the
+/// column and row passes (`Aᵀ` over ξ, then η) and a scatter of each of the
+/// 16 outputs per tile to `y[base + i·OW + j]`, plus `bias`.
+///
+/// # Safety
+/// AVX-512F; `m` holds `35·stride + 16·blocks.len()` values; every
+/// unmasked offset of `blocks` plus `i·OW + j` is writable at `y`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn output_tiles(m: &[f32], stride: usize, blocks: &[ScatterBlock], ow: usize, bias: f32, y: *mut f32) {
+    assert!(m.len() >= 35 * stride + LANES * blocks.len());
+    // SAFETY: loads bounded by the assertion; stores by the caller.
+    unsafe {
+        let bv = _mm512_set1_ps(bias);
+        let mp = m.as_ptr();
+        for (b, blk) in blocks.iter().enumerate() {
+            let at = b * LANES;
+            let mut s = [[_mm512_setzero_ps(); XI]; 4];
+            for eta in 0..XI {
+                let mut col = [_mm512_setzero_ps(); 6];
+                for (xi, c) in col.iter_mut().enumerate() {
+                    *c = _mm512_loadu_ps(mp.add((xi * XI + eta) * stride + at));
+                }
+                for (i, v) in output_points(col).into_iter().enumerate() {
+                    s[i][eta] = v;
+                }
+            }
+            let base = _mm512_loadu_si512(blk.base.as_ptr().cast());
+            for (i, si) in s.iter().enumerate() {
+                for (j, v) in output_points(*si).into_iter().enumerate() {
+                    let mask = blk.mask[i * 4 + j];
+                    if mask == 0 {
+                        continue;
+                    }
+                    let off = _mm512_add_epi32(base, _mm512_set1_epi32((i * ow + j) as i32));
+                    _mm512_mask_i32scatter_ps::<4>(y.cast(), mask, off, _mm512_add_ps(v, bv));
+                }
+            }
+        }
+    }
+}

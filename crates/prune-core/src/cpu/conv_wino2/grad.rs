@@ -1,0 +1,134 @@
+//! The weight gradient of the 2-D transform (see `conv_wino2.rs`, "Weight
+//! gradient"): per group of images the transformed input and output
+//! gradient, 36 products `DY_p · V_pᵀ` over the group's tiles, chunk
+//! partials added in order, then `Gᵀ·D·G`.
+
+use super::super::conv_backward::{chunk_len, plane_sums};
+use super::super::conv_wino_grad::gradient_transform;
+use super::super::gemm::gemm;
+use super::super::gemm_pack::Operand;
+use super::super::scratch::{with_scratch, Slot};
+use super::{copy_rows, row_len, transform_images, Stack, Wino2, G, GROUP_BYTES, PTS, XI};
+use rayon::prelude::*;
+
+/// Weight gradient `dw [cout, cin, 3, 3]` (overwritten) and the per-image,
+/// per-channel sums of `dy` (`sums [n, cout]`) of a batch of `n` images.
+pub(crate) fn weight_grad(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], sums: &mut [f64]) {
+    let g = &wg.g;
+    let (img_in, img_out, t) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow, wg.tiles());
+    dw.fill(0.0);
+    if n == 0 || img_out == 0 || g.cin == 0 {
+        return;
+    }
+    sums.par_chunks_mut(g.cout)
+        .zip(dy.par_chunks(img_out))
+        .for_each(|(s, d)| plane_sums(d, s));
+    let pairs = g.cout * g.cin;
+    let chunk = chunk_len(n);
+    let per_image = 4 * PTS * (g.cin + g.cout) * t;
+    let group = (GROUP_BYTES / per_image).clamp(1, chunk);
+    let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|ci| {
+            let mut part = vec![0.0f32; PTS * pairs];
+            let (first, end) = (ci * chunk, ((ci + 1) * chunk).min(n));
+            for g0 in (first..end).step_by(group) {
+                let gn = (end - g0).min(group);
+                let row = row_len(gn * t);
+                let st = Stack::new(wg, gn);
+                with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
+                    with_scratch(Slot::PackA, PTS * g.cout * row, |d| {
+                        transform_images(wg, &st, gn, &x[g0 * img_in..(g0 + gn) * img_in], v, row);
+                        transform_gradients(wg, &st, gn, &dy[g0 * img_out..(g0 + gn) * img_out], d, row);
+                        products(wg, gn * t, row, v, d, &mut part);
+                    });
+                });
+            }
+            part
+        })
+        .collect();
+    let mut total = vec![0.0f32; PTS * pairs];
+    for part in &parts {
+        for (a, b) in total.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    // dW[a][b] = Σ_ξη G[ξ][a] · D[ξη] · G[η][b], in double precision,
+    // point by point over all channel pairs at once.
+    let mut acc = vec![0.0f64; 9 * pairs];
+    for xi in 0..XI {
+        for eta in 0..XI {
+            let d = &total[(xi * XI + eta) * pairs..(xi * XI + eta + 1) * pairs];
+            for a in 0..3 {
+                for b in 0..3 {
+                    let coef = G[xi][a] * G[eta][b];
+                    if coef == 0.0 {
+                        continue;
+                    }
+                    let ab = &mut acc[(a * 3 + b) * pairs..(a * 3 + b + 1) * pairs];
+                    for (o, &v) in ab.iter_mut().zip(d) {
+                        *o += coef * v as f64;
+                    }
+                }
+            }
+        }
+    }
+    for (r, out) in dw.chunks_exact_mut(9).take(pairs).enumerate() {
+        for (ab, o) in out.iter_mut().enumerate() {
+            *o = acc[ab * pairs + r] as f32;
+        }
+    }
+}
+
+/// The output gradients `dy [gn, cout, OH, OW]` of a group into their
+/// transformed tiles `d[(ξη·cout + co)·row + t]` (`A·dy_t·Aᵀ`, zeros beyond
+/// the plane), stacked as in [`transform_images`].
+fn transform_gradients(wg: &Wino2, st: &Stack, gn: usize, dy: &[f32], d: &mut [f32], row: usize) {
+    let g = &wg.g;
+    let (hq, rho) = (st.hq, st.rho_len());
+    let (img_out, rows) = (g.cout * wg.oh * wg.ow, wg.th + 1);
+    with_scratch(Slot::Col, 4 * rho + XI * 4 * hq, |buf| {
+        let (p, h) = buf.split_at_mut(4 * rho);
+        p.fill(0.0);
+        let dsts: Vec<usize> = (0..gn)
+            .flat_map(|j| (0..wg.oh).map(move |r| (r % 4) * rho + (j * rows + r / 4) * wg.wp))
+            .collect();
+        let srcs: Vec<usize> = (0..gn)
+            .flat_map(|j| (0..wg.oh).map(move |r| j * img_out + r * wg.ow))
+            .collect();
+        for co in 0..g.cout {
+            copy_rows(&dy[co * wg.oh * wg.ow..], &srcs, p, &dsts, wg.ow);
+            for rho_i in 0..4 {
+                gradient_transform(&p[rho_i * rho..(rho_i + 1) * rho], hq, h, rho_i * hq, 4 * hq);
+            }
+            // SAFETY: as in `transform_images`.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                let dst = d.as_mut_ptr().add(co * row);
+                super::avx512::gradient_column_pass(h, hq, &st.masks, dst, g.cout * row);
+            }
+        }
+    });
+}
+
+/// Adds `D[ξη][co][c] = Σ_{t<tiles} d[(ξη·cout + co)·row + t] · v[(ξη·cin + c)·row + t]`
+/// to `part [36, cout, cin]`: per point one product `DY·Vᵀ` of depth
+/// `tiles` by the GEMM (on this thread; the chunks run in parallel).
+fn products(wg: &Wino2, tiles: usize, row: usize, v: &[f32], d: &[f32], part: &mut [f32]) {
+    let (cin, cout) = (wg.g.cin, wg.g.cout);
+    assert!(tiles <= row && v.len() >= PTS * cin * row && d.len() >= PTS * cout * row);
+    for (p, c) in part.chunks_exact_mut(cout * cin).take(PTS).enumerate() {
+        let a = Operand {
+            data: &d[p * cout * row..(p + 1) * cout * row],
+            ld: row,
+            trans: false,
+        };
+        let b = Operand {
+            data: &v[p * cin * row..(p + 1) * cin * row],
+            ld: row,
+            trans: true,
+        };
+        gemm(cout, cin, tiles, 1.0, a, b, 1.0, c, cin, false);
+    }
+}
+

@@ -1,0 +1,140 @@
+//! Tests of the 2-D Winograd convolution (`conv_wino2.rs`): the forward
+//! pass and the weight gradient against double-precision sums (bounded by
+//! the sum of absolute terms), finite differences, thread counts, and
+//! single images against the batch. Skipped (with a message) where the
+//! vector kernel does not run, since the transform is used only there.
+
+use super::conv_flat::{self, FlatGeom};
+use super::conv_wino2::{self, Wino2};
+use super::conv_wino_tests::{reference, setup, weight_reference};
+use super::test_util::{assert_grad_close, dot_loss, fd_grad, rand_tensor, rng};
+
+/// `(n, cin, h, w, cout, 3, 3, ph, pw)`: ResNet's 16/32/64 channels on
+/// 28×28, 14×14 and 7×7, VGG-like's 32×32 to 4×4 and 2×2, pruned counts,
+/// planes whose sides are not multiples of four, no padding, a padding of
+/// 2, more than 64 output columns (several vectors of tiles per row), and
+/// enough images for several groups.
+const CASES: &[[usize; 9]] = &[
+    [2, 16, 28, 28, 16, 3, 3, 1, 1],
+    [3, 32, 14, 14, 32, 3, 3, 1, 1],
+    [5, 64, 7, 7, 64, 3, 3, 1, 1],
+    [2, 17, 14, 14, 26, 3, 3, 1, 1],
+    [3, 9, 7, 7, 33, 3, 3, 1, 1],
+    [2, 3, 32, 32, 8, 3, 3, 1, 1],
+    [4, 12, 4, 4, 10, 3, 3, 1, 1],
+    [6, 8, 2, 2, 7, 3, 3, 1, 1],
+    [1, 5, 9, 13, 7, 3, 3, 0, 0],
+    [2, 4, 10, 11, 6, 3, 3, 2, 2],
+    [1, 2, 5, 70, 3, 3, 3, 1, 1],
+    [37, 3, 5, 6, 4, 3, 3, 1, 1],
+];
+
+fn wino(fg: &FlatGeom) -> Option<Wino2> {
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU; the Winograd path is not used here");
+        return None;
+    }
+    Some(Wino2::new(fg).expect("every case has a 3×3 kernel"))
+}
+
+#[test]
+fn forward_matches_a_double_precision_sum() {
+    let mut worst = 0.0f64;
+    for (i, c) in CASES.iter().enumerate() {
+        let (g, fg, x, w, b) = setup(c, 700 + i as u64);
+        let Some(wg) = wino(&fg) else { return };
+        let mut got = vec![f32::NAN; g.n * g.img_out()];
+        conv_wino2::forward(&wg, g.n, x.data(), w.data(), Some(b.data()), &mut got);
+        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
+        for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
+            let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
+            assert!(err <= 1e-5, "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})");
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("largest error relative to the sum of absolute terms: {worst:e}");
+}
+
+/// Any thread count, and each image alone (on one thread, or split by
+/// channel blocks when large), give the values of the batch to the bit.
+#[test]
+fn thread_counts_and_single_images_give_identical_results() {
+    let mut cases = CASES.to_vec();
+    cases.push([2, 32, 28, 28, 40, 3, 3, 1, 1]);
+    for (i, c) in cases.iter().enumerate() {
+        let (g, fg, x, w, b) = setup(c, 720 + i as u64);
+        let Some(wg) = wino(&fg) else { return };
+        let (img_in, img_out) = (g.img_in(), g.img_out());
+        let pool = |t: usize| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+        let run = |threads: usize, n: usize, x: &[f32]| {
+            let mut y = vec![f32::NAN; n * img_out];
+            pool(threads).install(|| conv_wino2::forward(&wg, n, x, w.data(), Some(b.data()), &mut y));
+            y
+        };
+        let y1 = run(1, g.n, x.data());
+        assert_eq!(y1, run(2, g.n, x.data()), "case {c:?}: 1 vs 2 threads");
+        assert_eq!(y1, run(3, g.n, x.data()), "case {c:?}: 1 vs 3 threads");
+        for ni in 0..g.n.min(3) {
+            let xi = &x.data()[ni * img_in..(ni + 1) * img_in];
+            for threads in [1, 2] {
+                assert_eq!(
+                    run(threads, 1, xi),
+                    y1[ni * img_out..(ni + 1) * img_out],
+                    "case {c:?}: image {ni} alone on {threads} threads"
+                );
+            }
+        }
+    }
+    assert!(setup(cases.last().unwrap(), 0).1.macs() >= conv_flat::SPLIT_MIN_MACS);
+}
+
+#[test]
+fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
+    let mut worst = 0.0f64;
+    for (i, c) in CASES.iter().enumerate() {
+        let (g, fg, x, _, _) = setup(c, 740 + i as u64);
+        let Some(wg) = wino(&fg) else { return };
+        let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(760 + i as u64));
+        let run = |threads: usize| {
+            let mut dw = vec![f32::NAN; g.weight_len()];
+            let mut sums = vec![f64::NAN; g.n * g.cout];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| conv_wino2::weight_grad(&wg, g.n, x.data(), dy.data(), &mut dw, &mut sums));
+            (dw, sums)
+        };
+        let (dw, sums) = run(1);
+        assert_eq!((dw.clone(), sums.clone()), run(2), "case {c:?}: 1 vs 2 threads");
+        assert_eq!((dw.clone(), sums.clone()), run(3), "case {c:?}: 1 vs 3 threads");
+        let (want, mag) = weight_reference(&g, x.data(), dy.data());
+        for (k, ((&v, &r), &m)) in dw.iter().zip(&want).zip(&mag).enumerate() {
+            let err = (v as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
+            assert!(err <= 4e-6, "case {c:?}, weight {k}: {v} vs {r} (error {err:e} of Σ|terms| {m})");
+            worst = worst.max(err);
+        }
+        let plane = g.col.oh * g.col.ow;
+        for (k, &s) in sums.iter().enumerate() {
+            let want: f64 = dy.data()[k * plane..(k + 1) * plane].iter().map(|&v| v as f64).sum();
+            assert!((s - want).abs() <= 1e-4 * (1.0 + want.abs()), "case {c:?}: sum {k}");
+        }
+    }
+    eprintln!("largest weight-gradient error relative to the sum of absolute terms: {worst:e}");
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let c = [2, 2, 6, 9, 3, 3, 3, 1, 1];
+    let (g, fg, x, w, _) = setup(&c, 780);
+    let Some(wg) = wino(&fg) else { return };
+    let r = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(781));
+    let mut dw = vec![0.0f32; g.weight_len()];
+    let mut sums = vec![0.0f64; g.n * g.cout];
+    conv_wino2::weight_grad(&wg, g.n, x.data(), r.data(), &mut dw, &mut sums);
+    let loss = |xv: &[f32], wv: &[f32]| {
+        let mut y = vec![0.0f32; g.n * g.img_out()];
+        conv_wino2::forward(&wg, g.n, xv, wv, None, &mut y);
+        dot_loss(&y, r.data())
+    };
+    let fd = fd_grad(w.data(), 1e-2, |wv| loss(x.data(), wv));
+    assert_grad_close(&dw, &fd, 1e-2, 1e-3, &format!("case {c:?}: weights"));
+}
+
