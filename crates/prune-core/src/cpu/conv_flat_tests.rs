@@ -109,10 +109,7 @@ fn input_gradient_matches_im2col_gemm() {
         .unwrap();
         let mut got = vec![f32::NAN; want.len()];
         input_grad_direct(&g, w.data(), dy.data(), &mut got);
-        // Outputs at least 8 wide take the Winograd transform, whose rounding
-        // is bounded relative to the sum of absolute terms (up to about 150
-        // here; `conv_wino_tests.rs`), hence the absolute tolerance.
-        assert_close(&got, &widen(&want), 1e-5, 1e-4, &format!("case {c:?}"));
+        assert_close(&got, &widen(&want), 1e-5, 2e-5, &format!("case {c:?}"));
     }
 }
 

@@ -440,14 +440,11 @@ fn single_images_split_by_columns_match_batches_and_loops() {
         let (x, w, b) = inputs(&c, 21);
         let p = params(&c);
         let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
-        // 3×3 layers at least 8 wide take the Winograd transform, whose
-        // rounding is bounded relative to the sum of absolute terms (about
-        // 40 here; `conv_wino_tests.rs`), hence the absolute tolerance.
         assert_close(
             y.data(),
             &reference_forward(&c, &x, &w, &b),
             1e-5,
-            1e-4,
+            1e-5,
             &format!("{c:?}"),
         );
         let mut two = x.data().to_vec();

@@ -99,12 +99,12 @@ pub(crate) const DIRECT_BACKWARD_MIN: usize = 128;
 /// The default choice: the direct kernel (by the transform in the forward
 /// pass where it applies), except for the backward pass on small output
 /// planes.
-fn rule(pass: Pass, geom: &FlatGeom) -> Algo {
+fn rule(pass: Pass, n: usize, geom: &FlatGeom) -> Algo {
     let (oh, ow) = geom.out_hw();
     match pass {
-        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN && !tiles_weight_grad(geom) => Algo::Gemm,
+        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN && !tiles_weight_grad(geom, n) => Algo::Gemm,
         Pass::Backward => Algo::Direct,
-        Pass::Forward => forward_form(geom),
+        Pass::Forward => forward_form(geom, n),
     }
 }
 
@@ -134,12 +134,22 @@ pub(crate) enum Transform {
     Tiles(Wino2),
 }
 
-/// The transform for a forward correlation with geometry `geom`, if any:
+/// Images per call from which the transforms are used: each call
+/// transforms the weights (`Cout·Cin` 3×3 kernels into 36 or 6 values each,
+/// in double precision), which costs about as much as the transforms save
+/// on 10–20 images; ResNet-20's batch-1 latency was 2.8x longer with them.
+pub(crate) const TRANSFORM_MIN_BATCH: usize = 32;
+
+/// The transform for a forward correlation with geometry `geom` on a batch
+/// of `n` images, if any (none below [`TRANSFORM_MIN_BATCH`]):
 /// 2-D for 3×3 kernels with outputs at most [`TILES_MAX_WIDTH`] wide or
 /// enough channels, row-wise for other 3-wide kernels with outputs at
 /// least 8 wide.
-pub(crate) fn transform(geom: &FlatGeom) -> Option<Transform> {
+pub(crate) fn transform(geom: &FlatGeom, n: usize) -> Option<Transform> {
     let (_, ow) = geom.out_hw();
+    if n < TRANSFORM_MIN_BATCH {
+        return None;
+    }
     match Wino2::new(geom) {
         Some(t) if ow <= TILES_MAX_WIDTH || tiles_pay(geom) => Some(Transform::Tiles(t)),
         _ => WinoGeom::new(geom).map(Transform::Rows),
@@ -151,14 +161,14 @@ pub(crate) fn transform(geom: &FlatGeom) -> Option<Transform> {
 /// (ResNet's 64-channel 7×7 layers: 1.4x the GEMM's backward; VGG-like's
 /// 256- and 512-channel 8×8 and 4×4 layers: 0.9x and 0.4x). Otherwise the
 /// GEMM takes the weight gradient and the transform the input gradient.
-fn tiles_weight_grad(geom: &FlatGeom) -> bool {
-    geom.cin <= 128 && geom.cout <= 128 && matches!(transform(geom), Some(Transform::Tiles(_)))
+fn tiles_weight_grad(geom: &FlatGeom, n: usize) -> bool {
+    geom.cin <= 128 && geom.cout <= 128 && matches!(transform(geom, n), Some(Transform::Tiles(_)))
 }
 
 /// The direct kernel's form for a forward correlation: by a transform
 /// where one applies.
-fn forward_form(geom: &FlatGeom) -> Algo {
-    if transform(geom).is_some() {
+fn forward_form(geom: &FlatGeom, n: usize) -> Algo {
+    if transform(geom, n).is_some() {
         Algo::Winograd
     } else {
         Algo::Direct
@@ -170,10 +180,10 @@ fn forward_form(geom: &FlatGeom) -> Algo {
 /// for the weight gradient): by the transform where it applies, unless
 /// `PRUNE_CONV_ALGO` forces the plain direct kernel (or the GEMM, whose
 /// backward does not come here).
-pub(crate) fn backward_form(geom: &FlatGeom) -> Algo {
+pub(crate) fn backward_form(geom: &FlatGeom, n: usize) -> Algo {
     match mode() {
         Mode::Fixed(Algo::Direct) | Mode::Fixed(Algo::Gemm) => Algo::Direct,
-        _ => forward_form(geom),
+        _ => forward_form(geom, n),
     }
 }
 
@@ -183,8 +193,8 @@ pub(crate) fn backward_form(geom: &FlatGeom) -> Algo {
 /// algorithm (its results are discarded by the caller).
 pub(crate) fn choose(pass: Pass, n: usize, geom: FlatGeom, trial: impl FnMut(Algo)) -> Algo {
     match mode() {
-        Mode::Rule => rule(pass, &geom),
-        Mode::Fixed(Algo::Winograd) if pass == Pass::Forward => forward_form(&geom),
+        Mode::Rule => rule(pass, n, &geom),
+        Mode::Fixed(Algo::Winograd) if pass == Pass::Forward => forward_form(&geom, n),
         Mode::Fixed(Algo::Winograd) => Algo::Direct,
         Mode::Fixed(a) => a,
         Mode::Tune => measure(pass, n, geom, trial),
@@ -199,7 +209,7 @@ fn measure(pass: Pass, n: usize, geom: FlatGeom, mut trial: impl FnMut(Algo)) ->
         return a;
     }
     let mut candidates = vec![Algo::Gemm, Algo::Direct];
-    if pass == Pass::Forward && transform(&geom).is_some() {
+    if pass == Pass::Forward && transform(&geom, n).is_some() {
         candidates.push(Algo::Winograd);
     }
     let mut best = vec![f64::INFINITY; candidates.len()];
@@ -262,21 +272,21 @@ mod tests {
             w: hw,
             ..geom(64)
         };
-        assert_eq!(rule(Pass::Forward, &plane(7)), Algo::Direct);
-        assert_eq!(rule(Pass::Backward, &plane(7)), Algo::Gemm);
-        assert_eq!(rule(Pass::Backward, &plane(8)), Algo::Gemm);
-        assert_eq!(rule(Pass::Backward, &plane(14)), Algo::Direct);
-        assert_eq!(rule(Pass::Backward, &plane(28)), Algo::Direct);
+        assert_eq!(rule(Pass::Forward, 128, &plane(7)), Algo::Direct);
+        assert_eq!(rule(Pass::Backward, 128, &plane(7)), Algo::Gemm);
+        assert_eq!(rule(Pass::Backward, 128, &plane(8)), Algo::Gemm);
+        assert_eq!(rule(Pass::Backward, 128, &plane(14)), Algo::Direct);
+        assert_eq!(rule(Pass::Backward, 128, &plane(28)), Algo::Direct);
         if !super::super::conv_flat::vectorised() {
             eprintln!("SKIPPED (the Winograd forms): no AVX-512 on this CPU");
             return;
         }
         // 3×3 layers: the transforms, and the 2-D weight gradient on small
         // planes up to 128 channels.
-        assert_eq!(rule(Pass::Forward, &square(64, 7, 3)), Algo::Winograd);
-        assert_eq!(rule(Pass::Backward, &square(64, 7, 3)), Algo::Direct);
-        assert_eq!(rule(Pass::Backward, &square(256, 8, 3)), Algo::Gemm);
-        assert_eq!(rule(Pass::Backward, &square(16, 28, 3)), Algo::Direct);
+        assert_eq!(rule(Pass::Forward, 128, &square(64, 7, 3)), Algo::Winograd);
+        assert_eq!(rule(Pass::Backward, 128, &square(64, 7, 3)), Algo::Direct);
+        assert_eq!(rule(Pass::Backward, 128, &square(256, 8, 3)), Algo::Gemm);
+        assert_eq!(rule(Pass::Backward, 128, &square(16, 28, 3)), Algo::Direct);
     }
 
     #[test]
@@ -285,7 +295,8 @@ mod tests {
             eprintln!("SKIPPED: no AVX-512 on this CPU");
             return;
         }
-        let form = |g: FlatGeom| match transform(&g) {
+        assert!(transform(&square(64, 7, 3), TRANSFORM_MIN_BATCH - 1).is_none(), "small batch");
+        let form = |g: FlatGeom| match transform(&g, TRANSFORM_MIN_BATCH) {
             Some(Transform::Tiles(_)) => "tiles",
             Some(Transform::Rows(_)) => "rows",
             None => "none",

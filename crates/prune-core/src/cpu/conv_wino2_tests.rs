@@ -138,3 +138,58 @@ fn gradients_match_finite_differences() {
     assert_grad_close(&dw, &fd, 1e-2, 1e-3, &format!("case {c:?}: weights"));
 }
 
+
+/// Through the public ops at a batch that takes the transforms: each 3×3
+/// layer's form by the rule (2-D on 7×7 and 14×14, and on 28×28 with 32
+/// channels; row-wise on 28×28 with 16), output and gradients against a
+/// double-precision sum and the im2col + GEMM backward.
+#[test]
+fn the_ops_take_the_transforms_at_large_batches() {
+    use super::conv::{conv2d_backward, conv2d_forward, Conv2dParams};
+    use super::conv_backward::backward_gemm;
+    use super::conv_tune::{self, Transform};
+    let n = conv_tune::TRANSFORM_MIN_BATCH;
+    for (i, c) in [
+        [n, 16, 7, 7, 16, 3, 3, 1, 1],
+        [n, 8, 14, 14, 12, 3, 3, 1, 1],
+        [n, 4, 28, 28, 4, 3, 3, 1, 1],
+        [n, 32, 12, 20, 32, 3, 3, 1, 1],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (g, fg, x, w, b) = setup(c, 800 + i as u64);
+        if !conv_flat::vectorised() {
+            eprintln!("SKIPPED: no AVX-512 on this CPU; the Winograd path is not used here");
+            return;
+        }
+        let form = conv_tune::transform(&fg, n);
+        let want_tiles = c[3] <= conv_tune::TILES_MAX_WIDTH || c[1] >= 32;
+        assert_eq!(matches!(form, Some(Transform::Tiles(_))), want_tiles, "case {c:?}");
+        assert!(form.is_some(), "case {c:?}");
+        let p = Conv2dParams {
+            stride: (1, 1),
+            padding: (1, 1),
+            groups: 1,
+        };
+        let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
+        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
+        for (k, ((&v, &r), &m)) in y.data().iter().zip(&want).zip(&mag).enumerate() {
+            assert!((v as f64 - r).abs() <= 1e-5 * m, "case {c:?}, output {k}: {v} vs {r}");
+        }
+        let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(820 + i as u64));
+        let grads = conv2d_backward(&x, &w, &dy, &p, true).unwrap();
+        let mut dw = vec![0.0f32; g.weight_len()];
+        let mut sums = vec![0.0f64; g.n * g.cout];
+        let mut dx = vec![0.0f32; g.n * g.img_in()];
+        backward_gemm(&g, x.data(), w.data(), dy.data(), &mut dw, Some(&mut dx), &mut sums).unwrap();
+        let close = |got: &[f32], want: &[f32], what: &str| {
+            let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            for (k, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * scale, "case {c:?}, {what} {k}: {a} vs {b}");
+            }
+        };
+        close(grads.w.data(), &dw, "weight gradient");
+        close(grads.x.as_ref().expect("input gradient").data(), &dx, "input gradient");
+    }
+}
