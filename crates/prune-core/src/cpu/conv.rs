@@ -45,11 +45,11 @@ use super::conv_columns::{column_blocks, forward_columns};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
+use super::conv_plane;
+use super::conv_tune::{self, Algo, Pass, Transform};
 use super::conv_wino;
 use super::conv_wino2;
 use super::conv_wino_grad;
-use super::conv_plane;
-use super::conv_tune::{self, Algo, Pass, Transform};
 use super::elementwise;
 use super::gemm::{gemm_prepacked, COut, Operand, PackedA};
 use super::im2col::{im2col, Im2ColGeom};
@@ -178,7 +178,8 @@ impl ConvGeom {
         // all 36 transformed weight matrices for too few products.
         let narrow = self.cin <= 128 && self.cout <= 128;
         let tiles = || {
-            matches!(conv_tune::transform(&fg, self.n), Some(Transform::Tiles(_))) && c.oh.div_ceil(4) * c.ow.div_ceil(4) >= 4
+            matches!(conv_tune::transform(&fg, self.n), Some(Transform::Tiles(_)))
+                && c.oh.div_ceil(4) * c.ow.div_ceil(4) >= 4
         };
         (fits && (narrow || tiles())).then_some(fg)
     }
@@ -344,8 +345,12 @@ fn forward_with(
             }
             (Algo::Winograd, Some(fg)) => {
                 match conv_tune::transform(&fg, g.n) {
-                    Some(Transform::Tiles(t)) => conv_wino2::forward_post(&t, g.n, x, w, bias, y, post),
-                    Some(Transform::Rows(t)) => conv_wino::forward_post(&t, g.n, x, w, bias, y, post),
+                    Some(Transform::Tiles(t)) => {
+                        conv_wino2::forward_post(&t, g.n, x, w, bias, y, post)
+                    }
+                    Some(Transform::Rows(t)) => {
+                        conv_wino::forward_post(&t, g.n, x, w, bias, y, post)
+                    }
                     None => conv_flat::forward_post(&fg, g.n, x, w, bias, y, post),
                 }
                 Ok(())
@@ -400,9 +405,16 @@ pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f
     let c = &g.col;
     let wf = conv_flat::flipped_weights(g.cout, g.cin, c.kh, c.kw, w);
     let fg = input_grad_geom(g);
-    match (conv_tune::backward_form(&fg, g.n), conv_tune::transform(&fg, g.n)) {
-        (Algo::Winograd, Some(Transform::Tiles(t))) => conv_wino2::forward(&t, g.n, dy, &wf, None, dx),
-        (Algo::Winograd, Some(Transform::Rows(t))) => conv_wino::forward(&t, g.n, dy, &wf, None, dx),
+    match (
+        conv_tune::backward_form(&fg, g.n),
+        conv_tune::transform(&fg, g.n),
+    ) {
+        (Algo::Winograd, Some(Transform::Tiles(t))) => {
+            conv_wino2::forward(&t, g.n, dy, &wf, None, dx)
+        }
+        (Algo::Winograd, Some(Transform::Rows(t))) => {
+            conv_wino::forward(&t, g.n, dy, &wf, None, dx)
+        }
         _ => conv_flat::forward(&fg, g.n, dy, &wf, None, dx),
     }
 }
@@ -427,7 +439,8 @@ fn input_grad_geom(g: &ConvGeom) -> FlatGeom {
 /// gradient by the 2-D transform instead (3×3 layers on small planes).
 fn tiles_input_grad(g: &ConvGeom) -> bool {
     let ig = input_grad_geom(g);
-    conv_tune::backward_form(&ig, g.n) == Algo::Winograd && matches!(conv_tune::transform(&ig, g.n), Some(Transform::Tiles(_)))
+    conv_tune::backward_form(&ig, g.n) == Algo::Winograd
+        && matches!(conv_tune::transform(&ig, g.n), Some(Transform::Tiles(_)))
 }
 
 /// Adds `b[co]` to every value of output plane `co` of one image `yn`.
@@ -574,9 +587,16 @@ pub fn conv2d_backward(
         let run =
             |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match (algo, g.flat()) {
                 (Algo::Direct, Some(fg)) => {
-                    match (conv_tune::backward_form(&fg, g.n), conv_tune::transform(&fg, g.n)) {
-                        (Algo::Winograd, Some(Transform::Tiles(t))) => conv_wino2::weight_grad(&t, g.n, x, dy, dw, sums),
-                        (Algo::Winograd, Some(Transform::Rows(t))) => conv_wino_grad::weight_grad(&t, g.n, x, dy, dw, sums),
+                    match (
+                        conv_tune::backward_form(&fg, g.n),
+                        conv_tune::transform(&fg, g.n),
+                    ) {
+                        (Algo::Winograd, Some(Transform::Tiles(t))) => {
+                            conv_wino2::weight_grad(&t, g.n, x, dy, dw, sums)
+                        }
+                        (Algo::Winograd, Some(Transform::Rows(t))) => {
+                            conv_wino_grad::weight_grad(&t, g.n, x, dy, dw, sums)
+                        }
                         _ => conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums),
                     }
                     if need_x_grad {

@@ -435,7 +435,7 @@ impl Kernel {
     ) {
         let kk = taps.len();
         let wstride = cin * kk;
-        assert!(cin > 0 && kk > 0 && nco > 0 && npos % LANES == 0);
+        assert!(cin > 0 && kk > 0 && nco > 0 && npos.is_multiple_of(LANES));
         assert!(w.len() >= nco * wstride);
         assert!(out.len() >= nco * npos);
         let last_read = (cin - 1) * plane + taps[kk - 1] + npos;
@@ -445,7 +445,9 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F was detected; every load and store is in
             // bounds by the assertions above (see `avx512::block`).
-            Kernel::Avx512 => unsafe { avx512::all(cin, plane, p, w, wstride, taps, nco, out, npos) },
+            Kernel::Avx512 => unsafe {
+                avx512::all(cin, plane, p, w, wstride, taps, nco, out, npos)
+            },
         }
     }
 }

@@ -102,7 +102,9 @@ pub(crate) const DIRECT_BACKWARD_MIN: usize = 128;
 fn rule(pass: Pass, n: usize, geom: &FlatGeom) -> Algo {
     let (oh, ow) = geom.out_hw();
     match pass {
-        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN && !tiles_weight_grad(geom, n) => Algo::Gemm,
+        Pass::Backward if oh * ow < DIRECT_BACKWARD_MIN && !tiles_weight_grad(geom, n) => {
+            Algo::Gemm
+        }
         Pass::Backward => Algo::Direct,
         Pass::Forward => forward_form(geom, n),
     }
@@ -295,7 +297,10 @@ mod tests {
             eprintln!("SKIPPED: no AVX-512 on this CPU");
             return;
         }
-        assert!(transform(&square(64, 7, 3), TRANSFORM_MIN_BATCH - 1).is_none(), "small batch");
+        assert!(
+            transform(&square(64, 7, 3), TRANSFORM_MIN_BATCH - 1).is_none(),
+            "small batch"
+        );
         let form = |g: FlatGeom| match transform(&g, TRANSFORM_MIN_BATCH) {
             Some(Transform::Tiles(_)) => "tiles",
             Some(Transform::Rows(_)) => "rows",

@@ -325,7 +325,7 @@ pub(crate) fn forward(
 /// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into
 /// `v[at + ξ·stride + s]`.
 pub(crate) fn input_transform(p: &[f32], tiles: usize, v: &mut [f32], at: usize, stride: usize) {
-    assert!(tiles % LANES == 0 && p.len() >= 4 * tiles + 4);
+    assert!(tiles.is_multiple_of(LANES) && p.len() >= 4 * tiles + 4);
     assert!(v.len() >= at + (XI - 1) * stride + tiles);
     #[cfg(target_arch = "x86_64")]
     if conv_flat::vectorised() {
@@ -340,7 +340,13 @@ pub(crate) fn input_transform(p: &[f32], tiles: usize, v: &mut [f32], at: usize,
 
 /// [`input_transform`] by scalar operations, the vector kernel's in the
 /// same order (so the two agree to the bit).
-pub(crate) fn input_transform_scalar(p: &[f32], tiles: usize, v: &mut [f32], at: usize, stride: usize) {
+pub(crate) fn input_transform_scalar(
+    p: &[f32],
+    tiles: usize,
+    v: &mut [f32],
+    at: usize,
+    stride: usize,
+) {
     for s in 0..tiles {
         let d = &p[4 * s..4 * s + 6];
         let t0 = (-4f32).mul_add(d[2], d[4]);
@@ -364,7 +370,7 @@ pub(crate) fn input_transform_scalar(p: &[f32], tiles: usize, v: &mut [f32], at:
 
 /// `out[4s + i] = Σ_ξ Aᵀ[i][ξ] · m[at + ξ·stride + s]` for `s < tiles`.
 pub(crate) fn output_transform(m: &[f32], at: usize, stride: usize, tiles: usize, out: &mut [f32]) {
-    assert!(tiles % LANES == 0 && out.len() >= 4 * tiles);
+    assert!(tiles.is_multiple_of(LANES) && out.len() >= 4 * tiles);
     assert!(m.len() >= at + (XI - 1) * stride + tiles);
     #[cfg(target_arch = "x86_64")]
     if conv_flat::vectorised() {
@@ -376,7 +382,13 @@ pub(crate) fn output_transform(m: &[f32], at: usize, stride: usize, tiles: usize
 }
 
 /// [`output_transform`] by scalar operations in the vector kernel's order.
-pub(crate) fn output_transform_scalar(m: &[f32], at: usize, stride: usize, tiles: usize, out: &mut [f32]) {
+pub(crate) fn output_transform_scalar(
+    m: &[f32],
+    at: usize,
+    stride: usize,
+    tiles: usize,
+    out: &mut [f32],
+) {
     for s in 0..tiles {
         let mv = |xi: usize| m[at + xi * stride + s];
         let (a, b) = (mv(1) + mv(2), mv(1) - mv(2));
@@ -434,10 +446,20 @@ pub(crate) mod avx512 {
 
     /// See `super::input_transform`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input_transform(p: &[f32], tiles: usize, v: &mut [f32], at: usize, stride: usize) {
+    pub(super) unsafe fn input_transform(
+        p: &[f32],
+        tiles: usize,
+        v: &mut [f32],
+        at: usize,
+        stride: usize,
+    ) {
         // SAFETY: the caller's assertions bound every access.
         unsafe {
-            let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
+            let (four, five, two) = (
+                _mm512_set1_ps(4.0),
+                _mm512_set1_ps(5.0),
+                _mm512_set1_ps(2.0),
+            );
             let vo = v.as_mut_ptr().add(at);
             for s0 in (0..tiles).step_by(LANES) {
                 let src = p.as_ptr().add(4 * s0);
@@ -464,13 +486,24 @@ pub(crate) mod avx512 {
 
     /// See `super::output_transform`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn output_transform(m: &[f32], at: usize, stride: usize, tiles: usize, out: &mut [f32]) {
+    pub(super) unsafe fn output_transform(
+        m: &[f32],
+        at: usize,
+        stride: usize,
+        tiles: usize,
+        out: &mut [f32],
+    ) {
         // SAFETY: the caller's assertions bound every access.
         unsafe {
-            let (two, four, eight) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0), _mm512_set1_ps(8.0));
+            let (two, four, eight) = (
+                _mm512_set1_ps(2.0),
+                _mm512_set1_ps(4.0),
+                _mm512_set1_ps(8.0),
+            );
             // 32-bit interleave of two vectors, lanes 0–7 and 8–15.
             let lo32 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            let hi32 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            let hi32 =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
             // 64-bit interleave (pairs) of two vectors, lanes 0–3 and 4–7.
             let lo64 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
             let hi64 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);

@@ -189,37 +189,59 @@ fn row_len(tiles: usize) -> usize {
     tiles.next_multiple_of(LANES) + LANES
 }
 
-/// `G·(a, b, c)` in double precision.
-fn g6(a: f64, b: f64, c: f64) -> [f64; XI] {
+/// Lanes of the weight transform: pairs of channels transformed together.
+const WL: usize = 16;
+
+/// `G·(a, b, c)` in double precision for [`WL`] lanes at once.
+fn g6(a: &[f64; WL], b: &[f64; WL], c: &[f64; WL]) -> [[f64; WL]; XI] {
     const Q: f64 = 0.25;
     const S: f64 = 1.0 / 6.0;
     const T: f64 = 1.0 / 12.0;
     const W: f64 = 1.0 / 24.0;
-    [a * Q, -(a + b + c) * S, -(a - b + c) * S, a * W + b * T + c * S, a * W - b * T + c * S, c]
+    let mut out = [[0.0; WL]; XI];
+    for l in 0..WL {
+        let (a, b, c) = (a[l], b[l], c[l]);
+        out[0][l] = a * Q;
+        out[1][l] = -(a + b + c) * S;
+        out[2][l] = -(a - b + c) * S;
+        out[3][l] = a * W + b * T + c * S;
+        out[4][l] = a * W - b * T + c * S;
+        out[5][l] = c;
+    }
+    out
 }
 
 /// `U[ξη][co][c] = (G·w[co][c]·Gᵀ)[ξ][η]`, each rounded once from double
-/// precision.
+/// precision; [`WL`] channel pairs at a time, each formula across the lanes
+/// (vectorised by the compiler), stored as 36 runs of [`WL`] values.
 pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Vec<f32> {
     let pairs = g.cout * g.cin;
     let mut u = vec![0.0f32; PTS * pairs];
-    // 16 pairs at a time into a local block, then 36 runs of 16 values
-    // (one store per cache line instead of 36 strided stores per pair).
-    let mut blk = [[0.0f32; LANES]; PTS];
-    for r0 in (0..pairs).step_by(LANES) {
-        let nr = (pairs - r0).min(LANES);
-        for (l, k) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
-            let k = |i: usize| k[i] as f64;
-            // Columns of G·k (6 × 3), then each row times Gᵀ.
-            let cols = [g6(k(0), k(3), k(6)), g6(k(1), k(4), k(7)), g6(k(2), k(5), k(8))];
-            for xi in 0..XI {
-                for (eta, v) in g6(cols[0][xi], cols[1][xi], cols[2][xi]).into_iter().enumerate() {
-                    blk[xi * XI + eta][l] = v as f32;
-                }
+    for r0 in (0..pairs).step_by(WL) {
+        let nr = (pairs - r0).min(WL);
+        // k[i][l]: tap i of pair r0 + l (zeros past the last pair).
+        let mut k = [[0.0f64; WL]; 9];
+        for (l, kl) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
+            for (i, &v) in kl.iter().enumerate() {
+                k[i][l] = v as f64;
             }
         }
-        for (p, b) in blk.iter().enumerate() {
-            u[p * pairs + r0..p * pairs + r0 + nr].copy_from_slice(&b[..nr]);
+        // Columns of G·k (6 × 3), then each row times Gᵀ.
+        let cols = [
+            g6(&k[0], &k[3], &k[6]),
+            g6(&k[1], &k[4], &k[7]),
+            g6(&k[2], &k[5], &k[8]),
+        ];
+        for xi in 0..XI {
+            for (eta, v) in g6(&cols[0][xi], &cols[1][xi], &cols[2][xi])
+                .iter()
+                .enumerate()
+            {
+                let at = (xi * XI + eta) * pairs + r0;
+                for (d, &x) in u[at..at + nr].iter_mut().zip(v) {
+                    *d = x as f32;
+                }
+            }
         }
     }
     u
@@ -249,7 +271,13 @@ fn transform_images(wg: &Wino2, st: &Stack, gn: usize, x: &[f32], v: &mut [f32],
             copy_rows(&x[c * g.h * g.w..], &srcs, p, &dsts, g.w);
             // Row pass: H[η][ρ][u] at (η·4 + ρ)·hq + u.
             for rho_i in 0..4 {
-                input_transform(&p[rho_i * rho..(rho_i + 1) * rho], hq, h, rho_i * hq, 4 * hq);
+                input_transform(
+                    &p[rho_i * rho..(rho_i + 1) * rho],
+                    hq,
+                    h,
+                    rho_i * hq,
+                    4 * hq,
+                );
             }
             // Column pass and packed stores.
             // SAFETY: AVX-512F is available (`Wino2::new`); `h` holds
@@ -270,7 +298,9 @@ fn transform_images(wg: &Wino2, st: &Stack, gn: usize, x: &[f32], v: &mut [f32],
 /// `memmove` per row costs more than the copy).
 fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
     assert_eq!(srcs.len(), dsts.len());
-    assert!(srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len()));
+    assert!(
+        srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len())
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is available (`Wino2::new`); every row is inside
     // its slice by the assertion.
@@ -301,21 +331,31 @@ pub(crate) fn forward_post(
     }
     let u = transform_weights(g, w);
     let group = wg.forward_group().min(n);
-    let split = n == 1 && rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
+    let split =
+        n == 1 && rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
     let run = |gi: usize, yg: &mut [MaybeUninit<f32>]| {
         let (n0, gn) = (gi * group, yg.len() / img_out);
         let xg = &x[n0 * img_in..(n0 + gn) * img_in];
         images(wg, &u, gn, xg, bias, yg, post, n0 * img_out, split);
     };
     if n > group {
-        y.par_chunks_mut(group * img_out).enumerate().for_each(|(gi, yg)| run(gi, yg));
+        y.par_chunks_mut(group * img_out)
+            .enumerate()
+            .for_each(|(gi, yg)| run(gi, yg));
     } else {
         run(0, y);
     }
 }
 
 /// [`forward_post`] into an `f32` output, without a post-pass.
-pub(crate) fn forward(wg: &Wino2, n: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+pub(crate) fn forward(
+    wg: &Wino2,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
     // SAFETY: `forward_post` writes only finished values into `y`.
     let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
     forward_post(wg, n, x, w, bias, y, &|_, _| {});
@@ -351,7 +391,10 @@ fn images(
             // One range of whole micro-kernel blocks per thread.
             let blocks = conv_flat::channel_blocks(g.cout);
             let per = blocks.len().div_ceil(rayon::current_num_threads());
-            let ranges: Vec<(usize, usize)> = blocks.chunks(per).map(|b| (b[0].0, b[b.len() - 1].1)).collect();
+            let ranges: Vec<(usize, usize)> = blocks
+                .chunks(per)
+                .map(|b| (b[0].0, b[b.len() - 1].1))
+                .collect();
             ranges.par_iter().for_each(range);
         } else {
             range(&(0, g.cout));
@@ -423,7 +466,14 @@ unsafe fn channels(
             // the group's output (the table's offsets, masked to OH × OW),
             // which belongs to this call (the caller's contract).
             unsafe {
-                avx512::output_tiles(&m[k * npos..], nco * npos, scatter, wg.ow, b, y.get().add(at).cast());
+                avx512::output_tiles(
+                    &m[k * npos..],
+                    nco * npos,
+                    scatter,
+                    wg.ow,
+                    b,
+                    y.get().add(at).cast(),
+                );
             }
             for j in 0..gn {
                 let at = (j * cout + co0 + k) * plane;
@@ -449,7 +499,10 @@ pub(crate) struct ScatterBlock {
 fn scatter_table(wg: &Wino2, gn: usize) -> Vec<ScatterBlock> {
     let (t, plane) = (wg.tiles(), wg.oh * wg.ow);
     let total = gn * t;
-    assert!(gn * wg.g.cout * plane < i32::MAX as usize, "output offsets must fit 32-bit indices");
+    assert!(
+        gn * wg.g.cout * plane < i32::MAX as usize,
+        "output offsets must fit 32-bit indices"
+    );
     (0..total.div_ceil(LANES))
         .map(|b| {
             let mut blk = ScatterBlock {

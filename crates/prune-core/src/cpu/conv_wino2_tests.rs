@@ -48,7 +48,10 @@ fn forward_matches_a_double_precision_sum() {
         let (want, mag) = reference(&g, x.data(), w.data(), b.data());
         for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
             let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(err <= 1e-5, "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})");
+            assert!(
+                err <= 1e-5,
+                "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})"
+            );
             worst = worst.max(err);
         }
     }
@@ -65,10 +68,16 @@ fn thread_counts_and_single_images_give_identical_results() {
         let (g, fg, x, w, b) = setup(c, 720 + i as u64);
         let Some(wg) = wino(&fg) else { return };
         let (img_in, img_out) = (g.img_in(), g.img_out());
-        let pool = |t: usize| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+        let pool = |t: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        };
         let run = |threads: usize, n: usize, x: &[f32]| {
             let mut y = vec![f32::NAN; n * img_out];
-            pool(threads).install(|| conv_wino2::forward(&wg, n, x, w.data(), Some(b.data()), &mut y));
+            pool(threads)
+                .install(|| conv_wino2::forward(&wg, n, x, w.data(), Some(b.data()), &mut y));
             y
         };
         let y1 = run(1, g.n, x.data());
@@ -98,23 +107,45 @@ fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
         let run = |threads: usize| {
             let mut dw = vec![f32::NAN; g.weight_len()];
             let mut sums = vec![f64::NAN; g.n * g.cout];
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| conv_wino2::weight_grad(&wg, g.n, x.data(), dy.data(), &mut dw, &mut sums));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                conv_wino2::weight_grad(&wg, g.n, x.data(), dy.data(), &mut dw, &mut sums)
+            });
             (dw, sums)
         };
         let (dw, sums) = run(1);
-        assert_eq!((dw.clone(), sums.clone()), run(2), "case {c:?}: 1 vs 2 threads");
-        assert_eq!((dw.clone(), sums.clone()), run(3), "case {c:?}: 1 vs 3 threads");
+        assert_eq!(
+            (dw.clone(), sums.clone()),
+            run(2),
+            "case {c:?}: 1 vs 2 threads"
+        );
+        assert_eq!(
+            (dw.clone(), sums.clone()),
+            run(3),
+            "case {c:?}: 1 vs 3 threads"
+        );
         let (want, mag) = weight_reference(&g, x.data(), dy.data());
         for (k, ((&v, &r), &m)) in dw.iter().zip(&want).zip(&mag).enumerate() {
             let err = (v as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(err <= 4e-6, "case {c:?}, weight {k}: {v} vs {r} (error {err:e} of Σ|terms| {m})");
+            assert!(
+                err <= 4e-6,
+                "case {c:?}, weight {k}: {v} vs {r} (error {err:e} of Σ|terms| {m})"
+            );
             worst = worst.max(err);
         }
         let plane = g.col.oh * g.col.ow;
         for (k, &s) in sums.iter().enumerate() {
-            let want: f64 = dy.data()[k * plane..(k + 1) * plane].iter().map(|&v| v as f64).sum();
-            assert!((s - want).abs() <= 1e-4 * (1.0 + want.abs()), "case {c:?}: sum {k}");
+            let want: f64 = dy.data()[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&v| v as f64)
+                .sum();
+            assert!(
+                (s - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "case {c:?}: sum {k}"
+            );
         }
     }
     eprintln!("largest weight-gradient error relative to the sum of absolute terms: {worst:e}");
@@ -137,7 +168,6 @@ fn gradients_match_finite_differences() {
     let fd = fd_grad(w.data(), 1e-2, |wv| loss(x.data(), wv));
     assert_grad_close(&dw, &fd, 1e-2, 1e-3, &format!("case {c:?}: weights"));
 }
-
 
 /// Through the public ops at a batch that takes the transforms: each 3×3
 /// layer's form by the rule (2-D on 7×7 and 14×14, and on 28×28 with 32
@@ -165,7 +195,11 @@ fn the_ops_take_the_transforms_at_large_batches() {
         }
         let form = conv_tune::transform(&fg, n);
         let want_tiles = c[3] <= conv_tune::TILES_MAX_WIDTH || c[1] >= 32;
-        assert_eq!(matches!(form, Some(Transform::Tiles(_))), want_tiles, "case {c:?}");
+        assert_eq!(
+            matches!(form, Some(Transform::Tiles(_))),
+            want_tiles,
+            "case {c:?}"
+        );
         assert!(form.is_some(), "case {c:?}");
         let p = Conv2dParams {
             stride: (1, 1),
@@ -175,21 +209,40 @@ fn the_ops_take_the_transforms_at_large_batches() {
         let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
         let (want, mag) = reference(&g, x.data(), w.data(), b.data());
         for (k, ((&v, &r), &m)) in y.data().iter().zip(&want).zip(&mag).enumerate() {
-            assert!((v as f64 - r).abs() <= 1e-5 * m, "case {c:?}, output {k}: {v} vs {r}");
+            assert!(
+                (v as f64 - r).abs() <= 1e-5 * m,
+                "case {c:?}, output {k}: {v} vs {r}"
+            );
         }
         let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(820 + i as u64));
         let grads = conv2d_backward(&x, &w, &dy, &p, true).unwrap();
         let mut dw = vec![0.0f32; g.weight_len()];
         let mut sums = vec![0.0f64; g.n * g.cout];
         let mut dx = vec![0.0f32; g.n * g.img_in()];
-        backward_gemm(&g, x.data(), w.data(), dy.data(), &mut dw, Some(&mut dx), &mut sums).unwrap();
+        backward_gemm(
+            &g,
+            x.data(),
+            w.data(),
+            dy.data(),
+            &mut dw,
+            Some(&mut dx),
+            &mut sums,
+        )
+        .unwrap();
         let close = |got: &[f32], want: &[f32], what: &str| {
             let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             for (k, (a, b)) in got.iter().zip(want).enumerate() {
-                assert!((a - b).abs() <= 1e-5 * scale, "case {c:?}, {what} {k}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "case {c:?}, {what} {k}: {a} vs {b}"
+                );
             }
         };
         close(grads.w.data(), &dw, "weight gradient");
-        close(grads.x.as_ref().expect("input gradient").data(), &dx, "input gradient");
+        close(
+            grads.x.as_ref().expect("input gradient").data(),
+            &dx,
+            "input gradient",
+        );
     }
 }

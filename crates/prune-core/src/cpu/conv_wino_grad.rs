@@ -104,7 +104,11 @@ pub(crate) fn weight_grad(
                         let (d, pitched) = d.split_at_mut(gn * dlen);
                         for j in 0..gn {
                             let ni = g0 + j;
-                            conv_wino::transform_image(wg, &x[ni * img_in..(ni + 1) * img_in], &mut v[j * vlen..]);
+                            conv_wino::transform_image(
+                                wg,
+                                &x[ni * img_in..(ni + 1) * img_in],
+                                &mut v[j * vlen..],
+                            );
                             let dyn_ = &dy[ni * img_out..(ni + 1) * img_out];
                             transform_gradient(wg, dyn_, pitched, &mut d[j * dlen..(j + 1) * dlen]);
                         }
@@ -124,7 +128,9 @@ pub(crate) fn weight_grad(
     // dW[co][c][ki][kj] = Σ_ξ G[ξ][kj] · D[ξ][co][c][ki], in double precision.
     for (r, out) in dw.chunks_exact_mut(3).take(rows).enumerate() {
         for (kj, o) in out.iter_mut().enumerate() {
-            let v: f64 = (0..XI).map(|xi| G[xi][kj] * total[xi * rows + r] as f64).sum();
+            let v: f64 = (0..XI)
+                .map(|xi| G[xi][kj] * total[xi * rows + r] as f64)
+                .sum();
             *o = v as f32;
         }
     }
@@ -152,8 +158,14 @@ fn transform_gradient(wg: &WinoGeom, dy: &[f32], pitched: &mut [f32], out: &mut 
 }
 
 /// `DY[ξ][s] = (A·d[4s .. 4s + 4])[ξ]` for `s < tiles` into `out[at + ξ·stride + s]`.
-pub(crate) fn gradient_transform(d: &[f32], tiles: usize, out: &mut [f32], at: usize, stride: usize) {
-    assert!(tiles % LANES == 0 && d.len() >= 4 * tiles);
+pub(crate) fn gradient_transform(
+    d: &[f32],
+    tiles: usize,
+    out: &mut [f32],
+    at: usize,
+    stride: usize,
+) {
+    assert!(tiles.is_multiple_of(LANES) && d.len() >= 4 * tiles);
     assert!(out.len() >= at + (XI - 1) * stride + tiles);
     #[cfg(target_arch = "x86_64")]
     if super::conv_flat::vectorised() {
@@ -165,12 +177,25 @@ pub(crate) fn gradient_transform(d: &[f32], tiles: usize, out: &mut [f32], at: u
 }
 
 /// [`gradient_transform`] by scalar operations in the vector kernel's order.
-pub(crate) fn gradient_transform_scalar(d: &[f32], tiles: usize, out: &mut [f32], at: usize, stride: usize) {
+pub(crate) fn gradient_transform_scalar(
+    d: &[f32],
+    tiles: usize,
+    out: &mut [f32],
+    at: usize,
+    stride: usize,
+) {
     for s in 0..tiles {
         let y = &d[4 * s..4 * s + 4];
         let (e, o) = (y[0] + y[2], y[1] + y[3]);
         let (e4, o2) = (4f32.mul_add(y[2], y[0]), 4f32.mul_add(y[3], y[1]));
-        let v = [y[0], e + o, e - o, 2f32.mul_add(o2, e4), (-2f32).mul_add(o2, e4), y[3]];
+        let v = [
+            y[0],
+            e + o,
+            e - o,
+            2f32.mul_add(o2, e4),
+            (-2f32).mul_add(o2, e4),
+            y[3],
+        ];
         for (xi, val) in v.into_iter().enumerate() {
             out[at + xi * stride + s] = val;
         }
@@ -241,7 +266,8 @@ impl Block<'_> {
     fn run(&self, nco: usize, nci: usize, out: &mut [f32; CO_BLK * CI_BLK * KH_BLK]) {
         let j = self.images - 1;
         assert!(self.d.len() >= j * self.dlen + nco * self.ntile);
-        let last = j * self.vlen + (nci - 1) * self.vplane + self.taps[self.taps.len() - 1] + self.ntile;
+        let last =
+            j * self.vlen + (nci - 1) * self.vplane + self.taps[self.taps.len() - 1] + self.ntile;
         assert!(self.v.len() >= last);
         #[cfg(target_arch = "x86_64")]
         if super::conv_flat::vectorised() {
@@ -273,7 +299,13 @@ mod avx512 {
 
     /// See `super::gradient_transform`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gradient_transform(d: &[f32], tiles: usize, out: &mut [f32], at: usize, stride: usize) {
+    pub(super) unsafe fn gradient_transform(
+        d: &[f32],
+        tiles: usize,
+        out: &mut [f32],
+        at: usize,
+        stride: usize,
+    ) {
         // SAFETY: the caller's assertions bound every access.
         unsafe {
             let (two, four) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0));
@@ -298,7 +330,12 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn dispatch(b: &Block<'_>, nco: usize, nci: usize, out: &mut [f32; CO_BLK * CI_BLK * KH_BLK]) {
+    pub(super) unsafe fn dispatch(
+        b: &Block<'_>,
+        nco: usize,
+        nci: usize,
+        out: &mut [f32; CO_BLK * CI_BLK * KH_BLK],
+    ) {
         // SAFETY: forwarded from the caller.
         unsafe {
             macro_rules! taps {

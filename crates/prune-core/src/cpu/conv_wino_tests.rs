@@ -10,7 +10,9 @@ use super::conv_backward::backward_gemm;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_wino::{self, WinoGeom};
 use super::conv_wino_grad;
-use super::test_util::{assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng};
+use super::test_util::{
+    assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng,
+};
 use crate::tensor::Tensor;
 
 /// `(n, cin, h, w, cout, kh, kw, ph, pw)`: ResNet's 16/32 channels on 28×28
@@ -83,7 +85,8 @@ pub(super) fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f
                                 if ih < c.ph || iw < c.pw || ih - c.ph >= c.h || iw - c.pw >= c.w {
                                     continue;
                                 }
-                                let xv = x[((ni * cin + ci) * c.h + ih - c.ph) * c.w + iw - c.pw] as f64;
+                                let xv =
+                                    x[((ni * cin + ci) * c.h + ih - c.ph) * c.w + iw - c.pw] as f64;
                                 let wv = w[((co * cin + ci) * c.kh + ki) * c.kw + kj] as f64;
                                 s += xv * wv;
                                 a += (xv * wv).abs();
@@ -110,7 +113,10 @@ fn forward_matches_a_double_precision_sum() {
         let (want, mag) = reference(&g, x.data(), w.data(), b.data());
         for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
             let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(err <= 2e-6, "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})");
+            assert!(
+                err <= 2e-6,
+                "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})"
+            );
             worst = worst.max(err);
         }
     }
@@ -181,10 +187,16 @@ fn thread_counts_and_single_images_give_identical_results() {
         let (g, fg, x, w, b) = setup(c, 580 + i as u64);
         let Some(wg) = wino(&fg) else { return };
         let (img_in, img_out) = (g.img_in(), g.img_out());
-        let pool = |t: usize| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+        let pool = |t: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        };
         let run = |threads: usize, n: usize, x: &[f32]| {
             let mut y = vec![f32::NAN; n * img_out];
-            pool(threads).install(|| conv_wino::forward(&wg, n, x, w.data(), Some(b.data()), &mut y));
+            pool(threads)
+                .install(|| conv_wino::forward(&wg, n, x, w.data(), Some(b.data()), &mut y));
             y
         };
         let y1 = run(1, g.n, x.data());
@@ -247,8 +259,14 @@ fn applies_to_three_wide_kernels_with_wide_enough_outputs() {
     };
     assert!(WinoGeom::new(&geom(8, 3, 1)).is_some());
     assert!(WinoGeom::new(&geom(7, 3, 1)).is_none(), "7 wide");
-    assert!(WinoGeom::new(&geom(10, 3, 0)).is_some(), "8 wide without padding");
-    assert!(WinoGeom::new(&geom(9, 3, 0)).is_none(), "7 wide without padding");
+    assert!(
+        WinoGeom::new(&geom(10, 3, 0)).is_some(),
+        "8 wide without padding"
+    );
+    assert!(
+        WinoGeom::new(&geom(9, 3, 0)).is_none(),
+        "7 wide without padding"
+    );
     assert!(WinoGeom::new(&geom(14, 5, 2)).is_none(), "5 wide kernel");
     assert!(WinoGeom::new(&geom(14, 2, 1)).is_none(), "2 wide kernel");
 }
@@ -271,7 +289,8 @@ pub(super) fn weight_reference(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f64>
                                 if ih < c.ph || iw < c.pw || ih - c.ph >= c.h || iw - c.pw >= c.w {
                                     continue;
                                 }
-                                let xv = x[((ni * cin + ci) * c.h + ih - c.ph) * c.w + iw - c.pw] as f64;
+                                let xv =
+                                    x[((ni * cin + ci) * c.h + ih - c.ph) * c.w + iw - c.pw] as f64;
                                 let gv = dy[((ni * cout + co) * c.oh + oh) * c.ow + ow] as f64;
                                 s += xv * gv;
                                 a += (xv * gv).abs();
@@ -300,23 +319,45 @@ fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
         let run = |threads: usize| {
             let mut dw = vec![f32::NAN; g.weight_len()];
             let mut sums = vec![f64::NAN; g.n * g.cout];
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| conv_wino_grad::weight_grad(&wg, g.n, x.data(), dy.data(), &mut dw, &mut sums));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                conv_wino_grad::weight_grad(&wg, g.n, x.data(), dy.data(), &mut dw, &mut sums)
+            });
             (dw, sums)
         };
         let (dw, sums) = run(1);
-        assert_eq!((dw.clone(), sums.clone()), run(2), "case {c:?}: 1 vs 2 threads");
-        assert_eq!((dw.clone(), sums.clone()), run(3), "case {c:?}: 1 vs 3 threads");
+        assert_eq!(
+            (dw.clone(), sums.clone()),
+            run(2),
+            "case {c:?}: 1 vs 2 threads"
+        );
+        assert_eq!(
+            (dw.clone(), sums.clone()),
+            run(3),
+            "case {c:?}: 1 vs 3 threads"
+        );
         let (want, mag) = weight_reference(&g, x.data(), dy.data());
         for (k, ((&v, &r), &m)) in dw.iter().zip(&want).zip(&mag).enumerate() {
             let err = (v as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(err <= 2e-6, "case {c:?}, weight {k}: {v} vs {r} (error {err:e} of Σ|terms| {m})");
+            assert!(
+                err <= 2e-6,
+                "case {c:?}, weight {k}: {v} vs {r} (error {err:e} of Σ|terms| {m})"
+            );
             worst = worst.max(err);
         }
         let plane = g.col.oh * g.col.ow;
         for (k, &s) in sums.iter().enumerate() {
-            let want: f64 = dy.data()[k * plane..(k + 1) * plane].iter().map(|&v| v as f64).sum();
-            assert!((s - want).abs() <= 1e-4 * (1.0 + want.abs()), "case {c:?}: sum {k}");
+            let want: f64 = dy.data()[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&v| v as f64)
+                .sum();
+            assert!(
+                (s - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "case {c:?}: sum {k}"
+            );
         }
     }
     eprintln!("largest weight-gradient error relative to the sum of absolute terms: {worst:e}");

@@ -51,11 +51,11 @@ mod batchnorm_tests;
 #[cfg(test)]
 mod conv_flat_tests;
 #[cfg(test)]
+mod conv_tests;
+#[cfg(test)]
 mod conv_wino2_tests;
 #[cfg(test)]
 mod conv_wino_tests;
-#[cfg(test)]
-mod conv_tests;
 #[cfg(test)]
 mod gemm_tests;
 #[cfg(test)]

@@ -9,7 +9,11 @@ use std::arch::x86_64::*;
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn input_points(d: [__m512; 6]) -> [__m512; 6] {
-    let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
+    let (four, five, two) = (
+        _mm512_set1_ps(4.0),
+        _mm512_set1_ps(5.0),
+        _mm512_set1_ps(2.0),
+    );
     let t0 = _mm512_fnmadd_ps(four, d[2], d[4]);
     let t1 = _mm512_fnmadd_ps(four, d[1], d[3]);
     let t2 = _mm512_sub_ps(d[4], d[2]);
@@ -30,7 +34,10 @@ fn input_points(d: [__m512; 6]) -> [__m512; 6] {
 fn gradient_points(y: [__m512; 4]) -> [__m512; 6] {
     let (two, four) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0));
     let (e, o) = (_mm512_add_ps(y[0], y[2]), _mm512_add_ps(y[1], y[3]));
-    let (e4, o2) = (_mm512_fmadd_ps(four, y[2], y[0]), _mm512_fmadd_ps(four, y[3], y[1]));
+    let (e4, o2) = (
+        _mm512_fmadd_ps(four, y[2], y[0]),
+        _mm512_fmadd_ps(four, y[3], y[1]),
+    );
     [
         y[0],
         _mm512_add_ps(e, o),
@@ -45,7 +52,11 @@ fn gradient_points(y: [__m512; 4]) -> [__m512; 6] {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn output_points(m: [__m512; 6]) -> [__m512; 4] {
-    let (two, four, eight) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0), _mm512_set1_ps(8.0));
+    let (two, four, eight) = (
+        _mm512_set1_ps(2.0),
+        _mm512_set1_ps(4.0),
+        _mm512_set1_ps(8.0),
+    );
     let (a, b) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
     let (c, d) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
     [
@@ -64,7 +75,14 @@ fn output_points(m: [__m512; 6]) -> [__m512; 4] {
 /// AVX-512F; `h` holds `24·hq` values with `16·masks.len() + wq ≤ hq`;
 /// `dst` has room for each point's kept tiles plus 16.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn column_pass(h: &[f32], hq: usize, wq: usize, masks: &[Pack], dst: *mut f32, stride: usize) {
+pub(super) unsafe fn column_pass(
+    h: &[f32],
+    hq: usize,
+    wq: usize,
+    masks: &[Pack],
+    dst: *mut f32,
+    stride: usize,
+) {
     assert!(h.len() >= 24 * hq && LANES * masks.len() + wq <= hq);
     // SAFETY: bounded by the assertion and the caller's contract.
     unsafe {
@@ -96,7 +114,13 @@ pub(super) unsafe fn column_pass(h: &[f32], hq: usize, wq: usize, masks: &[Pack]
 /// # Safety
 /// As [`column_pass`].
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn gradient_column_pass(h: &[f32], hq: usize, masks: &[Pack], dst: *mut f32, stride: usize) {
+pub(super) unsafe fn gradient_column_pass(
+    h: &[f32],
+    hq: usize,
+    masks: &[Pack],
+    dst: *mut f32,
+    stride: usize,
+) {
     assert!(h.len() >= 24 * hq && LANES * masks.len() <= hq);
     // SAFETY: bounded by the assertion and the caller's contract.
     unsafe {
@@ -126,7 +150,13 @@ pub(super) unsafe fn gradient_column_pass(h: &[f32], hq: usize, masks: &[Pack], 
 /// # Safety
 /// AVX-512F; every row readable at `src` and writable at `dst`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn copy_rows(src: *const f32, srcs: &[usize], dst: *mut f32, dsts: &[usize], len: usize) {
+pub(super) unsafe fn copy_rows(
+    src: *const f32,
+    srcs: &[usize],
+    dst: *mut f32,
+    dsts: &[usize],
+    len: usize,
+) {
     // SAFETY: every access is masked to `len` values of a row.
     unsafe {
         for (&s, &d) in srcs.iter().zip(dsts) {
@@ -150,7 +180,14 @@ pub(super) unsafe fn copy_rows(src: *const f32, srcs: &[usize], dst: *mut f32, d
 /// AVX-512F; `m` holds `35·stride + 16·blocks.len()` values; every
 /// unmasked offset of `blocks` plus `i·OW + j` is writable at `y`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn output_tiles(m: &[f32], stride: usize, blocks: &[ScatterBlock], ow: usize, bias: f32, y: *mut f32) {
+pub(super) unsafe fn output_tiles(
+    m: &[f32],
+    stride: usize,
+    blocks: &[ScatterBlock],
+    ow: usize,
+    bias: f32,
+    y: *mut f32,
+) {
     assert!(m.len() >= 35 * stride + LANES * blocks.len());
     // SAFETY: loads bounded by the assertion; stores by the caller.
     unsafe {

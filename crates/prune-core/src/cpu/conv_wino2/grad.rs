@@ -13,7 +13,14 @@ use rayon::prelude::*;
 
 /// Weight gradient `dw [cout, cin, 3, 3]` (overwritten) and the per-image,
 /// per-channel sums of `dy` (`sums [n, cout]`) of a batch of `n` images.
-pub(crate) fn weight_grad(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], sums: &mut [f64]) {
+pub(crate) fn weight_grad(
+    wg: &Wino2,
+    n: usize,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    sums: &mut [f64],
+) {
     let g = &wg.g;
     let (img_in, img_out, t) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow, wg.tiles());
     dw.fill(0.0);
@@ -39,7 +46,14 @@ pub(crate) fn weight_grad(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], dw: &mut 
                 with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
                     with_scratch(Slot::PackA, PTS * g.cout * row, |d| {
                         transform_images(wg, &st, gn, &x[g0 * img_in..(g0 + gn) * img_in], v, row);
-                        transform_gradients(wg, &st, gn, &dy[g0 * img_out..(g0 + gn) * img_out], d, row);
+                        transform_gradients(
+                            wg,
+                            &st,
+                            gn,
+                            &dy[g0 * img_out..(g0 + gn) * img_out],
+                            d,
+                            row,
+                        );
                         products(wg, gn * t, row, v, d, &mut part);
                     });
                 });
@@ -99,7 +113,13 @@ fn transform_gradients(wg: &Wino2, st: &Stack, gn: usize, dy: &[f32], d: &mut [f
         for co in 0..g.cout {
             copy_rows(&dy[co * wg.oh * wg.ow..], &srcs, p, &dsts, wg.ow);
             for rho_i in 0..4 {
-                gradient_transform(&p[rho_i * rho..(rho_i + 1) * rho], hq, h, rho_i * hq, 4 * hq);
+                gradient_transform(
+                    &p[rho_i * rho..(rho_i + 1) * rho],
+                    hq,
+                    h,
+                    rho_i * hq,
+                    4 * hq,
+                );
             }
             // SAFETY: as in `transform_images`.
             #[cfg(target_arch = "x86_64")]
@@ -131,4 +151,3 @@ fn products(wg: &Wino2, tiles: usize, row: usize, v: &[f32], d: &[f32], part: &m
         gemm(cout, cin, tiles, 1.0, a, b, 1.0, c, cin, false);
     }
 }
-
