@@ -387,6 +387,18 @@ fn forward_with(
     Tensor::from_vec(shape, y)
 }
 
+/// `y` as uninitialised memory, for functions that write every value
+/// without reading any.
+///
+/// # Safety
+/// Only initialised values may be written through the result (any `f32`
+/// is a valid `MaybeUninit<f32>`, but `y` is read as `f32` afterwards).
+pub(crate) unsafe fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; the caller
+    // writes only initialised values.
+    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 /// `s` as values, once every element has been written.
 ///
 /// # Safety
@@ -461,9 +473,8 @@ pub(crate) fn forward_gemm(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<()> {
-    // SAFETY: `forward_gemm_post` writes only finished values into `y`.
-    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_gemm_post(g, x, w, bias, y, &|_, _| {})
+    // SAFETY: the forward pass writes only finished values into `y`.
+    forward_gemm_post(g, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {})
 }
 
 /// [`forward_gemm`] followed by `post` on each image after its bias; every

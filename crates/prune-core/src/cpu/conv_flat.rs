@@ -37,7 +37,7 @@
 //! work is split only across images and output channels, so results do not
 //! depend on the thread count.
 
-use super::conv::{assume_written, PostFn};
+use super::conv::{as_uninit, assume_written, PostFn};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -202,10 +202,11 @@ const ROW_SPLIT_MIN: usize = 192;
 /// every value is the same sum.
 pub(crate) const SPLIT_MIN_MACS: usize = 1 << 21;
 
-/// The output of one image as a raw pointer shared by tasks that write
-/// disjoint rows.
+/// An output as a raw pointer shared by tasks that write disjoint parts of
+/// it (rows of one image here, channel planes of a group of images in
+/// `conv_wino2.rs`).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut MaybeUninit<f32>);
+pub(crate) struct OutPtr(pub(crate) *mut MaybeUninit<f32>);
 // SAFETY: tasks write disjoint ranges; the pointer outlives the parallel
 // region (it borrows a `&mut [MaybeUninit<f32>]` held by the caller).
 unsafe impl Send for OutPtr {}
@@ -213,7 +214,7 @@ unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the `Sync` wrapper).
-    fn get(self) -> *mut MaybeUninit<f32> {
+    pub(crate) fn get(self) -> *mut MaybeUninit<f32> {
         self.0
     }
 }
@@ -283,9 +284,8 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    // SAFETY: `forward_post` writes only finished values into `y`.
-    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_post(g, n, x, w, bias, y, &|_, _| {});
+    // SAFETY: the forward pass writes only finished values into `y`.
+    forward_post(g, n, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {});
 }
 
 /// [`forward`], then `post(offset, values)` on each image's output (each

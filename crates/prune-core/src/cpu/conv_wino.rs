@@ -51,7 +51,7 @@
 //! the error is a few times the direct kernel's (tested against a
 //! double-precision reference relative to the sum of absolute terms).
 
-use super::conv::{assume_written, PostFn};
+use super::conv::{as_uninit, assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
@@ -127,17 +127,20 @@ impl WinoGeom {
     }
 }
 
+/// `G` (6 × 3) of the transform, shared by the 2-D form and both weight
+/// gradients.
+pub(crate) const G: [[f64; 3]; XI] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
 /// The transformed weights `U[ξ][co][c][ki] = Σ_kj G[ξ][kj] · w[co][c][ki][kj]`
 /// of `w [cout, cin, kh, 3]`, each rounded once from double precision.
 pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Vec<f32> {
-    const G: [[f64; 3]; XI] = [
-        [0.25, 0.0, 0.0],
-        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-        [0.0, 0.0, 1.0],
-    ];
     let rows = g.cout * g.cin * g.kh;
     let mut u = vec![0.0f32; XI * rows];
     for (r, k) in w.chunks_exact(3).take(rows).enumerate() {
@@ -317,9 +320,8 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    // SAFETY: `forward_post` writes only finished values into `y`.
-    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_post(wg, n, x, w, bias, y, &|_, _| {});
+    // SAFETY: the forward pass writes only finished values into `y`.
+    forward_post(wg, n, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {});
 }
 
 /// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into

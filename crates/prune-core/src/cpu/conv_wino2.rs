@@ -56,9 +56,9 @@
 //! coefficients up to 8 (Aᵀ) and 5 (Bᵀ) per axis; tested against a
 //! double-precision sum relative to the sum of absolute terms.
 
-use super::conv::{assume_written, PostFn};
-use super::conv_flat::{self, FlatGeom, Kernel};
-use super::conv_wino::{input_transform, XI};
+use super::conv::{as_uninit, assume_written, PostFn};
+use super::conv_flat::{self, FlatGeom, Kernel, OutPtr};
+use super::conv_wino::{input_transform, G, XI};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -70,19 +70,6 @@ const PTS: usize = XI * XI;
 /// Tiles the micro-kernel runs over at least: images are grouped until
 /// their tiles fill four vectors.
 pub(crate) const MIN_TILES: usize = 64;
-/// Bytes of transformed input and gradient held for one group of images
-/// in the weight gradient (about half of a 2 MB level-2 cache).
-const GROUP_BYTES: usize = 1 << 20;
-
-/// `G` (6 × 3) of the 1-D transform.
-const G: [[f64; 3]; XI] = [
-    [0.25, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
 
 /// The geometry of one transformed 3×3 correlation.
 #[derive(Clone, Copy, Debug)]
@@ -356,9 +343,8 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    // SAFETY: `forward_post` writes only finished values into `y`.
-    let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_post(wg, n, x, w, bias, y, &|_, _| {});
+    // SAFETY: the forward pass writes only finished values into `y`.
+    forward_post(wg, n, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {});
 }
 
 /// A group of `gn` images: transformed input, then the products and the
@@ -400,21 +386,6 @@ fn images(
             range(&(0, g.cout));
         }
     });
-}
-
-/// The output of a group as a raw pointer shared by tasks that write the
-/// planes of disjoint channels.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut MaybeUninit<f32>);
-// SAFETY: tasks write disjoint planes; the pointer outlives the parallel
-// region (it borrows the caller's `&mut [MaybeUninit<f32>]`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn get(self) -> *mut MaybeUninit<f32> {
-        self.0
-    }
 }
 
 /// Output channels `co0..co1` of a group: the 36 products (in the

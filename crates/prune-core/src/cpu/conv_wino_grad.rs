@@ -40,7 +40,7 @@
 //! only 4 vectors of tiles per sum, too few to pay for the reduction.
 
 use super::conv_backward::{chunk_len, plane_sums};
-use super::conv_wino::{self, WinoGeom};
+use super::conv_wino::{self, WinoGeom, G};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 
@@ -55,17 +55,7 @@ const KH_BLK: usize = 3;
 /// Bytes of transformed input and gradient held for one group of images,
 /// whose products are summed in registers before one reduction across
 /// lanes (about half of a 2 MB level-2 cache).
-const GROUP_BYTES: usize = 1 << 20;
-
-/// `G` of `conv_wino.rs` (6 × 3).
-const G: [[f64; 3]; XI] = [
-    [0.25, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
+pub(crate) const GROUP_BYTES: usize = 1 << 20;
 
 /// Weight gradient `dw [cout, cin, kh, 3]` (overwritten) and the per-image,
 /// per-channel sums of `dy` (`sums [n, cout]`, for the bias gradient) of a

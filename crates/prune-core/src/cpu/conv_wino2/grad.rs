@@ -5,10 +5,11 @@
 
 use super::super::conv_backward::{chunk_len, plane_sums};
 use super::super::conv_wino_grad::gradient_transform;
+use super::super::conv_wino_grad::GROUP_BYTES;
 use super::super::gemm::gemm;
 use super::super::gemm_pack::Operand;
 use super::super::scratch::{with_scratch, Slot};
-use super::{copy_rows, row_len, transform_images, Stack, Wino2, G, GROUP_BYTES, PTS, XI};
+use super::{copy_rows, row_len, transform_images, Stack, Wino2, G, PTS, XI};
 use rayon::prelude::*;
 
 /// Weight gradient `dw [cout, cin, 3, 3]` (overwritten) and the per-image,
