@@ -59,6 +59,7 @@
 use super::conv::{as_uninit, assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel, OutPtr};
 use super::conv_wino::{input_transform, G, XI};
+use super::conv_wino_grad::gradient_transform;
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -234,47 +235,76 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Vec<f32> {
     u
 }
 
-/// The `gn` images `x [gn, cin, h, w]` of a group into their transformed
-/// tiles, laid end to end: `v[(ξη·cin + c)·row + t]`, `t < gn·TH·TW`. Writes
-/// up to a vector past the last tile of each row (slack in `row`).
-fn transform_images(wg: &Wino2, st: &Stack, gn: usize, x: &[f32], v: &mut [f32], row: usize) {
+/// Which planes of a layer [`transform_planes`] transforms.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Planes {
+    /// The input `x [gn, cin, h, w]`, zero-padded: `Bᵀ·d·B` per 6×6 patch.
+    Input,
+    /// The output gradient `dy [gn, cout, OH, OW]`, zeros beyond the
+    /// plane: `A·dy·Aᵀ` per 4×4 tile.
+    Gradient,
+}
+
+/// The planes `src` of a group of `gn` images into their transformed tiles,
+/// laid end to end: `out[(ξη·ch + c)·row + t]`, `t < gn·TH·TW`, with `ch`
+/// the planes' channel count. Writes up to a vector past the last tile of
+/// each row (slack in `row`).
+fn transform_planes(
+    wg: &Wino2,
+    st: &Stack,
+    gn: usize,
+    planes: Planes,
+    src: &[f32],
+    out: &mut [f32],
+    row: usize,
+) {
     let g = &wg.g;
+    let (ch, h, w, ph, pw) = match planes {
+        Planes::Input => (g.cin, g.h, g.w, g.ph, g.pw),
+        Planes::Gradient => (g.cout, wg.oh, wg.ow, 0, 0),
+    };
     let (hq, rho) = (st.hq, st.rho_len());
-    let (img_in, rows) = (g.cin * g.h * g.w, wg.th + 1);
+    let (img, rows) = (ch * h * w, wg.th + 1);
     with_scratch(Slot::Col, 4 * rho + XI * 4 * hq, |buf| {
-        let (p, h) = buf.split_at_mut(4 * rho);
+        let (p, hbuf) = buf.split_at_mut(4 * rho);
         // The padded planes by row remainders: zeros around the images,
         // which every channel's rows leave in place.
         p.fill(0.0);
-        // Destination of each image row, the same for every channel.
+        // Source and destination of each image row, the same for every
+        // channel but for the channel's offset.
         let dsts: Vec<usize> = (0..gn)
-            .flat_map(|j| (0..g.h).map(move |r| (j, r + g.ph)))
-            .map(|(j, pr)| (pr % 4) * rho + (j * rows + pr / 4) * wg.wp + g.pw)
+            .flat_map(|j| (0..h).map(move |r| (j, r + ph)))
+            .map(|(j, pr)| (pr % 4) * rho + (j * rows + pr / 4) * wg.wp + pw)
             .collect();
         let srcs: Vec<usize> = (0..gn)
-            .flat_map(|j| (0..g.h).map(move |r| j * img_in + r * g.w))
+            .flat_map(|j| (0..h).map(move |r| j * img + r * w))
             .collect();
-        for c in 0..g.cin {
-            copy_rows(&x[c * g.h * g.w..], &srcs, p, &dsts, g.w);
+        for c in 0..ch {
+            copy_rows(&src[c * h * w..], &srcs, p, &dsts, w);
             // Row pass: H[η][ρ][u] at (η·4 + ρ)·hq + u.
             for rho_i in 0..4 {
-                input_transform(
-                    &p[rho_i * rho..(rho_i + 1) * rho],
-                    hq,
-                    h,
-                    rho_i * hq,
-                    4 * hq,
-                );
+                let pr = &p[rho_i * rho..(rho_i + 1) * rho];
+                match planes {
+                    Planes::Input => input_transform(pr, hq, hbuf, rho_i * hq, 4 * hq),
+                    Planes::Gradient => gradient_transform(pr, hq, hbuf, rho_i * hq, 4 * hq),
+                }
             }
             // Column pass and packed stores.
-            // SAFETY: AVX-512F is available (`Wino2::new`); `h` holds
+            // SAFETY: AVX-512F is available (`Wino2::new`); `hbuf` holds
             // 6·4·hq values and every read is below ut + Wq ≤ hq; each
             // store writes 16 values at `kept ≤ gn·TH·TW`, inside the row
             // by `row_len`.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                let dst = v.as_mut_ptr().add(c * row);
-                avx512::column_pass(h, hq, wg.wq, &st.masks, dst, g.cin * row);
+                let dst = out.as_mut_ptr().add(c * row);
+                match planes {
+                    Planes::Input => {
+                        avx512::column_pass::<false>(hbuf, hq, wg.wq, &st.masks, dst, ch * row)
+                    }
+                    Planes::Gradient => {
+                        avx512::column_pass::<true>(hbuf, hq, wg.wq, &st.masks, dst, ch * row)
+                    }
+                }
             }
         }
     });
@@ -365,7 +395,7 @@ fn images(
     let row = row_len(gn * wg.tiles());
     let st = Stack::new(wg, gn);
     with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-        transform_images(wg, &st, gn, x, v, row);
+        transform_planes(wg, &st, gn, Planes::Input, x, v, row);
         let v = &*v;
         let scatter = scatter_table(wg, gn);
         let out = OutPtr(y.as_mut_ptr());

@@ -67,15 +67,17 @@ fn output_points(m: [__m512; 6]) -> [__m512; 4] {
     ]
 }
 
-/// The column pass of one channel's input: `H[η][ρ][u]` at
-/// `h[(η·4 + ρ)·hq + u]` to `V[ξη]` at `dst[(ξ·6 + η)·stride + kept]`, rows
-/// `4tr … 4tr + 5` being `ρ = 0…3` at `u` and `ρ = 0, 1` at `u + Wq`.
+/// The column pass of one channel: `H[η][ρ][u]` at `h[(η·4 + ρ)·hq + u]`
+/// to the points at `dst[(ξ·6 + η)·stride + kept]`. For the input
+/// (`GRAD = false`, `Bᵀ`) the rows `4tr … 4tr + 5` of a tile are `ρ = 0…3`
+/// at `u` and `ρ = 0, 1` at `u + Wq`; for the output gradient (`GRAD`,
+/// `A`) its rows `4tr … 4tr + 3` are `ρ = 0…3` at `u`.
 ///
 /// # Safety
 /// AVX-512F; `h` holds `24·hq` values with `16·masks.len() + wq ≤ hq`;
 /// `dst` has room for each point's kept tiles plus 16.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn column_pass(
+pub(super) unsafe fn column_pass<const GRAD: bool>(
     h: &[f32],
     hq: usize,
     wq: usize,
@@ -91,51 +93,23 @@ pub(super) unsafe fn column_pass(
             for (b, pack) in masks.iter().enumerate() {
                 let (idx, kept) = (_mm512_loadu_si512(pack.lanes.as_ptr().cast()), pack.kept);
                 let u = b * LANES;
-                let d = [
-                    _mm512_loadu_ps(hp.add(u)),
-                    _mm512_loadu_ps(hp.add(hq + u)),
-                    _mm512_loadu_ps(hp.add(2 * hq + u)),
-                    _mm512_loadu_ps(hp.add(3 * hq + u)),
-                    _mm512_loadu_ps(hp.add(u + wq)),
-                    _mm512_loadu_ps(hp.add(hq + u + wq)),
-                ];
-                for (xi, v) in input_points(d).into_iter().enumerate() {
-                    let packed = _mm512_permutexvar_ps(idx, v);
-                    _mm512_storeu_ps(dst.add((xi * XI + eta) * stride + kept), packed);
-                }
-            }
-        }
-    }
-}
-
-/// The column pass of one channel's output gradient: rows `4tr … 4tr + 3`
-/// are `ρ = 0…3` at `u`; `DY[ξη]` at `dst[(ξ·6 + η)·stride + kept]`.
-///
-/// # Safety
-/// As [`column_pass`].
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn gradient_column_pass(
-    h: &[f32],
-    hq: usize,
-    masks: &[Pack],
-    dst: *mut f32,
-    stride: usize,
-) {
-    assert!(h.len() >= 24 * hq && LANES * masks.len() <= hq);
-    // SAFETY: bounded by the assertion and the caller's contract.
-    unsafe {
-        for eta in 0..XI {
-            let hp = h.as_ptr().add(eta * 4 * hq);
-            for (b, pack) in masks.iter().enumerate() {
-                let (idx, kept) = (_mm512_loadu_si512(pack.lanes.as_ptr().cast()), pack.kept);
-                let u = b * LANES;
-                let y = [
+                let rows = [
                     _mm512_loadu_ps(hp.add(u)),
                     _mm512_loadu_ps(hp.add(hq + u)),
                     _mm512_loadu_ps(hp.add(2 * hq + u)),
                     _mm512_loadu_ps(hp.add(3 * hq + u)),
                 ];
-                for (xi, v) in gradient_points(y).into_iter().enumerate() {
+                let points = if GRAD {
+                    gradient_points(rows)
+                } else {
+                    let [d0, d1, d2, d3] = rows;
+                    let (d4, d5) = (
+                        _mm512_loadu_ps(hp.add(u + wq)),
+                        _mm512_loadu_ps(hp.add(hq + u + wq)),
+                    );
+                    input_points([d0, d1, d2, d3, d4, d5])
+                };
+                for (xi, v) in points.into_iter().enumerate() {
                     let packed = _mm512_permutexvar_ps(idx, v);
                     _mm512_storeu_ps(dst.add((xi * XI + eta) * stride + kept), packed);
                 }

@@ -4,12 +4,11 @@
 //! partials added in order, then `Gᵀ·D·G`.
 
 use super::super::conv_backward::{chunk_len, plane_sums};
-use super::super::conv_wino_grad::gradient_transform;
 use super::super::conv_wino_grad::GROUP_BYTES;
 use super::super::gemm::gemm;
 use super::super::gemm_pack::Operand;
 use super::super::scratch::{with_scratch, Slot};
-use super::{copy_rows, row_len, transform_images, Stack, Wino2, G, PTS, XI};
+use super::{row_len, transform_planes, Planes, Stack, Wino2, G, PTS, XI};
 use rayon::prelude::*;
 
 /// Weight gradient `dw [cout, cin, 3, 3]` (overwritten) and the per-image,
@@ -46,11 +45,20 @@ pub(crate) fn weight_grad(
                 let st = Stack::new(wg, gn);
                 with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
                     with_scratch(Slot::PackA, PTS * g.cout * row, |d| {
-                        transform_images(wg, &st, gn, &x[g0 * img_in..(g0 + gn) * img_in], v, row);
-                        transform_gradients(
+                        transform_planes(
                             wg,
                             &st,
                             gn,
+                            Planes::Input,
+                            &x[g0 * img_in..(g0 + gn) * img_in],
+                            v,
+                            row,
+                        );
+                        transform_planes(
+                            wg,
+                            &st,
+                            gn,
+                            Planes::Gradient,
                             &dy[g0 * img_out..(g0 + gn) * img_out],
                             d,
                             row,
@@ -93,43 +101,6 @@ pub(crate) fn weight_grad(
             *o = acc[ab * pairs + r] as f32;
         }
     }
-}
-
-/// The output gradients `dy [gn, cout, OH, OW]` of a group into their
-/// transformed tiles `d[(ξη·cout + co)·row + t]` (`A·dy_t·Aᵀ`, zeros beyond
-/// the plane), stacked as in [`transform_images`].
-fn transform_gradients(wg: &Wino2, st: &Stack, gn: usize, dy: &[f32], d: &mut [f32], row: usize) {
-    let g = &wg.g;
-    let (hq, rho) = (st.hq, st.rho_len());
-    let (img_out, rows) = (g.cout * wg.oh * wg.ow, wg.th + 1);
-    with_scratch(Slot::Col, 4 * rho + XI * 4 * hq, |buf| {
-        let (p, h) = buf.split_at_mut(4 * rho);
-        p.fill(0.0);
-        let dsts: Vec<usize> = (0..gn)
-            .flat_map(|j| (0..wg.oh).map(move |r| (r % 4) * rho + (j * rows + r / 4) * wg.wp))
-            .collect();
-        let srcs: Vec<usize> = (0..gn)
-            .flat_map(|j| (0..wg.oh).map(move |r| j * img_out + r * wg.ow))
-            .collect();
-        for co in 0..g.cout {
-            copy_rows(&dy[co * wg.oh * wg.ow..], &srcs, p, &dsts, wg.ow);
-            for rho_i in 0..4 {
-                gradient_transform(
-                    &p[rho_i * rho..(rho_i + 1) * rho],
-                    hq,
-                    h,
-                    rho_i * hq,
-                    4 * hq,
-                );
-            }
-            // SAFETY: as in `transform_images`.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                let dst = d.as_mut_ptr().add(co * row);
-                super::avx512::gradient_column_pass(h, hq, &st.masks, dst, g.cout * row);
-            }
-        }
-    });
 }
 
 /// Adds `D[ξη][co][c] = Σ_{t<tiles} d[(ξη·cout + co)·row + t] · v[(ξη·cin + c)·row + t]`
