@@ -79,42 +79,26 @@ pub(crate) fn weight_grad(
         .zip(dy.par_chunks(img_out))
         .for_each(|(s, d)| plane_sums(d, s));
     let rows = g.cout * g.cin * g.kh;
-    let chunk = chunk_len(n);
     let (vlen, dlen) = (wg.transformed_len(), XI * g.cout * wg.ntile);
-    let group = (GROUP_BYTES / (4 * (vlen + dlen))).clamp(1, chunk);
-    let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|ci| {
-            let mut part = vec![0.0f32; XI * rows];
-            let (first, end) = (ci * chunk, ((ci + 1) * chunk).min(n));
-            for g0 in (first..end).step_by(group) {
-                let gn = (end - g0).min(group);
-                with_scratch(Slot::Transform, gn * vlen, |v| {
-                    with_scratch(Slot::Col2, gn * dlen + 4 * g.cout * wg.ntile, |d| {
-                        let (d, pitched) = d.split_at_mut(gn * dlen);
-                        for j in 0..gn {
-                            let ni = g0 + j;
-                            conv_wino::transform_image(
-                                wg,
-                                &x[ni * img_in..(ni + 1) * img_in],
-                                &mut v[j * vlen..],
-                            );
-                            let dyn_ = &dy[ni * img_out..(ni + 1) * img_out];
-                            transform_gradient(wg, dyn_, pitched, &mut d[j * dlen..(j + 1) * dlen]);
-                        }
-                        images(wg, gn, v, d, &mut part);
-                    });
-                });
-            }
-            part
-        })
-        .collect();
-    let mut total = vec![0.0f32; XI * rows];
-    for part in &parts {
-        for (a, b) in total.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
+    let group = GROUP_BYTES / (4 * (vlen + dlen));
+    let total = chunk_partials(n, group, XI * rows, |g0, gn, part| {
+        with_scratch(Slot::Transform, gn * vlen, |v| {
+            with_scratch(Slot::Col2, gn * dlen + 4 * g.cout * wg.ntile, |d| {
+                let (d, pitched) = d.split_at_mut(gn * dlen);
+                for j in 0..gn {
+                    let ni = g0 + j;
+                    conv_wino::transform_image(
+                        wg,
+                        &x[ni * img_in..(ni + 1) * img_in],
+                        &mut v[j * vlen..],
+                    );
+                    let dyn_ = &dy[ni * img_out..(ni + 1) * img_out];
+                    transform_gradient(wg, dyn_, pitched, &mut d[j * dlen..(j + 1) * dlen]);
+                }
+                images(wg, gn, v, d, part);
+            });
+        });
+    });
     // dW[co][c][ki][kj] = Σ_ξ G[ξ][kj] · D[ξ][co][c][ki], in double precision.
     for (r, out) in dw.chunks_exact_mut(3).take(rows).enumerate() {
         for (kj, o) in out.iter_mut().enumerate() {
@@ -124,6 +108,39 @@ pub(crate) fn weight_grad(
             *o = v as f32;
         }
     }
+}
+
+/// The sum of `add(first, count, part)` over the batch of `n` images: the
+/// fixed chunks of the GEMM path ([`chunk_len`]) run in parallel, each
+/// adding its groups of at most `group` images (clamped to 1..=chunk) in
+/// order into its own partial of `len` values; the partials are added in
+/// chunk order, so the result does not depend on the thread count.
+pub(crate) fn chunk_partials(
+    n: usize,
+    group: usize,
+    len: usize,
+    add: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let chunk = chunk_len(n);
+    let group = group.clamp(1, chunk);
+    let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|ci| {
+            let mut part = vec![0.0f32; len];
+            let (first, end) = (ci * chunk, ((ci + 1) * chunk).min(n));
+            for g0 in (first..end).step_by(group) {
+                add(g0, (end - g0).min(group), &mut part);
+            }
+            part
+        })
+        .collect();
+    let mut total = vec![0.0f32; len];
+    for part in &parts {
+        for (a, b) in total.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    total
 }
 
 /// One image's output gradient `[cout, OH, OW]`, laid out on the pitch in

@@ -3,8 +3,8 @@
 //! gradient, 36 products `DY_p · V_pᵀ` over the group's tiles, chunk
 //! partials added in order, then `Gᵀ·D·G`.
 
-use super::super::conv_backward::{chunk_len, plane_sums};
-use super::super::conv_wino_grad::GROUP_BYTES;
+use super::super::conv_backward::plane_sums;
+use super::super::conv_wino_grad::{chunk_partials, GROUP_BYTES};
 use super::super::gemm::gemm;
 use super::super::gemm_pack::Operand;
 use super::super::scratch::{with_scratch, Slot};
@@ -31,51 +31,20 @@ pub(crate) fn weight_grad(
         .zip(dy.par_chunks(img_out))
         .for_each(|(s, d)| plane_sums(d, s));
     let pairs = g.cout * g.cin;
-    let chunk = chunk_len(n);
     let per_image = 4 * PTS * (g.cin + g.cout) * t;
-    let group = (GROUP_BYTES / per_image).clamp(1, chunk);
-    let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|ci| {
-            let mut part = vec![0.0f32; PTS * pairs];
-            let (first, end) = (ci * chunk, ((ci + 1) * chunk).min(n));
-            for g0 in (first..end).step_by(group) {
-                let gn = (end - g0).min(group);
-                let row = row_len(gn * t);
-                let st = Stack::new(wg, gn);
-                with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-                    with_scratch(Slot::PackA, PTS * g.cout * row, |d| {
-                        transform_planes(
-                            wg,
-                            &st,
-                            gn,
-                            Planes::Input,
-                            &x[g0 * img_in..(g0 + gn) * img_in],
-                            v,
-                            row,
-                        );
-                        transform_planes(
-                            wg,
-                            &st,
-                            gn,
-                            Planes::Gradient,
-                            &dy[g0 * img_out..(g0 + gn) * img_out],
-                            d,
-                            row,
-                        );
-                        products(wg, gn * t, row, v, d, &mut part);
-                    });
-                });
-            }
-            part
-        })
-        .collect();
-    let mut total = vec![0.0f32; PTS * pairs];
-    for part in &parts {
-        for (a, b) in total.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
+    let total = chunk_partials(n, GROUP_BYTES / per_image, PTS * pairs, |g0, gn, part| {
+        let row = row_len(gn * t);
+        let st = Stack::new(wg, gn);
+        with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
+            with_scratch(Slot::PackA, PTS * g.cout * row, |d| {
+                let xg = &x[g0 * img_in..(g0 + gn) * img_in];
+                let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
+                transform_planes(wg, &st, gn, Planes::Input, xg, v, row);
+                transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row);
+                products(wg, gn * t, row, v, d, part);
+            });
+        });
+    });
     // dW[a][b] = Σ_ξη G[ξ][a] · D[ξη] · G[η][b], in double precision,
     // point by point over all channel pairs at once.
     let mut acc = vec![0.0f64; 9 * pairs];
