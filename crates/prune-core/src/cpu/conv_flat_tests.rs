@@ -46,7 +46,9 @@ fn pruned_channel_counts_end_in_blocks_of_three_and_two() {
     assert!(blocks.windows(2).all(|p| p[0].1 == p[1].0));
 }
 
-fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
+/// The geometries and random input, weights and bias of a case
+/// `(n, cin, h, w, cout, kh, kw, ph, pw)` (stride 1, one group).
+pub(super) fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
     let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;
     let mut r = rng(seed);
     let x = rand_tensor(&[n, cin, h, w], &mut r);

@@ -5,15 +5,15 @@
 //! against their scalar form. Skipped (with a message) where the vector
 //! kernel does not run, since the transform is used only there.
 
-use super::conv::{geometry, input_grad_direct, Conv2dParams, ConvGeom};
+use super::conv::{input_grad_direct, ConvGeom};
 use super::conv_backward::backward_gemm;
 use super::conv_flat::{self, FlatGeom};
+pub(super) use super::conv_flat_tests::setup;
 use super::conv_wino::{self, WinoGeom};
 use super::conv_wino_grad;
 use super::test_util::{
     assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng,
 };
-use crate::tensor::Tensor;
 
 /// `(n, cin, h, w, cout, kh, kw, ph, pw)`: ResNet's 16/32 channels on 28×28
 /// and 14×14, VGG-like's 32×32 to 8×8, pruned counts (9, 17, 26, 45),
@@ -31,31 +31,6 @@ const CASES: &[[usize; 9]] = &[
     [2, 3, 6, 9, 5, 1, 3, 0, 1],
     [2, 2, 7, 12, 3, 2, 3, 1, 2],
 ];
-
-pub(super) fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
-    let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;
-    let mut r = rng(seed);
-    let x = rand_tensor(&[n, cin, h, w], &mut r);
-    let wt = rand_tensor(&[cout, cin, kh, kw], &mut r);
-    let b = rand_tensor(&[cout], &mut r);
-    let p = Conv2dParams {
-        stride: (1, 1),
-        padding: (ph, pw),
-        groups: 1,
-    };
-    let g = geometry("test", &x, &wt, &p).unwrap();
-    let fg = FlatGeom {
-        cin,
-        cout,
-        h,
-        w,
-        kh,
-        kw,
-        ph,
-        pw,
-    };
-    (g, fg, x, wt, b)
-}
 
 /// The transform's geometry, or `None` (after saying so) where the vector
 /// kernel does not run on this CPU.
