@@ -29,6 +29,7 @@ use super::reduce;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// What the training backward pass needs from the forward pass.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -93,7 +94,8 @@ impl Layout {
                 } else {
                     for (ch, (o, &kc)) in sums.iter_mut().zip(k).enumerate() {
                         let r = ch * hw..(ch + 1) * hw;
-                        *o = reduce::sum_map2(&ai[r.clone()], &bi[r], |u, v| g(u, v, kc));
+                        let (ai, bi) = (&ai[r.clone()], &bi[r]);
+                        *o = reduce::sum_map3_pair(ai, bi, bi, |u, v, _| (g(u, v, kc), 0.0)).0;
                     }
                 }
             });
@@ -195,28 +197,80 @@ impl Layout {
         if img == 0 {
             return vec![0.0; u.len()];
         }
-        let Affine { a, b, c: shift } = coef;
         build_chunks(u.len(), img, |i, oi| {
             let r = i * img..(i + 1) * img;
-            let (ui, vi, wi) = (&u[r.clone()], &v[r.clone()], &w[r]);
-            if hw == 1 {
-                let coefs = a.iter().zip(b).zip(shift);
-                let vals = ui.iter().zip(vi).zip(wi);
-                for (o, (((&p, &q), &s), ((&ka, &kb), &kc))) in oi.iter_mut().zip(vals.zip(coefs)) {
-                    o.write(f(p, q, s, ka, kb, kc));
-                }
-                return;
-            }
-            for ch in 0..c {
-                let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
-                let r = ch * hw..(ch + 1) * hw;
-                let vals = ui[r.clone()].iter().zip(&vi[r.clone()]).zip(&wi[r.clone()]);
-                for (o, ((&p, &q), &s)) in oi[r].iter_mut().zip(vals) {
-                    o.write(f(p, q, s, ka, kb, kc));
-                }
-            }
+            image_map(hw, &u[r.clone()], &v[r.clone()], &w[r], coef, &f, oi);
         })
     }
+}
+
+/// One image of [`Layout::channel_map`] (`hw` values per channel), through
+/// a copy compiled for the widest vector unit present (the crate's baseline
+/// is SSE2); every copy performs the same operations per value.
+fn image_map<F>(
+    hw: usize,
+    ui: &[f32],
+    vi: &[f32],
+    wi: &[f32],
+    coef: &Affine,
+    f: &F,
+    oi: &mut [MaybeUninit<f32>],
+) where
+    F: Fn(f32, f32, f32, f32, f32, f32) -> f32,
+{
+    #[inline(always)]
+    fn body<F>(
+        hw: usize,
+        ui: &[f32],
+        vi: &[f32],
+        wi: &[f32],
+        coef: &Affine,
+        f: &F,
+        oi: &mut [MaybeUninit<f32>],
+    ) where
+        F: Fn(f32, f32, f32, f32, f32, f32) -> f32,
+    {
+        let Affine { a, b, c: shift } = coef;
+        if hw == 1 {
+            let coefs = a.iter().zip(b).zip(shift);
+            let vals = ui.iter().zip(vi).zip(wi);
+            for (o, (((&p, &q), &s), ((&ka, &kb), &kc))) in oi.iter_mut().zip(vals.zip(coefs)) {
+                o.write(f(p, q, s, ka, kb, kc));
+            }
+            return;
+        }
+        for ch in 0..a.len() {
+            let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
+            let r = ch * hw..(ch + 1) * hw;
+            let vals = ui[r.clone()].iter().zip(&vi[r.clone()]).zip(&wi[r.clone()]);
+            for (o, ((&p, &q), &s)) in oi[r].iter_mut().zip(vals) {
+                o.write(f(p, q, s, ka, kb, kc));
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn wide<F>(
+            hw: usize,
+            ui: &[f32],
+            vi: &[f32],
+            wi: &[f32],
+            coef: &Affine,
+            f: &F,
+            oi: &mut [MaybeUninit<f32>],
+        ) where
+            F: Fn(f32, f32, f32, f32, f32, f32) -> f32,
+        {
+            body(hw, ui, vi, wi, coef, f, oi)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { wide(hw, ui, vi, wi, coef, f, oi) };
+        }
+    }
+    body(hw, ui, vi, wi, coef, f, oi)
 }
 
 /// Per-channel coefficients of an elementwise map `u·a + v·b + c`.

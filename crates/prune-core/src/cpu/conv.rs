@@ -45,6 +45,7 @@ use super::conv_columns::{column_blocks, forward_columns};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
+use super::conv_phase::{self, PhaseGeom};
 use super::conv_plane;
 use super::conv_tune::{self, Algo, Pass, Transform};
 use super::conv_wino;
@@ -282,12 +283,8 @@ pub fn conv2d_relu_forward(
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
     let post: &PostFn = match residual.map(|r| r.data()) {
-        Some(r) => &move |at, ys| {
-            for (v, &q) in ys.iter_mut().zip(&r[at..]) {
-                *v = (*v + q).max(0.0);
-            }
-        },
-        None => &|_, ys| ys.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Some(r) => &move |at, ys| elementwise::add_relu_in_place(ys, &r[at..]),
+        None => &|_, ys| elementwise::relu_in_place(ys),
     };
     forward_with(x, w, bias, p, post, residual)
 }
@@ -357,6 +354,21 @@ fn forward_with(
             }
             _ => forward_gemm_post(&g, x, w, bias, y, post),
         };
+        if let Some(pg) = PhaseGeom::of(&g).filter(|_| conv_tune::direct_allowed()) {
+            let mut y = Vec::<f32>::with_capacity(len);
+            conv_phase::forward_post(
+                &pg,
+                g.n,
+                x,
+                w,
+                bias,
+                &mut y.spare_capacity_mut()[..len],
+                post,
+            );
+            // SAFETY: `forward_post` wrote all `len` values.
+            unsafe { y.set_len(len) };
+            return Tensor::from_vec(shape, y);
+        }
         let algo = match g.flat() {
             Some(fg) => conv_tune::choose(Pass::Forward, g.n, fg, |a| {
                 // A failing trial fails again in the real run below.

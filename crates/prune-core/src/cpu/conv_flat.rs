@@ -438,7 +438,8 @@ impl Kernel {
         assert!(cin > 0 && kk > 0 && nco > 0 && npos.is_multiple_of(LANES));
         assert!(w.len() >= nco * wstride);
         assert!(out.len() >= nco * npos);
-        let last_read = (cin - 1) * plane + taps[kk - 1] + npos;
+        let last_tap = taps.iter().copied().max().unwrap_or(0);
+        let last_read = (cin - 1) * plane + last_tap + npos;
         assert!(p.len() >= last_read);
         match self {
             Kernel::Scalar => scalar(cin, plane, p, w, wstride, taps, nco, out, npos),

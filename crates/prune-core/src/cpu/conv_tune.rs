@@ -78,6 +78,12 @@ enum Mode {
     Tune,
 }
 
+/// False when `PRUNE_CONV_ALGO=gemm` forces im2col + GEMM for every layer
+/// (the stride-2 phase form of `conv_phase.rs` is a direct kernel too).
+pub(crate) fn direct_allowed() -> bool {
+    mode() != Mode::Fixed(Algo::Gemm)
+}
+
 fn mode() -> Mode {
     static MODE: OnceLock<Mode> = OnceLock::new();
     *MODE.get_or_init(|| match std::env::var("PRUNE_CONV_ALGO").ok().as_deref() {

@@ -42,8 +42,9 @@ fn wino(fg: &FlatGeom) -> Option<WinoGeom> {
     Some(WinoGeom::new(fg).expect("every case has a 3-wide kernel and outputs at least 8 wide"))
 }
 
-/// The correlation in double precision, and per output the sum of the
-/// absolute values of its terms (the scale of its rounding error).
+/// The correlation in double precision (any stride, one group), and per
+/// output the sum of the absolute values of its terms (the scale of its
+/// rounding error).
 pub(super) fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let c = &g.col;
     let (n, cin, cout) = (g.n, g.cin, g.cout);
@@ -56,7 +57,7 @@ pub(super) fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f
                     for ci in 0..cin {
                         for ki in 0..c.kh {
                             for kj in 0..c.kw {
-                                let (ih, iw) = (oh + ki, ow + kj);
+                                let (ih, iw) = (oh * c.sh + ki, ow * c.sw + kj);
                                 if ih < c.ph || iw < c.pw || ih - c.ph >= c.h || iw - c.pw >= c.w {
                                     continue;
                                 }
@@ -260,7 +261,7 @@ pub(super) fn weight_reference(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f64>
                     for ni in 0..n {
                         for oh in 0..c.oh {
                             for ow in 0..c.ow {
-                                let (ih, iw) = (oh + ki, ow + kj);
+                                let (ih, iw) = (oh * c.sh + ki, ow * c.sw + kj);
                                 if ih < c.ph || iw < c.pw || ih - c.ph >= c.h || iw - c.pw >= c.w {
                                     continue;
                                 }

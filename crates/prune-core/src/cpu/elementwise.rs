@@ -8,6 +8,7 @@
 //! index, so the split does not change any result. Outputs are written
 //! once into uninitialised memory (no zero-fill pass before the real one).
 
+use super::dispatch::dispatch;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -76,6 +77,25 @@ pub fn relu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
         }
     })
 }
+
+dispatch!(
+    /// `y = max(y, 0)` in place, on one thread (the pass after a
+    /// convolution's output, while it is in cache).
+    relu_in_place,
+    (y: &mut [f32]) -> (),
+    y.iter_mut().for_each(|v| *v = v.max(0.0))
+);
+
+dispatch!(
+    /// `y = max(y + r, 0)` in place over the first `y.len()` values of `r`,
+    /// on one thread (a residual block's add and ReLU after its second
+    /// convolution).
+    add_relu_in_place,
+    (y: &mut [f32], r: &[f32]) -> (),
+    for (v, &q) in y.iter_mut().zip(r) {
+        *v = (*v + q).max(0.0);
+    }
+);
 
 /// `a + b` elementwise (equal lengths).
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {

@@ -22,11 +22,13 @@ mod conv_columns;
 mod conv_direct;
 mod conv_flat;
 mod conv_flat_grad;
+mod conv_phase;
 mod conv_plane;
 mod conv_tune;
 mod conv_wino;
 mod conv_wino2;
 mod conv_wino_grad;
+mod dispatch;
 pub mod elementwise;
 pub mod gemm;
 mod gemm_driver;
@@ -50,6 +52,8 @@ pub use pool::*;
 mod batchnorm_tests;
 #[cfg(test)]
 mod conv_flat_tests;
+#[cfg(test)]
+mod conv_phase_tests;
 #[cfg(test)]
 mod conv_tests;
 #[cfg(test)]
