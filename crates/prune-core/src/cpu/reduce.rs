@@ -7,11 +7,12 @@ use super::dispatch::dispatch;
 const VEC: usize = 8;
 
 /// Registers of partial sums per sum. An f64 addition has a latency of
-/// about four cycles, so with one register per sum each reduction waited on
+/// about four cycles, so with one register per sum each reduction waits on
 /// its own chain of additions; four independent registers keep the adder
-/// busy. Batch norm's backward sums over a 128×16×28×28 gradient
-/// (`masked_grad_sums`) ran 3x faster with 32 lanes than with 8 on a
-/// 2-vCPU Xeon (AVX-512).
+/// busy. On data in cache (a loop over a 128×16×28×28 gradient, 2-vCPU
+/// Xeon) batch norm's masked sums ran 3x faster with 32 lanes than with 8;
+/// inside a training step they are bound by memory traffic, and the step
+/// time did not change.
 const REGS: usize = 4;
 
 /// Lanes of the partial sums.
