@@ -6,6 +6,7 @@
 
 use super::ops_shape::keepdim_shape;
 use super::{Gradients, Op, Tape, Unary, Var};
+use crate::backend::Residual;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 
@@ -164,9 +165,13 @@ impl Tape<'_> {
                 residual,
                 norm,
             } => {
-                let need_r = residual.is_some_and(needs);
-                let (r, gr) =
-                    be.batch_norm_relu_backward(val(*x)?, val(*gamma)?, norm, y, g, need_r)?;
+                let res = match residual {
+                    None => Residual::Absent,
+                    Some(r) if needs(*r) => Residual::Grad,
+                    Some(_) => Residual::NoGrad,
+                };
+                let (xv, gv, bv) = (val(*x)?, val(*gamma)?, val(*beta)?);
+                let (r, gr) = be.batch_norm_relu_backward(xv, gv, bv, norm, y, g, res)?;
                 out.extend([(*x, r.x), (*gamma, r.gamma), (*beta, r.beta)]);
                 if let (Some(res), Some(gr)) = (residual, gr) {
                     out.push((*res, gr));

@@ -3,7 +3,7 @@
 //! [`super::cpu_broadcast`], on host storage.
 
 use super::{cpu_broadcast, cpu_ops, cpu_sbp};
-use super::{AdamStep, Backend, BnBatchStats, BnNorm, BnTrainOutput, Device, SgdStep};
+use super::{AdamStep, Backend, BnBatchStats, BnNorm, BnTrainOutput, Device, Residual, SgdStep};
 use super::{SbpForward, SbpGateGrads, SbpKl, SbpNoiseArgs, SbpSaved, SbpStats};
 use crate::autograd::{Binary, Unary};
 use crate::cpu::{self, BnGrads, BnSaved, Conv2dGrads, Conv2dParams, PoolParams};
@@ -229,10 +229,11 @@ impl Backend for CpuBackend {
         &self,
         x: &Tensor,
         gamma: &Tensor,
+        beta: &Tensor,
         norm: &BnNorm,
         y: &Tensor,
         g: &Tensor,
-        need_residual: bool,
+        residual: Residual,
     ) -> Result<(BnGrads, Option<Tensor>)> {
         match norm {
             BnNorm::Batch(stats) => {
@@ -240,10 +241,11 @@ impl Backend for CpuBackend {
                     mean: stats.mean.data().to_vec(),
                     inv_std: stats.inv_std.data().to_vec(),
                 };
-                cpu::batch_norm_relu_train_backward(x, gamma, &saved, y, g, need_residual)
+                cpu::batch_norm_relu_train_backward(x, gamma, beta, &saved, y, g, residual)
             }
             BnNorm::Running { mean, var, eps } => {
                 let (rm, rv) = (mean.data(), var.data());
+                let need_residual = residual == Residual::Grad;
                 cpu::batch_norm_relu_eval_backward(x, gamma, rm, rv, *eps, y, g, need_residual)
             }
         }

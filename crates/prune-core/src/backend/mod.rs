@@ -91,6 +91,20 @@ pub struct BnTrainOutput {
     pub var: Tensor,
 }
 
+/// The residual added before the ReLU of a fused batch norm + ReLU, as its
+/// backward pass needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residual {
+    /// No residual: `y = max(bn(x), 0)`, so `[y > 0]` is a function of `x`
+    /// and the forward's coefficients (a backend may read `x` for it instead
+    /// of `y`).
+    Absent,
+    /// A residual whose gradient is not needed.
+    NoGrad,
+    /// A residual whose gradient (`d = g·[y > 0]`) is returned.
+    Grad,
+}
+
 /// The statistics a batch norm normalises with: the batch's (training) or
 /// the running ones (evaluation).
 #[derive(Clone, Debug, PartialEq)]
@@ -320,16 +334,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     }
     /// Gradients of the fused batch norm + ReLU from its output `y` and
     /// output gradient `g`: batch norm's for `d = g·[y > 0]`, and `d` itself
-    /// (the residual's gradient) when `need_residual`.
+    /// (the residual's gradient) when `residual` is [`Residual::Grad`].
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_relu_backward(
         &self,
         x: &Tensor,
         gamma: &Tensor,
+        _beta: &Tensor,
         norm: &BnNorm,
         y: &Tensor,
         g: &Tensor,
-        need_residual: bool,
+        residual: Residual,
     ) -> Result<(BnGrads, Option<Tensor>)> {
+        let need_residual = residual == Residual::Grad;
         let d = self.unary_backward(Unary::Relu, y, y, g)?;
         let grads = match norm {
             BnNorm::Batch(stats) => self.batch_norm_train_backward(x, gamma, stats, &d)?,

@@ -174,23 +174,27 @@ impl Layout {
     /// `out = u·A[ch] + v·B[ch] + C[ch]` elementwise, one image per task,
     /// written once into a fresh buffer (no zero-fill first).
     fn affine(&self, u: &[f32], v: &[f32], coef: &Affine) -> Vec<f32> {
-        self.channel_map(u, v, u, coef, |p, q, _, ka, kb, kc| p * ka + q * kb + kc)
+        self.channel_map(u, v, u, &coef.rows(), |p, q, _, [ka, kb, kc]| {
+            p * ka + q * kb + kc
+        })
     }
 
-    /// `out = f(u, v, w, A[ch], B[ch], C[ch])` elementwise over three inputs
-    /// of `x`'s layout (`u`, `v`, `w` of equal length), one image per task,
-    /// written once into a fresh buffer (no zero-fill first). `f` is inlined
-    /// into the loop, so every caller gets its own vectorised pass.
-    pub(super) fn channel_map<F>(
+    /// `out = f(u, v, w, K[ch])` elementwise over three inputs of `x`'s
+    /// layout (`u`, `v`, `w` of equal length) with per-channel coefficients
+    /// `K` (`coef`, one per channel), one image per task, written once into
+    /// a fresh buffer (no zero-fill first). `f` is inlined into the loop, so
+    /// every caller gets its own vectorised pass.
+    pub(super) fn channel_map<K, F>(
         &self,
         u: &[f32],
         v: &[f32],
         w: &[f32],
-        coef: &Affine,
+        coef: &[K],
         f: F,
     ) -> Vec<f32>
     where
-        F: Fn(f32, f32, f32, f32, f32, f32) -> f32 + Sync,
+        K: Copy + Sync,
+        F: Fn(f32, f32, f32, K) -> f32 + Sync,
     {
         let (c, hw) = (self.c, self.hw);
         let img = c * hw;
@@ -207,62 +211,55 @@ impl Layout {
 /// One image of [`Layout::channel_map`] (`hw` values per channel), through
 /// a copy compiled for the widest vector unit present (the crate's baseline
 /// is SSE2); every copy performs the same operations per value.
-fn image_map<F>(
+fn image_map<K, F>(
     hw: usize,
     ui: &[f32],
     vi: &[f32],
     wi: &[f32],
-    coef: &Affine,
+    coef: &[K],
     f: &F,
     oi: &mut [MaybeUninit<f32>],
 ) where
-    F: Fn(f32, f32, f32, f32, f32, f32) -> f32,
+    K: Copy,
+    F: Fn(f32, f32, f32, K) -> f32,
 {
     #[inline(always)]
-    fn body<F>(
+    fn body<K: Copy, F: Fn(f32, f32, f32, K) -> f32>(
         hw: usize,
         ui: &[f32],
         vi: &[f32],
         wi: &[f32],
-        coef: &Affine,
+        coef: &[K],
         f: &F,
         oi: &mut [MaybeUninit<f32>],
-    ) where
-        F: Fn(f32, f32, f32, f32, f32, f32) -> f32,
-    {
-        let Affine { a, b, c: shift } = coef;
+    ) {
         if hw == 1 {
-            let coefs = a.iter().zip(b).zip(shift);
             let vals = ui.iter().zip(vi).zip(wi);
-            for (o, (((&p, &q), &s), ((&ka, &kb), &kc))) in oi.iter_mut().zip(vals.zip(coefs)) {
-                o.write(f(p, q, s, ka, kb, kc));
+            for (o, (((&p, &q), &s), &k)) in oi.iter_mut().zip(vals.zip(coef)) {
+                o.write(f(p, q, s, k));
             }
             return;
         }
-        for ch in 0..a.len() {
-            let (ka, kb, kc) = (a[ch], b[ch], shift[ch]);
+        for (ch, &k) in coef.iter().enumerate() {
             let r = ch * hw..(ch + 1) * hw;
             let vals = ui[r.clone()].iter().zip(&vi[r.clone()]).zip(&wi[r.clone()]);
             for (o, ((&p, &q), &s)) in oi[r].iter_mut().zip(vals) {
-                o.write(f(p, q, s, ka, kb, kc));
+                o.write(f(p, q, s, k));
             }
         }
     }
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn wide<F>(
+        unsafe fn wide<K: Copy, F: Fn(f32, f32, f32, K) -> f32>(
             hw: usize,
             ui: &[f32],
             vi: &[f32],
             wi: &[f32],
-            coef: &Affine,
+            coef: &[K],
             f: &F,
             oi: &mut [MaybeUninit<f32>],
-        ) where
-            F: Fn(f32, f32, f32, f32, f32, f32) -> f32,
-        {
+        ) {
             body(hw, ui, vi, wi, coef, f, oi)
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -278,6 +275,18 @@ pub(super) struct Affine {
     pub(super) a: Vec<f32>,
     pub(super) b: Vec<f32>,
     pub(super) c: Vec<f32>,
+}
+
+impl Affine {
+    /// `[a, b, c]` per channel, as [`Layout::channel_map`] takes them.
+    pub(super) fn rows(&self) -> Vec<[f32; 3]> {
+        self.a
+            .iter()
+            .zip(&self.b)
+            .zip(&self.c)
+            .map(|((&a, &b), &c)| [a, b, c])
+            .collect()
+    }
 }
 
 /// Checks `x` (`[N, C]` or `[N, C, H, W]`) against `[C]` parameter tensors.
@@ -354,7 +363,7 @@ pub fn batch_norm_train(
 ) -> Result<(Tensor, BnSaved, Vec<f32>)> {
     let (l, coef, saved, unbiased) = train_coef("batch_norm_train", x, gamma, beta, eps)?;
     let xd = x.data();
-    let y = l.channel_map(xd, xd, xd, &coef, |p, _, _, ka, _, kc| p * ka + kc);
+    let y = l.channel_map(xd, xd, xd, &coef.rows(), |p, _, _, [ka, _, kc]| p * ka + kc);
     Ok((Tensor::from_vec(x.shape().to_vec(), y)?, saved, unbiased))
 }
 
@@ -398,17 +407,32 @@ pub(super) fn train_coef(
         .iter()
         .map(|v| (v * m as f64 / (m - 1) as f64) as f32)
         .collect();
-    // y = γ·(x − μ)·s + β = x·(γ·s) + (β − μ·γ·s)
+    let saved = BnSaved { mean, inv_std };
+    let coef = train_map(gamma, beta, &saved);
+    Ok((l, coef, saved, unbiased))
+}
+
+/// The per-channel map of training mode, `y = x·a + c` (`b` unused):
+/// `y = γ·(x − μ)·s + β = x·(γ·s) + (β − μ·γ·s)`, from the saved (f32)
+/// statistics in f64, each coefficient rounded once. The backward pass
+/// recomputes it bit for bit from the same values (`batchnorm_relu.rs`
+/// reads `[y > 0]` from `x` that way).
+pub(super) fn train_map(gamma: &Tensor, beta: &Tensor, saved: &BnSaved) -> Affine {
     let (g, b) = (gamma.data(), beta.data());
-    let scale: Vec<f64> = (0..l.c).map(|ch| g[ch] as f64 * inv[ch]).collect();
-    let coef = Affine {
+    let scale: Vec<f64> = g
+        .iter()
+        .zip(&saved.inv_std)
+        .map(|(&g, &s)| g as f64 * s as f64)
+        .collect();
+    Affine {
         a: scale.iter().map(|&s| s as f32).collect(),
-        b: vec![0.0; l.c],
-        c: (0..l.c)
-            .map(|ch| (b[ch] as f64 - means[ch] * scale[ch]) as f32)
+        b: vec![0.0; scale.len()],
+        c: b.iter()
+            .zip(&saved.mean)
+            .zip(&scale)
+            .map(|((&b, &m), &s)| (b as f64 - m as f64 * s) as f32)
             .collect(),
-    };
-    Ok((l, coef, BnSaved { mean, inv_std }, unbiased))
+    }
 }
 
 /// Evaluation-mode forward with running statistics.
@@ -423,7 +447,7 @@ pub fn batch_norm_eval(
     let (rm, rv) = (running_mean, running_var);
     let (l, coef) = eval_coef("batch_norm_eval", x, gamma, beta, rm, rv, eps)?;
     let xd = x.data();
-    let y = l.channel_map(xd, xd, xd, &coef, |p, _, _, ka, _, kc| p * ka + kc);
+    let y = l.channel_map(xd, xd, xd, &coef.rows(), |p, _, _, [ka, _, kc]| p * ka + kc);
     Tensor::from_vec(x.shape().to_vec(), y)
 }
 

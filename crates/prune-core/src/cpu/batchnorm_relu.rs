@@ -16,19 +16,22 @@
 //!
 //! * forward: one output written instead of three (the batch-norm output
 //!   and the sum are never materialised, nor kept on the tape);
-//! * backward without a residual: `d` is never written; the per-channel sums
-//!   read `g`, `y` and `x` ([`super::reduce::masked_grad_sums`]) and the
-//!   `dx` pass recomputes `d` from `g` and `y`;
+//! * backward without a residual: `d` is never written, nor `y` read: the
+//!   ReLU's mask is recomputed from `x` as the forward formed `y`
+//!   (`x·a + c > 0`, exactly where `y > 0`), so the per-channel sums
+//!   ([`super::reduce::masked_grad_sums`]) and the `dx` pass each read `g`
+//!   and `x` only;
 //! * backward with a residual: `d` is the residual's gradient, so it is
 //!   written once and the batch-norm backward reads it (the add node's two
 //!   gradient copies are gone).
 
 use super::batchnorm::{
     batch_norm_eval_backward, batch_norm_train_backward, check_stats, eval_coef, layout,
-    train_coef, train_grad_coef, Affine, BnGrads, BnSaved, Layout,
+    train_coef, train_grad_coef, train_map, Affine, BnGrads, BnSaved, Layout,
 };
 use super::elementwise::relu_backward;
 use super::reduce;
+use crate::backend::Residual;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -48,8 +51,10 @@ fn check_residual(op: &'static str, x: &Tensor, residual: Option<&Tensor>) -> Re
 /// `max(x·a + c + r, 0)` per channel (`b` unused), `r` optional.
 fn relu_map(l: &Layout, x: &[f32], residual: Option<&Tensor>, coef: &Affine) -> Vec<f32> {
     match residual {
-        None => l.channel_map(x, x, x, coef, |p, _, _, ka, _, kc| (p * ka + kc).max(0.0)),
-        Some(r) => l.channel_map(x, r.data(), x, coef, |p, q, _, ka, _, kc| {
+        None => l.channel_map(x, x, x, &coef.rows(), |p, _, _, [ka, _, kc]| {
+            (p * ka + kc).max(0.0)
+        }),
+        Some(r) => l.channel_map(x, r.data(), x, &coef.rows(), |p, q, _, [ka, _, kc]| {
             (p * ka + kc + q).max(0.0)
         }),
     }
@@ -110,32 +115,53 @@ fn masked(x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
 
 /// Gradient of [`batch_norm_relu_train`] from its output `y` and the output
 /// gradient `grad_out`: batch norm's gradients, and the residual's when
-/// `need_residual`.
+/// `residual` is [`Residual::Grad`].
+///
+/// Without a residual, `[y > 0]` is recomputed from `x` as the forward
+/// formed `y` (`x·a + c > 0` with the coefficients of [`train_map`]), so the
+/// two passes over the gradient read `g` and `x` but not `y`.
 pub fn batch_norm_relu_train_backward(
     x: &Tensor,
     gamma: &Tensor,
+    beta: &Tensor,
     saved: &BnSaved,
     y: &Tensor,
     grad_out: &Tensor,
-    need_residual: bool,
+    residual: Residual,
 ) -> Result<(BnGrads, Option<Tensor>)> {
     let op = "batch_norm_relu_train_backward";
     let l = check_backward(op, x, gamma, y, grad_out)?;
     check_stats(op, x, &l, &[&saved.mean, &saved.inv_std])?;
-    if need_residual || l.hw == 1 {
-        // `d` is wanted as a tensor (the residual's gradient), or the
-        // layout is `[N, C]`: the unfused backward on the materialised `d`.
+    if beta.shape() != [l.c] {
+        return Err(CoreError::ShapeMismatch {
+            op,
+            lhs: x.shape().to_vec(),
+            rhs: beta.shape().to_vec(),
+        });
+    }
+    let need_residual = residual == Residual::Grad;
+    if residual != Residual::Absent || l.hw == 1 {
+        // `d` is wanted as a tensor (the residual's gradient), `y` depends
+        // on the residual, or the layout is `[N, C]`: the unfused backward
+        // on the materialised `d`.
         let d = masked(x, y, grad_out)?;
         let grads = batch_norm_train_backward(x, gamma, saved, &d)?;
         return Ok((grads, need_residual.then_some(d)));
     }
-    let (xd, yd, gd) = (x.data(), y.data(), grad_out.data());
+    let (xd, gd) = (x.data(), grad_out.data());
+    let fwd = train_map(gamma, beta, saved);
     let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
-    let (sum_d, sum_d_dev) = masked_grad_sums(&l, gd, yd, xd, &mu);
+    let (sum_d, sum_d_dev) = masked_grad_sums(&l, gd, xd, &mu, &fwd);
     let (coef, dgamma, dbeta) = train_grad_coef(&l, gamma, saved, &sum_d, &sum_d_dev);
-    // dx = d·a + x·b + c with d recomputed from g and y
-    let dx = l.channel_map(gd, xd, yd, &coef, |gg, q, yy, ka, kb, kc| {
-        let d = if yy > 0.0 { gg } else { 0.0 };
+    // dx = d·a + x·b + c with d = g·[x·a_fwd + c_fwd > 0]
+    let k: Vec<[f32; 5]> = coef
+        .rows()
+        .iter()
+        .zip(fwd.a.iter().zip(&fwd.c))
+        .map(|(&[ka, kb, kc], (&fa, &fc))| [ka, kb, kc, fa, fc])
+        .collect();
+    let dx = l.channel_map(gd, xd, xd, &k, |gg, q, _, [ka, kb, kc, fa, fc]| {
+        let d = if q * fa + fc > 0.0 { gg } else { 0.0 };
         d * ka + q * kb + kc
     });
     Ok((
@@ -167,15 +193,16 @@ pub fn batch_norm_relu_eval_backward(
     Ok((grads, need_residual.then_some(d)))
 }
 
-/// Per-channel `(Σ d, Σ d·(x − μ))` with `d = g·[y > 0]`, for `hw > 1`:
-/// the per-image, per-plane sums of `Layout::grad_sums` on the materialised
-/// `d`, added image by image in the same order, so the totals are the same.
+/// Per-channel `(Σ d, Σ d·(x − μ))` with `d = g·[x·a + c > 0]` (`a`, `c`
+/// the forward's map), for `hw > 1`: the per-image, per-plane sums of
+/// `Layout::grad_sums` on the materialised `d`, added image by image in the
+/// same order, so the totals are the same.
 fn masked_grad_sums(
     l: &Layout,
     g: &[f32],
-    y: &[f32],
     x: &[f32],
     mu: &[f64],
+    fwd: &Affine,
 ) -> (Vec<f64>, Vec<f64>) {
     let (c, hw) = (l.c, l.hw);
     let img = c * hw;
@@ -186,15 +213,12 @@ fn masked_grad_sums(
     let mut per_image = vec![(0.0f64, 0.0f64); l.n * c];
     per_image
         .par_chunks_mut(c)
-        .zip(
-            g.par_chunks(img)
-                .zip(y.par_chunks(img))
-                .zip(x.par_chunks(img)),
-        )
-        .for_each(|(out, ((gi, yi), xi))| {
+        .zip(g.par_chunks(img).zip(x.par_chunks(img)))
+        .for_each(|(out, (gi, xi))| {
             for (ch, o) in out.iter_mut().enumerate() {
                 let r = ch * hw..(ch + 1) * hw;
-                *o = reduce::masked_grad_sums(&gi[r.clone()], &yi[r.clone()], &xi[r], mu[ch]);
+                let (fa, fc) = (fwd.a[ch], fwd.c[ch]);
+                *o = reduce::masked_grad_sums(&gi[r.clone()], &xi[r], mu[ch], fa, fc);
             }
         });
     for img in per_image.chunks(c) {

@@ -122,13 +122,16 @@ dispatch!(
 );
 
 dispatch!(
-    /// [`grad_sums`] of the ReLU-masked gradient `d_i = g_i·[y_i > 0]`
-    /// without writing `d` out: `(Σ d_i, Σ d_i·(x_i − μ))`, bit-identical to
-    /// `grad_sums(d, x, μ)` (the same lanes; a masked element adds `0.0`).
+    /// [`grad_sums`] of the ReLU-masked gradient `d_i = g_i·[y_i > 0]` of
+    /// `y_i = max(x_i·a + c, 0)`, without reading `y` or writing `d` out:
+    /// `(Σ d_i, Σ d_i·(x_i − μ))`. The mask is recomputed by the same
+    /// operations as the forward (`x·a + c > 0` exactly where `y > 0`), and
+    /// the lanes are [`grad_sums`]'s (a masked element adds `0.0`), so the
+    /// sums are bit-identical to `grad_sums(d, x, μ)`.
     masked_grad_sums,
-    (g: &[f32], y: &[f32], x: &[f32], mu: f64) -> (f64, f64),
-    sum_map3_pair(g, y, x, |gg, yy, v| {
-        let d = if yy > 0.0 { gg } else { 0.0 };
+    (g: &[f32], x: &[f32], mu: f64, a: f32, c: f32) -> (f64, f64),
+    sum_map3_pair(g, x, x, |gg, v, _| {
+        let d = if v * a + c > 0.0 { gg } else { 0.0 };
         (d as f64, d as f64 * (v as f64 - mu))
     })
 );
@@ -136,6 +139,27 @@ dispatch!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_sums_equal_sums_of_the_materialised_gradient() {
+        for n in [0usize, 1, 9, 31, 33, 49, 100, 784] {
+            let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            for (a, c) in [(1.3f32, -0.2f32), (-0.7, 0.1), (0.0, 0.0), (2.0, f32::NAN)] {
+                // The forward's output and the materialised masked gradient.
+                let y: Vec<f32> = x.iter().map(|&v| (v * a + c).max(0.0)).collect();
+                let d: Vec<f32> = g
+                    .iter()
+                    .zip(&y)
+                    .map(|(&gg, &yy)| if yy > 0.0 { gg } else { 0.0 })
+                    .collect();
+                let want = grad_sums(&d, &x, 0.25);
+                let got = masked_grad_sums(&g, &x, 0.25, a, c);
+                assert_eq!(got.0.to_bits(), want.0.to_bits(), "{n} {a} {c}");
+                assert_eq!(got.1.to_bits(), want.1.to_bits(), "{n} {a} {c}");
+            }
+        }
+    }
 
     #[test]
     fn sums_match_serial_f64() {
