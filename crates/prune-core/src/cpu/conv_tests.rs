@@ -467,11 +467,13 @@ fn single_images_split_by_columns_match_batches_and_loops() {
 fn products_over_several_images_equal_per_image_products() {
     // Each image of a batch whose products are concatenated (small output
     // planes) gives bit for bit the output and input gradient it gives
-    // alone (one image: per-image products), on 1 and 3 threads.
+    // alone (one image: per-image products), on 1 and 3 threads. (Over
+    // 128 channels a 3×3 layer at a batch of 32 takes the 2-D Winograd
+    // transform, a different sum; the wide case has a 3×2 kernel.)
     for c in [
         (11, 4, 6, 6, 6, 3, 3, (1, 1), (1, 1), 2),
         (13, 3, 9, 9, 5, 3, 3, (2, 2), (1, 1), 1),
-        (40, 20, 4, 4, 130, 3, 3, (1, 1), (1, 1), 1),
+        (40, 20, 4, 4, 130, 3, 2, (1, 1), (1, 1), 1),
         (5, 6, 2, 2, 7, 1, 1, (1, 1), (0, 0), 1),
     ] {
         let (x, w, b) = inputs(&c, 23);

@@ -348,8 +348,11 @@ pub(crate) fn forward_post(
     }
     let u = transform_weights(g, w);
     let group = wg.forward_group().min(n);
+    // Fewer groups than threads (a single image, or a batch of wide layers
+    // with few tiles per image): the groups' channels are split instead.
+    let threads = rayon::current_num_threads();
     let split =
-        n == 1 && rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
+        n.div_ceil(group) < threads && threads >= 2 && n * g.macs() >= conv_flat::SPLIT_MIN_MACS;
     let run = |gi: usize, yg: &mut [MaybeUninit<f32>]| {
         let (n0, gn) = (gi * group, yg.len() / img_out);
         let xg = &x[n0 * img_in..(n0 + gn) * img_in];

@@ -59,11 +59,14 @@ fn forward_matches_a_double_precision_sum() {
 }
 
 /// Any thread count, and each image alone (on one thread, or split by
-/// channel blocks when large), give the values of the batch to the bit.
+/// channel blocks when large), give the values of the batch to the bit;
+/// so does a batch of fewer groups than threads, split by channel blocks
+/// (wide channels on a 4×4 map: one tile per image).
 #[test]
 fn thread_counts_and_single_images_give_identical_results() {
     let mut cases = CASES.to_vec();
     cases.push([2, 32, 28, 28, 40, 3, 3, 1, 1]);
+    cases.push([4, 136, 4, 4, 132, 3, 3, 1, 1]);
     for (i, c) in cases.iter().enumerate() {
         let (g, fg, x, w, b) = setup(c, 720 + i as u64);
         let Some(wg) = wino(&fg) else { return };

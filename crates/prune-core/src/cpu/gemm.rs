@@ -8,7 +8,7 @@
 pub(crate) use super::gemm_driver::COut;
 use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, Dims};
 use super::gemm_kernels::{active_kernel, Kernel};
-use super::scratch::AlignedBuf;
+use super::scratch::{self, AlignedBuf};
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 
@@ -48,7 +48,7 @@ impl PackedA {
         }
         let ld = if trans_a { m } else { k };
         let len = packed_a_len(kernel.mr, m, k);
-        let mut buf = AlignedBuf::new();
+        let mut buf = scratch::take_kept();
         let op = Operand {
             data: a,
             ld,
@@ -77,6 +77,13 @@ impl PackedA {
     /// The packed micro-panels.
     fn panels(&self) -> &[f32] {
         self.buf.view(self.len)
+    }
+}
+
+impl Drop for PackedA {
+    /// The buffer goes back to this thread's kept slot for the next packing.
+    fn drop(&mut self) {
+        scratch::keep(std::mem::take(&mut self.buf));
     }
 }
 

@@ -64,7 +64,32 @@ pub(crate) enum Slot {
     Transform,
 }
 
+/// A buffer for an owner that keeps it beyond one call (a GEMM's packed
+/// weights, `PackedA`): the one last handed back on this thread, or an
+/// empty one. Reusing it spares a multi-megabyte allocation, zero-fill and
+/// page faults per call (a VGG-like layer's weights, at batch 1, on every
+/// convolution).
+pub(crate) fn take_kept() -> AlignedBuf {
+    KEPT.with(|k| k.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+        .unwrap_or_default()
+}
+
+/// Hands a buffer from [`take_kept`] back for the next owner on this
+/// thread, keeping the larger of it and the one held.
+pub(crate) fn keep(buf: AlignedBuf) {
+    // A thread being torn down no longer has the slot; the buffer is
+    // then simply freed.
+    let _ = KEPT.try_with(|k| {
+        if let Ok(mut held) = k.try_borrow_mut() {
+            if buf.raw.capacity() > held.raw.capacity() {
+                *held = buf;
+            }
+        }
+    });
+}
+
 thread_local! {
+    static KEPT: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
     static PACK_A: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
     static PACK_B: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
     static COL: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
