@@ -203,47 +203,50 @@ impl Layout {
         }
         build_chunks(u.len(), img, |i, oi| {
             let r = i * img..(i + 1) * img;
-            image_map(hw, &u[r.clone()], &v[r.clone()], &w[r], coef, &f, oi);
+            let (u, v, w) = (&u[r.clone()], &v[r.clone()], &w[r]);
+            image_map(&ImageIn { hw, u, v, w, coef }, &f, oi);
         })
     }
 }
 
-/// One image of [`Layout::channel_map`] (`hw` values per channel), through
-/// a copy compiled for the widest vector unit present (the crate's baseline
-/// is SSE2); every copy performs the same operations per value.
-fn image_map<K, F>(
+/// One image of [`Layout::channel_map`]: its three inputs, `hw` values
+/// per channel, and the per-channel coefficients.
+struct ImageIn<'a, K> {
     hw: usize,
-    ui: &[f32],
-    vi: &[f32],
-    wi: &[f32],
-    coef: &[K],
+    u: &'a [f32],
+    v: &'a [f32],
+    w: &'a [f32],
+    coef: &'a [K],
+}
+
+/// `out = f(u, v, w, K[ch])` over one image, through a copy compiled for
+/// the widest vector unit present (the crate's baseline is SSE2); every
+/// copy performs the same operations per value.
+fn image_map<K: Copy, F: Fn(f32, f32, f32, K) -> f32>(
+    a: &ImageIn<'_, K>,
     f: &F,
-    oi: &mut [MaybeUninit<f32>],
-) where
-    K: Copy,
-    F: Fn(f32, f32, f32, K) -> f32,
-{
+    out: &mut [MaybeUninit<f32>],
+) {
     #[inline(always)]
     fn body<K: Copy, F: Fn(f32, f32, f32, K) -> f32>(
-        hw: usize,
-        ui: &[f32],
-        vi: &[f32],
-        wi: &[f32],
-        coef: &[K],
+        a: &ImageIn<'_, K>,
         f: &F,
-        oi: &mut [MaybeUninit<f32>],
+        out: &mut [MaybeUninit<f32>],
     ) {
-        if hw == 1 {
-            let vals = ui.iter().zip(vi).zip(wi);
-            for (o, (((&p, &q), &s), &k)) in oi.iter_mut().zip(vals.zip(coef)) {
+        if a.hw == 1 {
+            let vals = a.u.iter().zip(a.v).zip(a.w);
+            for (o, (((&p, &q), &s), &k)) in out.iter_mut().zip(vals.zip(a.coef)) {
                 o.write(f(p, q, s, k));
             }
             return;
         }
-        for (ch, &k) in coef.iter().enumerate() {
-            let r = ch * hw..(ch + 1) * hw;
-            let vals = ui[r.clone()].iter().zip(&vi[r.clone()]).zip(&wi[r.clone()]);
-            for (o, ((&p, &q), &s)) in oi[r].iter_mut().zip(vals) {
+        for (ch, &k) in a.coef.iter().enumerate() {
+            let r = ch * a.hw..(ch + 1) * a.hw;
+            let vals = a.u[r.clone()]
+                .iter()
+                .zip(&a.v[r.clone()])
+                .zip(&a.w[r.clone()]);
+            for (o, ((&p, &q), &s)) in out[r].iter_mut().zip(vals) {
                 o.write(f(p, q, s, k));
             }
         }
@@ -252,22 +255,18 @@ fn image_map<K, F>(
     {
         #[target_feature(enable = "avx512f")]
         unsafe fn wide<K: Copy, F: Fn(f32, f32, f32, K) -> f32>(
-            hw: usize,
-            ui: &[f32],
-            vi: &[f32],
-            wi: &[f32],
-            coef: &[K],
+            a: &ImageIn<'_, K>,
             f: &F,
-            oi: &mut [MaybeUninit<f32>],
+            out: &mut [MaybeUninit<f32>],
         ) {
-            body(hw, ui, vi, wi, coef, f, oi)
+            body(a, f, out)
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F was detected.
-            return unsafe { wide(hw, ui, vi, wi, coef, f, oi) };
+            return unsafe { wide(a, f, out) };
         }
     }
-    body(hw, ui, vi, wi, coef, f, oi)
+    body(a, f, out)
 }
 
 /// Per-channel coefficients of an elementwise map `u·a + v·b + c`.

@@ -175,16 +175,31 @@ fn channels(
             kern.run(g, p, &w[co * g.cin * taps.len()..], &taps, nco, ob, npos);
             co += nco;
         }
-        for (k, yp) in y.chunks_mut(oh * ow).enumerate().take(co1 - co0) {
-            let b = bias.map_or(0.0, |b| b[co0 + k]);
-            let src = &out[k * npos..];
-            for (r, row) in yp.chunks_mut(ow).enumerate() {
-                for (d, s) in row.iter_mut().zip(&src[r * wp..r * wp + ow]) {
-                    d.write(s + b);
-                }
+        let planes = &mut y[..(co1 - co0) * oh * ow];
+        store_planes(out, npos, wp, (oh, ow), planes, bias.map(|b| &b[co0..co1]));
+    });
+}
+
+/// Output planes `y [k, OH, OW]` from the micro-kernel's flattened
+/// positions: `y[k][r][c] = src[k·npos + r·pitch + c] + bias[k]` (positions
+/// past `OW` in each row are dropped); every value of `y` is written.
+pub(crate) fn store_planes(
+    src: &[f32],
+    npos: usize,
+    pitch: usize,
+    (oh, ow): (usize, usize),
+    y: &mut [MaybeUninit<f32>],
+    bias: Option<&[f32]>,
+) {
+    for (k, yp) in y.chunks_mut((oh * ow).max(1)).enumerate() {
+        let b = bias.map_or(0.0, |b| b[k]);
+        let s = &src[k * npos..];
+        for (r, row) in yp.chunks_mut(ow.max(1)).enumerate() {
+            for (d, v) in row.iter_mut().zip(&s[r * pitch..r * pitch + ow]) {
+                d.write(v + b);
             }
         }
-    });
+    }
 }
 
 /// Flattened positions of one output plane from which a single image is

@@ -46,20 +46,28 @@ fn pruned_channel_counts_end_in_blocks_of_three_and_two() {
     assert!(blocks.windows(2).all(|p| p[0].1 == p[1].0));
 }
 
-/// The geometries and random input, weights and bias of a case
-/// `(n, cin, h, w, cout, kh, kw, ph, pw)` (stride 1, one group).
-pub(super) fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
+/// The geometry and random input, weights and bias of a case
+/// `(n, cin, h, w, cout, kh, kw, ph, pw)` with `stride` both ways and one
+/// group.
+pub(super) fn inputs(c: &[usize; 9], stride: usize, seed: u64) -> (ConvGeom, [Tensor; 3]) {
     let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;
     let mut r = rng(seed);
     let x = rand_tensor(&[n, cin, h, w], &mut r);
     let wt = rand_tensor(&[cout, cin, kh, kw], &mut r);
     let b = rand_tensor(&[cout], &mut r);
     let p = Conv2dParams {
-        stride: (1, 1),
+        stride: (stride, stride),
         padding: (ph, pw),
         groups: 1,
     };
-    let g = geometry("test", &x, &wt, &p).unwrap();
+    (geometry("test", &x, &wt, &p).unwrap(), [x, wt, b])
+}
+
+/// The geometries and random input, weights and bias of a case
+/// `(n, cin, h, w, cout, kh, kw, ph, pw)` (stride 1, one group).
+pub(super) fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, FlatGeom, Tensor, Tensor, Tensor) {
+    let [_, cin, h, w, cout, kh, kw, ph, pw] = *c;
+    let (g, [x, wt, b]) = inputs(c, 1, seed);
     let fg = FlatGeom {
         cin,
         cout,

@@ -297,15 +297,7 @@ fn channels(g: &PhaseGeom, q: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [
             kern.run_planes(g.cin, 4 * g.phase(), q, wb, &taps, nco, ob, npos);
             co += nco;
         }
-        for (k, yp) in y.chunks_mut(oh * ow).enumerate() {
-            let b = bias.map_or(0.0, |b| b[k]);
-            let src = &out[k * npos..];
-            for (r, row) in yp.chunks_mut(ow).enumerate() {
-                for (d, s) in row.iter_mut().zip(&src[r * wq..r * wq + ow]) {
-                    d.write(s + b);
-                }
-            }
-        }
+        conv_flat::store_planes(out, npos, wq, (oh, ow), y, bias);
     });
 }
 

@@ -6,9 +6,9 @@
 
 use super::conv::{geometry, Conv2dParams, ConvGeom};
 use super::conv_flat;
+use super::conv_flat_tests::inputs;
 use super::conv_phase::{self, PhaseGeom};
-use super::conv_wino_tests::reference;
-use super::test_util::{rand_tensor, rng};
+use super::conv_wino_tests::check_forward;
 use crate::tensor::Tensor;
 use std::sync::Mutex;
 
@@ -33,17 +33,8 @@ const CASES: &[[usize; 9]] = &[
 
 /// Geometries and random input, weights and bias of a stride-2 case.
 fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, Tensor, Tensor, Tensor) {
-    let [n, cin, h, w, cout, kh, kw, ph, pw] = *c;
-    let mut r = rng(seed);
-    let x = rand_tensor(&[n, cin, h, w], &mut r);
-    let wt = rand_tensor(&[cout, cin, kh, kw], &mut r);
-    let b = rand_tensor(&[cout], &mut r);
-    let p = Conv2dParams {
-        stride: (2, 2),
-        padding: (ph, pw),
-        groups: 1,
-    };
-    (geometry("test", &x, &wt, &p).unwrap(), x, wt, b)
+    let (g, [x, w, b]) = inputs(c, 2, seed);
+    (g, x, w, b)
 }
 
 /// The phase geometry, or `None` (after saying so) where the vector kernel
@@ -74,16 +65,8 @@ fn forward_matches_a_double_precision_sum() {
         let Some(pg) = phase(&g) else { return };
         assert_eq!(pg.out_hw(), (g.col.oh, g.col.ow), "case {c:?}");
         let got = forward(&pg, g.n, x.data(), w.data(), b.data());
-        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
-        assert_eq!(got.len(), want.len(), "case {c:?}");
-        for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
-            let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(
-                err <= 1e-6,
-                "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})"
-            );
-            worst = worst.max(err);
-        }
+        let what = format!("case {c:?}");
+        worst = worst.max(check_forward(&what, &g, [&x, &w, &b], &got, 1e-6));
     }
     eprintln!("largest error relative to the sum of absolute terms: {worst:e}");
 }

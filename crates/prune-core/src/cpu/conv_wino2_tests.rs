@@ -6,7 +6,7 @@
 
 use super::conv_flat::{self, FlatGeom};
 use super::conv_wino2::{self, Wino2};
-use super::conv_wino_tests::{check_weight_grad, reference, setup};
+use super::conv_wino_tests::{check_forward, check_weight_grad, setup};
 use super::test_util::{assert_grad_close, dot_loss, fd_grad, rand_tensor, rng};
 
 /// `(n, cin, h, w, cout, 3, 3, ph, pw)`: ResNet's 16/32/64 channels on
@@ -45,15 +45,8 @@ fn forward_matches_a_double_precision_sum() {
         let Some(wg) = wino(&fg) else { return };
         let mut got = vec![f32::NAN; g.n * g.img_out()];
         conv_wino2::forward(&wg, g.n, x.data(), w.data(), Some(b.data()), &mut got);
-        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
-        for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
-            let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(
-                err <= 1e-5,
-                "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})"
-            );
-            worst = worst.max(err);
-        }
+        let what = format!("case {c:?}");
+        worst = worst.max(check_forward(&what, &g, [&x, &w, &b], &got, 1e-5));
     }
     eprintln!("largest error relative to the sum of absolute terms: {worst:e}");
 }
@@ -169,13 +162,7 @@ fn the_ops_take_the_transforms_at_large_batches() {
             groups: 1,
         };
         let y = conv2d_forward(&x, &w, Some(&b), &p).unwrap();
-        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
-        for (k, ((&v, &r), &m)) in y.data().iter().zip(&want).zip(&mag).enumerate() {
-            assert!(
-                (v as f64 - r).abs() <= 1e-5 * m,
-                "case {c:?}, output {k}: {v} vs {r}"
-            );
-        }
+        check_forward(&format!("case {c:?}"), &g, [&x, &w, &b], y.data(), 1e-5);
         let dy = rand_tensor(&[g.n, g.cout, g.col.oh, g.col.ow], &mut rng(820 + i as u64));
         let grads = conv2d_backward(&x, &w, &dy, &p, true).unwrap();
         let mut dw = vec![0.0f32; g.weight_len()];

@@ -14,6 +14,7 @@ use super::conv_wino_grad;
 use super::test_util::{
     assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng,
 };
+use crate::tensor::Tensor;
 
 /// `(n, cin, h, w, cout, kh, kw, ph, pw)`: ResNet's 16/32 channels on 28×28
 /// and 14×14, VGG-like's 32×32 to 8×8, pruned counts (9, 17, 26, 45),
@@ -78,6 +79,30 @@ pub(super) fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f
     (y, mag)
 }
 
+/// Asserts that every output in `got` is within `bound` of the
+/// double-precision correlation of `[x, w, b]`, relative to the sum of the
+/// absolute values of its terms; returns the largest such error.
+pub(super) fn check_forward(
+    what: &str,
+    g: &ConvGeom,
+    [x, w, b]: [&Tensor; 3],
+    got: &[f32],
+    bound: f64,
+) -> f64 {
+    let (want, mag) = reference(g, x.data(), w.data(), b.data());
+    assert_eq!(got.len(), want.len(), "{what}: output length");
+    let mut worst = 0.0f64;
+    for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
+        let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
+        assert!(
+            err <= bound,
+            "{what}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})"
+        );
+        worst = worst.max(err);
+    }
+    worst
+}
+
 #[test]
 fn forward_matches_a_double_precision_sum() {
     let mut worst = 0.0f64;
@@ -86,15 +111,8 @@ fn forward_matches_a_double_precision_sum() {
         let Some(wg) = wino(&fg) else { return };
         let mut got = vec![f32::NAN; g.n * g.img_out()];
         conv_wino::forward(&wg, g.n, x.data(), w.data(), Some(b.data()), &mut got);
-        let (want, mag) = reference(&g, x.data(), w.data(), b.data());
-        for (k, ((&y, &r), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
-            let err = (y as f64 - r).abs() / m.max(f64::MIN_POSITIVE);
-            assert!(
-                err <= 2e-6,
-                "case {c:?}, output {k}: {y} vs {r} (error {err:e} of Σ|terms| {m})"
-            );
-            worst = worst.max(err);
-        }
+        let what = format!("case {c:?}");
+        worst = worst.max(check_forward(&what, &g, [&x, &w, &b], &got, 2e-6));
     }
     eprintln!("largest error relative to the sum of absolute terms: {worst:e}");
 }
