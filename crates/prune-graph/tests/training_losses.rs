@@ -121,10 +121,18 @@ fn resnet20_adam_losses_match_reference() {
     // 15.099201] with the direct backward on every stage). A batch of 4 is
     // under the size from which the Winograd transforms run, so they do
     // not enter here (`conv_wino2_tests.rs` covers them through the ops).
+    // Re-pinned again when batch norm's training map took its coefficients
+    // from the rounded saved statistics (so that the backward recomputes
+    // the ReLU mask from x) and, by default, the stride-2 layers moved to
+    // the phase-plane direct kernel: the second loss moved by 2.5e-6
+    // relative, the last two by up to 1.5e-3 (they were
+    // [3.366611, 1.6109514, 0.7512698, 15.094814] under
+    // PRUNE_CONV_ALGO=gemm and [3.3666105, 1.610951, 0.7512701, 15.0948105]
+    // by default).
     let want: &[f32] = if std::env::var("PRUNE_CONV_ALGO").as_deref() == Ok("gemm") {
-        &[3.366611, 1.6109514, 0.7512698, 15.094814]
+        &[3.3666108, 1.6109476, 0.75131994, 15.1015415]
     } else {
-        &[3.3666105, 1.610951, 0.7512701, 15.0948105]
+        &[3.366611, 1.6109469, 0.75138056, 15.118058]
     };
     check("resnet20", &got, want);
 }
