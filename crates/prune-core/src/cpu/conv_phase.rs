@@ -59,12 +59,12 @@ pub(crate) struct PhaseGeom {
 }
 
 impl PhaseGeom {
-    /// The layer as a phase correlation: one group, stride 2 both ways,
-    /// a kernel of at least 2×2 (a 1×1 kernel reads one phase: its im2col
-    /// is a plain subsampling, cheaper than writing all four) and no larger
-    /// than the padded input, a vector micro-kernel on
-    /// this CPU, and a batch of several images or a single image small
-    /// enough for one thread (larger single images split better as a GEMM).
+    /// The layer as a phase correlation: one group, stride 2 both ways, a
+    /// kernel of at least 2×2 (a 1×1 kernel reads one phase: its im2col is
+    /// a plain subsampling, cheaper than writing all four) and no larger
+    /// than the padded input, a vector micro-kernel on this CPU, and a
+    /// batch of several images or a single image small enough for one
+    /// thread (larger single images split better as a GEMM).
     pub(crate) fn of(g: &ConvGeom) -> Option<Self> {
         let c = &g.col;
         let pg = PhaseGeom {
