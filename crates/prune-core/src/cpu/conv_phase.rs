@@ -211,9 +211,16 @@ impl Dealer {
                     (idx, valid)
                 })
             });
+        #[cfg(not(target_arch = "x86_64"))]
+        let short: Option<()> = None;
         Dealer {
             pw: g.pw,
-            padded: vec![0.0; 2 * wq],
+            // Only the row-by-row fallback uses it.
+            padded: if short.is_some() {
+                Vec::new()
+            } else {
+                vec![0.0; 2 * wq]
+            },
             #[cfg(target_arch = "x86_64")]
             short,
         }
@@ -282,11 +289,18 @@ mod avx512 {
 }
 
 /// Every output channel of one image into `y` (`[cout, OH, OW]`) from its
-/// phases `q`, adding `bias[co]`; every value of `y` is written (none read).
-fn channels(g: &PhaseGeom, q: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [MaybeUninit<f32>]) {
+/// phases `q` (`taps` from [`PhaseGeom::taps`]), adding `bias[co]`; every
+/// value of `y` is written (none read).
+fn channels(
+    g: &PhaseGeom,
+    taps: &[usize],
+    q: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+) {
     let (oh, ow) = g.out_hw();
     let (wq, npos) = (g.hq_wq().1, g.positions());
-    let taps = g.taps();
     let kern = Kernel::detect();
     with_scratch(Slot::Col2, g.cout * npos, |out| {
         let mut co = 0;
@@ -294,7 +308,7 @@ fn channels(g: &PhaseGeom, q: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [
             let nco = block_width(g.cout - co);
             let ob = &mut out[co * npos..(co + nco) * npos];
             let wb = &w[co * g.cin * taps.len()..];
-            kern.run_planes(g.cin, 4 * g.phase(), q, wb, &taps, nco, ob, npos);
+            kern.run_planes(g.cin, 4 * g.phase(), q, wb, taps, nco, ob, npos);
             co += nco;
         }
         conv_flat::store_planes(out, npos, wq, (oh, ow), y, bias);
@@ -319,10 +333,11 @@ pub(crate) fn forward_post(
     if img_out == 0 {
         return;
     }
+    let (taps, len) = (g.taps(), g.buffer_len());
     let image = |ni: usize, yn: &mut [MaybeUninit<f32>]| {
-        with_scratch(Slot::Col, g.buffer_len(), |q| {
+        with_scratch(Slot::Col, len, |q| {
             split_image(g, &x[ni * img_in..(ni + 1) * img_in], q);
-            channels(g, q, w, bias, yn);
+            channels(g, &taps, q, w, bias, yn);
             // SAFETY: `channels` wrote every value of `yn`.
             post(ni * img_out, unsafe { assume_written(yn) });
         })

@@ -75,31 +75,12 @@ pub(crate) fn sum_map3_pair(
     (acc0.iter().flatten().sum(), acc1.iter().flatten().sum())
 }
 
-/// `Σ a_i` in f64 (see [`sum_map3_pair`]), through a copy compiled for the
-/// widest vector unit present. The lanes and their order are the same in
-/// every copy, so the result does not depend on the CPU.
-pub(crate) fn sum(a: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn sum_avx512(a: &[f32]) -> f64 {
-            sum_map3_pair(a, a, a, |u, _, _| (u as f64, 0.0)).0
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn sum_avx2(a: &[f32]) -> f64 {
-            sum_map3_pair(a, a, a, |u, _, _| (u as f64, 0.0)).0
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { sum_avx512(a) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 was detected.
-            return unsafe { sum_avx2(a) };
-        }
-    }
+dispatch!(
+    /// `Σ a_i` in f64 (see [`sum_map3_pair`]).
+    sum,
+    (a: &[f32]) -> f64,
     sum_map3_pair(a, a, a, |u, _, _| (u as f64, 0.0)).0
-}
+);
 
 dispatch!(
     /// `(Σ p_i, Σ (p_i − mean(p))²)` of one plane in f64: the plane is read
