@@ -371,7 +371,9 @@ pub(crate) fn forward_post(
 }
 
 /// The weights of the input-gradient correlation,
-/// `w'[c][co][ki][kj] = w[co][c][kh−1−ki][kw−1−kj]`.
+/// `w'[c][co][ki][kj] = w[co][c][kh−1−ki][kw−1−kj]`: each input channel's
+/// block written in order (in parallel across blocks), reading `w` at a
+/// stride that walks the same cache lines for neighbouring channels.
 pub(crate) fn flipped_weights(
     cout: usize,
     cin: usize,
@@ -380,14 +382,21 @@ pub(crate) fn flipped_weights(
     w: &[f32],
 ) -> Vec<f32> {
     let kk = kh * kw;
-    let mut out = vec![0.0f32; w.len()];
-    for co in 0..cout {
-        for c in 0..cin {
-            for t in 0..kk {
-                out[(c * cout + co) * kk + (kk - 1 - t)] = w[(co * cin + c) * kk + t];
+    let len = cout * cin * kk;
+    let mut out = Vec::<f32>::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut((cout * kk).max(1))
+        .enumerate()
+        .for_each(|(c, block)| {
+            for (co, dst) in block.chunks_exact_mut(kk).enumerate() {
+                let src = &w[(co * cin + c) * kk..][..kk];
+                for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                    d.write(v);
+                }
             }
-        }
-    }
+        });
+    // SAFETY: the blocks cover all `len` values and each wrote all of its.
+    unsafe { out.set_len(len) };
     out
 }
 

@@ -52,6 +52,9 @@ pub(crate) fn applies(g: &ConvGeom) -> bool {
     g.groups == 1 && hw < taps && g.n * (taps - hw) >= 16 * hw
 }
 
+/// Channels per block of the unrolling and of the fold.
+const BLOCK: usize = 16;
+
 /// Calls `f(q, p, tap)` for every input pixel `q`, output pixel `p` and the
 /// kernel tap (flat, `ki·kw + kj`) joining them, in a fixed order.
 fn pairs(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
@@ -92,13 +95,23 @@ fn with_unrolled<R>(g: &ConvGeom, w: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
         if joins.len() < hw * ohw {
             u.par_iter_mut().for_each(|v| *v = 0.0);
         }
-        u.par_chunks_mut(hw * cols)
+        // Blocks of BLOCK input channels per task and BLOCK output
+        // channels at a time: the block's weights (BLOCK² runs of `taps`
+        // values) stay in cache while its rows of `U` are written in runs
+        // of BLOCK·OH·OW values.
+        u.par_chunks_mut(BLOCK * hw * cols)
             .enumerate()
-            .for_each(|(ci, rows)| {
-                for &(q, p, t) in &joins {
-                    let row = &mut rows[q * cols..(q + 1) * cols];
-                    for co in 0..g.cout {
-                        row[co * ohw + p] = w[(co * g.cin + ci) * taps + t];
+            .for_each(|(cb, rows)| {
+                let ci0 = cb * BLOCK;
+                for co0 in (0..g.cout).step_by(BLOCK) {
+                    for (i, rows) in rows.chunks_mut(hw * cols).enumerate() {
+                        let ci = ci0 + i;
+                        for co in co0..(co0 + BLOCK).min(g.cout) {
+                            let wk = &w[(co * g.cin + ci) * taps..][..taps];
+                            for &(q, p, t) in &joins {
+                                rows[q * cols + co * ohw + p] = wk[t];
+                            }
+                        }
                     }
                 }
             });
@@ -146,14 +159,21 @@ pub(crate) fn backward(
     with_scratch(Slot::Col2, k * cols, |du| {
         sgemm(true, false, k, cols, g.n, 1.0, x, dy, 0.0, du);
         let du = &*du;
-        dw.par_chunks_mut(g.cin * taps)
+        // Blocks of BLOCK output channels per task: for each input channel
+        // the block reads whole cache lines of its rows of `dU`. Every
+        // `dw` value sums its joins in the order of [`pairs`].
+        dw.par_chunks_mut(BLOCK * g.cin * taps)
             .enumerate()
-            .for_each(|(co, dwo)| {
-                dwo.iter_mut().for_each(|v| *v = 0.0);
+            .for_each(|(cb, dwb)| {
+                dwb.iter_mut().for_each(|v| *v = 0.0);
                 for ci in 0..g.cin {
                     let rows = &du[ci * hw * cols..(ci + 1) * hw * cols];
-                    for &(q, p, t) in &joins {
-                        dwo[ci * taps + t] += rows[q * cols + co * ohw + p];
+                    for (i, dwo) in dwb.chunks_mut(g.cin * taps).enumerate() {
+                        let co = cb * BLOCK + i;
+                        let dwk = &mut dwo[ci * taps..][..taps];
+                        for &(q, p, t) in &joins {
+                            dwk[t] += rows[q * cols + co * ohw + p];
+                        }
                     }
                 }
             });

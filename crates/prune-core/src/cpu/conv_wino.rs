@@ -53,7 +53,7 @@
 
 use super::conv::{as_uninit, assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
-use super::scratch::{with_scratch, Slot};
+use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -140,9 +140,9 @@ pub(crate) const G: [[f64; 3]; XI] = [
 
 /// The transformed weights `U[ξ][co][c][ki] = Σ_kj G[ξ][kj] · w[co][c][ki][kj]`
 /// of `w [cout, cin, kh, 3]`, each rounded once from double precision.
-pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Vec<f32> {
+pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
     let rows = g.cout * g.cin * g.kh;
-    let mut u = vec![0.0f32; XI * rows];
+    let mut u = Kept::take(XI * rows);
     for (r, k) in w.chunks_exact(3).take(rows).enumerate() {
         for (xi, gr) in G.iter().enumerate() {
             let v = gr[0] * k[0] as f64 + gr[1] * k[1] as f64 + gr[2] * k[2] as f64;

@@ -60,7 +60,8 @@ use super::conv::{as_uninit, assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel, OutPtr};
 use super::conv_wino::{input_transform, G, XI};
 use super::conv_wino_grad::gradient_transform;
-use super::scratch::{with_scratch, Slot};
+use super::dispatch::dispatch;
+use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -181,6 +182,7 @@ fn row_len(tiles: usize) -> usize {
 const WL: usize = 16;
 
 /// `G·(a, b, c)` in double precision for [`WL`] lanes at once.
+#[inline(always)]
 fn g6(a: &[f64; WL], b: &[f64; WL], c: &[f64; WL]) -> [[f64; WL]; XI] {
     const Q: f64 = 0.25;
     const S: f64 = 1.0 / 6.0;
@@ -201,38 +203,75 @@ fn g6(a: &[f64; WL], b: &[f64; WL], c: &[f64; WL]) -> [[f64; WL]; XI] {
 
 /// `U[ξη][co][c] = (G·w[co][c]·Gᵀ)[ξ][η]`, each rounded once from double
 /// precision; [`WL`] channel pairs at a time, each formula across the lanes
-/// (vectorised by the compiler), stored as 36 runs of [`WL`] values.
-pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Vec<f32> {
+/// (vectorised by the compiler), stored as 36 runs of [`WL`] values. Runs
+/// of [`WEIGHT_TASK`] pairs are transformed in parallel (a 512 × 512 layer
+/// has 262,144 pairs, 37.7 MB of transformed weights).
+pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
     let pairs = g.cout * g.cin;
-    let mut u = vec![0.0f32; PTS * pairs];
-    for r0 in (0..pairs).step_by(WL) {
-        let nr = (pairs - r0).min(WL);
-        // k[i][l]: tap i of pair r0 + l (zeros past the last pair).
-        let mut k = [[0.0f64; WL]; 9];
-        for (l, kl) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
-            for (i, &v) in kl.iter().enumerate() {
-                k[i][l] = v as f64;
+    let mut u = Kept::take(PTS * pairs);
+    let out = SyncPtr(u.as_mut_ptr());
+    (0..pairs.div_ceil(WEIGHT_TASK))
+        .into_par_iter()
+        .for_each(|t| weight_block(w, pairs, t * WEIGHT_TASK, out));
+    u
+}
+
+dispatch!(
+    /// The pairs `t0..t0 + WEIGHT_TASK` (up to `pairs`) of
+    /// [`transform_weights`], written through `out`.
+    weight_block,
+    (w: &[f32], pairs: usize, t0: usize, out: SyncPtr) -> (),
+    {
+        let t1 = (t0 + WEIGHT_TASK).min(pairs);
+        for r0 in (t0..t1).step_by(WL) {
+            let nr = (t1 - r0).min(WL);
+            // k[i][l]: tap i of pair r0 + l (zeros past the last pair).
+            let mut k = [[0.0f64; WL]; 9];
+            for (l, kl) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
+                for (i, &v) in kl.iter().enumerate() {
+                    k[i][l] = v as f64;
+                }
             }
-        }
-        // Columns of G·k (6 × 3), then each row times Gᵀ.
-        let cols = [
-            g6(&k[0], &k[3], &k[6]),
-            g6(&k[1], &k[4], &k[7]),
-            g6(&k[2], &k[5], &k[8]),
-        ];
-        for xi in 0..XI {
-            for (eta, v) in g6(&cols[0][xi], &cols[1][xi], &cols[2][xi])
-                .iter()
-                .enumerate()
-            {
-                let at = (xi * XI + eta) * pairs + r0;
-                for (d, &x) in u[at..at + nr].iter_mut().zip(v) {
-                    *d = x as f32;
+            // Columns of G·k (6 × 3), then each row times Gᵀ.
+            let cols = [
+                g6(&k[0], &k[3], &k[6]),
+                g6(&k[1], &k[4], &k[7]),
+                g6(&k[2], &k[5], &k[8]),
+            ];
+            for xi in 0..XI {
+                for (eta, v) in g6(&cols[0][xi], &cols[1][xi], &cols[2][xi])
+                    .iter()
+                    .enumerate()
+                {
+                    let at = (xi * XI + eta) * pairs + r0;
+                    for (l, &x) in v[..nr].iter().enumerate() {
+                        // SAFETY: `at + l < PTS·pairs`, and each task
+                        // writes the pairs `t0..t1` of every point only.
+                        unsafe { *out.get().add(at + l) = x as f32 };
+                    }
                 }
             }
         }
     }
-    u
+);
+
+/// Channel pairs per task of [`transform_weights`] (a multiple of [`WL`]).
+const WEIGHT_TASK: usize = 64 * WL;
+
+/// A pointer to transformed values (weights, planes), written by parallel
+/// tasks at disjoint positions.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(*mut f32);
+// SAFETY: tasks write disjoint ranges; the pointer outlives the parallel
+// region (it borrows the `Kept` buffer held by the caller).
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// Which planes of a layer [`transform_planes`] transforms.
@@ -248,7 +287,9 @@ enum Planes {
 /// The planes `src` of a group of `gn` images into their transformed tiles,
 /// laid end to end: `out[(ξη·ch + c)·row + t]`, `t < gn·TH·TW`, with `ch`
 /// the planes' channel count. Writes up to a vector past the last tile of
-/// each row (slack in `row`).
+/// each row (slack in `row`). With `parallel`, blocks of channels run as
+/// parallel tasks (each channel's transform is the same either way).
+#[allow(clippy::too_many_arguments)]
 fn transform_planes(
     wg: &Wino2,
     st: &Stack,
@@ -257,6 +298,47 @@ fn transform_planes(
     src: &[f32],
     out: &mut [f32],
     row: usize,
+    parallel: bool,
+) {
+    let ch = match planes {
+        Planes::Input => wg.g.cin,
+        Planes::Gradient => wg.g.cout,
+    };
+    assert!(out.len() >= PTS * ch * row && row >= row_len(gn * wg.tiles()));
+    let out = SyncPtr(out.as_mut_ptr());
+    // SAFETY: `out` holds every channel's rows (asserted), and each call
+    // writes the rows of its own channels only.
+    let block = |c0: usize, c1: usize| unsafe {
+        transform_channels(wg, st, gn, planes, src, out, row, c0, c1)
+    };
+    if parallel && ch >= 2 * PLANE_TASK {
+        (0..ch.div_ceil(PLANE_TASK))
+            .into_par_iter()
+            .for_each(|b| block(b * PLANE_TASK, ((b + 1) * PLANE_TASK).min(ch)));
+    } else {
+        block(0, ch);
+    }
+}
+
+/// Channels per task of a parallel [`transform_planes`].
+const PLANE_TASK: usize = 16;
+
+/// Channels `c0..c1` of [`transform_planes`].
+///
+/// # Safety
+/// `out` must hold `36·ch·row` values with `row ≥ row_len(gn·TH·TW)`, and no
+/// other thread may access the rows of channels `c0..c1` during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn transform_channels(
+    wg: &Wino2,
+    st: &Stack,
+    gn: usize,
+    planes: Planes,
+    src: &[f32],
+    out: SyncPtr,
+    row: usize,
+    c0: usize,
+    c1: usize,
 ) {
     let g = &wg.g;
     let (ch, h, w, ph, pw) = match planes {
@@ -279,7 +361,7 @@ fn transform_planes(
         let srcs: Vec<usize> = (0..gn)
             .flat_map(|j| (0..h).map(move |r| j * img + r * w))
             .collect();
-        for c in 0..ch {
+        for c in c0..c1 {
             copy_rows(&src[c * h * w..], &srcs, p, &dsts, w);
             // Row pass: H[η][ρ][u] at (η·4 + ρ)·hq + u.
             for rho_i in 0..4 {
@@ -293,10 +375,10 @@ fn transform_planes(
             // SAFETY: AVX-512F is available (`Wino2::new`); `hbuf` holds
             // 6·4·hq values and every read is below ut + Wq ≤ hq; each
             // store writes 16 values at `kept ≤ gn·TH·TW`, inside the row
-            // by `row_len`.
+            // by `row_len`, of channel `c` (the caller's contract).
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                let dst = out.as_mut_ptr().add(c * row);
+                let dst = out.get().add(c * row);
                 match planes {
                     Planes::Input => {
                         avx512::column_pass::<false>(hbuf, hq, wg.wq, &st.masks, dst, ch * row)
@@ -398,7 +480,7 @@ fn images(
     let row = row_len(gn * wg.tiles());
     let st = Stack::new(wg, gn);
     with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-        transform_planes(wg, &st, gn, Planes::Input, x, v, row);
+        transform_planes(wg, &st, gn, Planes::Input, x, v, row, split);
         let v = &*v;
         let scatter = scatter_table(wg, gn);
         let out = OutPtr(y.as_mut_ptr());
@@ -539,3 +621,5 @@ mod avx512;
 mod grad;
 
 pub(crate) use grad::weight_grad;
+#[cfg(test)]
+pub(crate) use grad::weight_grad_in;

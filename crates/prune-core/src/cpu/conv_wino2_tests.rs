@@ -106,6 +106,29 @@ fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
     eprintln!("largest weight-gradient error relative to the sum of absolute terms: {worst:e}");
 }
 
+/// Layers of more than 128 × 128 channel pairs sum the whole batch into one
+/// transformed gradient: in one group, and in groups of one and two images.
+#[test]
+fn wide_weight_gradient_matches_a_double_precision_sum_in_any_grouping() {
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU; the Winograd path is not used here");
+        return;
+    }
+    let cases = [
+        [5, 136, 4, 4, 132, 3, 3, 1, 1],
+        [3, 130, 6, 5, 129, 3, 3, 1, 1],
+    ];
+    // Transformed bytes per image of the first case: 4·36·(cin + cout)·tiles.
+    let per_image = 4 * 36 * (136 + 132);
+    for (budget, seed) in [(usize::MAX, 760), (per_image, 770), (2 * per_image, 780)] {
+        let worst = check_weight_grad(&cases, seed, 4e-6, &|fg, n, x, dy, dw, sums| {
+            let wg = Wino2::new(fg).expect("a 3×3 kernel");
+            conv_wino2::weight_grad_in(&wg, n, x, dy, dw, sums, budget)
+        });
+        eprintln!("groups of {budget} bytes: largest error {worst:e} of Σ|terms|");
+    }
+}
+
 #[test]
 fn gradients_match_finite_differences() {
     let c = [2, 2, 6, 9, 3, 3, 3, 1, 1];

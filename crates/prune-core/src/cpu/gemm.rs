@@ -8,7 +8,7 @@
 pub(crate) use super::gemm_driver::COut;
 use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, Dims};
 use super::gemm_kernels::{active_kernel, Kernel};
-use super::scratch::{self, AlignedBuf};
+use super::scratch::Kept;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 
@@ -20,8 +20,7 @@ pub struct PackedA {
     kernel: &'static Kernel,
     m: usize,
     k: usize,
-    buf: AlignedBuf,
-    len: usize,
+    buf: Kept,
 }
 
 impl PackedA {
@@ -48,20 +47,14 @@ impl PackedA {
         }
         let ld = if trans_a { m } else { k };
         let len = packed_a_len(kernel.mr, m, k);
-        let mut buf = scratch::take_kept();
+        let mut buf = Kept::take(len);
         let op = Operand {
             data: a,
             ld,
             trans: trans_a,
         };
-        pack_a_all(kernel.mr, op, m, k, buf.slice(len));
-        Ok(Self {
-            kernel,
-            m,
-            k,
-            buf,
-            len,
-        })
+        pack_a_all(kernel.mr, op, m, k, &mut buf);
+        Ok(Self { kernel, m, k, buf })
     }
 
     /// Rows of `op(A)`.
@@ -76,14 +69,7 @@ impl PackedA {
 
     /// The packed micro-panels.
     fn panels(&self) -> &[f32] {
-        self.buf.view(self.len)
-    }
-}
-
-impl Drop for PackedA {
-    /// The buffer goes back to this thread's kept slot for the next packing.
-    fn drop(&mut self) {
-        scratch::keep(std::mem::take(&mut self.buf));
+        &self.buf
     }
 }
 

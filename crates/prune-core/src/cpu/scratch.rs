@@ -64,28 +64,56 @@ pub(crate) enum Slot {
     Transform,
 }
 
-/// A buffer for an owner that keeps it beyond one call (a GEMM's packed
-/// weights, `PackedA`): the one last handed back on this thread, or an
-/// empty one. Reusing it spares a multi-megabyte allocation, zero-fill and
-/// page faults per call (a VGG-like layer's weights, at batch 1, on every
-/// convolution).
-pub(crate) fn take_kept() -> AlignedBuf {
-    KEPT.with(|k| k.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
-        .unwrap_or_default()
+/// A buffer held beyond one call (a GEMM's packed weights, a layer's
+/// Winograd-transformed weights): taken from this thread's kept slot and
+/// handed back to it when dropped. Reusing it spares a multi-megabyte
+/// allocation, zero-fill and page faults per call (a VGG-like layer's
+/// weights, at batch 1, on every convolution). Its contents start as
+/// whatever the previous owner left: the owner writes before it reads.
+pub(crate) struct Kept {
+    buf: AlignedBuf,
+    len: usize,
 }
 
-/// Hands a buffer from [`take_kept`] back for the next owner on this
-/// thread, keeping the larger of it and the one held.
-pub(crate) fn keep(buf: AlignedBuf) {
-    // A thread being torn down no longer has the slot; the buffer is
-    // then simply freed.
-    let _ = KEPT.try_with(|k| {
-        if let Ok(mut held) = k.try_borrow_mut() {
-            if buf.raw.capacity() > held.raw.capacity() {
-                *held = buf;
+impl Kept {
+    /// `len` aligned values from the kept slot (or a new buffer when the
+    /// slot is empty or borrowed).
+    pub(crate) fn take(len: usize) -> Self {
+        let mut buf = KEPT
+            .with(|k| k.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+            .unwrap_or_default();
+        buf.slice(len);
+        Self { buf, len }
+    }
+}
+
+impl std::ops::Deref for Kept {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        self.buf.view(self.len)
+    }
+}
+
+impl std::ops::DerefMut for Kept {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        self.buf.slice(self.len)
+    }
+}
+
+impl Drop for Kept {
+    /// Back to this thread's kept slot, keeping the larger of it and the
+    /// one held. A thread being torn down no longer has the slot; the
+    /// buffer is then simply freed.
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let _ = KEPT.try_with(|k| {
+            if let Ok(mut held) = k.try_borrow_mut() {
+                if buf.raw.capacity() > held.raw.capacity() {
+                    *held = buf;
+                }
             }
-        }
-    });
+        });
+    }
 }
 
 thread_local! {

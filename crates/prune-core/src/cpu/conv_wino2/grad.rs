@@ -1,15 +1,33 @@
 //! The weight gradient of the 2-D transform (see `conv_wino2.rs`, "Weight
 //! gradient"): per group of images the transformed input and output
-//! gradient, 36 products `DY_p · V_pᵀ` over the group's tiles, chunk
-//! partials added in order, then `Gᵀ·D·G`.
+//! gradient, 36 products `DY_p · V_pᵀ` over the group's tiles, then
+//! `Gᵀ·D·G`.
+//!
+//! Narrow layers (at most [`WIDE_PAIRS`] channel pairs) sum the fixed chunks
+//! of images of `conv_backward.rs` into their own partials, in parallel,
+//! and add the partials in chunk order. Wide layers (VGG-like's 256- and
+//! 512-channel layers on 8×8 and 4×4 maps) would make eight partials of
+//! 36 weight-sized products each (300 MB at 512 channels) for products only
+//! a few tiles deep; they sum the whole batch into one `D`, in groups of
+//! images fixed by the shape and the batch size, with the group's channels
+//! transformed in parallel and its 36 products as parallel tasks. Either
+//! way every value is summed in an order fixed by the shape and the batch
+//! size, so the result does not depend on the thread count.
 
 use super::super::conv_backward::plane_sums;
 use super::super::conv_wino_grad::{chunk_partials, GROUP_BYTES};
+use super::super::dispatch::dispatch;
 use super::super::gemm::gemm;
 use super::super::gemm_pack::Operand;
-use super::super::scratch::{with_scratch, Slot};
+use super::super::scratch::{with_scratch, Kept, Slot};
 use super::{row_len, transform_planes, Planes, Stack, Wino2, G, PTS, XI};
 use rayon::prelude::*;
+
+/// Channel pairs above which a layer sums its whole batch into one `D`.
+const WIDE_PAIRS: usize = 128 * 128;
+
+/// Bytes of transformed input and gradient per group of a wide layer.
+const WIDE_GROUP_BYTES: usize = 16 << 20;
 
 /// Weight gradient `dw [cout, cin, 3, 3]` (overwritten) and the per-image,
 /// per-channel sums of `dy` (`sums [n, cout]`) of a batch of `n` images.
@@ -20,6 +38,20 @@ pub(crate) fn weight_grad(
     dy: &[f32],
     dw: &mut [f32],
     sums: &mut [f64],
+) {
+    weight_grad_in(wg, n, x, dy, dw, sums, WIDE_GROUP_BYTES)
+}
+
+/// [`weight_grad`] with groups of about `group_bytes` of transformed
+/// planes for a wide layer.
+pub(crate) fn weight_grad_in(
+    wg: &Wino2,
+    n: usize,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    sums: &mut [f64],
+    group_bytes: usize,
 ) {
     let g = &wg.g;
     let (img_in, img_out, t) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow, wg.tiles());
@@ -32,63 +64,130 @@ pub(crate) fn weight_grad(
         .for_each(|(s, d)| plane_sums(d, s));
     let pairs = g.cout * g.cin;
     let per_image = 4 * PTS * (g.cin + g.cout) * t;
+    if pairs > WIDE_PAIRS {
+        let group = (group_bytes / per_image).max(1);
+        let total = wide_products(wg, n, x, dy, group);
+        return fold(&total, pairs, dw);
+    }
     let total = chunk_partials(n, GROUP_BYTES / per_image, PTS * pairs, |g0, gn, part| {
         let row = row_len(gn * t);
         let st = Stack::new(wg, gn);
         with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-            with_scratch(Slot::PackA, PTS * g.cout * row, |d| {
+            with_scratch(Slot::Col2, PTS * g.cout * row, |d| {
                 let xg = &x[g0 * img_in..(g0 + gn) * img_in];
                 let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
-                transform_planes(wg, &st, gn, Planes::Input, xg, v, row);
-                transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row);
-                products(wg, gn * t, row, v, d, part);
+                transform_planes(wg, &st, gn, Planes::Input, xg, v, row, false);
+                transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row, false);
+                for (p, c) in part.chunks_exact_mut(pairs).take(PTS).enumerate() {
+                    product(wg, p, gn * t, row, v, d, 1.0, c);
+                }
             });
         });
     });
-    // dW[a][b] = Σ_ξη G[ξ][a] · D[ξη] · G[η][b], in double precision,
-    // point by point over all channel pairs at once.
-    let mut acc = vec![0.0f64; 9 * pairs];
-    for xi in 0..XI {
-        for eta in 0..XI {
-            let d = &total[(xi * XI + eta) * pairs..(xi * XI + eta + 1) * pairs];
-            for a in 0..3 {
-                for b in 0..3 {
-                    let coef = G[xi][a] * G[eta][b];
-                    if coef == 0.0 {
-                        continue;
-                    }
-                    let ab = &mut acc[(a * 3 + b) * pairs..(a * 3 + b + 1) * pairs];
-                    for (o, &v) in ab.iter_mut().zip(d) {
-                        *o += coef * v as f64;
+    fold(&total, pairs, dw);
+}
+
+/// `D [36, cout, cin]` of a wide layer over the whole batch: groups of at
+/// most `max_group` images (as many in each as the count of groups allows,
+/// fixed by the shape and `n`), each group's products added to `D` point by
+/// point in parallel.
+fn wide_products(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], max_group: usize) -> Kept {
+    let g = &wg.g;
+    let (img_in, img_out, t) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow, wg.tiles());
+    let pairs = g.cout * g.cin;
+    let groups = n.div_ceil(max_group);
+    let group = n.div_ceil(groups);
+    let mut total = Kept::take(PTS * pairs);
+    for (gi, g0) in (0..n).step_by(group).enumerate() {
+        let gn = group.min(n - g0);
+        let row = row_len(gn * t);
+        let st = Stack::new(wg, gn);
+        with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
+            with_scratch(Slot::Col2, PTS * g.cout * row, |d| {
+                let xg = &x[g0 * img_in..(g0 + gn) * img_in];
+                let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
+                transform_planes(wg, &st, gn, Planes::Input, xg, v, row, true);
+                transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row, true);
+                let (v, d) = (&*v, &*d);
+                let beta = if gi == 0 { 0.0 } else { 1.0 };
+                total
+                    .par_chunks_mut(pairs)
+                    .enumerate()
+                    .for_each(|(p, c)| product(wg, p, gn * t, row, v, d, beta, c));
+            });
+        });
+    }
+    total
+}
+
+/// Pairs per task of [`fold`].
+const FOLD_BLOCK: usize = 64;
+
+/// `dW[a][b] = Σ_ξη G[ξ][a] · D[ξη] · G[η][b]` into `dw [pairs, 3, 3]`, in
+/// double precision, the points in order for every value; blocks of
+/// [`FOLD_BLOCK`] pairs in parallel.
+fn fold(total: &[f32], pairs: usize, dw: &mut [f32]) {
+    dw.par_chunks_mut(9 * FOLD_BLOCK)
+        .enumerate()
+        .for_each(|(bi, out)| fold_block(total, pairs, bi * FOLD_BLOCK, out));
+}
+
+dispatch!(
+    /// [`fold`] for the pairs `r0..r0 + out.len() / 9`.
+    fold_block,
+    (total: &[f32], pairs: usize, r0: usize, out: &mut [f32]) -> (),
+    {
+        let nr = out.len() / 9;
+        let mut acc = [[0.0f64; FOLD_BLOCK]; 9];
+        for xi in 0..XI {
+            for eta in 0..XI {
+                let d = &total[(xi * XI + eta) * pairs + r0..][..nr];
+                for a in 0..3 {
+                    for b in 0..3 {
+                        let coef = G[xi][a] * G[eta][b];
+                        if coef == 0.0 {
+                            continue;
+                        }
+                        for (o, &v) in acc[a * 3 + b].iter_mut().zip(d) {
+                            *o += coef * v as f64;
+                        }
                     }
                 }
             }
         }
-    }
-    for (r, out) in dw.chunks_exact_mut(9).take(pairs).enumerate() {
-        for (ab, o) in out.iter_mut().enumerate() {
-            *o = acc[ab * pairs + r] as f32;
+        for (l, o9) in out.chunks_exact_mut(9).enumerate() {
+            for (ab, o) in o9.iter_mut().enumerate() {
+                *o = acc[ab][l] as f32;
+            }
         }
     }
-}
+);
 
-/// Adds `D[ξη][co][c] = Σ_{t<tiles} d[(ξη·cout + co)·row + t] · v[(ξη·cin + c)·row + t]`
-/// to `part [36, cout, cin]`: per point one product `DY·Vᵀ` of depth
-/// `tiles` by the GEMM (on this thread; the chunks run in parallel).
-fn products(wg: &Wino2, tiles: usize, row: usize, v: &[f32], d: &[f32], part: &mut [f32]) {
+/// `c (+)= D[p][co][c] = Σ_{t<tiles} d[(p·cout + co)·row + t] · v[(p·cin + c)·row + t]`
+/// (`c [cout, cin]`, scaled by `beta` first): the product `DY_p·V_pᵀ` of
+/// depth `tiles` by the GEMM, on this thread.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    wg: &Wino2,
+    p: usize,
+    tiles: usize,
+    row: usize,
+    v: &[f32],
+    d: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
     let (cin, cout) = (wg.g.cin, wg.g.cout);
     assert!(tiles <= row && v.len() >= PTS * cin * row && d.len() >= PTS * cout * row);
-    for (p, c) in part.chunks_exact_mut(cout * cin).take(PTS).enumerate() {
-        let a = Operand {
-            data: &d[p * cout * row..(p + 1) * cout * row],
-            ld: row,
-            trans: false,
-        };
-        let b = Operand {
-            data: &v[p * cin * row..(p + 1) * cin * row],
-            ld: row,
-            trans: true,
-        };
-        gemm(cout, cin, tiles, 1.0, a, b, 1.0, c, cin, false);
-    }
+    let a = Operand {
+        data: &d[p * cout * row..(p + 1) * cout * row],
+        ld: row,
+        trans: false,
+    };
+    let b = Operand {
+        data: &v[p * cin * row..(p + 1) * cin * row],
+        ld: row,
+        trans: true,
+    };
+    gemm(cout, cin, tiles, 1.0, a, b, beta, c, cin, false);
 }
