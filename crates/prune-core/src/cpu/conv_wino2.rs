@@ -225,6 +225,15 @@ dispatch!(
         let t1 = (t0 + WEIGHT_TASK).min(pairs);
         for r0 in (t0..t1).step_by(WL) {
             let nr = (t1 - r0).min(WL);
+            #[cfg(target_arch = "x86_64")]
+            if nr == WL && conv_flat::vectorised() {
+                // SAFETY: AVX-512F is available (the vector kernel); the
+                // run's 144 weights are in `w`; its 16 values of each
+                // point are inside `out` (`PTS·pairs` values) and belong to
+                // this task's pairs.
+                unsafe { avx512::weight_run(w[r0 * 9..][..WL * 9].as_ptr(), pairs, out.get().add(r0)) };
+                continue;
+            }
             // k[i][l]: tap i of pair r0 + l (zeros past the last pair).
             let mut k = [[0.0f64; WL]; 9];
             for (l, kl) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
@@ -244,16 +253,53 @@ dispatch!(
                     .enumerate()
                 {
                     let at = (xi * XI + eta) * pairs + r0;
-                    for (l, &x) in v[..nr].iter().enumerate() {
-                        // SAFETY: `at + l < PTS·pairs`, and each task
-                        // writes the pairs `t0..t1` of every point only.
-                        unsafe { *out.get().add(at + l) = x as f32 };
+                    let mut run = [0.0f32; WL];
+                    for (r, &x) in run.iter_mut().zip(v) {
+                        *r = x as f32;
+                    }
+                    // SAFETY: `at + nr ≤ PTS·pairs`, and each task writes
+                    // the pairs `t0..t1` of every point only. A whole run
+                    // is one fixed-size (vector) copy.
+                    unsafe {
+                        let dst = out.get().add(at);
+                        if nr == WL {
+                            dst.cast::<[f32; WL]>().write_unaligned(run);
+                        } else {
+                            std::ptr::copy_nonoverlapping(run.as_ptr(), dst, nr);
+                        }
                     }
                 }
             }
         }
     }
 );
+
+/// [`transform_weights`] pair by pair through the portable [`g6`] (test
+/// reference for the AVX-512 runs, which must agree to the bit).
+#[cfg(test)]
+pub(crate) fn transform_weights_portable(pairs: usize, w: &[f32]) -> Vec<f32> {
+    let mut u = vec![0.0f32; PTS * pairs];
+    for (r, kr) in w.chunks_exact(9).take(pairs).enumerate() {
+        let mut k = [[0.0f64; WL]; 9];
+        for (i, &v) in kr.iter().enumerate() {
+            k[i][0] = v as f64;
+        }
+        let cols = [
+            g6(&k[0], &k[3], &k[6]),
+            g6(&k[1], &k[4], &k[7]),
+            g6(&k[2], &k[5], &k[8]),
+        ];
+        for xi in 0..XI {
+            for (eta, v) in g6(&cols[0][xi], &cols[1][xi], &cols[2][xi])
+                .iter()
+                .enumerate()
+            {
+                u[(xi * XI + eta) * pairs + r] = v[0] as f32;
+            }
+        }
+    }
+    u
+}
 
 /// Channel pairs per task of [`transform_weights`] (a multiple of [`WL`]).
 const WEIGHT_TASK: usize = 64 * WL;
@@ -395,14 +441,14 @@ unsafe fn transform_channels(
 /// `dst[d..d + len] = src[s..s + len]` for each pair of `srcs` and `dsts`,
 /// by vector moves (rows are a few to a few dozen values, where a call to
 /// `memmove` per row costs more than the copy).
-fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
+pub(crate) fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
     assert_eq!(srcs.len(), dsts.len());
     assert!(
         srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len())
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is available (`Wino2::new`); every row is inside
-    // its slice by the assertion.
+    // SAFETY: AVX-512F is available (`Wino2::new`, `WinoGeom::new`: the
+    // vector kernel); every row is inside its slice by the assertion.
     unsafe {
         avx512::copy_rows(src.as_ptr(), srcs, dst.as_mut_ptr(), dsts, len)
     }

@@ -93,6 +93,30 @@ fn thread_counts_and_single_images_give_identical_results() {
     assert!(setup(cases.last().unwrap(), 0).1.macs() >= conv_flat::SPLIT_MIN_MACS);
 }
 
+/// The AVX-512 runs of 16 channel pairs give the transformed weights of the
+/// portable formulas to the bit (a layer with a partial last run, and one
+/// spread over several parallel tasks).
+#[test]
+fn weight_transform_runs_agree_with_the_portable_formulas() {
+    for (cout, cin, seed) in [(7, 17, 790), (64, 33, 791)] {
+        let c = [1, cin, 4, 4, cout, 3, 3, 1, 1];
+        let (_, fg, _, w, _) = setup(&c, seed);
+        if wino(&fg).is_none() {
+            return;
+        }
+        let got = conv_wino2::transform_weights(&fg, w.data());
+        let want = conv_wino2::transform_weights_portable(cout * cin, w.data());
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{cout}×{cin}: value {i}: {a} vs {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
     if !conv_flat::vectorised() {

@@ -193,3 +193,76 @@ pub(super) unsafe fn output_tiles(
         }
     }
 }
+
+/// `G·(a, b, c)` over 8 lanes of doubles, with the operations (and so the
+/// roundings) of `conv_wino2::g6`: `(−(a + b + c))·S` as `(a + b + c)·(−S)`
+/// (the same value: rounding is symmetric in sign).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn g6_pd(a: __m512d, b: __m512d, c: __m512d) -> [__m512d; XI] {
+    let q = _mm512_set1_pd(0.25);
+    let s = _mm512_set1_pd(1.0 / 6.0);
+    let ns = _mm512_set1_pd(-(1.0 / 6.0));
+    let t = _mm512_set1_pd(1.0 / 12.0);
+    let w = _mm512_set1_pd(1.0 / 24.0);
+    let (aw, bt, cs) = (
+        _mm512_mul_pd(a, w),
+        _mm512_mul_pd(b, t),
+        _mm512_mul_pd(c, s),
+    );
+    [
+        _mm512_mul_pd(a, q),
+        _mm512_mul_pd(_mm512_add_pd(_mm512_add_pd(a, b), c), ns),
+        _mm512_mul_pd(_mm512_add_pd(_mm512_sub_pd(a, b), c), ns),
+        _mm512_add_pd(_mm512_add_pd(aw, bt), cs),
+        _mm512_add_pd(_mm512_sub_pd(aw, bt), cs),
+        c,
+    ]
+}
+
+/// The transformed weights of 16 consecutive channel pairs (`w` at their
+/// first 3×3 kernel): `out[(ξ·6 + η)·pairs + l] = (G·k_l·Gᵀ)[ξ][η]` for
+/// lane `l`, in double precision with the operations of
+/// `conv_wino2::weight_block`, so the values are the same to the bit. The
+/// kernels are gathered tap by tap (nine gathers) rather than written to
+/// memory lane by lane and read back as vectors.
+///
+/// # Safety
+/// AVX-512F; `w` readable for 144 values; `out + (35·pairs + 15)` writable.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn weight_run(w: *const f32, pairs: usize, out: *mut f32) {
+    // SAFETY: the gathers read w[9l + i], l < 16, i < 9; the stores write
+    // 16 values at each point's row, as the caller guarantees.
+    unsafe {
+        let idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(9),
+        );
+        // k[i] = tap i of the 16 pairs, as two halves of 8 doubles.
+        let mut k = [[_mm512_setzero_pd(); 2]; 9];
+        for (i, ki) in k.iter_mut().enumerate() {
+            let v = _mm512_i32gather_ps::<4>(
+                _mm512_add_epi32(idx, _mm512_set1_epi32(i as i32)),
+                w.cast(),
+            );
+            ki[0] = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            ki[1] = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(v),
+            )));
+        }
+        for h in 0..2 {
+            let cols = [
+                g6_pd(k[0][h], k[3][h], k[6][h]),
+                g6_pd(k[1][h], k[4][h], k[7][h]),
+                g6_pd(k[2][h], k[5][h], k[8][h]),
+            ];
+            for xi in 0..XI {
+                let row = g6_pd(cols[0][xi], cols[1][xi], cols[2][xi]);
+                for (eta, v) in row.into_iter().enumerate() {
+                    let dst = out.add((xi * XI + eta) * pairs + 8 * h);
+                    _mm256_storeu_ps(dst, _mm512_cvtpd_ps(v));
+                }
+            }
+        }
+    }
+}
