@@ -398,6 +398,7 @@ fn forward_with(
     Tensor::from_vec(shape, y)
 }
 
+#[cfg(test)]
 /// `y` as uninitialised memory, for functions that write every value
 /// without reading any.
 ///
@@ -420,26 +421,43 @@ pub(crate) unsafe fn assume_written(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+#[cfg(test)]
 /// The input gradient of a stride-1, single-group layer by the direct
 /// kernel: the correlation of `dy` with the flipped, transposed weights and
 /// padding `(kh − 1 − ph, kw − 1 − pw)` (see `conv_flat.rs`), into `dx`;
 /// by the Winograd transform where `conv_tune::backward_form` says so.
 pub(crate) fn input_grad_direct(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    // SAFETY: every form writes only finished values into `dx`.
+    input_grad_into(g, w, dy, unsafe { as_uninit(dx) })
+}
+
+/// [`input_grad_direct`] into uninitialised memory: every form writes each
+/// value of `dx` without reading it.
+fn input_grad_into(g: &ConvGeom, w: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
     let c = &g.col;
     let wf = conv_flat::flipped_weights(g.cout, g.cin, c.kh, c.kw, w);
     let fg = input_grad_geom(g);
+    let none: &PostFn = &|_, _| {};
     match (
         conv_tune::backward_form(&fg, g.n),
         conv_tune::transform(&fg, g.n),
     ) {
         (Algo::Winograd, Some(Transform::Tiles(t))) => {
-            conv_wino2::forward(&t, g.n, dy, &wf, None, dx)
+            conv_wino2::forward_post(&t, g.n, dy, &wf, None, dx, none)
         }
         (Algo::Winograd, Some(Transform::Rows(t))) => {
-            conv_wino::forward(&t, g.n, dy, &wf, None, dx)
+            conv_wino::forward_post(&t, g.n, dy, &wf, None, dx, none)
         }
-        _ => conv_flat::forward(&fg, g.n, dy, &wf, None, dx),
+        _ => conv_flat::forward_post(&fg, g.n, dy, &wf, None, dx, none),
     }
+}
+
+/// `d` filled with zeros (in parallel), as values.
+fn zero_filled(d: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    d.par_chunks_mut(1 << 16)
+        .for_each(|c| c.fill(MaybeUninit::new(0.0)));
+    // SAFETY: every value was just written.
+    unsafe { assume_written(d) }
 }
 
 /// The geometry of the input gradient's correlation (see
@@ -594,74 +612,80 @@ pub fn conv2d_backward(
     }
     let dy = grad_out.data();
     let mut dw = vec![0.0f32; g.weight_len()];
-    let mut dx = if need_x_grad {
-        elementwise::zeros(g.n * g.img_in())
-    } else {
-        Vec::new()
-    };
+    // The input gradient, written by the pass below: zero-filled first
+    // where it accumulates (col2im, the depthwise kernel), overwritten
+    // without being read by the direct and transformed forms.
+    let dx_len = if need_x_grad { g.n * g.img_in() } else { 0 };
+    let mut dx = Vec::<f32>::with_capacity(dx_len);
+    let dxu = &mut dx.spare_capacity_mut()[..dx_len];
     // Per-image bias-gradient sums, filled by the GEMM pass while each
     // image's dY is in cache, or by a separate pass otherwise.
     let mut sums = vec![0.0f64; g.n * g.cout];
     let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
     if gemm_path && conv_plane::applies(&g) {
-        let dx = need_x_grad.then_some(&mut dx[..]);
+        let dx = need_x_grad.then(|| zero_filled(dxu));
         conv_plane::backward(&g, x.data(), w.data(), dy, &mut dw, dx, &mut sums);
     } else if gemm_path {
         let (x, w) = (x.data(), w.data());
         // The whole backward by `algo`, into the given buffers.
-        let run =
-            |algo: Algo, dw: &mut [f32], dx: &mut [f32], sums: &mut [f64]| match (algo, g.flat()) {
-                (Algo::Direct, Some(fg)) => {
-                    match (
-                        conv_tune::backward_form(&fg, g.n),
-                        conv_tune::transform(&fg, g.n),
-                    ) {
-                        (Algo::Winograd, Some(Transform::Tiles(t))) => {
-                            conv_wino2::weight_grad(&t, g.n, x, dy, dw, sums)
-                        }
-                        (Algo::Winograd, Some(Transform::Rows(t))) => {
-                            conv_wino_grad::weight_grad(&t, g.n, x, dy, dw, sums)
-                        }
-                        _ => conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums),
+        let run = |algo: Algo, dw: &mut [f32], dx: &mut [MaybeUninit<f32>], sums: &mut [f64]| match (
+            algo,
+            g.flat(),
+        ) {
+            (Algo::Direct, Some(fg)) => {
+                match (
+                    conv_tune::backward_form(&fg, g.n),
+                    conv_tune::transform(&fg, g.n),
+                ) {
+                    (Algo::Winograd, Some(Transform::Tiles(t))) => {
+                        conv_wino2::weight_grad(&t, g.n, x, dy, dw, sums)
                     }
-                    if need_x_grad {
-                        input_grad_direct(&g, w, dy, dx);
+                    (Algo::Winograd, Some(Transform::Rows(t))) => {
+                        conv_wino_grad::weight_grad(&t, g.n, x, dy, dw, sums)
                     }
-                    Ok(())
+                    _ => conv_flat_grad::weight_grad(&fg, g.n, x, dy, dw, sums),
                 }
-                // On small planes the input gradient by the 2-D transform
-                // (3×3 layers), the weight gradient by the GEMM.
-                _ if need_x_grad && g.flat().is_some() && tiles_input_grad(&g) => {
-                    backward_gemm(&g, x, w, dy, dw, None, sums)?;
-                    input_grad_direct(&g, w, dy, dx);
-                    Ok(())
+                if need_x_grad {
+                    input_grad_into(&g, w, dy, dx);
                 }
-                _ => backward_gemm(&g, x, w, dy, dw, need_x_grad.then_some(dx), sums),
-            };
+                Ok(())
+            }
+            // On small planes the input gradient by the 2-D transform
+            // (3×3 layers), the weight gradient by the GEMM.
+            _ if need_x_grad && g.flat().is_some() && tiles_input_grad(&g) => {
+                backward_gemm(&g, x, w, dy, dw, None, sums)?;
+                input_grad_into(&g, w, dy, dx);
+                Ok(())
+            }
+            _ => backward_gemm(&g, x, w, dy, dw, need_x_grad.then(|| zero_filled(dx)), sums),
+        };
         let algo = match g.flat() {
             Some(fg) => conv_tune::choose(Pass::Backward, g.n, fg, |a| {
                 let (mut tw, mut tx, mut ts) = (
                     vec![0.0; dw.len()],
-                    vec![0.0; dx.len()],
+                    Vec::<f32>::with_capacity(dx_len),
                     vec![0.0; sums.len()],
                 );
                 // A failing trial fails again in the real run below.
-                let _ = run(a, &mut tw, &mut tx, &mut ts);
+                let _ = run(a, &mut tw, &mut tx.spare_capacity_mut()[..dx_len], &mut ts);
             }),
             None => Algo::Gemm,
         };
-        run(algo, &mut dw, &mut dx, &mut sums)?;
+        run(algo, &mut dw, dxu, &mut sums)?;
     } else {
+        let dxz = need_x_grad.then(|| zero_filled(dxu));
         if g.n * g.img_out() > 0 {
             sums.par_chunks_mut(g.cout)
                 .zip(dy.par_chunks(g.img_out()))
                 .for_each(|(s, dyn_)| plane_sums(dyn_, s));
         }
         if g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty() {
-            let dx = need_x_grad.then_some(&mut dx[..]);
-            conv_direct::depthwise_backward(&g, x.data(), w.data(), dy, &mut dw, dx);
+            conv_direct::depthwise_backward(&g, x.data(), w.data(), dy, &mut dw, dxz);
         }
     }
+    // SAFETY: every path above wrote all `dx_len` values (zero-filled,
+    // accumulated into, or overwritten by a forward form).
+    unsafe { dx.set_len(dx_len) };
     let bias = Tensor::from_vec([g.cout], bias_from_sums(&sums, g.cout))?;
     Ok(Conv2dGrads {
         x: if need_x_grad {

@@ -37,7 +37,7 @@
 //! work is split only across images and output channels, so results do not
 //! depend on the thread count.
 
-use super::conv::{as_uninit, assume_written, PostFn};
+use super::conv::{assume_written, PostFn};
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -287,6 +287,7 @@ unsafe fn rows(
     });
 }
 
+#[cfg(test)]
 /// Direct correlation of a batch: `x [n, cin, h, w]`, `w [cout, cin, kh, kw]`,
 /// into `y [n, cout, OH, OW]` (overwritten), plus `bias[co]`. Images run in
 /// parallel; a single image of at least [`SPLIT_MIN_MACS`] multiply-adds
@@ -300,7 +301,15 @@ pub(crate) fn forward(
     y: &mut [f32],
 ) {
     // SAFETY: the forward pass writes only finished values into `y`.
-    forward_post(g, n, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {});
+    forward_post(
+        g,
+        n,
+        x,
+        w,
+        bias,
+        unsafe { super::conv::as_uninit(y) },
+        &|_, _| {},
+    );
 }
 
 /// [`forward`], then `post(offset, values)` on each image's output (each

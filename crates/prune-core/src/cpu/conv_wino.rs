@@ -51,7 +51,7 @@
 //! the error is a few times the direct kernel's (tested against a
 //! double-precision reference relative to the sum of absolute terms).
 
-use super::conv::{as_uninit, assume_written, PostFn};
+use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
 use super::conv_wino2;
 use super::scratch::{with_scratch, Kept, Slot};
@@ -305,6 +305,7 @@ pub(crate) fn forward_post(
     }
 }
 
+#[cfg(test)]
 /// [`forward_post`] without a post-pass, into an `f32` output.
 pub(crate) fn forward(
     wg: &WinoGeom,
@@ -315,7 +316,15 @@ pub(crate) fn forward(
     y: &mut [f32],
 ) {
     // SAFETY: the forward pass writes only finished values into `y`.
-    forward_post(wg, n, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {});
+    forward_post(
+        wg,
+        n,
+        x,
+        w,
+        bias,
+        unsafe { super::conv::as_uninit(y) },
+        &|_, _| {},
+    );
 }
 
 /// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into

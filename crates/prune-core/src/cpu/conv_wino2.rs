@@ -56,7 +56,7 @@
 //! coefficients up to 8 (Aᵀ) and 5 (Bᵀ) per axis; tested against a
 //! double-precision sum relative to the sum of absolute terms.
 
-use super::conv::{as_uninit, assume_written, PostFn};
+use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel, OutPtr};
 use super::conv_wino::{input_transform, G, XI};
 use super::conv_wino_grad::gradient_transform;
@@ -495,6 +495,7 @@ pub(crate) fn forward_post(
     }
 }
 
+#[cfg(test)]
 /// [`forward_post`] into an `f32` output, without a post-pass.
 pub(crate) fn forward(
     wg: &Wino2,
@@ -505,7 +506,15 @@ pub(crate) fn forward(
     y: &mut [f32],
 ) {
     // SAFETY: the forward pass writes only finished values into `y`.
-    forward_post(wg, n, x, w, bias, unsafe { as_uninit(y) }, &|_, _| {});
+    forward_post(
+        wg,
+        n,
+        x,
+        w,
+        bias,
+        unsafe { super::conv::as_uninit(y) },
+        &|_, _| {},
+    );
 }
 
 /// A group of `gn` images: transformed input, then the products and the
