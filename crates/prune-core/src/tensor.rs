@@ -346,7 +346,7 @@ impl Tensor {
 
     /// True when every element is finite.
     pub fn all_finite(&self) -> bool {
-        self.data().iter().all(|v| v.is_finite())
+        crate::cpu::reduce::all_finite(self.data())
     }
 
     /// Largest absolute elementwise difference; an error if shapes differ.

@@ -37,7 +37,7 @@ mod gemm_pack;
 mod im2col;
 pub mod pool;
 mod pool_plane;
-mod reduce;
+pub(crate) mod reduce;
 mod scratch;
 mod shape;
 
