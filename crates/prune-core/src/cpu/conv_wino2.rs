@@ -201,6 +201,22 @@ fn g6(a: &[f64; WL], b: &[f64; WL], c: &[f64; WL]) -> [[f64; WL]; XI] {
     out
 }
 
+/// `(G·k·Gᵀ)[ξ][η]` for [`WL`] kernels `k[tap][lane]` at once: the columns of
+/// `G·k` (6 × 3), then each row times `Gᵀ`.
+#[inline(always)]
+fn gkg(k: &[[f64; WL]; 9]) -> [[[f64; WL]; XI]; XI] {
+    let cols = [
+        g6(&k[0], &k[3], &k[6]),
+        g6(&k[1], &k[4], &k[7]),
+        g6(&k[2], &k[5], &k[8]),
+    ];
+    let mut out = [[[0.0; WL]; XI]; XI];
+    for (xi, o) in out.iter_mut().enumerate() {
+        *o = g6(&cols[0][xi], &cols[1][xi], &cols[2][xi]);
+    }
+    out
+}
+
 /// `U[ξη][co][c] = (G·w[co][c]·Gᵀ)[ξ][η]`, each rounded once from double
 /// precision; [`WL`] channel pairs at a time, each formula across the lanes
 /// (vectorised by the compiler), stored as 36 runs of [`WL`] values. Runs
@@ -241,17 +257,8 @@ dispatch!(
                     k[i][l] = v as f64;
                 }
             }
-            // Columns of G·k (6 × 3), then each row times Gᵀ.
-            let cols = [
-                g6(&k[0], &k[3], &k[6]),
-                g6(&k[1], &k[4], &k[7]),
-                g6(&k[2], &k[5], &k[8]),
-            ];
-            for xi in 0..XI {
-                for (eta, v) in g6(&cols[0][xi], &cols[1][xi], &cols[2][xi])
-                    .iter()
-                    .enumerate()
-                {
+            for (xi, row) in gkg(&k).iter().enumerate() {
+                for (eta, v) in row.iter().enumerate() {
                     let at = (xi * XI + eta) * pairs + r0;
                     let mut run = [0.0f32; WL];
                     for (r, &x) in run.iter_mut().zip(v) {
@@ -284,16 +291,8 @@ pub(crate) fn transform_weights_portable(pairs: usize, w: &[f32]) -> Vec<f32> {
         for (i, &v) in kr.iter().enumerate() {
             k[i][0] = v as f64;
         }
-        let cols = [
-            g6(&k[0], &k[3], &k[6]),
-            g6(&k[1], &k[4], &k[7]),
-            g6(&k[2], &k[5], &k[8]),
-        ];
-        for xi in 0..XI {
-            for (eta, v) in g6(&cols[0][xi], &cols[1][xi], &cols[2][xi])
-                .iter()
-                .enumerate()
-            {
+        for (xi, row) in gkg(&k).iter().enumerate() {
+            for (eta, v) in row.iter().enumerate() {
                 u[(xi * XI + eta) * pairs + r] = v[0] as f32;
             }
         }

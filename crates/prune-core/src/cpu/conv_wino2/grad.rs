@@ -54,7 +54,7 @@ pub(crate) fn weight_grad_in(
     group_bytes: usize,
 ) {
     let g = &wg.g;
-    let (img_in, img_out, t) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow, wg.tiles());
+    let (img_out, t) = (g.cout * wg.oh * wg.ow, wg.tiles());
     dw.fill(0.0);
     if n == 0 || img_out == 0 || g.cin == 0 {
         return;
@@ -70,21 +70,40 @@ pub(crate) fn weight_grad_in(
         return fold(&total, pairs, dw);
     }
     let total = chunk_partials(n, GROUP_BYTES / per_image, PTS * pairs, |g0, gn, part| {
-        let row = row_len(gn * t);
-        let st = Stack::new(wg, gn);
-        with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-            with_scratch(Slot::Col2, PTS * g.cout * row, |d| {
-                let xg = &x[g0 * img_in..(g0 + gn) * img_in];
-                let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
-                transform_planes(wg, &st, gn, Planes::Input, xg, v, row, false);
-                transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row, false);
-                for (p, c) in part.chunks_exact_mut(pairs).take(PTS).enumerate() {
-                    product(wg, p, gn * t, row, v, d, 1.0, c);
-                }
-            });
+        transformed(wg, x, dy, g0, gn, false, |row, v, d| {
+            for (p, c) in part.chunks_exact_mut(pairs).take(PTS).enumerate() {
+                product(wg, p, gn * t, row, v, d, 1.0, c);
+            }
         });
     });
     fold(&total, pairs, dw);
+}
+
+/// Runs `f(row, V, DY)` on the transformed input and output gradient of
+/// images `g0..g0 + gn` (tiles laid end to end in rows of `row` slots),
+/// their channels transformed in parallel when `parallel`.
+fn transformed(
+    wg: &Wino2,
+    x: &[f32],
+    dy: &[f32],
+    g0: usize,
+    gn: usize,
+    parallel: bool,
+    f: impl FnOnce(usize, &[f32], &[f32]),
+) {
+    let g = &wg.g;
+    let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow);
+    let row = row_len(gn * wg.tiles());
+    let st = Stack::new(wg, gn);
+    with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
+        with_scratch(Slot::Col2, PTS * g.cout * row, |d| {
+            let xg = &x[g0 * img_in..(g0 + gn) * img_in];
+            let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
+            transform_planes(wg, &st, gn, Planes::Input, xg, v, row, parallel);
+            transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row, parallel);
+            f(row, v, d);
+        });
+    });
 }
 
 /// `D [36, cout, cin]` of a wide layer over the whole batch: groups of at
@@ -92,29 +111,18 @@ pub(crate) fn weight_grad_in(
 /// fixed by the shape and `n`), each group's products added to `D` point by
 /// point in parallel.
 fn wide_products(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], max_group: usize) -> Kept {
-    let g = &wg.g;
-    let (img_in, img_out, t) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow, wg.tiles());
-    let pairs = g.cout * g.cin;
+    let pairs = wg.g.cout * wg.g.cin;
     let groups = n.div_ceil(max_group);
     let group = n.div_ceil(groups);
     let mut total = Kept::take(PTS * pairs);
     for (gi, g0) in (0..n).step_by(group).enumerate() {
         let gn = group.min(n - g0);
-        let row = row_len(gn * t);
-        let st = Stack::new(wg, gn);
-        with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-            with_scratch(Slot::Col2, PTS * g.cout * row, |d| {
-                let xg = &x[g0 * img_in..(g0 + gn) * img_in];
-                let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
-                transform_planes(wg, &st, gn, Planes::Input, xg, v, row, true);
-                transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row, true);
-                let (v, d) = (&*v, &*d);
-                let beta = if gi == 0 { 0.0 } else { 1.0 };
-                total
-                    .par_chunks_mut(pairs)
-                    .enumerate()
-                    .for_each(|(p, c)| product(wg, p, gn * t, row, v, d, beta, c));
-            });
+        transformed(wg, x, dy, g0, gn, true, |row, v, d| {
+            let beta = if gi == 0 { 0.0 } else { 1.0 };
+            total
+                .par_chunks_mut(pairs)
+                .enumerate()
+                .for_each(|(p, c)| product(wg, p, gn * wg.tiles(), row, v, d, beta, c));
         });
     }
     total
