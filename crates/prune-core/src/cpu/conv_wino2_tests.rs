@@ -130,7 +130,7 @@ fn weight_gradient_matches_a_double_precision_sum_for_any_thread_count() {
     eprintln!("largest weight-gradient error relative to the sum of absolute terms: {worst:e}");
 }
 
-/// Layers of more than 128 × 128 channel pairs sum the whole batch into one
+/// Layers of at least 64 × 64 channel pairs sum the whole batch into one
 /// transformed gradient: in one group, and in groups of one and two images.
 #[test]
 fn wide_weight_gradient_matches_a_double_precision_sum_in_any_grouping() {
