@@ -153,20 +153,37 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
     u
 }
 
+/// Where each input row goes in the padded planes: the offsets of
+/// [`conv_wino2::copy_rows`] for one image, the same for every image of a
+/// layer (built once per call, not per image).
+pub(crate) struct PadRows {
+    srcs: Vec<usize>,
+    dsts: Vec<usize>,
+}
+
+impl PadRows {
+    /// Row `r` of channel `c` (`c·h + r` in `x`) goes to row `ph + r` of
+    /// plane `c`, after `pw` zeros.
+    pub(crate) fn new(wg: &WinoGeom) -> Self {
+        let g = &wg.g;
+        let (wp, plane) = (wg.wp, wg.plane());
+        Self {
+            srcs: (0..g.cin * g.h).map(|r| r * g.w).collect(),
+            dsts: (0..g.cin * g.h)
+                .map(|r| (r / g.h) * plane + (g.ph + r % g.h) * wp + g.pw)
+                .collect(),
+        }
+    }
+}
+
 /// Copies one image `x [cin, h, w]` into planes of pitch `wp` (whatever
 /// the buffer held): `pw` zeros, the row, zeros to the pitch; zero rows
 /// above and below, and zeros after the last plane. The buffer is zeroed
 /// in one pass and the rows moved by vector copies (a call to `memmove`
 /// per row of 7–32 values cost more than the copy).
-fn pad(wg: &WinoGeom, x: &[f32], p: &mut [f32]) {
-    let g = &wg.g;
-    let (wp, plane) = (wg.wp, wg.plane());
+fn pad(wg: &WinoGeom, rows: &PadRows, x: &[f32], p: &mut [f32]) {
     p.fill(0.0);
-    let srcs: Vec<usize> = (0..g.cin * g.h).map(|r| r * g.w).collect();
-    let dsts: Vec<usize> = (0..g.cin * g.h)
-        .map(|r| (r / g.h) * plane + (g.ph + r % g.h) * wp + g.pw)
-        .collect();
-    conv_wino2::copy_rows(x, &srcs, p, &dsts, g.w);
+    conv_wino2::copy_rows(x, &rows.srcs, p, &rows.dsts, wg.g.w);
 }
 
 /// One image: `x [cin, h, w]` into `y [cout, OH, OW]` (every value
@@ -177,6 +194,7 @@ fn pad(wg: &WinoGeom, x: &[f32], p: &mut [f32]) {
 fn image(
     wg: &WinoGeom,
     u: &[f32],
+    rows: &PadRows,
     x: &[f32],
     bias: Option<&[f32]>,
     y: &mut [MaybeUninit<f32>],
@@ -187,7 +205,7 @@ fn image(
     let g = &wg.g;
     let (oh, ow) = g.out_hw();
     with_scratch(Slot::Transform, wg.transformed_len(), |v| {
-        transform_image(wg, x, v);
+        transform_image(wg, rows, x, v);
         let v = &*v;
         if !split {
             return channels(wg, u, v, 0, g.cout, bias, y, post, base);
@@ -207,10 +225,10 @@ fn image(
 
 /// The transformed planes `v [6, cin, vplane]` of one image `x [cin, h, w]`:
 /// padded to the pitch, then [`input_transform`] per channel.
-pub(crate) fn transform_image(wg: &WinoGeom, x: &[f32], v: &mut [f32]) {
+pub(crate) fn transform_image(wg: &WinoGeom, rows: &PadRows, x: &[f32], v: &mut [f32]) {
     let cin = wg.g.cin;
     with_scratch(Slot::Col, wg.padded_len(), |p| {
-        pad(wg, x, p);
+        pad(wg, rows, x, p);
         for c in 0..cin {
             let at = c * wg.vplane;
             input_transform(&p[c * wg.plane()..], wg.vplane, v, at, cin * wg.vplane);
@@ -291,16 +309,17 @@ pub(crate) fn forward_post(
         return conv_flat::forward_post(g, n, x, w, bias, y, post);
     }
     let u = transform_weights(g, w);
+    let rows = PadRows::new(wg);
     if n >= 2 {
         y.par_chunks_mut(img_out).enumerate().for_each(|(ni, yn)| {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &u, xn, bias, yn, post, ni * img_out, false);
+            image(wg, &u, &rows, xn, bias, yn, post, ni * img_out, false);
         });
     } else {
         let split = rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
         for (ni, yn) in y.chunks_mut(img_out).enumerate() {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &u, xn, bias, yn, post, ni * img_out, split);
+            image(wg, &u, &rows, xn, bias, yn, post, ni * img_out, split);
         }
     }
 }

@@ -60,7 +60,6 @@ use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel, OutPtr};
 use super::conv_wino::{input_transform, G, XI};
 use super::conv_wino_grad::gradient_transform;
-use super::dispatch::dispatch;
 use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -218,84 +217,76 @@ fn gkg(k: &[[f64; WL]; 9]) -> [[[f64; WL]; XI]; XI] {
 }
 
 /// `U[ξη][co][c] = (G·w[co][c]·Gᵀ)[ξ][η]`, each rounded once from double
-/// precision; [`WL`] channel pairs at a time, each formula across the lanes
-/// (vectorised by the compiler), stored as 36 runs of [`WL`] values. Runs
+/// precision; [`WL`] channel pairs at a time (by AVX-512 gathers, or
+/// [`portable_run`] for a partial run), stored as 36 runs of [`WL`] values. Runs
 /// of [`WEIGHT_TASK`] pairs are transformed in parallel (a 512 × 512 layer
 /// has 262,144 pairs, 37.7 MB of transformed weights).
 pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
     let pairs = g.cout * g.cin;
     let mut u = Kept::take(PTS * pairs);
     let out = SyncPtr(u.as_mut_ptr());
+    let vector = conv_flat::vectorised();
     (0..pairs.div_ceil(WEIGHT_TASK))
         .into_par_iter()
-        .for_each(|t| weight_block(w, pairs, t * WEIGHT_TASK, out));
+        .for_each(|t| {
+            let (t0, t1) = (t * WEIGHT_TASK, ((t + 1) * WEIGHT_TASK).min(pairs));
+            for r0 in (t0..t1).step_by(WL) {
+                let nr = (t1 - r0).min(WL);
+                #[cfg(target_arch = "x86_64")]
+                if nr == WL && vector {
+                    // SAFETY: AVX-512F is available (the vector kernel);
+                    // the run's 144 weights are in `w`; its 16 values of
+                    // each point are inside `out` (`PTS·pairs` values) and
+                    // belong to this task's pairs.
+                    unsafe {
+                        avx512::weight_run(w[r0 * 9..][..WL * 9].as_ptr(), pairs, out.get().add(r0))
+                    };
+                    continue;
+                }
+                // SAFETY: as above, for the run's `nr` pairs.
+                unsafe { portable_run(w, pairs, r0, nr, out) };
+            }
+        });
     u
 }
 
-dispatch!(
-    /// The pairs `t0..t0 + WEIGHT_TASK` (up to `pairs`) of
-    /// [`transform_weights`], written through `out`.
-    weight_block,
-    (w: &[f32], pairs: usize, t0: usize, out: SyncPtr) -> (),
-    {
-        let t1 = (t0 + WEIGHT_TASK).min(pairs);
-        for r0 in (t0..t1).step_by(WL) {
-            let nr = (t1 - r0).min(WL);
-            #[cfg(target_arch = "x86_64")]
-            if nr == WL && conv_flat::vectorised() {
-                // SAFETY: AVX-512F is available (the vector kernel); the
-                // run's 144 weights are in `w`; its 16 values of each
-                // point are inside `out` (`PTS·pairs` values) and belong to
-                // this task's pairs.
-                unsafe { avx512::weight_run(w[r0 * 9..][..WL * 9].as_ptr(), pairs, out.get().add(r0)) };
-                continue;
-            }
-            // k[i][l]: tap i of pair r0 + l (zeros past the last pair).
-            let mut k = [[0.0f64; WL]; 9];
-            for (l, kl) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
-                for (i, &v) in kl.iter().enumerate() {
-                    k[i][l] = v as f64;
-                }
-            }
-            for (xi, row) in gkg(&k).iter().enumerate() {
-                for (eta, v) in row.iter().enumerate() {
-                    let at = (xi * XI + eta) * pairs + r0;
-                    let mut run = [0.0f32; WL];
-                    for (r, &x) in run.iter_mut().zip(v) {
-                        *r = x as f32;
-                    }
-                    // SAFETY: `at + nr ≤ PTS·pairs`, and each task writes
-                    // the pairs `t0..t1` of every point only. A whole run
-                    // is one fixed-size (vector) copy.
-                    unsafe {
-                        let dst = out.get().add(at);
-                        if nr == WL {
-                            dst.cast::<[f32; WL]>().write_unaligned(run);
-                        } else {
-                            std::ptr::copy_nonoverlapping(run.as_ptr(), dst, nr);
-                        }
-                    }
-                }
+/// The `nr ≤ WL` pairs `r0..r0 + nr` of [`transform_weights`] through the
+/// portable [`g6`] (the last, partial run of a layer; every run without
+/// AVX-512, which the tests compare the vector runs against).
+///
+/// # Safety
+/// `out` must hold `PTS·pairs` values, and no other thread may write the
+/// positions of pairs `r0..r0 + nr` during the call.
+unsafe fn portable_run(w: &[f32], pairs: usize, r0: usize, nr: usize, out: SyncPtr) {
+    // k[i][l]: tap i of pair r0 + l (zeros past the last pair).
+    let mut k = [[0.0f64; WL]; 9];
+    for (l, kl) in w[r0 * 9..(r0 + nr) * 9].chunks_exact(9).enumerate() {
+        for (i, &v) in kl.iter().enumerate() {
+            k[i][l] = v as f64;
+        }
+    }
+    for (xi, row) in gkg(&k).iter().enumerate() {
+        for (eta, v) in row.iter().enumerate() {
+            let at = (xi * XI + eta) * pairs + r0;
+            assert!(at + nr <= PTS * pairs);
+            for (l, &x) in v[..nr].iter().enumerate() {
+                // SAFETY: inside `out` (asserted), a position of this call's
+                // pairs (the caller's contract).
+                unsafe { *out.get().add(at + l) = x as f32 };
             }
         }
     }
-);
+}
 
-/// [`transform_weights`] pair by pair through the portable [`g6`] (test
+/// [`transform_weights`] run by run through [`portable_run`] only (test
 /// reference for the AVX-512 runs, which must agree to the bit).
 #[cfg(test)]
 pub(crate) fn transform_weights_portable(pairs: usize, w: &[f32]) -> Vec<f32> {
     let mut u = vec![0.0f32; PTS * pairs];
-    for (r, kr) in w.chunks_exact(9).take(pairs).enumerate() {
-        let mut k = [[0.0f64; WL]; 9];
-        for (i, &v) in kr.iter().enumerate() {
-            k[i][0] = v as f64;
-        }
-        for (xi, row) in gkg(&k).iter().enumerate() {
-            for (eta, v) in row.iter().enumerate() {
-                u[(xi * XI + eta) * pairs + r] = v[0] as f32;
-            }
-        }
+    let out = SyncPtr(u.as_mut_ptr());
+    for r0 in (0..pairs).step_by(WL) {
+        // SAFETY: `u` holds `PTS·pairs` values; one thread.
+        unsafe { portable_run(w, pairs, r0, (pairs - r0).min(WL), out) };
     }
     u
 }

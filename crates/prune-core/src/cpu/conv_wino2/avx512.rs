@@ -223,7 +223,7 @@ fn g6_pd(a: __m512d, b: __m512d, c: __m512d) -> [__m512d; XI] {
 /// The transformed weights of 16 consecutive channel pairs (`w` at their
 /// first 3×3 kernel): `out[(ξ·6 + η)·pairs + l] = (G·k_l·Gᵀ)[ξ][η]` for
 /// lane `l`, in double precision with the operations of
-/// `conv_wino2::weight_block`, so the values are the same to the bit. The
+/// `conv_wino2::portable_run`, so the values are the same to the bit. The
 /// kernels are gathered tap by tap (nine gathers) rather than written to
 /// memory lane by lane and read back as vectors.
 ///
