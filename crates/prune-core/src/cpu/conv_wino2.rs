@@ -21,8 +21,17 @@
 //! size: 7×7 outputs (four tiles) count 4·36 = 144 products per channel
 //! pair against the direct kernel's 64·9 = 576.
 //!
-//! ## Transforming whole planes with full vectors
+//! ## The forward pass: images in the lanes
 //!
+//! The forward pass (`conv_wino2/lanes.rs`) puts 16 images in the 16 lanes
+//! of every vector, so a tile's transforms are plain vector arithmetic on
+//! 36 vectors and rows enter and leave the lanes by 16 × 16 transposes; the
+//! module doc there has the layout and the tiling of the batch into tasks.
+//!
+//! ## The weight gradient's transforms: whole planes with full vectors
+//!
+//! The weight gradient sums over every tile of a group of images, in any
+//! order, so its transforms keep each image's tiles in the lanes:
 //! Tiles sit at rows and columns `4tr`, `4tc` of the zero-padded plane
 //! (`TH × TW` tiles cover the output; the plane is padded to `4·TH + 2`
 //! rows and a pitch `Wp = 4·(TW + 1)` of whole tiles). Its rows are stored
@@ -32,10 +41,10 @@
 //! and the column transform of a tile combines `H[η][ρ][u]` (`ρ < 4`) and
 //! `H[η][ρ][u + Wq]` (`ρ = 0, 1`, the rows `4tr + 4`, `4tr + 5`) for
 //! consecutive `u = tr·Wq + tc`, again contiguous. The tiles with
-//! `tc = TW` (the pitch's spare column) are dropped by a permutation that packs the tiles of each vector
-//! so the products run over real tiles only. The output transform takes 16
-//! tiles at a time (any images, any rows): `Aᵀ` over ξ, then over η, and
-//! a scatter of each tile's 16 outputs, masked at the plane's edges.
+//! `tc = TW` (the pitch's spare column) are dropped by a permutation that
+//! packs the tiles of each vector so the products run over real tiles only.
+//! Both forms apply the same operations in the same order (`B` along the
+//! rows, then `Bᵀ` along the columns), so their values agree to the bit.
 //!
 //! ## Weight gradient
 //!
@@ -56,8 +65,8 @@
 //! coefficients up to 8 (Aᵀ) and 5 (Bᵀ) per axis; tested against a
 //! double-precision sum relative to the sum of absolute terms.
 
-use super::conv::{assume_written, PostFn};
-use super::conv_flat::{self, FlatGeom, Kernel, OutPtr};
+use super::conv::PostFn;
+use super::conv_flat::{self, FlatGeom};
 use super::conv_wino::{input_transform, G, XI};
 use super::conv_wino_grad::gradient_transform;
 use super::scratch::{with_scratch, Kept, Slot};
@@ -68,8 +77,8 @@ use std::mem::MaybeUninit;
 const LANES: usize = 16;
 /// Transform points per tile (6 × 6).
 const PTS: usize = XI * XI;
-/// Tiles the micro-kernel runs over at least: images are grouped until
-/// their tiles fill four vectors.
+/// Tiles the micro-kernel runs over at least: images (lane sets in the
+/// forward pass) are grouped until their tiles fill four vectors.
 pub(crate) const MIN_TILES: usize = 64;
 
 /// The geometry of one transformed 3×3 correlation.
@@ -110,11 +119,6 @@ impl Wino2 {
     /// Tiles per image.
     fn tiles(&self) -> usize {
         self.th * self.tw
-    }
-
-    /// Images per group of the forward pass: enough for [`MIN_TILES`].
-    fn forward_group(&self) -> usize {
-        MIN_TILES.div_ceil(self.tiles())
     }
 }
 
@@ -446,9 +450,10 @@ pub(crate) fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[us
 
 /// The forward pass: `y [n, cout, OH, OW]` (every value written, none read)
 /// from `x [n, cin, h, w]`, `w [cout, cin, 3, 3]` and the bias, then
-/// `post(offset, values)` on each output plane. Groups of images run in
-/// parallel; a single image of at least [`conv_flat::SPLIT_MIN_MACS`]
-/// multiply-adds runs its blocks of output channels in parallel.
+/// `post(offset, values)` on the rows of each output plane as they are
+/// finished. Tasks of 16 images (bands of tile rows, or several sets of 16
+/// on small planes) run in parallel; with fewer tasks than threads each
+/// task splits its channels (`lanes.rs`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_post(
     wg: &Wino2,
@@ -460,29 +465,16 @@ pub(crate) fn forward_post(
     post: &PostFn,
 ) {
     let g = &wg.g;
-    let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow);
-    if img_out == 0 || g.cin == 0 || n == 0 {
+    if g.cout == 0 || g.cin == 0 || n == 0 {
         return conv_flat::forward_post(g, n, x, w, bias, y, post);
     }
-    let u = transform_weights(g, w);
-    let group = wg.forward_group().min(n);
-    // Fewer groups than threads (a single image, or a batch of wide layers
-    // with few tiles per image): the groups' channels are split instead.
-    let threads = rayon::current_num_threads();
-    let split =
-        n.div_ceil(group) < threads && threads >= 2 && n * g.macs() >= conv_flat::SPLIT_MIN_MACS;
-    let run = |gi: usize, yg: &mut [MaybeUninit<f32>]| {
-        let (n0, gn) = (gi * group, yg.len() / img_out);
-        let xg = &x[n0 * img_in..(n0 + gn) * img_in];
-        images(wg, &u, gn, xg, bias, yg, post, n0 * img_out, split);
-    };
-    if n > group {
-        y.par_chunks_mut(group * img_out)
-            .enumerate()
-            .for_each(|(gi, yg)| run(gi, yg));
-    } else {
-        run(0, y);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let u = transform_weights(g, w);
+        lanes::forward_post(wg, n, x, &u, bias, y, post)
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    conv_flat::forward_post(g, n, x, w, bias, y, post)
 }
 
 #[cfg(test)]
@@ -507,163 +499,11 @@ pub(crate) fn forward(
     );
 }
 
-/// A group of `gn` images: transformed input, then the products and the
-/// output transform per block of output channels (in parallel with `split`).
-#[allow(clippy::too_many_arguments)]
-fn images(
-    wg: &Wino2,
-    u: &[f32],
-    gn: usize,
-    x: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [MaybeUninit<f32>],
-    post: &PostFn,
-    base: usize,
-    split: bool,
-) {
-    let g = &wg.g;
-    let row = row_len(gn * wg.tiles());
-    let st = Stack::new(wg, gn);
-    with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-        transform_planes(wg, &st, gn, Planes::Input, x, v, row, split);
-        let v = &*v;
-        let scatter = scatter_table(wg, gn);
-        let out = OutPtr(y.as_mut_ptr());
-        let range = |&(co0, co1): &(usize, usize)| {
-            // SAFETY: each range writes the planes of its own channels.
-            unsafe { channels(wg, u, v, row, gn, co0, co1, bias, out, post, base, &scatter) };
-        };
-        if split {
-            // One range of whole micro-kernel blocks per thread.
-            let blocks = conv_flat::channel_blocks(g.cout);
-            let per = blocks.len().div_ceil(rayon::current_num_threads());
-            let ranges: Vec<(usize, usize)> = blocks
-                .chunks(per)
-                .map(|b| (b[0].0, b[b.len() - 1].1))
-                .collect();
-            ranges.par_iter().for_each(range);
-        } else {
-            range(&(0, g.cout));
-        }
-    });
-}
-
-/// Output channels `co0..co1` of a group: the 36 products (in the
-/// micro-kernel's blocks of channels), then per channel the output
-/// transform of every tile, the bias, and `post` per image.
-///
-/// # Safety
-/// `y` must hold the group's `gn·cout·OH·OW` values, and no other thread
-/// may access the planes of channels `co0..co1` during the call.
-#[allow(clippy::too_many_arguments)]
-unsafe fn channels(
-    wg: &Wino2,
-    u: &[f32],
-    v: &[f32],
-    row: usize,
-    gn: usize,
-    co0: usize,
-    co1: usize,
-    bias: Option<&[f32]>,
-    y: OutPtr,
-    post: &PostFn,
-    base: usize,
-    scatter: &[ScatterBlock],
-) {
-    let g = &wg.g;
-    let (cin, cout, nco) = (g.cin, g.cout, co1 - co0);
-    let (t, plane) = (wg.tiles(), wg.oh * wg.ow);
-    let npos = (gn * t).next_multiple_of(LANES);
-    let kern = Kernel::detect();
-    with_scratch(Slot::Col2, PTS * nco * npos, |m| {
-        // Point by point, every block of channels, so that the point's
-        // transformed input stays in the level-1 cache across the blocks.
-        let blocks = conv_flat::channel_blocks(nco);
-        for p in 0..PTS {
-            let vp = &v[p * cin * row..(p + 1) * cin * row];
-            for &(b0, b1) in &blocks {
-                let up = &u[p * cout * cin + (co0 + b0) * cin..];
-                let mp = &mut m[(p * nco + b0) * npos..(p * nco + b1) * npos];
-                kern.run_planes(cin, row, vp, up, &[0], b1 - b0, mp, npos);
-            }
-        }
-        for k in 0..nco {
-            let b = bias.map_or(0.0, |b| b[co0 + k]);
-            let at = (co0 + k) * plane;
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F is available; `m` holds this channel's 36
-            // rows `nco·npos` apart from `k·npos`, one vector per block of
-            // `scatter`; every store is to a plane of channel `co0 + k` of
-            // the group's output (the table's offsets, masked to OH × OW),
-            // which belongs to this call (the caller's contract).
-            unsafe {
-                avx512::output_tiles(
-                    &m[k * npos..],
-                    nco * npos,
-                    scatter,
-                    wg.ow,
-                    b,
-                    y.get().add(at).cast(),
-                );
-            }
-            for j in 0..gn {
-                let at = (j * cout + co0 + k) * plane;
-                // SAFETY: this plane belongs to this call and lies inside
-                // the group's output; `output_tiles` wrote every value of it.
-                let yp = unsafe { std::slice::from_raw_parts_mut(y.get().add(at), plane) };
-                post(base + at, unsafe { assume_written(yp) });
-            }
-        }
-    });
-}
-
-/// Where the outputs of one vector of 16 tiles go: per lane the offset of
-/// its tile's top-left output from its image's plane of channel 0
-/// (`image·cout·OH·OW + 4tr·OW + 4tc`), and per output `(i, j)` of the tile
-/// the lanes whose output lies inside the plane.
-pub(crate) struct ScatterBlock {
-    pub(crate) base: [i32; LANES],
-    pub(crate) mask: [u16; 16],
-}
-
-/// The scatter table of a group of `gn` images' tiles laid end to end.
-fn scatter_table(wg: &Wino2, gn: usize) -> Vec<ScatterBlock> {
-    let (t, plane) = (wg.tiles(), wg.oh * wg.ow);
-    let total = gn * t;
-    assert!(
-        gn * wg.g.cout * plane < i32::MAX as usize,
-        "output offsets must fit 32-bit indices"
-    );
-    (0..total.div_ceil(LANES))
-        .map(|b| {
-            let mut blk = ScatterBlock {
-                base: [0; LANES],
-                mask: [0; 16],
-            };
-            for l in 0..LANES {
-                let q = b * LANES + l;
-                if q >= total {
-                    break;
-                }
-                let (img, tt) = (q / t, q % t);
-                let (tr, tc) = (tt / wg.tw, tt % wg.tw);
-                blk.base[l] = (img * wg.g.cout * plane + 4 * tr * wg.ow + 4 * tc) as i32;
-                for i in 0..4 {
-                    for j in 0..4 {
-                        if 4 * tr + i < wg.oh && 4 * tc + j < wg.ow {
-                            blk.mask[i * 4 + j] |= 1 << l;
-                        }
-                    }
-                }
-            }
-            blk
-        })
-        .collect()
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod grad;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod lanes;
 
 pub(crate) use grad::weight_grad;
 #[cfg(test)]

@@ -13,7 +13,9 @@ use super::test_util::{assert_grad_close, dot_loss, fd_grad, rand_tensor, rng};
 /// 28×28, 14×14 and 7×7, VGG-like's 32×32 to 4×4 and 2×2, pruned counts,
 /// planes whose sides are not multiples of four, no padding, a padding of
 /// 2, more than 64 output columns (several vectors of tiles per row), and
-/// enough images for several groups.
+/// enough images for several groups; in the forward pass, bands of tile
+/// rows of several lane sets of 16 images, whole planes of several sets,
+/// and partial last sets.
 const CASES: &[[usize; 9]] = &[
     [2, 16, 28, 28, 16, 3, 3, 1, 1],
     [3, 32, 14, 14, 32, 3, 3, 1, 1],
@@ -27,6 +29,9 @@ const CASES: &[[usize; 9]] = &[
     [2, 4, 10, 11, 6, 3, 3, 2, 2],
     [1, 2, 5, 70, 3, 3, 3, 1, 1],
     [37, 3, 5, 6, 4, 3, 3, 1, 1],
+    [40, 32, 14, 14, 17, 3, 3, 1, 1],
+    [35, 33, 7, 7, 20, 3, 3, 1, 1],
+    [18, 16, 32, 32, 9, 3, 3, 1, 1],
 ];
 
 fn wino(fg: &FlatGeom) -> Option<Wino2> {
@@ -241,4 +246,60 @@ fn the_ops_take_the_transforms_at_large_batches() {
             "input gradient",
         );
     }
+}
+
+/// The 16 × 16 transpose that moves rows into and out of the lanes.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn lane_transpose_is_exact() {
+    use std::arch::x86_64::*;
+    if !conv_flat::vectorised() {
+        eprintln!("SKIPPED: no AVX-512 on this CPU; the lane transpose is not used here");
+        return;
+    }
+    let vals: Vec<f32> = (0..256).map(|i| i as f32 * 1.5 - 7.0).collect();
+    let mut out = [[0f32; 16]; 16];
+    // SAFETY: AVX-512F was detected; every load and store is of 16 values
+    // inside `vals` or `out`.
+    unsafe {
+        let rows: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(vals[16 * i..].as_ptr()));
+        for (o, v) in out.iter_mut().zip(conv_wino2::lanes::transpose(rows)) {
+            _mm512_storeu_ps(o.as_mut_ptr(), v);
+        }
+    }
+    for (j, row) in out.iter().enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            assert_eq!(v, vals[16 * i + j], "out[{j}][{i}]");
+        }
+    }
+}
+
+/// The forward pass's tasks: bands of tile rows where a lane set's planes
+/// exceed the transformed-input budget, whole planes of several sets with
+/// the task count a multiple of the threads, and a single task (which
+/// splits its channels) rather than tasks under `MIN_TILES` tiles.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn forward_tasks_fit_the_budget_and_the_threads() {
+    use conv_wino2::lanes::Tiling;
+    let Some(_) = wino(&setup(&CASES[0], 0).1) else {
+        return;
+    };
+    let tiling = |n: usize, cin: usize, hw: usize| {
+        let (_, fg, ..) = setup(&[1, cin, hw, hw, 8, 3, 3, 1, 1], 0);
+        let wg = Wino2::new(&fg).expect("3×3");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| Tiling::new(&wg, n))
+    };
+    // 14×14: 16 tiles per image, 256 per set; 32 channels hold ~227 tiles.
+    assert_eq!(tiling(128, 32, 14), Tiling { sets: 1, band: 2 });
+    // 7×7 with 33 channels: ~220 tiles, 3 sets of 64 → 3 tasks, rounded to 4.
+    assert_eq!(tiling(128, 33, 7), Tiling { sets: 2, band: 2 });
+    // 4×4 with 512 channels: 2 tasks of 32 tiles would be under MIN_TILES.
+    assert_eq!(tiling(64, 512, 4), Tiling { sets: 4, band: 1 });
+    // 32×32 with 64 channels: one tile row (128 tiles) per task.
+    assert_eq!(tiling(64, 64, 32), Tiling { sets: 1, band: 1 });
 }

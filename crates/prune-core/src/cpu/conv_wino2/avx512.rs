@@ -2,13 +2,13 @@
 //! passes with packing permutations, the output transform by scatter, and
 //! row copies.
 
-use super::{Pack, ScatterBlock, LANES, XI};
+use super::{Pack, LANES, XI};
 use std::arch::x86_64::*;
 
 /// `Bᵀ·(d0 … d5)` (the input transform of `conv_wino.rs`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn input_points(d: [__m512; 6]) -> [__m512; 6] {
+pub(super) fn input_points(d: [__m512; 6]) -> [__m512; 6] {
     let (four, five, two) = (
         _mm512_set1_ps(4.0),
         _mm512_set1_ps(5.0),
@@ -51,7 +51,7 @@ fn gradient_points(y: [__m512; 4]) -> [__m512; 6] {
 /// `Aᵀ·(m0 … m5)` (the output transform of `conv_wino.rs`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn output_points(m: [__m512; 6]) -> [__m512; 4] {
+pub(super) fn output_points(m: [__m512; 6]) -> [__m512; 4] {
     let (two, four, eight) = (
         _mm512_set1_ps(2.0),
         _mm512_set1_ps(4.0),
@@ -140,55 +140,6 @@ pub(super) unsafe fn copy_rows(
                 let m: __mmask16 = if n == LANES { 0xFFFF } else { (1u16 << n) - 1 };
                 _mm512_mask_storeu_ps(dst.add(d + k), m, _mm512_maskz_loadu_ps(m, src.add(s + k)));
                 k += LANES;
-            }
-        }
-    }
-}
-
-/// The output transform of one channel for every tile of a group: per
-/// vector of 16 tiles the 36 product rows `m[(ξ·6 + η)·stride + 16b]`, the
-/// column and row passes (`Aᵀ` over ξ, then η) and a scatter of each of the
-/// 16 outputs per tile to `y[base + i·OW + j]`, plus `bias`.
-///
-/// # Safety
-/// AVX-512F; `m` holds `35·stride + 16·blocks.len()` values; every
-/// unmasked offset of `blocks` plus `i·OW + j` is writable at `y`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn output_tiles(
-    m: &[f32],
-    stride: usize,
-    blocks: &[ScatterBlock],
-    ow: usize,
-    bias: f32,
-    y: *mut f32,
-) {
-    assert!(m.len() >= 35 * stride + LANES * blocks.len());
-    // SAFETY: loads bounded by the assertion; stores by the caller.
-    unsafe {
-        let bv = _mm512_set1_ps(bias);
-        let mp = m.as_ptr();
-        for (b, blk) in blocks.iter().enumerate() {
-            let at = b * LANES;
-            let mut s = [[_mm512_setzero_ps(); XI]; 4];
-            for eta in 0..XI {
-                let mut col = [_mm512_setzero_ps(); 6];
-                for (xi, c) in col.iter_mut().enumerate() {
-                    *c = _mm512_loadu_ps(mp.add((xi * XI + eta) * stride + at));
-                }
-                for (i, v) in output_points(col).into_iter().enumerate() {
-                    s[i][eta] = v;
-                }
-            }
-            let base = _mm512_loadu_si512(blk.base.as_ptr().cast());
-            for (i, si) in s.iter().enumerate() {
-                for (j, v) in output_points(*si).into_iter().enumerate() {
-                    let mask = blk.mask[i * 4 + j];
-                    if mask == 0 {
-                        continue;
-                    }
-                    let off = _mm512_add_epi32(base, _mm512_set1_epi32((i * ow + j) as i32));
-                    _mm512_mask_i32scatter_ps::<4>(y.cast(), mask, off, _mm512_add_ps(v, bv));
-                }
             }
         }
     }
