@@ -230,7 +230,9 @@ impl Task<'_> {
         let (r0, r1) = self.rows;
         let (tcols, trows) = (4 * tw + 2, 4 * (r1 - r0) + 2);
         let (npos, per_set) = (self.npos(), self.per_set());
-        let hrow = tw * XI * LANES;
+        // Locals, so that the loops below keep them in registers (stores
+        // through raw pointers could otherwise alias `g`).
+        let (ph, pw, pstride, hrow) = (g.ph, g.pw, g.cin * npos, tw * XI * LANES);
         with_scratch(Slot::Col, (tcols + trows * tw * XI) * LANES, |buf| {
             let (rowv, hbuf) = buf.split_at_mut(tcols * LANES);
             // Zero columns left and right of the image, never overwritten.
@@ -247,15 +249,15 @@ impl Task<'_> {
                         for k in 0..trows {
                             let hk = hp.add(k * hrow);
                             let pr = 4 * r0 + k;
-                            if pr < g.ph || pr - g.ph >= h {
+                            if pr < ph || pr - ph >= h {
                                 std::ptr::write_bytes(hk, 0, hrow);
                                 continue;
                             }
-                            let src = xs.add(c * plane + (pr - g.ph) * w);
+                            let src = xs.add(c * plane + (pr - ph) * w);
                             for k0 in (0..w).step_by(LANES) {
                                 let cnt = (w - k0).min(LANES);
                                 let cols = load_rows(src.add(k0), img, nimg, cnt);
-                                let dst = rp.add((g.pw + k0) * LANES);
+                                let dst = rp.add((pw + k0) * LANES);
                                 for (j, col) in cols.iter().enumerate().take(cnt) {
                                     _mm512_storeu_ps(dst.add(j * LANES), *col);
                                 }
@@ -281,7 +283,7 @@ impl Task<'_> {
                                     });
                                     for (xi, pv) in input_points(d).into_iter().enumerate() {
                                         let p = xi * XI + eta;
-                                        _mm512_storeu_ps(vc.add(p * g.cin * npos + at), pv);
+                                        _mm512_storeu_ps(vc.add(p * pstride + at), pv);
                                     }
                                 }
                             }
@@ -371,8 +373,7 @@ impl Task<'_> {
         let (cout, tw) = (wg.g.cout, wg.tw);
         let (npos, per_set, plane) = (self.npos(), self.per_set(), wg.oh * wg.ow);
         let (r0, r1) = (4 * self.rows.0, (4 * self.rows.1).min(wg.oh));
-        let ocols = 4 * tw;
-        let band = self.rows.1 - self.rows.0;
+        let (ocols, band, mstride, ow) = (4 * tw, self.rows.1 - self.rows.0, nk * npos, wg.ow);
         assert!(m.len() >= PTS * nk * npos && obuf.len() >= 4 * band * ocols * LANES);
         let (mp, op) = (m.as_ptr(), obuf.as_mut_ptr());
         // SAFETY: `m` holds 36 rows `nk·npos` apart per channel and `obuf`
@@ -391,7 +392,7 @@ impl Task<'_> {
                             let mut rows = [[_mm512_setzero_ps(); XI]; 4];
                             for eta in 0..XI {
                                 let col: [__m512; 6] = std::array::from_fn(|xi| {
-                                    _mm512_loadu_ps(ms.add((xi * XI + eta) * nk * npos + at))
+                                    _mm512_loadu_ps(ms.add((xi * XI + eta) * mstride + at))
                                 });
                                 for (i, o) in output_points(col).into_iter().enumerate() {
                                     rows[i][eta] = o;
@@ -408,16 +409,16 @@ impl Task<'_> {
                     let nimg = self.images(s);
                     let ys = y.get().add((s * LANES * cout + co) * plane);
                     for r in r0..r1 {
-                        for k0 in (0..wg.ow).step_by(LANES) {
-                            let cnt = (wg.ow - k0).min(LANES);
+                        for k0 in (0..ow).step_by(LANES) {
+                            let cnt = (ow - k0).min(LANES);
                             let src = op.add(((r - r0) * ocols + k0) * LANES);
-                            store_rows(src, cnt, ys.add(r * wg.ow + k0), cout * plane, nimg);
+                            store_rows(src, cnt, ys.add(r * ow + k0), cout * plane, nimg);
                         }
                     }
                     for l in 0..nimg {
-                        let yp = ys.add(l * cout * plane + r0 * wg.ow);
-                        let vals = std::slice::from_raw_parts_mut(yp, (r1 - r0) * wg.ow);
-                        let at = ((s * LANES + l) * cout + co) * plane + r0 * wg.ow;
+                        let yp = ys.add(l * cout * plane + r0 * ow);
+                        let vals = std::slice::from_raw_parts_mut(yp, (r1 - r0) * ow);
+                        let at = ((s * LANES + l) * cout + co) * plane + r0 * ow;
                         post(at, assume_written(vals));
                     }
                 }
