@@ -21,30 +21,12 @@
 //! size: 7×7 outputs (four tiles) count 4·36 = 144 products per channel
 //! pair against the direct kernel's 64·9 = 576.
 //!
-//! ## The forward pass: images in the lanes
+//! ## Images in the lanes
 //!
-//! The forward pass (`conv_wino2/lanes.rs`) puts 16 images in the 16 lanes
-//! of every vector, so a tile's transforms are plain vector arithmetic on
-//! 36 vectors and rows enter and leave the lanes by 16 × 16 transposes; the
+//! Both passes (`conv_wino2/lanes.rs`) put 16 images in the 16 lanes of
+//! every vector, so a tile's transforms are plain vector arithmetic on 36
+//! vectors and rows enter and leave the lanes by 16 × 16 transposes; the
 //! module doc there has the layout and the tiling of the batch into tasks.
-//!
-//! ## The weight gradient's transforms: whole planes with full vectors
-//!
-//! The weight gradient sums over every tile of a group of images, in any
-//! order, so its transforms keep each image's tiles in the lanes:
-//! Tiles sit at rows and columns `4tr`, `4tc` of the zero-padded plane
-//! (`TH × TW` tiles cover the output; the plane is padded to `4·TH + 2`
-//! rows and a pitch `Wp = 4·(TW + 1)` of whole tiles). Its rows are stored
-//! by their remainder modulo four (`P_ρ[r] = P[4r + ρ]`), so the row
-//! transform of `conv_wino.rs` over each flattened `P_ρ` gives
-//! `H[η][ρ][r·Wq + tc] = (P[4r + ρ][4tc ..][..6]·B)[η]` with every lane used,
-//! and the column transform of a tile combines `H[η][ρ][u]` (`ρ < 4`) and
-//! `H[η][ρ][u + Wq]` (`ρ = 0, 1`, the rows `4tr + 4`, `4tr + 5`) for
-//! consecutive `u = tr·Wq + tc`, again contiguous. The tiles with
-//! `tc = TW` (the pitch's spare column) are dropped by a permutation that
-//! packs the tiles of each vector so the products run over real tiles only.
-//! Both forms apply the same operations in the same order (`B` along the
-//! rows, then `Bᵀ` along the columns), so their values agree to the bit.
 //!
 //! ## Weight gradient
 //!
@@ -56,10 +38,10 @@
 //! ```
 //!
 //! with `dy_t` the 4×4 output-gradient tile (zeros beyond the plane). Each
-//! `D[ξη]` is a sum over all tiles of a group of images, held in 4 × 6
-//! vector accumulators and reduced across lanes once per group; groups and
-//! the fixed chunks of `conv_backward.rs` make the result independent of the
-//! thread count, as everywhere in this backend.
+//! `D[ξη]` is a GEMM over the tiles of a group of images (`grad.rs`); the
+//! groups and their order are fixed by the shape and the batch size, so the
+//! result does not depend on the thread count, as everywhere in this
+//! backend.
 //!
 //! Rounding: the transformed values combine up to 36 inputs with
 //! coefficients up to 8 (Aᵀ) and 5 (Bᵀ) per axis; tested against a
@@ -67,9 +49,8 @@
 
 use super::conv::PostFn;
 use super::conv_flat::{self, FlatGeom};
-use super::conv_wino::{input_transform, G, XI};
-use super::conv_wino_grad::gradient_transform;
-use super::scratch::{with_scratch, Kept, Slot};
+use super::conv_wino::{G, XI};
+use super::scratch::Kept;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -90,9 +71,6 @@ pub(crate) struct Wino2 {
     /// Tile rows and columns covering the output.
     th: usize,
     tw: usize,
-    /// Row pitch `4·(TW + 1)` and tiles per pitch row.
-    wp: usize,
-    wq: usize,
 }
 
 impl Wino2 {
@@ -103,82 +81,14 @@ impl Wino2 {
         if (g.kh, g.kw) != (3, 3) || oh == 0 || ow == 0 || !conv_flat::vectorised() {
             return None;
         }
-        let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
-        let wq = tw + 1;
         Some(Self {
             g: *g,
             oh,
             ow,
-            th,
-            tw,
-            wp: 4 * wq,
-            wq,
+            th: oh.div_ceil(4),
+            tw: ow.div_ceil(4),
         })
     }
-
-    /// Tiles per image.
-    fn tiles(&self) -> usize {
-        self.th * self.tw
-    }
-}
-
-/// The remainder planes of a group of `gn` images stacked: each image
-/// contributes `TH + 1` rows of `Wq` tiles to every plane `P_ρ`, so the row
-/// and column passes run over the whole group in full vectors (a 7×7 output
-/// has 4 tiles; alone it would fill a quarter of one vector).
-struct Stack {
-    /// Row-transformed tiles per remainder plane (covers `ut + Wq`).
-    hq: usize,
-    /// Per vector of the column pass: the lanes that are tiles (`tr < TH`,
-    /// `tc < TW`), in order, and the count of tiles before it.
-    masks: Vec<Pack>,
-}
-
-/// The tiles of one vector of the column pass: their lanes (first
-/// `count` entries, the rest repeat lane 0) and the tiles before them.
-pub(crate) struct Pack {
-    pub(crate) lanes: [i32; LANES],
-    pub(crate) kept: usize,
-}
-
-impl Stack {
-    fn new(wg: &Wino2, gn: usize) -> Self {
-        let rows = wg.th + 1;
-        let used = gn * rows * wg.wq;
-        let ut = used.next_multiple_of(LANES);
-        let hq = (ut + wg.wq).next_multiple_of(LANES);
-        let mut masks = Vec::with_capacity(ut / LANES);
-        let mut before = 0;
-        for b in 0..ut / LANES {
-            let mut pack = Pack {
-                lanes: [0; LANES],
-                kept: before,
-            };
-            let mut count = 0;
-            for l in 0..LANES {
-                let u = b * LANES + l;
-                if u < used && (u / wg.wq) % rows < wg.th && u % wg.wq < wg.tw {
-                    pack.lanes[count] = l as i32;
-                    count += 1;
-                }
-            }
-            masks.push(pack);
-            before += count;
-        }
-        Self { hq, masks }
-    }
-
-    /// Values of one remainder plane: the row transform reads up to
-    /// `4·hq + 4` values.
-    fn rho_len(&self) -> usize {
-        4 * self.hq + LANES
-    }
-}
-
-/// Tile slots of `n` images' tiles laid end to end: whole vectors plus a
-/// vector of slack for the packed stores (each writes a whole vector).
-fn row_len(tiles: usize) -> usize {
-    tiles.next_multiple_of(LANES) + LANES
 }
 
 /// Lanes of the weight transform: pairs of channels transformed together.
@@ -314,123 +224,9 @@ impl SyncPtr {
     }
 }
 
-/// Which planes of a layer [`transform_planes`] transforms.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Planes {
-    /// The input `x [gn, cin, h, w]`, zero-padded: `Bᵀ·d·B` per 6×6 patch.
-    Input,
-    /// The output gradient `dy [gn, cout, OH, OW]`, zeros beyond the
-    /// plane: `A·dy·Aᵀ` per 4×4 tile.
-    Gradient,
-}
-
-/// The planes `src` of a group of `gn` images into their transformed tiles,
-/// laid end to end: `out[(ξη·ch + c)·row + t]`, `t < gn·TH·TW`, with `ch`
-/// the planes' channel count. Writes up to a vector past the last tile of
-/// each row (slack in `row`). With `parallel`, blocks of channels run as
-/// parallel tasks (each channel's transform is the same either way).
-#[allow(clippy::too_many_arguments)]
-fn transform_planes(
-    wg: &Wino2,
-    st: &Stack,
-    gn: usize,
-    planes: Planes,
-    src: &[f32],
-    out: &mut [f32],
-    row: usize,
-    parallel: bool,
-) {
-    let ch = match planes {
-        Planes::Input => wg.g.cin,
-        Planes::Gradient => wg.g.cout,
-    };
-    assert!(out.len() >= PTS * ch * row && row >= row_len(gn * wg.tiles()));
-    let out = SyncPtr(out.as_mut_ptr());
-    // SAFETY: `out` holds every channel's rows (asserted), and each call
-    // writes the rows of its own channels only.
-    let block = |c0: usize, c1: usize| unsafe {
-        transform_channels(wg, st, gn, planes, src, out, row, c0, c1)
-    };
-    if parallel && ch >= 2 * PLANE_TASK {
-        (0..ch.div_ceil(PLANE_TASK))
-            .into_par_iter()
-            .for_each(|b| block(b * PLANE_TASK, ((b + 1) * PLANE_TASK).min(ch)));
-    } else {
-        block(0, ch);
-    }
-}
-
-/// Channels per task of a parallel [`transform_planes`].
+/// Channels per task when the transforms of a layer's planes run in
+/// parallel (`lanes.rs`, `grad.rs`).
 const PLANE_TASK: usize = 16;
-
-/// Channels `c0..c1` of [`transform_planes`].
-///
-/// # Safety
-/// `out` must hold `36·ch·row` values with `row ≥ row_len(gn·TH·TW)`, and no
-/// other thread may access the rows of channels `c0..c1` during the call.
-#[allow(clippy::too_many_arguments)]
-unsafe fn transform_channels(
-    wg: &Wino2,
-    st: &Stack,
-    gn: usize,
-    planes: Planes,
-    src: &[f32],
-    out: SyncPtr,
-    row: usize,
-    c0: usize,
-    c1: usize,
-) {
-    let g = &wg.g;
-    let (ch, h, w, ph, pw) = match planes {
-        Planes::Input => (g.cin, g.h, g.w, g.ph, g.pw),
-        Planes::Gradient => (g.cout, wg.oh, wg.ow, 0, 0),
-    };
-    let (hq, rho) = (st.hq, st.rho_len());
-    let (img, rows) = (ch * h * w, wg.th + 1);
-    with_scratch(Slot::Col, 4 * rho + XI * 4 * hq, |buf| {
-        let (p, hbuf) = buf.split_at_mut(4 * rho);
-        // The padded planes by row remainders: zeros around the images,
-        // which every channel's rows leave in place.
-        p.fill(0.0);
-        // Source and destination of each image row, the same for every
-        // channel but for the channel's offset.
-        let dsts: Vec<usize> = (0..gn)
-            .flat_map(|j| (0..h).map(move |r| (j, r + ph)))
-            .map(|(j, pr)| (pr % 4) * rho + (j * rows + pr / 4) * wg.wp + pw)
-            .collect();
-        let srcs: Vec<usize> = (0..gn)
-            .flat_map(|j| (0..h).map(move |r| j * img + r * w))
-            .collect();
-        for c in c0..c1 {
-            copy_rows(&src[c * h * w..], &srcs, p, &dsts, w);
-            // Row pass: H[η][ρ][u] at (η·4 + ρ)·hq + u.
-            for rho_i in 0..4 {
-                let pr = &p[rho_i * rho..(rho_i + 1) * rho];
-                match planes {
-                    Planes::Input => input_transform(pr, hq, hbuf, rho_i * hq, 4 * hq),
-                    Planes::Gradient => gradient_transform(pr, hq, hbuf, rho_i * hq, 4 * hq),
-                }
-            }
-            // Column pass and packed stores.
-            // SAFETY: AVX-512F is available (`Wino2::new`); `hbuf` holds
-            // 6·4·hq values and every read is below ut + Wq ≤ hq; each
-            // store writes 16 values at `kept ≤ gn·TH·TW`, inside the row
-            // by `row_len`, of channel `c` (the caller's contract).
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                let dst = out.get().add(c * row);
-                match planes {
-                    Planes::Input => {
-                        avx512::column_pass::<false>(hbuf, hq, wg.wq, &st.masks, dst, ch * row)
-                    }
-                    Planes::Gradient => {
-                        avx512::column_pass::<true>(hbuf, hq, wg.wq, &st.masks, dst, ch * row)
-                    }
-                }
-            }
-        }
-    });
-}
 
 /// `dst[d..d + len] = src[s..s + len]` for each pair of `srcs` and `dsts`,
 /// by vector moves (rows are a few to a few dozen values, where a call to

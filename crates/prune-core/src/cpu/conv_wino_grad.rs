@@ -123,7 +123,18 @@ pub(crate) fn chunk_partials(
     len: usize,
     add: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let chunk = chunk_len(n);
+    partials(n, chunk_len(n), group, len, add)
+}
+
+/// [`chunk_partials`] over chunks of `chunk` images.
+pub(crate) fn partials(
+    n: usize,
+    chunk: usize,
+    group: usize,
+    len: usize,
+    add: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let chunk = chunk.max(1);
     let group = group.clamp(1, chunk);
     let parts: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
         .into_par_iter()

@@ -1,8 +1,8 @@
-//! AVX-512 passes of the 2-D transform (`conv_wino2.rs`): the column
-//! passes with packing permutations, the output transform by scatter, and
-//! row copies.
+//! AVX-512 pieces of the 2-D transform (`conv_wino2.rs`): the 1-D
+//! transforms of six or four vectors (used along rows and columns by
+//! `lanes.rs`), the weight transform's gathered runs, and row copies.
 
-use super::{Pack, LANES, XI};
+use super::{LANES, XI};
 use std::arch::x86_64::*;
 
 /// `Bᵀ·(d0 … d5)` (the input transform of `conv_wino.rs`).
@@ -31,7 +31,7 @@ pub(super) fn input_points(d: [__m512; 6]) -> [__m512; 6] {
 /// `A·(y0 … y3)` (the gradient transform of `conv_wino_grad.rs`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn gradient_points(y: [__m512; 4]) -> [__m512; 6] {
+pub(super) fn gradient_points(y: [__m512; 4]) -> [__m512; 6] {
     let (two, four) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0));
     let (e, o) = (_mm512_add_ps(y[0], y[2]), _mm512_add_ps(y[1], y[3]));
     let (e4, o2) = (
@@ -65,57 +65,6 @@ pub(super) fn output_points(m: [__m512; 6]) -> [__m512; 4] {
         _mm512_fmadd_ps(four, c, a),
         _mm512_add_ps(_mm512_fmadd_ps(eight, d, b), m[5]),
     ]
-}
-
-/// The column pass of one channel: `H[η][ρ][u]` at `h[(η·4 + ρ)·hq + u]`
-/// to the points at `dst[(ξ·6 + η)·stride + kept]`. For the input
-/// (`GRAD = false`, `Bᵀ`) the rows `4tr … 4tr + 5` of a tile are `ρ = 0…3`
-/// at `u` and `ρ = 0, 1` at `u + Wq`; for the output gradient (`GRAD`,
-/// `A`) its rows `4tr … 4tr + 3` are `ρ = 0…3` at `u`.
-///
-/// # Safety
-/// AVX-512F; `h` holds `24·hq` values with `16·masks.len() + wq ≤ hq`;
-/// `dst` has room for each point's kept tiles plus 16.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn column_pass<const GRAD: bool>(
-    h: &[f32],
-    hq: usize,
-    wq: usize,
-    masks: &[Pack],
-    dst: *mut f32,
-    stride: usize,
-) {
-    assert!(h.len() >= 24 * hq && LANES * masks.len() + wq <= hq);
-    // SAFETY: bounded by the assertion and the caller's contract.
-    unsafe {
-        for eta in 0..XI {
-            let hp = h.as_ptr().add(eta * 4 * hq);
-            for (b, pack) in masks.iter().enumerate() {
-                let (idx, kept) = (_mm512_loadu_si512(pack.lanes.as_ptr().cast()), pack.kept);
-                let u = b * LANES;
-                let rows = [
-                    _mm512_loadu_ps(hp.add(u)),
-                    _mm512_loadu_ps(hp.add(hq + u)),
-                    _mm512_loadu_ps(hp.add(2 * hq + u)),
-                    _mm512_loadu_ps(hp.add(3 * hq + u)),
-                ];
-                let points = if GRAD {
-                    gradient_points(rows)
-                } else {
-                    let [d0, d1, d2, d3] = rows;
-                    let (d4, d5) = (
-                        _mm512_loadu_ps(hp.add(u + wq)),
-                        _mm512_loadu_ps(hp.add(hq + u + wq)),
-                    );
-                    input_points([d0, d1, d2, d3, d4, d5])
-                };
-                for (xi, v) in points.into_iter().enumerate() {
-                    let packed = _mm512_permutexvar_ps(idx, v);
-                    _mm512_storeu_ps(dst.add((xi * XI + eta) * stride + kept), packed);
-                }
-            }
-        }
-    }
 }
 
 /// `dst[d .. d + len] = src[s .. s + len]` for each pair of offsets, 16

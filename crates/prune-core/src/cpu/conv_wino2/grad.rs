@@ -1,26 +1,32 @@
 //! The weight gradient of the 2-D transform (see `conv_wino2.rs`, "Weight
 //! gradient"): per group of images the transformed input and output
-//! gradient, 36 products `DY_p · V_pᵀ` over the group's tiles, then
-//! `Gᵀ·D·G`.
+//! gradient in the lanes' layout of `lanes.rs` (16 images per vector, one
+//! set's tiles at a time; the lanes of missing images are zeros in both,
+//! so they add nothing), 36 products `DY_p · V_pᵀ` over the group's tiles,
+//! then `Gᵀ·D·G`.
 //!
-//! Narrow layers (under [`WIDE_PAIRS`] channel pairs) sum the fixed chunks
-//! of images of `conv_backward.rs` into their own partials, in parallel,
-//! and add the partials in chunk order. Wider layers (from 64 × 64: ResNet's
-//! last stage, VGG-like's 128- to 512-channel layers) would make eight
-//! partials of 36 weight-sized products each (300 MB at 512 channels) for
-//! products only a few tiles deep; they sum the whole batch into one `D`,
-//! in groups of images fixed by the shape and the batch size, with the
-//! group's channels transformed in parallel and its 36 products as parallel
-//! tasks. Either way every value is summed in an order fixed by the shape
-//! and the batch size, so the result does not depend on the thread count.
+//! Narrow layers (under [`WIDE_PAIRS`] channel pairs) sum chunks of whole
+//! lane sets (at most eight chunks, fixed by the batch size) into their
+//! own partials, in parallel, one band of tile rows of one set at a time
+//! (about [`GROUP_BYTES`] of transformed planes), and add the partials in
+//! chunk order. Wider layers (from 64 × 64: ResNet's last stage,
+//! VGG-like's 128- to 512-channel layers) would make eight partials of 36
+//! weight-sized products each (300 MB at 512 channels) for products only a
+//! few tiles deep; they sum the whole batch into one `D`, in groups of lane
+//! sets fixed by the shape and the batch size, with the group's channels
+//! transformed in parallel and its 36 products as parallel tasks. Either
+//! way every value is summed in an order fixed by the shape and the batch
+//! size, so the result does not depend on the thread count.
 
 use super::super::conv_backward::plane_sums;
-use super::super::conv_wino_grad::{chunk_partials, GROUP_BYTES};
+use super::super::conv_wino_grad::{partials, GROUP_BYTES};
 use super::super::dispatch::dispatch;
 use super::super::gemm::gemm;
 use super::super::gemm_pack::Operand;
 use super::super::scratch::{with_scratch, Kept, Slot};
-use super::{row_len, transform_planes, Planes, Stack, Wino2, G, PTS, XI};
+#[cfg(target_arch = "x86_64")]
+use super::lanes::Task;
+use super::{SyncPtr, Wino2, G, LANES, PLANE_TASK, PTS, XI};
 use rayon::prelude::*;
 
 /// Channel pairs from which a layer sums its whole batch into one `D`
@@ -57,7 +63,7 @@ pub(crate) fn weight_grad_in(
     group_bytes: usize,
 ) {
     let g = &wg.g;
-    let (img_out, t) = (g.cout * wg.oh * wg.ow, wg.tiles());
+    let img_out = g.cout * wg.oh * wg.ow;
     dw.fill(0.0);
     if n == 0 || img_out == 0 || g.cin == 0 {
         return;
@@ -66,66 +72,112 @@ pub(crate) fn weight_grad_in(
         .zip(dy.par_chunks(img_out))
         .for_each(|(s, d)| plane_sums(d, s));
     let pairs = g.cout * g.cin;
-    let per_image = 4 * PTS * (g.cin + g.cout) * t;
+    // Bytes of transformed input and gradient per lane set and tile row.
+    let per_row = 4 * PTS * (g.cin + g.cout) * wg.tw * LANES;
     if pairs >= WIDE_PAIRS {
-        let group = (group_bytes / per_image).max(1);
-        let total = wide_products(wg, n, x, dy, group);
+        let most = (group_bytes / (per_row * wg.th)).max(1);
+        let total = wide_products(wg, n, x, dy, most);
         return fold(&total, pairs, dw);
     }
-    let total = chunk_partials(n, GROUP_BYTES / per_image, PTS * pairs, |g0, gn, part| {
-        transformed(wg, x, dy, g0, gn, false, |row, v, d| {
-            for (p, c) in part.chunks_exact_mut(pairs).take(PTS).enumerate() {
-                product(wg, p, gn * t, row, v, d, 1.0, c);
-            }
-        });
+    let sets = n.div_ceil(LANES);
+    let chunk = LANES * sets.div_ceil(8);
+    let band = wg
+        .th
+        .div_ceil(wg.th.div_ceil((GROUP_BYTES / per_row).max(1)));
+    let total = partials(n, chunk, LANES, PTS * pairs, |g0, gn, part| {
+        for r0 in (0..wg.th).step_by(band) {
+            let rows = (r0, (r0 + band).min(wg.th));
+            transformed(wg, x, dy, g0, gn, rows, false, |npos, v, d| {
+                for (p, c) in part.chunks_exact_mut(pairs).take(PTS).enumerate() {
+                    product(wg, p, npos, v, d, 1.0, c);
+                }
+            });
+        }
     });
     fold(&total, pairs, dw);
 }
 
-/// Runs `f(row, V, DY)` on the transformed input and output gradient of
-/// images `g0..g0 + gn` (tiles laid end to end in rows of `row` slots),
-/// their channels transformed in parallel when `parallel`.
+/// Runs `f(npos, V, DY)` on the transformed input and output gradient of
+/// images `g0..g0 + gn`, tile rows `rows.0..rows.1`, in the lanes' layout
+/// (`npos` tile slots per channel: whole sets of 16 images), their channels
+/// transformed in parallel when `parallel`.
+#[allow(clippy::too_many_arguments)]
 fn transformed(
     wg: &Wino2,
     x: &[f32],
     dy: &[f32],
     g0: usize,
     gn: usize,
+    rows: (usize, usize),
     parallel: bool,
     f: impl FnOnce(usize, &[f32], &[f32]),
 ) {
     let g = &wg.g;
     let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow);
-    let row = row_len(gn * wg.tiles());
-    let st = Stack::new(wg, gn);
-    with_scratch(Slot::Transform, PTS * g.cin * row, |v| {
-        with_scratch(Slot::Col2, PTS * g.cout * row, |d| {
+    let npos = (rows.1 - rows.0) * wg.tw * gn.next_multiple_of(LANES);
+    with_scratch(Slot::Transform, PTS * g.cin * npos, |v| {
+        with_scratch(Slot::Col2, PTS * g.cout * npos, |d| {
             let xg = &x[g0 * img_in..(g0 + gn) * img_in];
             let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
-            transform_planes(wg, &st, gn, Planes::Input, xg, v, row, parallel);
-            transform_planes(wg, &st, gn, Planes::Gradient, dyg, d, row, parallel);
-            f(row, v, d);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let task = Task {
+                    wg,
+                    n: gn,
+                    sets: (0, gn.div_ceil(LANES)),
+                    rows,
+                };
+                debug_assert_eq!(task.npos(), npos);
+                let (vp, dp) = (SyncPtr(v.as_mut_ptr()), SyncPtr(d.as_mut_ptr()));
+                // SAFETY: AVX-512F is available (`Wino2::new`); `v` and `d`
+                // hold every channel's rows, and each block writes its own
+                // channels' rows only.
+                let block = |c0: usize, c1: usize, grad: bool| unsafe {
+                    if grad {
+                        task.transform::<true>(dyg, c0, c1, dp)
+                    } else {
+                        task.transform::<false>(xg, c0, c1, vp)
+                    }
+                };
+                let blocks = |ch: usize| {
+                    (0..ch.div_ceil(PLANE_TASK))
+                        .map(move |b| (b * PLANE_TASK, ((b + 1) * PLANE_TASK).min(ch)))
+                };
+                let jobs: Vec<(usize, usize, bool)> = blocks(g.cin)
+                    .map(|(c0, c1)| (c0, c1, false))
+                    .chain(blocks(g.cout).map(|(c0, c1)| (c0, c1, true)))
+                    .collect();
+                if parallel {
+                    jobs.par_iter()
+                        .for_each(|&(c0, c1, grad)| block(c0, c1, grad));
+                } else {
+                    block(0, g.cin, false);
+                    block(0, g.cout, true);
+                }
+            }
+            f(npos, v, d);
         });
     });
 }
 
 /// `D [36, cout, cin]` of a wide layer over the whole batch: groups of at
-/// most `max_group` images (as many in each as the count of groups allows,
+/// most `most` lane sets (as many in each as the count of groups allows,
 /// fixed by the shape and `n`), each group's products added to `D` point by
 /// point in parallel.
-fn wide_products(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], max_group: usize) -> Kept {
+fn wide_products(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], most: usize) -> Kept {
     let pairs = wg.g.cout * wg.g.cin;
-    let groups = n.div_ceil(max_group);
-    let group = n.div_ceil(groups);
+    let sets = n.div_ceil(LANES);
+    let groups = sets.div_ceil(most);
+    let group = LANES * sets.div_ceil(groups);
     let mut total = Kept::take(PTS * pairs);
     for (gi, g0) in (0..n).step_by(group).enumerate() {
         let gn = group.min(n - g0);
-        transformed(wg, x, dy, g0, gn, true, |row, v, d| {
+        transformed(wg, x, dy, g0, gn, (0, wg.th), true, |npos, v, d| {
             let beta = if gi == 0 { 0.0 } else { 1.0 };
             total
                 .par_chunks_mut(pairs)
                 .enumerate()
-                .for_each(|(p, c)| product(wg, p, gn * wg.tiles(), row, v, d, beta, c));
+                .for_each(|(p, c)| product(wg, p, npos, v, d, beta, c));
         });
     }
     total
@@ -174,22 +226,12 @@ dispatch!(
     }
 );
 
-/// `c (+)= D[p][co][c] = Σ_{t<tiles} d[(p·cout + co)·row + t] · v[(p·cin + c)·row + t]`
+/// `c (+)= D[p][co][c] = Σ_{t<row} d[(p·cout + co)·row + t] · v[(p·cin + c)·row + t]`
 /// (`c [cout, cin]`, scaled by `beta` first): the product `DY_p·V_pᵀ` of
-/// depth `tiles` by the GEMM, on this thread.
-#[allow(clippy::too_many_arguments)]
-fn product(
-    wg: &Wino2,
-    p: usize,
-    tiles: usize,
-    row: usize,
-    v: &[f32],
-    d: &[f32],
-    beta: f32,
-    c: &mut [f32],
-) {
+/// depth `row` by the GEMM, on this thread.
+fn product(wg: &Wino2, p: usize, row: usize, v: &[f32], d: &[f32], beta: f32, c: &mut [f32]) {
     let (cin, cout) = (wg.g.cin, wg.g.cout);
-    assert!(tiles <= row && v.len() >= PTS * cin * row && d.len() >= PTS * cout * row);
+    assert!(v.len() >= PTS * cin * row && d.len() >= PTS * cout * row);
     let a = Operand {
         data: &d[p * cout * row..(p + 1) * cout * row],
         ld: row,
@@ -200,5 +242,5 @@ fn product(
         ld: row,
         trans: true,
     };
-    gemm(cout, cin, tiles, 1.0, a, b, beta, c, cin, false);
+    gemm(cout, cin, row, 1.0, a, b, beta, c, cin, false);
 }

@@ -34,7 +34,7 @@
 use super::super::conv::{assume_written, PostFn};
 use super::super::conv_flat::{self, Kernel, OutPtr};
 use super::super::scratch::{with_scratch, Slot};
-use super::avx512::{input_points, output_points};
+use super::avx512::{gradient_points, input_points, output_points};
 use super::{SyncPtr, Wino2, LANES, MIN_TILES, PLANE_TASK, PTS, XI};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -143,11 +143,11 @@ pub(super) fn forward_post(
 
 /// Lane sets `sets.0..sets.1` and tile rows `rows.0..rows.1` of a batch of
 /// `n` images.
-struct Task<'a> {
-    wg: &'a Wino2,
-    n: usize,
-    sets: (usize, usize),
-    rows: (usize, usize),
+pub(super) struct Task<'a> {
+    pub(super) wg: &'a Wino2,
+    pub(super) n: usize,
+    pub(super) sets: (usize, usize),
+    pub(super) rows: (usize, usize),
 }
 
 impl Task<'_> {
@@ -157,7 +157,7 @@ impl Task<'_> {
     }
 
     /// Tiles of the task: its products' positions, `V`'s row length.
-    fn npos(&self) -> usize {
+    pub(super) fn npos(&self) -> usize {
         (self.sets.1 - self.sets.0) * self.per_set() * LANES
     }
 
@@ -187,7 +187,7 @@ impl Task<'_> {
             let vp = SyncPtr(v.as_mut_ptr());
             // SAFETY: `v` holds every channel's rows; each block writes its
             // own channels' rows only.
-            let block = |c0: usize, c1: usize| unsafe { self.transform(x, c0, c1, vp) };
+            let block = |c0: usize, c1: usize| unsafe { self.transform::<false>(x, c0, c1, vp) };
             if split && g.cin >= 2 * PLANE_TASK {
                 (0..g.cin.div_ceil(PLANE_TASK))
                     .into_par_iter()
@@ -214,37 +214,62 @@ impl Task<'_> {
         });
     }
 
-    /// Input channels `c0..c1` into `v[(ξη·Cin + c)·npos + t]`, tile `t` of
-    /// lane set `s`, tile row `tr`, column `tc` at
-    /// `16·(((s − s0)·band + tr − tr0)·TW + tc)` plus the lane.
+    /// Channels `c0..c1` of the planes `src` (the batch's input `x`, or with
+    /// `GRAD` its output gradient `dy`) into `out[(ξη·ch + c)·npos + t]`,
+    /// `ch` the planes' channel count and tile `t` of lane set `s`, tile
+    /// row `tr`, column `tc` at `16·(((s − s0)·band + tr − tr0)·TW + tc)`
+    /// plus the lane. The input's 6×6 patches of the zero-padded plane
+    /// take `Bᵀ·d·B`; the gradient's 4×4 tiles (zeros beyond the plane)
+    /// take `A·dy·Aᵀ`; along the rows first, then the columns, as
+    /// `conv_wino.rs` and `conv_wino_grad.rs` apply them.
     ///
     /// # Safety
-    /// AVX-512F; `v` holds `36·Cin·npos` values and no other thread writes
-    /// channels `c0..c1`.
+    /// AVX-512F; `out` holds `36·ch·npos` values and no other thread writes
+    /// channels `c0..c1` of it.
     #[target_feature(enable = "avx512f")]
-    unsafe fn transform(&self, x: &[f32], c0: usize, c1: usize, v: SyncPtr) {
+    pub(super) unsafe fn transform<const GRAD: bool>(
+        &self,
+        src: &[f32],
+        c0: usize,
+        c1: usize,
+        out: SyncPtr,
+    ) {
         let wg = self.wg;
         let g = &wg.g;
-        let (h, w, tw) = (g.h, g.w, wg.tw);
-        let (img, plane) = (g.cin * h * w, h * w);
+        // Rows and columns a tile reads: 6 of the padded input, 4 of dy.
+        let (ch, h, w, ph, pw, span) = if GRAD {
+            (g.cout, wg.oh, wg.ow, 0, 0, 4)
+        } else {
+            (g.cin, g.h, g.w, g.ph, g.pw, XI)
+        };
+        let tw = wg.tw;
+        let (img, plane) = (ch * h * w, h * w);
         let (r0, r1) = self.rows;
-        let (tcols, trows) = (4 * tw + 2, 4 * (r1 - r0) + 2);
+        let (tcols, trows) = (4 * tw + span - 4, 4 * (r1 - r0) + span - 4);
         let (npos, per_set) = (self.npos(), self.per_set());
+        assert!(src.len() >= self.n * img);
         // Locals, so that the loops below keep them in registers (stores
         // through raw pointers could otherwise alias `g`).
-        let (ph, pw, pstride, hrow) = (g.ph, g.pw, g.cin * npos, tw * XI * LANES);
+        let (pstride, hrow) = (ch * npos, tw * XI * LANES);
+        let points = |d: [__m512; 6]| {
+            if GRAD {
+                gradient_points([d[0], d[1], d[2], d[3]])
+            } else {
+                input_points(d)
+            }
+        };
         with_scratch(Slot::Col, (tcols + trows * tw * XI) * LANES, |buf| {
             let (rowv, hbuf) = buf.split_at_mut(tcols * LANES);
             // Zero columns left and right of the image, never overwritten.
             rowv.fill(0.0);
             let (rp, hp) = (rowv.as_mut_ptr(), hbuf.as_mut_ptr());
-            // SAFETY: every access below is inside `x` (rows of channel `c`
-            // of the set's images), `rowv`, `hbuf` or channel `c`'s rows of
-            // `v` (the caller's contract).
+            // SAFETY: every access below is inside `src` (rows of channel
+            // `c` of the set's images, asserted), `rowv`, `hbuf` or channel
+            // `c`'s rows of `out` (the caller's contract).
             unsafe {
                 for s in self.sets.0..self.sets.1 {
                     let nimg = self.images(s);
-                    let xs = x.as_ptr().add(s * LANES * img);
+                    let xs = src.as_ptr().add(s * LANES * img);
                     for c in c0..c1 {
                         for k in 0..trows {
                             let hk = hp.add(k * hrow);
@@ -253,10 +278,10 @@ impl Task<'_> {
                                 std::ptr::write_bytes(hk, 0, hrow);
                                 continue;
                             }
-                            let src = xs.add(c * plane + (pr - ph) * w);
+                            let row = xs.add(c * plane + (pr - ph) * w);
                             for k0 in (0..w).step_by(LANES) {
                                 let cnt = (w - k0).min(LANES);
-                                let cols = load_rows(src.add(k0), img, nimg, cnt);
+                                let cols = load_rows(row.add(k0), img, nimg, cnt);
                                 let dst = rp.add((pw + k0) * LANES);
                                 for (j, col) in cols.iter().enumerate().take(cnt) {
                                     _mm512_storeu_ps(dst.add(j * LANES), *col);
@@ -264,26 +289,37 @@ impl Task<'_> {
                             }
                             for tc in 0..tw {
                                 let d: [__m512; 6] = std::array::from_fn(|i| {
-                                    _mm512_loadu_ps(rp.add((4 * tc + i) * LANES))
+                                    if i < span {
+                                        _mm512_loadu_ps(rp.add((4 * tc + i) * LANES))
+                                    } else {
+                                        _mm512_setzero_ps()
+                                    }
                                 });
-                                for (eta, hv) in input_points(d).into_iter().enumerate() {
+                                for (eta, hv) in points(d).into_iter().enumerate() {
                                     _mm512_storeu_ps(hk.add((tc * XI + eta) * LANES), hv);
                                 }
                             }
                         }
-                        let vc = v.get().add(c * npos + (s - self.sets.0) * per_set * LANES);
+                        let oc = out
+                            .get()
+                            .add(c * npos + (s - self.sets.0) * per_set * LANES);
                         for tr in 0..r1 - r0 {
                             for tc in 0..tw {
                                 let at = (tr * tw + tc) * LANES;
                                 for eta in 0..XI {
-                                    let d: [__m512; 6] = std::array::from_fn(|i| {
-                                        _mm512_loadu_ps(
-                                            hp.add((4 * tr + i) * hrow + (tc * XI + eta) * LANES),
-                                        )
-                                    });
-                                    for (xi, pv) in input_points(d).into_iter().enumerate() {
+                                    let d: [__m512; 6] =
+                                        std::array::from_fn(|i| {
+                                            if i < span {
+                                                _mm512_loadu_ps(hp.add(
+                                                    (4 * tr + i) * hrow + (tc * XI + eta) * LANES,
+                                                ))
+                                            } else {
+                                                _mm512_setzero_ps()
+                                            }
+                                        });
+                                    for (xi, pv) in points(d).into_iter().enumerate() {
                                         let p = xi * XI + eta;
-                                        _mm512_storeu_ps(vc.add(p * pstride + at), pv);
+                                        _mm512_storeu_ps(oc.add(p * pstride + at), pv);
                                     }
                                 }
                             }
