@@ -6,7 +6,7 @@
 //! in [`super::gemm_kernels`]; this module holds the public entry points.
 
 pub(crate) use super::gemm_driver::COut;
-use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, Dims};
+use super::gemm_driver::{drive, pack_a_all, packed_a_len, ASource, BSource, Dims};
 use super::gemm_kernels::{active_kernel, Kernel};
 use super::scratch::Kept;
 use crate::error::{CoreError, Result};
@@ -122,7 +122,7 @@ pub(crate) fn gemm_with(
         d,
         alpha,
         ASource::Raw(a),
-        b,
+        BSource::Raw(b),
         COut::Update(c, beta),
         ldc,
         parallel,
@@ -151,8 +151,76 @@ pub(crate) fn gemm_prepacked(
         d,
         alpha,
         ASource::Packed(pa.panels()),
-        b,
+        BSource::Raw(b),
         c,
+        ldc,
+        parallel,
+    );
+}
+
+/// The layout of a prepacked right operand for the active micro-kernel:
+/// `op(B)` (`k × n`) takes [`PackedBLayout::len`] values, `(p, j)` at
+/// `row(p) + col(j)`; columns of the last panel past `n` must be zeros.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackedBLayout {
+    nr: usize,
+    k: usize,
+    n: usize,
+}
+
+impl PackedBLayout {
+    /// The layout of a `k × n` `op(B)`.
+    pub(crate) fn new(k: usize, n: usize) -> Self {
+        Self {
+            nr: active_kernel().nr,
+            k,
+            n,
+        }
+    }
+
+    /// Values of the packed operand.
+    pub(crate) fn len(&self) -> usize {
+        super::gemm_driver::packed_b_len(self.nr, self.k, self.n)
+    }
+
+    /// True when the last column panel has columns past `n` (to be zeroed).
+    pub(crate) fn padded(&self) -> bool {
+        !self.n.is_multiple_of(self.nr)
+    }
+
+    /// Offset part of row `p`.
+    pub(crate) fn row(&self, p: usize) -> usize {
+        super::gemm_driver::packed_b_row(self.nr, self.k, self.n, p)
+    }
+
+    /// Offset part of column `j`.
+    pub(crate) fn col(&self, j: usize) -> usize {
+        super::gemm_driver::packed_b_col(self.nr, self.k, j)
+    }
+}
+
+/// `C = alpha · op(A) · B` into `c` (overwritten, rows `ldc` apart) with
+/// `B` prepacked in the [`PackedBLayout`] of `k × n`; multithreaded when
+/// `parallel` and large enough.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed_b(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Operand,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
+    drive(
+        active_kernel(),
+        Dims { m, n, k },
+        alpha,
+        ASource::Raw(a),
+        BSource::Packed(b),
+        COut::Update(c, 0.0),
         ldc,
         parallel,
     );

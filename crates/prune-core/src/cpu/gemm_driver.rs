@@ -24,7 +24,10 @@
 //!
 //! An untransposed `B` that is small (`k·n ≤ 64 Ki` values) or multiplied
 //! by few rows (`m ≤ 256`) is read in place rather than packed; only a
-//! partial last column panel is copied.
+//! partial last column panel is copied. A caller that builds `B` itself
+//! (the unrolled weights of `conv_plane.rs`) can write it straight into
+//! the packed layout ([`packed_b_len`], [`packed_b_row`] + [`packed_b_col`])
+//! and skip the packing.
 
 use super::gemm_kernels::Kernel;
 use super::gemm_pack::{pack_a_panel, pack_b_panel, Operand};
@@ -58,6 +61,39 @@ pub(crate) enum COut<'a> {
     /// of it read (β = 0, where the micro-kernels only store): every
     /// element of the `m × n` block (rows `ldc` apart) is written.
     Overwrite(&'a mut [MaybeUninit<f32>]),
+}
+
+/// The `B` operand of [`drive`].
+#[derive(Clone, Copy)]
+pub(crate) enum BSource<'a> {
+    /// `op(B)` in place, packed per call (or read in place, see the module
+    /// doc).
+    Raw(Operand<'a>),
+    /// `op(B)` already packed for the micro-kernel's width: value `(p, j)`
+    /// at `packed_b_row(p) + packed_b_col(j)`, zeros in the columns of the
+    /// last panel past `n`.
+    Packed(&'a [f32]),
+}
+
+/// Values of `op(B)` (`k × n`) packed for micro-kernel width `nr`: every
+/// k-block holds `kcn` rows of every `nr`-column panel.
+pub(crate) fn packed_b_len(nr: usize, k: usize, n: usize) -> usize {
+    let (nb, kcn) = k_blocks(k);
+    nb * n.div_ceil(nr) * kcn * nr
+}
+
+/// The part of a packed `B` offset given by row `p` (k-block `p / kcn`,
+/// panel row `p % kcn`); the column adds [`packed_b_col`].
+pub(crate) fn packed_b_row(nr: usize, k: usize, n: usize, p: usize) -> usize {
+    let (_, kcn) = k_blocks(k);
+    (p / kcn * n.div_ceil(nr) * kcn + p % kcn) * nr
+}
+
+/// The part of a packed `B` offset given by column `j` (panel `j / nr`,
+/// lane `j % nr`).
+pub(crate) fn packed_b_col(nr: usize, k: usize, j: usize) -> usize {
+    let (_, kcn) = k_blocks(k);
+    j / nr * kcn * nr + j % nr
 }
 
 /// `C` as a raw pointer shared by tasks that write disjoint tiles.
@@ -161,12 +197,27 @@ pub(crate) fn drive(
     d: Dims,
     alpha: f32,
     a: ASource,
-    b: Operand,
+    b: BSource,
     c: COut,
     ldc: usize,
     parallel: bool,
 ) {
     let Dims { m, n, k } = d;
+    let (b, prepacked) = match b {
+        BSource::Raw(op) => (op, None),
+        BSource::Packed(p) => {
+            assert!(
+                p.len() >= packed_b_len(kern.nr, k, n),
+                "gemm: packed B too short"
+            );
+            let none = Operand {
+                data: &[],
+                ld: 0,
+                trans: false,
+            };
+            (none, Some(p))
+        }
+    };
     if m == 0 || n == 0 {
         return;
     }
@@ -195,11 +246,12 @@ pub(crate) fn drive(
     let (mpanels, npanels) = (m.div_ceil(mr), n.div_ceil(nr));
     let (nb, kcn) = k_blocks(k);
     // Full column panels of a small untransposed B are read in place.
-    let full_direct = if !b.trans && (k * n <= DIRECT_B_MAX || m <= DIRECT_B_MAX_M) {
-        n / nr
-    } else {
-        0
-    };
+    let full_direct =
+        if prepacked.is_none() && !b.trans && (k * n <= DIRECT_B_MAX || m <= DIRECT_B_MAX_M) {
+            n / nr
+        } else {
+            0
+        };
     if full_direct > 0 {
         // The kernel reads in-place panels through raw pointers.
         assert!(
@@ -215,7 +267,12 @@ pub(crate) fn drive(
     };
     let cptr = CPtr(c_ptr);
 
-    with_scratch(Slot::PackB, nb * kcn * packed_per_blk * nr, |bbuf| {
+    let pack_len = if prepacked.is_some() {
+        0
+    } else {
+        nb * kcn * packed_per_blk * nr
+    };
+    with_scratch(Slot::PackB, pack_len, |bbuf| {
         // Packed B: k-block `blk` at `blk·kcn·packed_per_blk·nr`, panel q
         // (column panel full_direct + q) at `q·kc·nr` inside it.
         let pack = |(t, dst): (usize, &mut [f32])| {
@@ -233,7 +290,9 @@ pub(crate) fn drive(
                 &mut dst[..kc * nr],
             );
         };
-        if parallel && nb * packed_per_blk * kcn * nr >= PAR_MIN_PACK {
+        if prepacked.is_some() {
+            // Written by the caller in this layout.
+        } else if parallel && nb * packed_per_blk * kcn * nr >= PAR_MIN_PACK {
             bbuf.par_chunks_mut(kcn * nr)
                 .take(nb * packed_per_blk)
                 .enumerate()
@@ -245,7 +304,7 @@ pub(crate) fn drive(
                 .enumerate()
                 .for_each(pack);
         }
-        let bpack: &[f32] = bbuf;
+        let bpack: &[f32] = prepacked.unwrap_or(bbuf);
         // The B micro-panel `jp` of k-block `blk`: pointer and row stride.
         let b_panel = |blk: usize, jp: usize| -> (*const f32, usize) {
             if jp < full_direct {

@@ -1,8 +1,8 @@
 //! Tests of the GEMM against a direct triple loop accumulated in f64.
 
 use super::gemm::{
-    gemm_prepacked, gemm_with, matmul, sgemm, sgemm_packed_serial, sgemm_serial, COut, Operand,
-    PackedA,
+    gemm_packed_b, gemm_prepacked, gemm_with, matmul, sgemm, sgemm_packed_serial, sgemm_serial,
+    COut, Operand, PackedA, PackedBLayout,
 };
 use super::gemm_kernels::{available_kernels, Kernel};
 use super::test_util::{assert_close, rand_vec, rng};
@@ -325,5 +325,53 @@ fn results_do_not_depend_on_thread_count() {
     let one = run(1);
     for threads in [2, 3, 5] {
         assert!(run(threads) == one, "{threads} threads");
+    }
+}
+
+/// A right operand written straight into the packed layout gives the
+/// product of the operand in place, to the bit: several k-blocks, a
+/// partial last column panel (zero-padded), serial and parallel.
+#[test]
+fn prepacked_right_operand_matches_the_operand_in_place() {
+    for (m, n, k) in [(5, 37, 29), (64, 200, 900), (33, 64, 385)] {
+        let mut r = rng(40 + m as u64);
+        let a = rand_vec(m * k, &mut r);
+        let b = rand_vec(k * n, &mut r);
+        let layout = PackedBLayout::new(k, n);
+        let mut packed = vec![0.0f32; layout.len()];
+        for p in 0..k {
+            for j in 0..n {
+                packed[layout.row(p) + layout.col(j)] = b[p * n + j];
+            }
+        }
+        let opa = Operand {
+            data: &a,
+            ld: k,
+            trans: false,
+        };
+        for parallel in [false, true] {
+            let mut want = vec![0.0f32; m * n];
+            let opb = Operand {
+                data: &b,
+                ld: n,
+                trans: false,
+            };
+            gemm_with(
+                super::gemm_kernels::active_kernel(),
+                m,
+                n,
+                k,
+                1.0,
+                opa,
+                opb,
+                0.0,
+                &mut want,
+                n,
+                parallel,
+            );
+            let mut got = vec![f32::NAN; m * n];
+            gemm_packed_b(m, n, k, 1.0, opa, &packed, &mut got, n, parallel);
+            assert_eq!(got, want, "{m}x{n}x{k}, parallel {parallel}");
+        }
     }
 }
