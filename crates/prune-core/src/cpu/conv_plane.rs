@@ -114,6 +114,12 @@ fn with_unrolled<R>(g: &ConvGeom, w: &[f32], transposed: bool, f: impl FnOnce(&[
     };
     let joins = joins(g);
     with_scratch(Slot::Col, layout.len(), |u| {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(lanes) = Lanes::new(g, &joins, transposed, &layout) {
+            // SAFETY: AVX-512F was detected (`Lanes::new`).
+            unsafe { lanes.fill(g, w, &layout, u) };
+            return f(u);
+        }
         if joins.len() < hw * ohw || layout.padded() {
             u.par_iter_mut().for_each(|v| *v = 0.0);
         }
@@ -145,6 +151,141 @@ fn with_unrolled<R>(g: &ConvGeom, w: &[f32], transposed: bool, f: impl FnOnce(&[
         });
         f(u)
     })
+}
+
+/// Rows of the packed `U` per task of [`Lanes::fill`].
+#[cfg(target_arch = "x86_64")]
+const FILL_ROWS: usize = 32;
+
+/// The packed `U` (or `Uᵀ`) written a panel row at a time by two 16-lane
+/// gathers from `w`, for the AVX-512 micro-kernel's 32-column panels: a
+/// panel row holds `32 / OH·OW` output channels' pixels for one input pixel
+/// of one input channel (`Uᵀ`: `32 / H·W` input channels for one output
+/// pixel), so its 32 indices into `w` are a per-pixel table plus a base for
+/// the row and one for the panel; lanes joined by no tap, or past the last
+/// channel, are zeros. Every value of every row is written, in contiguous
+/// runs of 32, where the scalar loop wrote them one by one.
+#[cfg(target_arch = "x86_64")]
+struct Lanes {
+    /// Per pixel of the row side: the 32 lanes' offsets and their mask.
+    tables: Vec<([i32; 32], u32)>,
+    /// Row-side pixels per channel and the stride of that channel in `w`.
+    rdiv: usize,
+    rstride: usize,
+    /// Column-side pixels per channel and the stride of that channel.
+    cdiv: usize,
+    cstride: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes {
+    /// The tables for the AVX-512 kernel (32-column panels, a whole number
+    /// of channels per panel, offsets that fit 32 bits); `None` otherwise.
+    fn new(
+        g: &ConvGeom,
+        joins: &[(usize, usize, usize)],
+        transposed: bool,
+        layout: &PackedBLayout,
+    ) -> Option<Self> {
+        const NR: usize = 32;
+        let c = &g.col;
+        let (hw, ohw, taps) = (c.h * c.w, c.oh * c.ow, c.kh * c.kw);
+        let (rdiv, rstride, cdiv, cstride) = if transposed {
+            (ohw, g.cin * taps, hw, taps)
+        } else {
+            (hw, taps, ohw, g.cin * taps)
+        };
+        let avx512 = super::gemm_kernels::active_kernel().name == "avx512f";
+        if !avx512
+            || layout.nr() != NR
+            || !NR.is_multiple_of(cdiv)
+            || g.cout * g.cin * taps >= i32::MAX as usize
+        {
+            return None;
+        }
+        let mut tap = vec![None; hw * ohw];
+        for &(q, p, t) in joins {
+            tap[q * ohw + p] = Some(t);
+        }
+        let tables = (0..rdiv)
+            .map(|b| {
+                let mut idx = [0i32; 32];
+                let mut mask = 0u32;
+                for (jj, v) in idx.iter_mut().enumerate() {
+                    let d = jj % cdiv;
+                    let (q, p) = if transposed { (d, b) } else { (b, d) };
+                    if let Some(t) = tap[q * ohw + p] {
+                        *v = ((jj / cdiv) * cstride + t) as i32;
+                        mask |= 1 << jj;
+                    }
+                }
+                (idx, mask)
+            })
+            .collect();
+        Some(Self {
+            tables,
+            rdiv,
+            rstride,
+            cdiv,
+            cstride,
+        })
+    }
+
+    /// Every row of the packed operand into `u`.
+    ///
+    /// # Safety
+    /// AVX-512F (checked by [`Lanes::new`]).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fill(&self, g: &ConvGeom, w: &[f32], layout: &PackedBLayout, u: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (k, n) = (layout.k(), layout.n());
+        let npanels = n.div_ceil(32);
+        assert!(k == 0 || layout.row(k - 1) + layout.col(npanels * 32 - 1) < u.len());
+        assert!(w.len() >= g.cout * g.cin * g.col.kh * g.col.kw);
+        let out = UPtr(u.as_mut_ptr());
+        let per_panel = 32 / self.cdiv;
+        (0..k.div_ceil(FILL_ROWS)).into_par_iter().for_each(|task| {
+            // SAFETY: AVX-512F (the caller's contract); each gather reads
+            // `w` at offsets below `Cout·Cin·taps` (lanes past the last
+            // channel are masked off); each store is a panel row of row
+            // `r`, inside `u` (asserted), written by this task only.
+            unsafe {
+                for r in task * FILL_ROWS..((task + 1) * FILL_ROWS).min(k) {
+                    let (a, b) = (r / self.rdiv, r % self.rdiv);
+                    let (tbl, tmask) = &self.tables[b];
+                    let lo = _mm512_loadu_si512(tbl.as_ptr().cast());
+                    let hi = _mm512_loadu_si512(tbl[16..].as_ptr().cast());
+                    let row = out.get().add(layout.row(r));
+                    for jp in 0..npanels {
+                        let base = (a * self.rstride + jp * per_panel * self.cstride) as i32;
+                        let bv = _mm512_set1_epi32(base);
+                        let valid = if (jp + 1) * 32 <= n {
+                            u32::MAX
+                        } else {
+                            (1u32 << (n - jp * 32)) - 1
+                        };
+                        let m = tmask & valid;
+                        let zero = _mm512_setzero_ps();
+                        let v0 = _mm512_mask_i32gather_ps::<4>(
+                            zero,
+                            m as u16,
+                            _mm512_add_epi32(lo, bv),
+                            w.as_ptr().cast(),
+                        );
+                        let v1 = _mm512_mask_i32gather_ps::<4>(
+                            zero,
+                            (m >> 16) as u16,
+                            _mm512_add_epi32(hi, bv),
+                            w.as_ptr().cast(),
+                        );
+                        let dst = row.add(layout.col(jp * 32));
+                        _mm512_storeu_ps(dst, v0);
+                        _mm512_storeu_ps(dst.add(16), v1);
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// `U` as a raw pointer shared by tasks that write disjoint values.

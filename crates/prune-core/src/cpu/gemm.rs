@@ -183,6 +183,21 @@ impl PackedBLayout {
         super::gemm_driver::packed_b_len(self.nr, self.k, self.n)
     }
 
+    /// Rows of `op(B)`.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `op(B)`.
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Columns per micro-panel.
+    pub(crate) fn nr(&self) -> usize {
+        self.nr
+    }
+
     /// True when the last column panel has columns past `n` (to be zeroed).
     pub(crate) fn padded(&self) -> bool {
         !self.n.is_multiple_of(self.nr)
