@@ -94,11 +94,7 @@ impl Backend for CpuBackend {
         need_x: bool,
         need_bias: bool,
     ) -> Result<Conv2dGrads> {
-        let mut grads = cpu::conv2d_backward(x, w, g, p, need_x)?;
-        if !need_bias {
-            grads.bias = None;
-        }
-        Ok(grads)
+        cpu::conv2d_backward_with(x, w, g, p, need_x, need_bias)
     }
 
     fn conv2d_relu(

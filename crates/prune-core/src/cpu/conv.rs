@@ -601,6 +601,20 @@ pub fn conv2d_backward(
     p: &Conv2dParams,
     need_x_grad: bool,
 ) -> Result<Conv2dGrads> {
+    conv2d_backward_with(x, w, grad_out, p, need_x_grad, true)
+}
+
+/// [`conv2d_backward`], with the bias gradient only when `need_bias` (a
+/// layer without a bias, before a batch norm, skips the pass over
+/// `grad_out` that sums it; the result's `bias` is then `None`).
+pub fn conv2d_backward_with(
+    x: &Tensor,
+    w: &Tensor,
+    grad_out: &Tensor,
+    p: &Conv2dParams,
+    need_x_grad: bool,
+    need_bias: bool,
+) -> Result<Conv2dGrads> {
     let g = geometry("conv2d_backward", x, w, p)?;
     let expected = [g.n, g.cout, g.col.oh, g.col.ow];
     if grad_out.shape() != expected {
@@ -619,8 +633,9 @@ pub fn conv2d_backward(
     let mut dx = Vec::<f32>::with_capacity(dx_len);
     let dxu = &mut dx.spare_capacity_mut()[..dx_len];
     // Per-image bias-gradient sums, filled by the GEMM pass while each
-    // image's dY is in cache, or by a separate pass otherwise.
-    let mut sums = vec![0.0f64; g.n * g.cout];
+    // image's dY is in cache, or by a separate pass otherwise; none (every
+    // path skips an empty `sums`) without a bias.
+    let mut sums = vec![0.0f64; if need_bias { g.n * g.cout } else { 0 }];
     let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
     if gemm_path && conv_plane::applies(&g) {
         let dx = need_x_grad.then(|| zero_filled(dxu));
@@ -686,7 +701,11 @@ pub fn conv2d_backward(
     // SAFETY: every path above wrote all `dx_len` values (zero-filled,
     // accumulated into, or overwritten by a forward form).
     unsafe { dx.set_len(dx_len) };
-    let bias = Tensor::from_vec([g.cout], bias_from_sums(&sums, g.cout))?;
+    let bias = if need_bias {
+        Some(Tensor::from_vec([g.cout], bias_from_sums(&sums, g.cout))?)
+    } else {
+        None
+    };
     Ok(Conv2dGrads {
         x: if need_x_grad {
             Some(Tensor::from_vec(x.shape().to_vec(), dx)?)
@@ -694,6 +713,6 @@ pub fn conv2d_backward(
             None
         },
         w: Tensor::from_vec(w.shape().to_vec(), dw)?,
-        bias: Some(bias),
+        bias,
     })
 }

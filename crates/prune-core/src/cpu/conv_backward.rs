@@ -96,8 +96,8 @@ struct ChunkOut<'a> {
 }
 
 /// The backward pass: weight gradient into `dw`, per-image bias sums into
-/// `sums` (`N × Cout`), and the input gradient into `dx` (zeroed) when
-/// given.
+/// `sums` (`N × Cout`; empty when the layer has no bias), and the input
+/// gradient into `dx` (zeroed) when given.
 pub(crate) fn backward_gemm(
     g: &ConvGeom,
     x: &[f32],
@@ -175,7 +175,9 @@ pub(crate) fn backward_gemm(
         for ni in n0..n1 {
             let dyn_ = &dy[ni * g.img_out()..(ni + 1) * g.img_out()];
             let local = ni - n0;
-            plane_sums(dyn_, &mut bsum[local * g.cout..(local + 1) * g.cout]);
+            if !bsum.is_empty() {
+                plane_sums(dyn_, &mut bsum[local * g.cout..(local + 1) * g.cout]);
+            }
             // dcol = W_gᵀ · dY_g, then dX_g = col2im(dcol).
             let Some(dxc) = dx.as_deref_mut() else {
                 continue;
@@ -218,9 +220,15 @@ pub(crate) fn backward_gemm(
         Some(dx) => dx.chunks_mut(clen * g.img_in()).map(Some).collect(),
         None => (0..nchunks).map(|_| None).collect(),
     };
+    // No bias: empty sums for every chunk (the chunks still run).
+    let bsums: Vec<&mut [f64]> = if sums.is_empty() {
+        (0..nchunks).map(|_| <&mut [f64]>::default()).collect()
+    } else {
+        sums.chunks_mut(clen * g.cout).collect()
+    };
     let work: Vec<ChunkOut> = partials
         .chunks_mut(wlen)
-        .zip(sums.chunks_mut(clen * g.cout))
+        .zip(bsums)
         .zip(dxs)
         .map(|((part, bsum), dx)| ChunkOut { part, bsum, dx })
         .collect();

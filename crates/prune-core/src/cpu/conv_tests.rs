@@ -1,7 +1,9 @@
 //! Tests of the convolution against direct loops in f64 and against
 //! central finite differences.
 
-use super::conv::{conv2d_backward, conv2d_forward, conv2d_out_hw, Conv2dParams};
+use super::conv::{
+    conv2d_backward, conv2d_backward_with, conv2d_forward, conv2d_out_hw, Conv2dParams,
+};
 use super::test_util::{
     assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng,
 };
@@ -513,5 +515,35 @@ fn products_over_several_images_equal_per_image_products() {
                 }
             });
         }
+    }
+}
+
+/// Without the bias gradient every path (GEMM with groups, direct, the
+/// row-wise and 2-D transforms, the plane product, depthwise) gives the
+/// same weight and input gradients, and no bias.
+#[test]
+fn backward_without_the_bias_gradient_matches() {
+    let cases = [
+        CASES[1],
+        CASES[5],
+        CASES[0],
+        (33, 8, 16, 16, 12, 3, 3, (1, 1), (1, 1), 1),
+        (32, 4, 28, 28, 6, 3, 3, (1, 1), (1, 1), 1),
+        (16, 6, 2, 2, 7, 3, 3, (1, 1), (1, 1), 1),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let (x, w, _) = inputs(c, 700 + i as u64);
+        let p = params(c);
+        let y = conv2d_forward(&x, &w, None, &p).unwrap();
+        let g = rand_tensor(y.shape(), &mut rng(800 + i as u64));
+        let full = conv2d_backward(&x, &w, &g, &p, true).unwrap();
+        let lean = conv2d_backward_with(&x, &w, &g, &p, true, false).unwrap();
+        assert!(full.bias.is_some() && lean.bias.is_none(), "{c:?}");
+        assert_eq!(full.w.data(), lean.w.data(), "{c:?}: weight gradient");
+        assert_eq!(
+            full.x.as_ref().unwrap().data(),
+            lean.x.as_ref().unwrap().data(),
+            "{c:?}: input gradient"
+        );
     }
 }
