@@ -303,17 +303,28 @@ impl UPtr {
     }
 }
 
-/// `y [N, Cout, OH, OW] = conv(x) + b`: `x · U`, then the bias.
-pub(crate) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let (k, cols) = (g.img_in(), g.img_out());
-    with_unrolled(g, w, false, |u| {
+/// `out = a · U` (`a` the batch's inputs `[N, Cin·H·W]`), or with
+/// `transposed` `out = a · Uᵀ` (`a` the output gradients `[N, Cout·OH·OW]`).
+fn unrolled_product(g: &ConvGeom, w: &[f32], transposed: bool, a: &[f32], out: &mut [f32]) {
+    let (k, n) = if transposed {
+        (g.img_out(), g.img_in())
+    } else {
+        (g.img_in(), g.img_out())
+    };
+    with_unrolled(g, w, transposed, |u| {
         let a = Operand {
-            data: x,
+            data: a,
             ld: k,
             trans: false,
         };
-        gemm_packed_b(g.n, cols, k, 1.0, a, u, y, cols, true)
+        gemm_packed_b(g.n, n, k, 1.0, a, u, out, n, true)
     });
+}
+
+/// `y [N, Cout, OH, OW] = conv(x) + b`: `x · U`, then the bias.
+pub(crate) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let cols = g.img_out();
+    unrolled_product(g, w, false, x, y);
     if let Some(b) = bias {
         let ohw = g.col.cols();
         y.par_chunks_mut(cols).for_each(|yn| {
@@ -339,14 +350,7 @@ pub(crate) fn backward(
     let (k, cols) = (g.img_in(), g.img_out());
     let (hw, ohw, taps) = (c.h * c.w, c.oh * c.ow, c.kh * c.kw);
     if let Some(dx) = dx {
-        with_unrolled(g, w, true, |ut| {
-            let a = Operand {
-                data: dy,
-                ld: cols,
-                trans: false,
-            };
-            gemm_packed_b(g.n, k, cols, 1.0, a, ut, dx, k, true)
-        });
+        unrolled_product(g, w, true, dy, dx);
     }
     // dU = xᵀ · dy, folded tap by tap into dw in a fixed order.
     let joins = joins(g);
