@@ -1,4 +1,7 @@
-//! The forward pass of the 2-D transform with images in the vector lanes.
+//! The 2-D transform with images in the vector lanes: the forward pass,
+//! and the transformed input and output gradient of the weight gradient
+//! (`grad.rs`, which takes [`Task::transform`] for both: `Bᵀ·d·B` of the
+//! input's 6×6 patches, `A·dy·Aᵀ` of the gradient's 4×4 tiles).
 //!
 //! Sixteen images form a *lane set*: lane `l` of every vector holds image
 //! `16s + l` at one position. The 6×6 patch of a tile is then 36 vectors
