@@ -22,6 +22,7 @@ mod conv_columns;
 mod conv_direct;
 mod conv_flat;
 mod conv_flat_grad;
+mod conv_grad;
 mod conv_phase;
 mod conv_plane;
 mod conv_tune;
