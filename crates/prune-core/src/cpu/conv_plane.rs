@@ -100,18 +100,6 @@ fn with_unrolled<R>(g: &ConvGeom, w: &[f32], transposed: bool, f: impl FnOnce(&[
     } else {
         PackedBLayout::new(rows, cols)
     };
-    // Offsets of the input side `(c, q)` and the output side `(co, p)`.
-    let (inner, outer): (Vec<usize>, Vec<usize>) = if transposed {
-        (
-            (0..rows).map(|j| layout.col(j)).collect(),
-            (0..cols).map(|p| layout.row(p)).collect(),
-        )
-    } else {
-        (
-            (0..rows).map(|p| layout.row(p)).collect(),
-            (0..cols).map(|j| layout.col(j)).collect(),
-        )
-    };
     let joins = joins(g);
     with_scratch(Slot::Col, layout.len(), |u| {
         #[cfg(target_arch = "x86_64")]
@@ -120,6 +108,18 @@ fn with_unrolled<R>(g: &ConvGeom, w: &[f32], transposed: bool, f: impl FnOnce(&[
             unsafe { lanes.fill(g, w, &layout, u) };
             return f(u);
         }
+        // Offsets of the input side `(c, q)` and the output side `(co, p)`.
+        let (inner, outer): (Vec<usize>, Vec<usize>) = if transposed {
+            (
+                (0..rows).map(|j| layout.col(j)).collect(),
+                (0..cols).map(|p| layout.row(p)).collect(),
+            )
+        } else {
+            (
+                (0..rows).map(|p| layout.row(p)).collect(),
+                (0..cols).map(|j| layout.col(j)).collect(),
+            )
+        };
         if joins.len() < hw * ohw || layout.padded() {
             u.par_iter_mut().for_each(|v| *v = 0.0);
         }

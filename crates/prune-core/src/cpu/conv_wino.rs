@@ -53,7 +53,6 @@
 
 use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
-use super::conv_wino2;
 use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -154,7 +153,7 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
 }
 
 /// Where each input row goes in the padded planes: the offsets of
-/// [`conv_wino2::copy_rows`] for one image, the same for every image of a
+/// [`copy_rows`] for one image, the same for every image of a
 /// layer (built once per call, not per image).
 pub(crate) struct PadRows {
     srcs: Vec<usize>,
@@ -183,7 +182,7 @@ impl PadRows {
 /// per row of 7–32 values cost more than the copy).
 fn pad(wg: &WinoGeom, rows: &PadRows, x: &[f32], p: &mut [f32]) {
     p.fill(0.0);
-    conv_wino2::copy_rows(x, &rows.srcs, p, &rows.dsts, wg.g.w);
+    copy_rows(x, &rows.srcs, p, &rows.dsts, wg.g.w);
 }
 
 /// One image: `x [cin, h, w]` into `y [cout, OH, OW]` (every value
@@ -344,6 +343,26 @@ pub(crate) fn forward(
         unsafe { super::conv::as_uninit(y) },
         &|_, _| {},
     );
+}
+
+/// `dst[d..d + len] = src[s..s + len]` for each pair of `srcs` and `dsts`,
+/// by vector moves (rows are a few to a few dozen values, where a call to
+/// `memmove` per row costs more than the copy).
+fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
+    assert_eq!(srcs.len(), dsts.len());
+    assert!(
+        srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len())
+    );
+    #[cfg(target_arch = "x86_64")]
+    if conv_flat::vectorised() {
+        // SAFETY: AVX-512F is available (the vector kernel runs); every
+        // row is inside its slice by the assertion.
+        unsafe { avx512::copy_rows(src.as_ptr(), srcs, dst.as_mut_ptr(), dsts, len) };
+        return;
+    }
+    for (&s, &d) in srcs.iter().zip(dsts) {
+        dst[d..d + len].copy_from_slice(&src[s..s + len]);
+    }
 }
 
 /// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into
@@ -560,6 +579,37 @@ pub(crate) mod avx512 {
                 ];
                 for (k, o) in outs.into_iter().enumerate() {
                     _mm512_storeu_ps(dst.add(k * LANES), _mm512_castpd_ps(o));
+                }
+            }
+        }
+    }
+
+    /// `dst[d .. d + len] = src[s .. s + len]` for each pair of offsets, 16
+    /// values per move, the last masked.
+    ///
+    /// # Safety
+    /// AVX-512F; every row readable at `src` and writable at `dst`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_rows(
+        src: *const f32,
+        srcs: &[usize],
+        dst: *mut f32,
+        dsts: &[usize],
+        len: usize,
+    ) {
+        // SAFETY: every access is masked to `len` values of a row.
+        unsafe {
+            for (&s, &d) in srcs.iter().zip(dsts) {
+                let mut k = 0;
+                while k < len {
+                    let n = (len - k).min(LANES);
+                    let m: __mmask16 = if n == LANES { 0xFFFF } else { (1u16 << n) - 1 };
+                    _mm512_mask_storeu_ps(
+                        dst.add(d + k),
+                        m,
+                        _mm512_maskz_loadu_ps(m, src.add(s + k)),
+                    );
+                    k += LANES;
                 }
             }
         }

@@ -89,6 +89,12 @@ impl Wino2 {
             tw: ow.div_ceil(4),
         })
     }
+
+    /// Tile rows per band when bands hold at most `most` rows: as many
+    /// bands as that needs, of equal height but the last.
+    fn band(&self, most: usize) -> usize {
+        self.th.div_ceil(self.th.div_ceil(most.max(1)))
+    }
 }
 
 /// Lanes of the weight transform: pairs of channels transformed together.
@@ -227,22 +233,6 @@ impl SyncPtr {
 /// Channels per task when the transforms of a layer's planes run in
 /// parallel (`lanes.rs`, `grad.rs`).
 const PLANE_TASK: usize = 16;
-
-/// `dst[d..d + len] = src[s..s + len]` for each pair of `srcs` and `dsts`,
-/// by vector moves (rows are a few to a few dozen values, where a call to
-/// `memmove` per row costs more than the copy).
-pub(crate) fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
-    assert_eq!(srcs.len(), dsts.len());
-    assert!(
-        srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len())
-    );
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is available (`Wino2::new`, `WinoGeom::new`: the
-    // vector kernel); every row is inside its slice by the assertion.
-    unsafe {
-        avx512::copy_rows(src.as_ptr(), srcs, dst.as_mut_ptr(), dsts, len)
-    }
-}
 
 /// The forward pass: `y [n, cout, OH, OW]` (every value written, none read)
 /// from `x [n, cin, h, w]`, `w [cout, cin, 3, 3]` and the bias, then

@@ -1,8 +1,8 @@
 //! AVX-512 pieces of the 2-D transform (`conv_wino2.rs`): the 1-D
 //! transforms of six or four vectors (used along rows and columns by
-//! `lanes.rs`), the weight transform's gathered runs, and row copies.
+//! `lanes.rs`) and the weight transform's gathered runs.
 
-use super::{LANES, XI};
+use super::XI;
 use std::arch::x86_64::*;
 
 /// `Bᵀ·(d0 … d5)` (the input transform of `conv_wino.rs`).
@@ -65,33 +65,6 @@ pub(super) fn output_points(m: [__m512; 6]) -> [__m512; 4] {
         _mm512_fmadd_ps(four, c, a),
         _mm512_add_ps(_mm512_fmadd_ps(eight, d, b), m[5]),
     ]
-}
-
-/// `dst[d .. d + len] = src[s .. s + len]` for each pair of offsets, 16
-/// values per move, the last masked.
-///
-/// # Safety
-/// AVX-512F; every row readable at `src` and writable at `dst`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn copy_rows(
-    src: *const f32,
-    srcs: &[usize],
-    dst: *mut f32,
-    dsts: &[usize],
-    len: usize,
-) {
-    // SAFETY: every access is masked to `len` values of a row.
-    unsafe {
-        for (&s, &d) in srcs.iter().zip(dsts) {
-            let mut k = 0;
-            while k < len {
-                let n = (len - k).min(LANES);
-                let m: __mmask16 = if n == LANES { 0xFFFF } else { (1u16 << n) - 1 };
-                _mm512_mask_storeu_ps(dst.add(d + k), m, _mm512_maskz_loadu_ps(m, src.add(s + k)));
-                k += LANES;
-            }
-        }
-    }
 }
 
 /// `G·(a, b, c)` over 8 lanes of doubles, with the operations (and so the

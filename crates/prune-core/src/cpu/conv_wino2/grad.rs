@@ -81,9 +81,7 @@ pub(crate) fn weight_grad_in(
     }
     let sets = n.div_ceil(LANES);
     let chunk = LANES * sets.div_ceil(8);
-    let band = wg
-        .th
-        .div_ceil(wg.th.div_ceil((GROUP_BYTES / per_row).max(1)));
+    let band = wg.band((GROUP_BYTES / per_row).max(1));
     let total = partials(n, chunk, LANES, PTS * pairs, |g0, gn, part| {
         for r0 in (0..wg.th).step_by(band) {
             let rows = (r0, (r0 + band).min(wg.th));

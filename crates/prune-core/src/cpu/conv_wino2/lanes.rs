@@ -78,10 +78,9 @@ impl Tiling {
         let whole = wg.th * per_row;
         let target = (TASK_BYTES / (PTS * wg.g.cin.max(1) * 4)).max(MIN_TILES);
         if whole >= target {
-            let bands = wg.th.div_ceil((target / per_row).max(1));
             Self {
                 sets: 1,
-                band: wg.th.div_ceil(bands),
+                band: wg.band((target / per_row).max(1)),
             }
         } else {
             let nsets = n.div_ceil(LANES).max(1);
