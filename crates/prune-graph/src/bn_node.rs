@@ -89,13 +89,16 @@ pub(crate) struct BnArgs<'n> {
     pub(crate) beta: Var,
     pub(crate) eps: f32,
     pub(crate) momentum: f32,
-    /// The convolution folded into it (evaluation without gradients;
-    /// `x` is then not computed).
+    /// The convolution absorbed by it (`x` is then not computed before):
+    /// folded into it in evaluation without gradients, computed with it in
+    /// training.
     pub(crate) conv: Option<ConvIn>,
 }
 
 /// A convolution's input, parameters and settings.
 pub(crate) struct ConvIn {
+    /// The convolution's node.
+    pub(crate) node: usize,
     pub(crate) x: Var,
     pub(crate) w: Var,
     pub(crate) b: Option<Var>,
@@ -143,11 +146,29 @@ impl ConvIn {
     }
 }
 
+impl ConvIn {
+    /// The shape of the convolution's output.
+    fn out_shape(&self, tape: &Tape<'_>) -> prune_core::Result<Vec<usize>> {
+        let (xs, ws) = (tape.shape(self.x)?, tape.shape(self.w)?);
+        if xs.len() != 4 || ws.len() != 4 {
+            return Err(prune_core::CoreError::BadShape {
+                op: "conv2d",
+                shape: xs.to_vec(),
+                reason: "expected x [N, Cin, H, W] and w [Cout, Cin/groups, kh, kw]".into(),
+            });
+        }
+        let (oh, ow) = prune_core::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &self.params)?;
+        Ok(vec![xs[0], ws[0], oh, ow])
+    }
+}
+
 impl BnArgs<'_> {
     /// Runs the batch norm alone (`relu` is `None`) or fused with the ReLU
-    /// after it and the residual added before that ReLU (`Some(residual)`).
-    /// A residual of another shape than the batch norm's output runs as the
-    /// unfused chain, which broadcasts.
+    /// after it and the residual added before that ReLU (`Some(residual)`),
+    /// computing the absorbed convolution first when there is one. A
+    /// residual of another shape than the batch norm's output runs as the
+    /// unfused chain, which broadcasts. Returns the output and, in
+    /// training, the absorbed convolution's.
     pub(crate) fn run(
         &self,
         model: &Model,
@@ -155,21 +176,32 @@ impl BnArgs<'_> {
         mode: Mode,
         relu: Option<Option<Var>>,
         bn_updates: &mut Vec<BnUpdate>,
-    ) -> Result<Var> {
+    ) -> Result<(Var, Option<Var>)> {
         let at = |e: prune_core::CoreError| GraphError::Shape {
             node: self.name.to_string(),
             reason: e.to_string(),
         };
         let (x, g, b, eps) = (self.x, self.gamma, self.beta, self.eps);
+        let x_shape = match &self.conv {
+            Some(c) => c.out_shape(tape).map_err(at)?,
+            None => tape.shape(x)?.to_vec(),
+        };
         let fused = match relu {
-            Some(Some(r)) if tape.shape(r)? != tape.shape(x)? => None,
+            Some(Some(r)) if tape.shape(r)? != x_shape => None,
             other => other,
         };
+        let mut conv_out = None;
         let y = match mode {
             Mode::Train => {
-                let (y, mean, var) = match fused {
-                    Some(r) => tape.batch_norm_relu_train(x, g, b, r, eps),
-                    None => tape.batch_norm_train(x, g, b, eps),
+                let (y, mean, var) = match (&self.conv, fused) {
+                    (Some(c), relu) => tape
+                        .conv2d_batch_norm_train(c.x, c.w, c.b, c.params, g, b, relu, eps)
+                        .map(|(y, z, mean, var)| {
+                            conv_out = Some(z);
+                            (y, mean, var)
+                        }),
+                    (None, Some(r)) => tape.batch_norm_relu_train(x, g, b, r, eps),
+                    (None, None) => tape.batch_norm_train(x, g, b, eps),
                 }
                 .map_err(at)?;
                 bn_updates.push(BnUpdate {
@@ -184,7 +216,7 @@ impl BnArgs<'_> {
                 let rm = model.params.get(&format!("{}.running_mean", self.name))?;
                 let rv = model.params.get(&format!("{}.running_var", self.name))?;
                 if let Some(c) = &self.conv {
-                    return c.folded(tape, g, b, rm, rv, eps, relu).map_err(at);
+                    return Ok((c.folded(tape, g, b, rm, rv, eps, relu).map_err(at)?, None));
                 }
                 match fused {
                     Some(r) => tape.batch_norm_relu_eval(x, g, b, r, rm, rv, eps),
@@ -193,13 +225,14 @@ impl BnArgs<'_> {
                 .map_err(at)?
             }
         };
-        match (relu, fused) {
+        let y = match (relu, fused) {
             // the unfused chain for a residual of another shape
             (Some(Some(r)), None) => {
                 let s = tape.add(y, r).map_err(at)?;
-                Ok(tape.relu(s).map_err(at)?)
+                tape.relu(s).map_err(at)?
             }
-            _ => Ok(y),
-        }
+            _ => y,
+        };
+        Ok((y, conv_out))
     }
 }

@@ -12,9 +12,12 @@
 //! fused node computes the same values as the chain, bit for bit, without
 //! writing the values in between.
 //!
-//! For inference without gradients (`fold_bn`), a batch norm whose input is
-//! a convolution that nothing else reads (nor masks) also absorbs that
-//! convolution: in evaluation mode the batch norm is the per-channel map
+//! With `absorb_convs` (inference without gradients, and training), a batch
+//! norm whose input is a convolution that nothing else reads (nor masks)
+//! also absorbs that convolution. In training the two run together as two
+//! tape nodes, the batch statistics formed while the convolution writes its
+//! output (same values, bit for bit). In evaluation mode the batch norm is
+//! the per-channel map
 //! `y = a·z + c` with `a = γ/√(σ²_run + ε)` and `c = β − a·μ_run`, so
 //! `bn(conv(x; w, b)) = conv(x; a·w, a·b + c)` — one convolution with
 //! scaled weights and a bias instead of a convolution and a pass over its
@@ -36,7 +39,7 @@ pub(crate) struct Fusion {
 
 /// The fusions of a graph: by the index of the ReLU that computes them,
 /// and which nodes they absorb (computed by that ReLU, not on their own);
-/// and the convolutions folded into the batch norm after them, by the
+/// and the convolutions absorbed by the batch norm after them, by the
 /// batch norm's index.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
@@ -46,13 +49,13 @@ pub(crate) struct Plan {
 }
 
 /// The fusions `graph` allows under `masks` (`inputs` from
-/// [`Graph::input_indices`]); with `fold_bn` (evaluation mode, no
-/// gradients) also the convolutions folded into batch norms.
+/// [`Graph::input_indices`]); with `absorb_convs` also the convolutions
+/// absorbed by the batch norms after them.
 pub(crate) fn plan(
     graph: &Graph,
     inputs: &[Vec<usize>],
     masks: Option<&ChannelMasks>,
-    fold_bn: bool,
+    absorb_convs: bool,
 ) -> Plan {
     let n = graph.nodes.len();
     let mut readers = vec![0usize; n];
@@ -78,7 +81,7 @@ pub(crate) fn plan(
         absorbed: vec![false; n],
         folded: BTreeMap::new(),
     };
-    if fold_bn {
+    if absorb_convs {
         for (j, node) in graph.nodes.iter().enumerate() {
             if !matches!(node.layer, Layer::BatchNorm { .. }) || inputs[j].len() != 1 {
                 continue;

@@ -11,7 +11,11 @@
 //! through a residual add, runs fused with it as one tape op (see
 //! [`crate::fuse`]); in eval mode on a tape without gradients, on the CPU, a
 //! convolution that only a batch norm reads is folded into it when its output
-//! is large enough for that to pay (`bn_node.rs`).
+//! is large enough for that to pay (`bn_node.rs`), and in train mode it runs
+//! together with that batch norm
+//! ([`Tape::conv2d_batch_norm_train`](prune_core::Tape::conv2d_batch_norm_train):
+//! two tape nodes, the batch statistics formed while the convolution writes
+//! its output).
 
 use crate::bn_node::{conv_relu, worth_folding, BnArgs, ConvIn};
 use crate::error::{GraphError, Result};
@@ -140,9 +144,12 @@ pub fn forward<'a>(
     let mut vars: Vec<Var> = Vec::with_capacity(graph.nodes.len());
     let mut bn_updates = Vec::new();
     // Inference without gradients folds convolutions into the batch norms
-    // after them (fuse.rs).
-    let fold_bn = opts.mode == Mode::Eval && !tape.grad_enabled();
-    let plan = fuse::plan(graph, &inputs, opts.masks, fold_bn);
+    // after them; training computes them together, so that the batch
+    // statistics are formed while the convolution's output is written
+    // (fuse.rs).
+    let train = opts.mode == Mode::Train;
+    let absorb = train || !tape.grad_enabled();
+    let plan = fuse::plan(graph, &inputs, opts.masks, absorb);
     let folded_convs: std::collections::BTreeSet<usize> = plan.folded.values().copied().collect();
     // Folded convolutions that run on their own after all (`worth_folding`).
     let mut declined = std::collections::BTreeSet::new();
@@ -165,6 +172,7 @@ pub fn forward<'a>(
             )));
         };
         Result::Ok(Some(ConvIn {
+            node: c,
             x: vars[inputs[c][0]],
             w: p(&node.name, "weight")?,
             b: if *bias {
@@ -181,7 +189,10 @@ pub fn forward<'a>(
     };
     for (i, node) in graph.nodes.iter().enumerate() {
         if plan.absorbed[i] {
-            if !folded_convs.contains(&i) || worth_folding(model, tape, node, vars[inputs[i][0]])? {
+            if !folded_convs.contains(&i)
+                || train
+                || worth_folding(model, tape, node, vars[inputs[i][0]])?
+            {
                 // computed by the node that reads it; the entry is replaced then
                 vars.push(input);
                 continue;
@@ -236,16 +247,21 @@ pub fn forward<'a>(
                     momentum: *momentum,
                     conv: conv_of(i, &vars, &declined)?,
                 };
-                bn.run(model, tape, opts.mode, None, &mut bn_updates)?
+                let conv = bn.conv.as_ref().map(|c| c.node);
+                let (y, z) = bn.run(model, tape, opts.mode, None, &mut bn_updates)?;
+                if let (Some(c), Some(z)) = (conv, z) {
+                    vars[c] = z;
+                }
+                y
             }
             Layer::Relu => match plan.at.get(&i) {
                 Some(f) => {
                     let head = &graph.nodes[f.head];
                     let hx = vars[inputs[f.head][0]];
                     let residual = f.add.map(|(_, r)| vars[r]);
-                    let y =
-                        match &head.layer {
-                            Layer::BatchNorm { eps, momentum, .. } => BnArgs {
+                    let y = match &head.layer {
+                        Layer::BatchNorm { eps, momentum, .. } => {
+                            let bn = BnArgs {
                                 name: &head.name,
                                 x: hx,
                                 gamma: p(&head.name, "weight")?,
@@ -253,40 +269,47 @@ pub fn forward<'a>(
                                 eps: *eps,
                                 momentum: *momentum,
                                 conv: conv_of(f.head, &vars, &declined)?,
+                            };
+                            let conv = bn.conv.as_ref().map(|c| c.node);
+                            let relu = Some(residual);
+                            let (y, z) = bn.run(model, tape, opts.mode, relu, &mut bn_updates)?;
+                            if let (Some(c), Some(z)) = (conv, z) {
+                                vars[c] = z;
                             }
-                            .run(model, tape, opts.mode, Some(residual), &mut bn_updates)?,
-                            Layer::Conv2d {
-                                stride,
-                                padding,
-                                groups,
-                                bias,
-                                ..
-                            } => {
-                                let b = if *bias {
-                                    Some(p(&head.name, "bias")?)
-                                } else {
-                                    None
-                                };
-                                let cp = Conv2dParams {
-                                    stride: pair(*stride),
-                                    padding: pair(*padding),
-                                    groups: *groups,
-                                };
-                                let w = p(&head.name, "weight")?;
-                                conv_relu(tape, hx, w, b, cp, residual).map_err(|e| {
-                                    GraphError::Shape {
-                                        node: head.name.clone(),
-                                        reason: e.to_string(),
-                                    }
-                                })?
-                            }
-                            _ => {
-                                return Err(GraphError::Invalid(format!(
-                                    "fused node '{}' is not a batch norm or convolution",
-                                    head.name
-                                )))
-                            }
-                        };
+                            y
+                        }
+                        Layer::Conv2d {
+                            stride,
+                            padding,
+                            groups,
+                            bias,
+                            ..
+                        } => {
+                            let b = if *bias {
+                                Some(p(&head.name, "bias")?)
+                            } else {
+                                None
+                            };
+                            let cp = Conv2dParams {
+                                stride: pair(*stride),
+                                padding: pair(*padding),
+                                groups: *groups,
+                            };
+                            let w = p(&head.name, "weight")?;
+                            conv_relu(tape, hx, w, b, cp, residual).map_err(|e| {
+                                GraphError::Shape {
+                                    node: head.name.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?
+                        }
+                        _ => {
+                            return Err(GraphError::Invalid(format!(
+                                "fused node '{}' is not a batch norm or convolution",
+                                head.name
+                            )))
+                        }
+                    };
                     vars[f.head] = y;
                     if let Some((add, _)) = f.add {
                         vars[add] = y;
@@ -377,8 +400,10 @@ pub fn forward<'a>(
         output,
         params,
         nodes: vars,
+        // in training an absorbed convolution has its own value
         fused: (0..graph.nodes.len())
             .filter(|&i| plan.absorbed[i] && !declined.contains(&i))
+            .filter(|i| !(train && folded_convs.contains(i)))
             .collect(),
         bn_updates,
     })

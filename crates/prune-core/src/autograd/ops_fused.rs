@@ -60,6 +60,71 @@ impl Tape<'_> {
         Ok((v, mean, out.var))
     }
 
+    /// `batch_norm_train(conv2d(x, w, b))`, then `relu(· + residual)` when
+    /// `relu` is `Some(residual)`, recorded as the two nodes of
+    /// [`Tape::conv2d`] followed by [`Tape::batch_norm_train`] or
+    /// [`Tape::batch_norm_relu_train`] (same values, same backward passes)
+    /// but computed together, so that the backend can form the batch
+    /// statistics while it writes the convolution's output. Returns the
+    /// output, the convolution's output, and the batch mean and unbiased
+    /// batch variance of the latter (for the running statistics).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_batch_norm_train(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        params: Conv2dParams,
+        gamma: Var,
+        beta: Var,
+        relu: Option<Option<Var>>,
+        eps: f32,
+    ) -> Result<(Var, Var, Tensor, Tensor)> {
+        let op = "conv2d_batch_norm";
+        let residual = relu.flatten();
+        let mut vars = vec![x, w, gamma, beta];
+        vars.extend(b.iter().chain(&residual));
+        let backend = self.backend(op, &vars)?;
+        if let Some(r) = residual {
+            let (xs, ws, rs) = (self.shape(x)?, self.shape(w)?, self.shape(r)?);
+            let fits = xs.len() == 4
+                && ws.len() == 4
+                && crate::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &params)
+                    .is_ok_and(|(oh, ow)| rs == [xs[0], ws[0], oh, ow]);
+            if !fits {
+                return Err(CoreError::ShapeMismatch {
+                    op: "conv2d_batch_norm (residual vs output)",
+                    lhs: xs.to_vec(),
+                    rhs: rs.to_vec(),
+                });
+            }
+        }
+        let bias = b.map(|b| self.value(b)).transpose()?;
+        let r = residual.map(|r| self.value(r)).transpose()?;
+        let (xv, wv) = (self.value(x)?, self.value(w)?);
+        let (gv, bv) = (self.value(gamma)?, self.value(beta)?);
+        let (z, out) =
+            backend.conv2d_batch_norm_train(xv, wv, bias, &params, gv, bv, relu.map(|_| r), eps)?;
+        let mean = out.stats.mean.clone();
+        let zv = self.push(z, Op::Conv2d { x, w, b, params });
+        let y = match relu {
+            Some(residual) => Op::BatchNormRelu {
+                x: zv,
+                gamma,
+                beta,
+                residual,
+                norm: BnNorm::Batch(out.stats),
+            },
+            None => Op::BatchNormTrain {
+                x: zv,
+                gamma,
+                beta,
+                stats: out.stats,
+            },
+        };
+        Ok((self.push(out.y, y), zv, mean, out.var))
+    }
+
     /// `relu(batch_norm(x) + residual)` with running statistics
     /// (evaluation), as one node; see [`Tape::batch_norm_relu_train`].
     #[allow(clippy::too_many_arguments)]

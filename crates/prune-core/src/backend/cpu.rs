@@ -209,6 +209,31 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn conv2d_batch_norm_train(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+        gamma: &Tensor,
+        beta: &Tensor,
+        relu: Option<Option<&Tensor>>,
+        eps: f32,
+    ) -> Result<(Tensor, BnTrainOutput)> {
+        let out = cpu::conv2d_batch_norm_train(x, w, bias, p, gamma, beta, relu, eps)?;
+        Ok((
+            out.z,
+            BnTrainOutput {
+                y: out.y,
+                stats: BnBatchStats {
+                    mean: vector(out.saved.mean)?,
+                    inv_std: vector(out.saved.inv_std)?,
+                },
+                var: vector(out.var)?,
+            },
+        ))
+    }
+
     fn batch_norm_relu_eval(
         &self,
         x: &Tensor,

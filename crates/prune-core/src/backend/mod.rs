@@ -314,6 +314,31 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let y = self.unary(&pre, Unary::Relu)?;
         Ok(BnTrainOutput { y, ..out })
     }
+    /// `batch_norm_train(conv2d(x, w, bias))`, then `relu(· + residual)`
+    /// when `relu` is `Some(residual)` (`residual` shaped like the output,
+    /// checked by the caller): the convolution's output (the batch norm's
+    /// input, which its backward pass reads) and the batch norm's. The
+    /// default runs the ops one after the other; the CPU forms the batch
+    /// statistics while the convolution writes its output.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_batch_norm_train(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+        gamma: &Tensor,
+        beta: &Tensor,
+        relu: Option<Option<&Tensor>>,
+        eps: f32,
+    ) -> Result<(Tensor, BnTrainOutput)> {
+        let z = self.conv2d(x, w, bias, p)?;
+        let out = match relu {
+            Some(residual) => self.batch_norm_relu_train(&z, gamma, beta, residual, eps)?,
+            None => self.batch_norm_train(&z, gamma, beta, eps)?,
+        };
+        Ok((z, out))
+    }
     /// `relu(batch_norm_eval(x) + residual)` with the [`BnNorm::Running`]
     /// statistics `running` (an error for [`BnNorm::Batch`]).
     fn batch_norm_relu_eval(

@@ -107,16 +107,16 @@ impl Layout {
         total
     }
 
-    /// Per-channel `(Σ x, Σ (x − mean)²)` over every image in one pass over
-    /// memory, for `hw > 1`: each image plane gives its own sum and centred
-    /// sum of squares while in cache, and the planes are combined image by
-    /// image, in order, with Chan's formula
-    /// `M2 = Σ_i q_i + Σ_i hw·(m_i − μ)²` (`m_i` the plane mean, `μ` the
-    /// channel mean).
-    fn channel_moments(&self, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    /// Per-plane `(Σ x, Σ (x − mean)²)` of every image plane (`[n, c]`,
+    /// for `hw > 1`), each by [`reduce::plane_moments`] while in cache, in
+    /// parallel over images; [`Layout::combine`] gives the channels'.
+    pub(super) fn plane_moments(&self, x: &[f32]) -> Vec<(f64, f64)> {
         let (c, hw) = (self.c, self.hw);
         let img = c * hw;
         let mut per_image = vec![(0.0f64, 0.0f64); self.n * c];
+        if img == 0 {
+            return per_image;
+        }
         per_image
             .par_chunks_mut(c)
             .zip(x.par_chunks(img))
@@ -125,7 +125,20 @@ impl Layout {
                     *o = reduce::plane_moments(plane);
                 }
             });
+        per_image
+    }
+
+    /// Per-channel `(Σ x, Σ (x − mean)²)` from the moments of every image
+    /// plane (`[n, c]`, as [`Layout::plane_moments`] gives them), combined
+    /// image by image, in order, with Chan's formula
+    /// `M2 = Σ_i q_i + Σ_i hw·(m_i − μ)²` (`m_i` the plane mean, `μ` the
+    /// channel mean).
+    pub(super) fn combine(&self, per_image: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {
+        let (c, hw) = (self.c, self.hw);
         let mut sums = vec![0.0f64; c];
+        if c == 0 {
+            return (sums, Vec::new());
+        }
         for img in per_image.chunks(c) {
             for (s, &(p, _)) in sums.iter_mut().zip(img) {
                 *s += p;
@@ -360,7 +373,7 @@ pub fn batch_norm_train(
     beta: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, BnSaved, Vec<f32>)> {
-    let (l, coef, saved, unbiased) = train_coef("batch_norm_train", x, gamma, beta, eps)?;
+    let (l, coef, saved, unbiased) = train_coef("batch_norm_train", x, gamma, beta, eps, None)?;
     let xd = x.data();
     let y = l.channel_map(xd, xd, xd, &coef.rows(), |p, _, _, [ka, _, kc]| p * ka + kc);
     Ok((Tensor::from_vec(x.shape().to_vec(), y)?, saved, unbiased))
@@ -368,13 +381,16 @@ pub fn batch_norm_train(
 
 /// The batch statistics of `x` and the per-channel map they give,
 /// `y = x·a + c` (`b` unused): the layout, the coefficients, what the
-/// backward needs and the unbiased variance.
+/// backward needs and the unbiased variance. `planes`, when given, are the
+/// moments of every image plane of `x` as [`Layout::plane_moments`] forms
+/// them (taken while `x` was written, `conv_bn.rs`), so `x` is not read.
 pub(super) fn train_coef(
     op: &'static str,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f32,
+    planes: Option<&[(f64, f64)]>,
 ) -> Result<(Layout, Affine, BnSaved, Vec<f32>)> {
     let l = layout(op, x, &[gamma, beta])?;
     check_eps(op, eps)?;
@@ -395,7 +411,17 @@ pub(super) fn train_coef(
         let ss = l.channel_sums(xd, xd, &means, |v, _, mu| (v as f64 - mu).powi(2));
         (means, ss)
     } else {
-        let (sums, ss) = l.channel_moments(xd);
+        let (sums, ss) = match planes {
+            Some(p) if p.len() == l.n * l.c => l.combine(p),
+            Some(p) => {
+                return Err(CoreError::ShapeMismatch {
+                    op,
+                    lhs: x.shape().to_vec(),
+                    rhs: vec![p.len()],
+                })
+            }
+            None => l.combine(&l.plane_moments(xd)),
+        };
         (sums.iter().map(|s| s / m as f64).collect(), ss)
     };
     let var: Vec<f64> = ss.iter().map(|q| q / m as f64).collect();

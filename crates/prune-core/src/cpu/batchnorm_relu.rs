@@ -37,7 +37,11 @@ use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 /// Checks that the residual, when present, has `x`'s shape.
-fn check_residual(op: &'static str, x: &Tensor, residual: Option<&Tensor>) -> Result<()> {
+pub(super) fn check_residual(
+    op: &'static str,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+) -> Result<()> {
     match residual {
         Some(r) if r.shape() != x.shape() => Err(CoreError::ShapeMismatch {
             op,
@@ -49,7 +53,12 @@ fn check_residual(op: &'static str, x: &Tensor, residual: Option<&Tensor>) -> Re
 }
 
 /// `max(x·a + c + r, 0)` per channel (`b` unused), `r` optional.
-fn relu_map(l: &Layout, x: &[f32], residual: Option<&Tensor>, coef: &Affine) -> Vec<f32> {
+pub(super) fn relu_map(
+    l: &Layout,
+    x: &[f32],
+    residual: Option<&Tensor>,
+    coef: &Affine,
+) -> Vec<f32> {
     match residual {
         None => l.channel_map(x, x, x, &coef.rows(), |p, _, _, [ka, _, kc]| {
             (p * ka + kc).max(0.0)
@@ -72,7 +81,7 @@ pub fn batch_norm_relu_train(
 ) -> Result<(Tensor, BnSaved, Vec<f32>)> {
     let op = "batch_norm_relu_train";
     check_residual(op, x, residual)?;
-    let (l, coef, saved, unbiased) = train_coef(op, x, gamma, beta, eps)?;
+    let (l, coef, saved, unbiased) = train_coef(op, x, gamma, beta, eps, None)?;
     let y = relu_map(&l, x.data(), residual, &coef);
     Ok((Tensor::from_vec(x.shape().to_vec(), y)?, saved, unbiased))
 }

@@ -297,7 +297,7 @@ pub(crate) type PostFn<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
 
 /// The forward pass with `post` applied to the finished output; a
 /// `residual` (read by `post`) must have the output's shape.
-fn forward_with(
+pub(crate) fn forward_with(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,

@@ -7,7 +7,9 @@
 //!   im2col + GEMM, or by direct loops when each group has one input channel.
 //! * [`pool`] — max and average pooling.
 //! * [`batchnorm`] — batch normalisation over `[N, C]` and `[N, C, H, W]`;
-//!   [`batchnorm_relu`] — batch norm, residual add and ReLU in one pass.
+//!   [`batchnorm_relu`] — batch norm, residual add and ReLU in one pass;
+//!   [`conv2d_batch_norm_train`] — a convolution and the training-mode batch
+//!   norm after it, the batch statistics formed as the output is written.
 //! * [`elementwise`] — ReLU, addition and accumulation split across threads.
 //!
 //! All kernels are deterministic: the same inputs give bit-identical
@@ -18,6 +20,7 @@ pub mod batchnorm_relu;
 pub mod conv;
 mod conv_backward;
 mod conv_batched;
+mod conv_bn;
 mod conv_columns;
 mod conv_direct;
 mod conv_flat;
@@ -39,12 +42,15 @@ mod im2col;
 pub mod pool;
 mod pool_plane;
 pub(crate) mod reduce;
+#[cfg(target_arch = "x86_64")]
+mod reduce_avx512;
 mod scratch;
 mod shape;
 
 pub use batchnorm::*;
 pub use batchnorm_relu::*;
 pub use conv::*;
+pub use conv_bn::*;
 pub use gemm::*;
 pub use gemm_kernels::{active_kernel, available_kernels, Kernel};
 pub use pool::*;
