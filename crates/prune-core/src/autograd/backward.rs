@@ -180,13 +180,18 @@ impl Tape<'_> {
             Op::Sum { x, axes, .. } | Op::Mean { x, axes, .. } => {
                 let xs = val(*x)?.shape().to_vec();
                 let kd = keepdim_shape(&xs, axes, "sum backward")?;
-                let mut gx = be.broadcast_to(&g.reshape(kd)?, &xs)?;
-                if matches!(op, Op::Mean { .. }) {
+                // The mean's scale on the reduced gradient, before it is
+                // spread over the input (the same products, fewer of them).
+                let scaled;
+                let g = if matches!(op, Op::Mean { .. }) {
                     let count: usize = axes.iter().map(|&a| xs[a]).product();
                     let inv = 1.0 / count.max(1) as f32;
-                    gx = be.unary(&gx, Unary::Scale(inv))?;
-                }
-                out.push((*x, gx));
+                    scaled = be.unary(g, Unary::Scale(inv))?;
+                    &scaled
+                } else {
+                    g
+                };
+                out.push((*x, be.broadcast_to(&g.reshape(kd)?, &xs)?));
             }
             Op::Reshape { x } => out.push((*x, g.reshape(val(*x)?.shape().to_vec())?)),
             Op::Concat { xs, axis } => {

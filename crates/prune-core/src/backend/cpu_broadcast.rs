@@ -8,6 +8,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::tensor::{numel, Tensor};
+use rayon::prelude::*;
 
 /// The broadcast shape of `a` and `b`, or an error naming both.
 pub fn broadcast_shape(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec<usize>> {
@@ -120,6 +121,38 @@ fn for_each_row(dims: &[usize], strides: &[Vec<usize>], mut f: impl FnMut(usize,
     }
 }
 
+/// Values from which the contiguous passes below run in parallel.
+const PAR_MIN: usize = 1 << 15;
+
+/// The run length when broadcasting `shape` to `out` repeats each of its
+/// values over one contiguous run of the output (`[N, C, 1, 1]` to
+/// `[N, C, H, W]`: runs of `H·W`, the adjoint of global average pooling).
+fn trailing_runs(shape: &[usize], out: &[usize]) -> Option<usize> {
+    let strides = [aligned_strides(out, out), aligned_strides(shape, out)];
+    let (dims, st) = coalesce(out, &strides);
+    (dims.len() == 2 && st[1] == [1, 0]).then(|| dims[1])
+}
+
+/// `x` broadcast to `shape`.
+pub(crate) fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let out_shape = broadcast_shape(x.shape(), shape, "broadcast_to")?;
+    match trailing_runs(x.shape(), &out_shape) {
+        Some(inner) if inner > 0 => {
+            let mut out = vec![0.0f32; numel(&out_shape)];
+            let fill = |(o, &v): (&mut [f32], &f32)| o.fill(v);
+            if out.len() >= PAR_MIN {
+                out.par_chunks_mut(inner)
+                    .zip(x.data().par_iter())
+                    .for_each(fill);
+            } else {
+                out.chunks_mut(inner).zip(x.data()).for_each(fill);
+            }
+            Tensor::from_vec(out_shape, out)
+        }
+        _ => broadcast_zip(&Tensor::zeros(out_shape), x, "broadcast_to", |_, y| y),
+    }
+}
+
 /// `f(a, b)` elementwise with broadcasting.
 pub(crate) fn broadcast_zip(
     a: &Tensor,
@@ -182,6 +215,23 @@ pub(crate) fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> 
             lhs: grad.shape().to_vec(),
             rhs: shape.to_vec(),
         });
+    }
+    if let Some(inner) = trailing_runs(shape, &out_shape).filter(|&i| i > 0) {
+        // One contiguous run per output value: the runs in parallel, each
+        // summed as below.
+        let gd = grad.data();
+        let mut out = vec![0.0f32; numel(shape)];
+        let sum = |(o, src): (&mut f32, &[f32])| {
+            let mut acc = 0.0f64;
+            acc += src.iter().map(|&v| v as f64).sum::<f64>();
+            *o = acc as f32;
+        };
+        if gd.len() >= PAR_MIN {
+            out.par_iter_mut().zip(gd.par_chunks(inner)).for_each(sum);
+        } else {
+            out.iter_mut().zip(gd.chunks(inner)).for_each(sum);
+        }
+        return Tensor::from_vec(shape.to_vec(), out);
     }
     let st_target = aligned_strides(shape, &out_shape);
     let st_grad = aligned_strides(&out_shape, &out_shape);
@@ -253,6 +303,36 @@ mod tests {
         );
         assert_eq!(reduce_to_shape(&c, &[2]).unwrap().data(), &[60., 120.]);
         assert_eq!(reduce_to_shape(&c, &[]).unwrap().data(), &[180.]);
+    }
+
+    /// Repeating each value over a contiguous run, and summing such runs,
+    /// give what the general passes give, to the bit, below and above the
+    /// size that runs in parallel.
+    #[test]
+    fn trailing_runs_match_the_general_passes() {
+        for (n, c, hw) in [(2usize, 3usize, 4usize), (64, 32, 49), (1, 5, 1)] {
+            let small = t(
+                &[n, c, 1, 1],
+                (0..n * c).map(|v| (v as f32 * 0.3).sin()).collect(),
+            );
+            let full = [n, c, hw, 1];
+            let got = broadcast_to(&small, &full).unwrap();
+            let want = broadcast_zip(&Tensor::zeros(full.to_vec()), &small, "t", |_, y| y).unwrap();
+            assert_eq!(got.data(), want.data(), "{n} {c} {hw}");
+            let g = t(
+                &full,
+                (0..n * c * hw).map(|v| (v as f32 * 0.7).cos()).collect(),
+            );
+            let sums = reduce_to_shape(&g, &[n, c, 1, 1]).unwrap();
+            for (i, s) in sums.data().iter().enumerate() {
+                let want: f64 = g.data()[i * hw..(i + 1) * hw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum();
+                assert_eq!(s.to_bits(), (want as f32).to_bits(), "{n} {c} {hw} {i}");
+            }
+        }
+        assert!(trailing_runs(&[1, 3, 1, 1], &[2, 3, 4, 4]).is_none());
     }
 
     #[test]
