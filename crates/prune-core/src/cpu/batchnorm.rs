@@ -174,7 +174,17 @@ impl Layout {
                     *o = reduce::grad_sums(&di[r.clone()], &xi[r], mu[ch]);
                 }
             });
+        self.add_images(&per_image)
+    }
+
+    /// Per-channel totals of per-image, per-channel pairs (`[n, c]`),
+    /// added image by image, in order.
+    pub(super) fn add_images(&self, per_image: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {
+        let c = self.c;
         let (mut a, mut b) = (vec![0.0f64; c], vec![0.0f64; c]);
+        if c == 0 {
+            return (a, b);
+        }
         for img in per_image.chunks(c) {
             for ((sa, sb), &(p, q)) in a.iter_mut().zip(b.iter_mut()).zip(img) {
                 *sa += p;
@@ -515,11 +525,23 @@ pub fn batch_norm_train_backward(
     let l = layout(op, x, &[gamma])?;
     x.expect_same_shape(grad_out, op)?;
     check_stats(op, x, &l, &[&saved.mean, &saved.inv_std])?;
-    let (xd, dy) = (x.data(), grad_out.data());
     let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
-    let (sum_dy, sum_dy_dev) = l.grad_sums(dy, xd, &mu);
-    let (coef, dgamma, dbeta) = train_grad_coef(&l, gamma, saved, &sum_dy, &sum_dy_dev);
-    let dx = l.affine(dy, xd, &coef);
+    let sums = l.grad_sums(grad_out.data(), x.data(), &mu);
+    train_backward_from(&l, x, gamma, saved, grad_out.data(), sums)
+}
+
+/// [`batch_norm_train_backward`] given the per-channel sums `Σ dy` and
+/// `Σ dy·(x − μ)`.
+pub(super) fn train_backward_from(
+    l: &Layout,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BnSaved,
+    dy: &[f32],
+    (sum_dy, sum_dy_dev): (Vec<f64>, Vec<f64>),
+) -> Result<BnGrads> {
+    let (coef, dgamma, dbeta) = train_grad_coef(l, gamma, saved, &sum_dy, &sum_dy_dev);
+    let dx = l.affine(dy, x.data(), &coef);
     Ok(BnGrads {
         x: Tensor::from_vec(x.shape().to_vec(), dx)?,
         gamma: Tensor::from_vec([l.c], dgamma)?,

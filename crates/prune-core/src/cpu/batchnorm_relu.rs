@@ -27,14 +27,17 @@
 
 use super::batchnorm::{
     batch_norm_eval_backward, batch_norm_train_backward, check_stats, eval_coef, layout,
-    train_coef, train_grad_coef, train_map, Affine, BnGrads, BnSaved, Layout,
+    train_backward_from, train_coef, train_grad_coef, train_map, Affine, BnGrads, BnSaved, Layout,
 };
+use super::conv::assume_written;
+use super::dispatch::dispatch;
 use super::elementwise::relu_backward;
 use super::reduce;
 use crate::backend::Residual;
 use crate::error::{CoreError, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Checks that the residual, when present, has `x`'s shape.
 pub(super) fn check_residual(
@@ -149,17 +152,24 @@ pub fn batch_norm_relu_train_backward(
         });
     }
     let need_residual = residual == Residual::Grad;
-    if residual != Residual::Absent || l.hw == 1 {
-        // `d` is wanted as a tensor (the residual's gradient), `y` depends
-        // on the residual, or the layout is `[N, C]`: the unfused backward
-        // on the materialised `d`.
+    if l.hw == 1 {
+        // `[N, C]`: the unfused backward on the materialised `d`.
         let d = masked(x, y, grad_out)?;
         let grads = batch_norm_train_backward(x, gamma, saved, &d)?;
         return Ok((grads, need_residual.then_some(d)));
     }
+    let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
+    if residual != Residual::Absent {
+        // `d` is wanted as a tensor (the residual's gradient) and `y`
+        // depends on the residual: `d` written from `y`, each plane's sums
+        // taken while it is in cache.
+        let (d, sums) = masked_with_sums(&l, y.data(), grad_out.data(), x.data(), &mu);
+        let d = Tensor::from_vec(x.shape().to_vec(), d)?;
+        let grads = train_backward_from(&l, x, gamma, saved, d.data(), sums)?;
+        return Ok((grads, need_residual.then_some(d)));
+    }
     let (xd, gd) = (x.data(), grad_out.data());
     let fwd = train_map(gamma, beta, saved);
-    let mu: Vec<f64> = saved.mean.iter().map(|&v| v as f64).collect();
     let (sum_d, sum_d_dev) = masked_grad_sums(&l, gd, xd, &mu, &fwd);
     let (coef, dgamma, dbeta) = train_grad_coef(&l, gamma, saved, &sum_d, &sum_d_dev);
     // dx = d·a + x·b + c with d = g·[x·a_fwd + c_fwd > 0]
@@ -237,4 +247,53 @@ fn masked_grad_sums(
         }
     }
     (a, b)
+}
+
+dispatch!(
+    /// `d = g·[y > 0]` over one plane, written into `out`.
+    mask_plane,
+    (y: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) -> (),
+    for ((o, &a), &gg) in out.iter_mut().zip(y).zip(g) {
+        o.write(if a > 0.0 { gg } else { 0.0 });
+    }
+);
+
+/// The masked gradient `d = g·[y > 0]` (as [`relu_backward`] forms it) and
+/// the per-channel `(Σ d, Σ d·(x − μ))`, for `hw > 1`: each plane of `d`
+/// written and then summed by [`reduce::grad_sums`] while it is in cache,
+/// the planes' sums added image by image, in order — the sums
+/// `Layout::grad_sums` takes of the written `d`, without reading it again.
+fn masked_with_sums(
+    l: &Layout,
+    y: &[f32],
+    g: &[f32],
+    x: &[f32],
+    mu: &[f64],
+) -> (Vec<f32>, (Vec<f64>, Vec<f64>)) {
+    let (c, hw) = (l.c, l.hw);
+    let (img, len) = (c * hw, y.len());
+    let mut d = Vec::<f32>::with_capacity(len);
+    let mut per_image = vec![(0.0f64, 0.0f64); l.n * c];
+    if img > 0 {
+        d.spare_capacity_mut()[..len]
+            .par_chunks_mut(img)
+            .zip(per_image.par_chunks_mut(c))
+            .enumerate()
+            .for_each(|(i, (di, out))| {
+                let r = i * img..(i + 1) * img;
+                let (yi, gi, xi) = (&y[r.clone()], &g[r.clone()], &x[r]);
+                for (ch, o) in out.iter_mut().enumerate() {
+                    let p = ch * hw..(ch + 1) * hw;
+                    let dp = &mut di[p.clone()];
+                    mask_plane(&yi[p.clone()], &gi[p.clone()], dp);
+                    // SAFETY: `mask_plane` wrote every value of `dp`.
+                    let dp = unsafe { assume_written(dp) };
+                    *o = reduce::grad_sums(dp, &xi[p], mu[ch]);
+                }
+            });
+    }
+    // SAFETY: the planes above wrote all `len = n·img` values (none when
+    // `img` is zero).
+    unsafe { d.set_len(len) };
+    (d, l.add_images(&per_image))
 }
