@@ -41,10 +41,10 @@ pub(crate) fn conv_relu(
 /// ops), the batch norm it replaces a pass over the output. Folded when
 /// the output has more than 2¹⁷ values and, per output channel, at least 4
 /// times as many values as the weights (ResNet-20 at batch 128 throughout,
-/// a compiled one's 33-channel 7×7 layers too — 0.02 more of its FLOPs
-/// ratio than with 2¹⁸ —, not at batch 1; VGG-like at batch 64 up to its 16×16 layers, not its
-/// 256- and 512-channel layers on 8×8 maps and smaller, whose weights
-/// outweigh their outputs). Only on the CPU: on a GPU, where a step is
+/// and a compiled one's 33-channel 7×7 layers: 0.02 more of its FLOPs
+/// ratio than from 2¹⁸; not at batch 1; VGG-like at batch 64 up to its
+/// 16×16 layers, not its 256- and 512-channel layers on 8×8 maps and
+/// smaller, whose weights outweigh their outputs). Only on the CPU: on a GPU, where a step is
 /// bound by the number of kernel launches rather than by passes over
 /// memory, the seven small ops that scale the weights would cost more
 /// than the batch norm's two launches they replace.
@@ -145,9 +145,7 @@ impl ConvIn {
             None => tape.conv2d(self.x, w, Some(b), self.params),
         }
     }
-}
 
-impl ConvIn {
     /// The shape of the convolution's output.
     fn out_shape(&self, tape: &Tape<'_>) -> prune_core::Result<Vec<usize>> {
         let (xs, ws) = (tape.shape(self.x)?, tape.shape(self.w)?);

@@ -118,6 +118,24 @@ fn channel_shape(c: usize, rank: usize) -> Vec<usize> {
     s
 }
 
+/// Runs a batch-norm node ([`BnArgs::run`]); in training the convolution
+/// it absorbed gets its own output as its node's value.
+fn run_bn(
+    bn: &BnArgs<'_>,
+    model: &Model,
+    tape: &mut Tape<'_>,
+    mode: Mode,
+    relu: Option<Option<Var>>,
+    bn_updates: &mut Vec<BnUpdate>,
+    vars: &mut [Var],
+) -> Result<Var> {
+    let (y, z) = bn.run(model, tape, mode, relu, bn_updates)?;
+    if let (Some(c), Some(z)) = (&bn.conv, z) {
+        vars[c.node] = z;
+    }
+    Ok(y)
+}
+
 /// Runs `model` on the batch `input` (`[N, ...input shape]`).
 pub fn forward<'a>(
     model: &'a Model,
@@ -247,12 +265,15 @@ pub fn forward<'a>(
                     momentum: *momentum,
                     conv: conv_of(i, &vars, &declined)?,
                 };
-                let conv = bn.conv.as_ref().map(|c| c.node);
-                let (y, z) = bn.run(model, tape, opts.mode, None, &mut bn_updates)?;
-                if let (Some(c), Some(z)) = (conv, z) {
-                    vars[c] = z;
-                }
-                y
+                run_bn(
+                    &bn,
+                    model,
+                    tape,
+                    opts.mode,
+                    None,
+                    &mut bn_updates,
+                    &mut vars,
+                )?
             }
             Layer::Relu => match plan.at.get(&i) {
                 Some(f) => {
@@ -270,13 +291,16 @@ pub fn forward<'a>(
                                 momentum: *momentum,
                                 conv: conv_of(f.head, &vars, &declined)?,
                             };
-                            let conv = bn.conv.as_ref().map(|c| c.node);
                             let relu = Some(residual);
-                            let (y, z) = bn.run(model, tape, opts.mode, relu, &mut bn_updates)?;
-                            if let (Some(c), Some(z)) = (conv, z) {
-                                vars[c] = z;
-                            }
-                            y
+                            run_bn(
+                                &bn,
+                                model,
+                                tape,
+                                opts.mode,
+                                relu,
+                                &mut bn_updates,
+                                &mut vars,
+                            )?
                         }
                         Layer::Conv2d {
                             stride,

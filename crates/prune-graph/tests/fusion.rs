@@ -309,3 +309,31 @@ fn fused_models_match_the_unfused_chain_bit_for_bit() {
         }
     }
 }
+
+/// In training a convolution read only by a batch norm runs together with
+/// it, and keeps its own output as its node's value: the convolution's
+/// output, which the unfused run records for the same node, bit for bit.
+#[test]
+fn training_keeps_the_absorbed_convolutions_outputs() {
+    let model = model_with_stats(zoo::build("resnet20", &[3, 16, 16], 10).expect("zoo"));
+    let x = Tensor::randn(
+        vec![4, 3, 16, 16],
+        0.0,
+        1.0,
+        &mut ChaCha8Rng::seed_from_u64(6),
+    );
+    let conv = model.graph.index_of("layer2.1.conv1").expect("node");
+    let masks = unfusing_masks(&model);
+    let mut outputs = Vec::new();
+    for m in [None, Some(&masks)] {
+        let mut tape = Tape::new();
+        let input = tape.constant(x.clone());
+        let opts = RunOptions::train(GateNoise::new(0, 0)).with_masks(m);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let f = forward(&model, &mut tape, input, &opts, &mut rng).expect("forward");
+        assert!(!f.fused.contains(&conv));
+        outputs.push(tape.value(f.nodes[conv]).expect("value").clone());
+    }
+    assert_eq!(outputs[0].shape(), [4, 32, 8, 8]);
+    same("layer2.1.conv1 output", &outputs[0], &outputs[1]);
+}
