@@ -1,6 +1,7 @@
 //! Shared helpers for prune-core's integration tests.
 #![allow(dead_code)]
 
+use prune_core::cpu::Conv2dParams;
 use prune_core::gradcheck::{check_gradients, GradcheckConfig};
 use prune_core::{Device, Result, Tape, Tensor, Var};
 use rand::SeedableRng;
@@ -51,4 +52,23 @@ pub fn host(t: &Tensor) -> Vec<f32> {
     t.to_device(Device::Cpu)
         .expect("copy to the host")
         .into_vec()
+}
+
+/// A convolution layer: input shape, weight shape, stride, padding, groups.
+pub type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize);
+
+/// The layer's stride, padding and groups.
+pub fn conv_params(c: &ConvCase) -> Conv2dParams {
+    Conv2dParams {
+        stride: (c.2, c.2),
+        padding: (c.3, c.3),
+        groups: c.4,
+    }
+}
+
+/// The layer's output shape.
+pub fn conv_out_shape(c: &ConvCase) -> Vec<usize> {
+    let (i, w) = (c.0, c.1);
+    let o = |n: usize, k: usize| (n + 2 * c.3 - k) / c.2 + 1;
+    vec![i[0], w[0], o(i[2], w[2]), o(i[3], w[3])]
 }

@@ -8,36 +8,21 @@
 //! depthwise layer — and whatever the thread count.
 mod common;
 use common::*;
-use prune_core::cpu::Conv2dParams;
 use prune_core::{Tape, Tensor, Var};
 
-/// A layer: input shape, weight shape, stride, padding, groups, bias.
-type Case = ([usize; 4], [usize; 4], usize, usize, usize, bool);
+/// A layer and whether its convolution has a bias.
+type Case = (ConvCase, bool);
 
 const CASES: [Case; 8] = [
-    ([32, 16, 28, 28], [16, 16, 3, 3], 1, 1, 1, false), // row-wise Winograd
-    ([40, 32, 14, 14], [32, 32, 3, 3], 1, 1, 1, false), // 2-D, bands of rows
-    ([33, 64, 7, 7], [64, 64, 3, 3], 1, 1, 1, false),   // 2-D, whole planes
-    ([4, 8, 9, 9], [12, 8, 3, 3], 2, 1, 1, false),      // stride 2
-    ([6, 8, 10, 10], [16, 8, 1, 1], 2, 0, 1, true),     // 1×1, with a bias
-    ([3, 5, 7, 7], [6, 5, 3, 3], 1, 1, 1, true),        // direct kernel
-    ([3, 6, 11, 11], [6, 1, 3, 3], 1, 1, 6, false),     // depthwise
-    ([1, 8, 48, 48], [16, 8, 3, 3], 1, 1, 1, false),    // one image, split by rows
+    (([32, 16, 28, 28], [16, 16, 3, 3], 1, 1, 1), false), // row-wise Winograd
+    (([40, 32, 14, 14], [32, 32, 3, 3], 1, 1, 1), false), // 2-D, bands of rows
+    (([33, 64, 7, 7], [64, 64, 3, 3], 1, 1, 1), false),   // 2-D, whole planes
+    (([4, 8, 9, 9], [12, 8, 3, 3], 2, 1, 1), false),      // stride 2
+    (([6, 8, 10, 10], [16, 8, 1, 1], 2, 0, 1), true),     // 1×1, with a bias
+    (([3, 5, 7, 7], [6, 5, 3, 3], 1, 1, 1), true),        // direct kernel
+    (([3, 6, 11, 11], [6, 1, 3, 3], 1, 1, 6), false),     // depthwise
+    (([1, 8, 48, 48], [16, 8, 3, 3], 1, 1, 1), false),    // one image, split by rows
 ];
-
-fn params(c: &Case) -> Conv2dParams {
-    Conv2dParams {
-        stride: (c.2, c.2),
-        padding: (c.3, c.3),
-        groups: c.4,
-    }
-}
-
-fn out_shape(c: &Case) -> Vec<usize> {
-    let (i, w) = (c.0, c.1);
-    let o = |n: usize, k: usize| (n + 2 * c.3 - k) / c.2 + 1;
-    vec![i[0], w[0], o(i[2], w[2]), o(i[3], w[3])]
-}
 
 /// How the batch norm ends: alone, with a ReLU, with a residual and ReLU.
 #[derive(Clone, Copy, Debug)]
@@ -49,18 +34,20 @@ enum Tail {
 
 /// `[x, w, γ, β, b?, residual?]`.
 fn inputs(c: &Case, tail: Tail, seed: u64) -> Vec<Tensor> {
-    let cout = c.1[0];
+    let (layer, bias) = c;
+    let (x_shape, w_shape) = (layer.0, layer.1);
+    let cout = w_shape[0];
     let mut v = vec![
-        rand_t(&c.0, seed).map(|x| x + 0.2),
-        rand_t(&c.1, seed + 1),
+        rand_t(&x_shape, seed).map(|x| x + 0.2),
+        rand_t(&w_shape, seed + 1),
         rand_t(&[cout], seed + 2).map(|g| g + 1.5),
         rand_t(&[cout], seed + 3),
     ];
-    if c.5 {
+    if *bias {
         v.push(rand_t(&[cout], seed + 4));
     }
     if let Tail::Residual = tail {
-        v.push(rand_t(&out_shape(c), seed + 5));
+        v.push(rand_t(&conv_out_shape(layer), seed + 5));
     }
     v
 }
@@ -77,17 +64,17 @@ struct Run {
 fn run(c: &Case, tail: Tail, xs: &[Tensor], fused: bool) -> Run {
     let mut tape = Tape::new();
     let v: Vec<Var> = xs.iter().map(|t| tape.leaf(t.clone(), true)).collect();
-    let b = c.5.then(|| v[4]);
+    let b = c.1.then(|| v[4]);
     let residual = matches!(tail, Tail::Residual).then(|| v[v.len() - 1]);
     let relu = match tail {
         Tail::Bn => None,
         _ => Some(residual),
     };
     let (y, z, mean, var) = if fused {
-        tape.conv2d_batch_norm_train(v[0], v[1], b, params(c), v[2], v[3], relu, 1e-5)
+        tape.conv2d_batch_norm_train(v[0], v[1], b, conv_params(&c.0), v[2], v[3], relu, 1e-5)
             .expect("fused")
     } else {
-        let z = tape.conv2d(v[0], v[1], b, params(c)).expect("conv");
+        let z = tape.conv2d(v[0], v[1], b, conv_params(&c.0)).expect("conv");
         let (y, mean, var) = match relu {
             Some(r) => tape.batch_norm_relu_train(z, v[2], v[3], r, 1e-5),
             None => tape.batch_norm_train(z, v[2], v[3], 1e-5),
@@ -170,7 +157,16 @@ fn a_residual_of_another_shape_is_an_error_naming_both_shapes() {
     let v: Vec<Var> = xs.iter().map(|t| tape.leaf(t.clone(), true)).collect();
     let r = tape.leaf(Tensor::zeros([4, 12, 9, 9]), true);
     let e = tape
-        .conv2d_batch_norm_train(v[0], v[1], None, params(c), v[2], v[3], Some(Some(r)), 1e-5)
+        .conv2d_batch_norm_train(
+            v[0],
+            v[1],
+            None,
+            conv_params(&c.0),
+            v[2],
+            v[3],
+            Some(Some(r)),
+            1e-5,
+        )
         .expect_err("shape");
     let msg = e.to_string();
     assert!(

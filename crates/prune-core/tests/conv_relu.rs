@@ -5,12 +5,10 @@
 //! single image split by channels).
 mod common;
 use common::*;
-use prune_core::cpu::Conv2dParams;
 use prune_core::gradcheck::GradcheckConfig;
 use prune_core::{Result, Tape, Tensor, Var};
 
-/// A layer: input shape, weight shape, stride, padding, groups.
-type Case = ([usize; 4], [usize; 4], usize, usize, usize);
+type Case = ConvCase;
 
 const CASES: [Case; 7] = [
     ([3, 5, 7, 7], [6, 5, 3, 3], 1, 1, 1), // direct stride-1 kernel
@@ -22,20 +20,6 @@ const CASES: [Case; 7] = [
     ([1, 16, 28, 28], [32, 16, 3, 3], 2, 1, 1), // one image, GEMM split by columns
 ];
 
-fn params(c: &Case) -> Conv2dParams {
-    Conv2dParams {
-        stride: (c.2, c.2),
-        padding: (c.3, c.3),
-        groups: c.4,
-    }
-}
-
-fn out_shape(c: &Case) -> Vec<usize> {
-    let (i, w) = (c.0, c.1);
-    let o = |n: usize, k: usize| (n + 2 * c.3 - k) / c.2 + 1;
-    vec![i[0], w[0], o(i[2], w[2]), o(i[3], w[3])]
-}
-
 /// `[x, w, b?, residual?]`.
 fn inputs(c: &Case, bias: bool, residual: bool, seed: u64) -> Vec<Tensor> {
     let mut v = vec![rand_t(&c.0, seed), rand_t(&c.1, seed + 1)];
@@ -43,7 +27,7 @@ fn inputs(c: &Case, bias: bool, residual: bool, seed: u64) -> Vec<Tensor> {
         v.push(rand_t(&[c.1[0]], seed + 2));
     }
     if residual {
-        v.push(rand_t(&out_shape(c), seed + 3));
+        v.push(rand_t(&conv_out_shape(c), seed + 3));
     }
     v
 }
@@ -52,9 +36,9 @@ fn run(tape: &mut Tape, v: &[Var], c: &Case, bias: bool, fused: bool) -> Result<
     let b = bias.then(|| v[2]);
     let r = v.get(if bias { 3 } else { 2 }).copied();
     if fused {
-        return tape.conv2d_relu(v[0], v[1], b, params(c), r);
+        return tape.conv2d_relu(v[0], v[1], b, conv_params(c), r);
     }
-    let y = tape.conv2d(v[0], v[1], b, params(c))?;
+    let y = tape.conv2d(v[0], v[1], b, conv_params(c))?;
     let pre = match r {
         Some(r) => tape.add(y, r)?,
         None => y,
@@ -112,7 +96,7 @@ fn gradients_match_finite_differences() {
         let mut xs = inputs(c, true, true, 50 + k as u64);
         let mut tape = Tape::new();
         let v: Vec<Var> = xs[..3].iter().map(|t| tape.constant(t.clone())).collect();
-        let y = tape.conv2d(v[0], v[1], Some(v[2]), params(c)).unwrap();
+        let y = tape.conv2d(v[0], v[1], Some(v[2]), conv_params(c)).unwrap();
         let y = tape.value(y).unwrap().clone();
         for (r, a) in xs[3].data_mut().iter_mut().zip(y.data()) {
             let pre = a + *r;
@@ -138,7 +122,7 @@ fn a_residual_of_another_shape_is_an_error() {
     let w = tape.leaf(xs[1].clone(), true);
     let r = tape.constant(Tensor::zeros([3, 6, 7, 6]));
     let e = tape
-        .conv2d_relu(x, w, None, params(c), Some(r))
+        .conv2d_relu(x, w, None, conv_params(c), Some(r))
         .unwrap_err()
         .to_string();
     assert!(e.contains("residual") && e.contains("[3, 6, 7, 6]"), "{e}");

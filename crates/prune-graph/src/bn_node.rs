@@ -5,7 +5,7 @@
 //! its ReLU.
 
 use crate::error::{GraphError, Result};
-use crate::interp::{pair, BnUpdate, Mode};
+use crate::interp::{conv_params, BnUpdate, Mode};
 use crate::ir::{Layer, Node};
 use crate::model::Model;
 use prune_core::cpu::Conv2dParams;
@@ -70,11 +70,7 @@ pub(crate) fn worth_folding(model: &Model, tape: &Tape<'_>, node: &Node, x: Var)
     if xs.len() != 4 || w.len() != 4 {
         return Ok(false);
     }
-    let cp = Conv2dParams {
-        stride: pair(*stride),
-        padding: pair(*padding),
-        groups: *groups,
-    };
+    let cp = conv_params(*stride, *padding, *groups);
     let Ok((oh, ow)) = prune_core::cpu::conv2d_out_hw(xs[2], xs[3], w[2], w[3], &cp) else {
         return Ok(false);
     };

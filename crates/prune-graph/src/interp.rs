@@ -109,6 +109,15 @@ pub(crate) fn pair(a: [usize; 2]) -> (usize, usize) {
     (a[0], a[1])
 }
 
+/// A convolution layer's settings as the tape takes them.
+pub(crate) fn conv_params(stride: [usize; 2], padding: [usize; 2], groups: usize) -> Conv2dParams {
+    Conv2dParams {
+        stride: pair(stride),
+        padding: pair(padding),
+        groups,
+    }
+}
+
 /// Reshapes a per-channel vector to broadcast over `[N, C, ...]` of rank `rank`.
 fn channel_shape(c: usize, rank: usize) -> Vec<usize> {
     let mut s = vec![1; rank];
@@ -198,11 +207,7 @@ pub fn forward<'a>(
             } else {
                 None
             },
-            params: Conv2dParams {
-                stride: pair(*stride),
-                padding: pair(*padding),
-                groups: *groups,
-            },
+            params: conv_params(*stride, *padding, *groups),
         }))
     };
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -248,11 +253,7 @@ pub fn forward<'a>(
                 ..
             } => {
                 let b = if *bias { Some(p(n, "bias")?) } else { None };
-                let cp = Conv2dParams {
-                    stride: pair(*stride),
-                    padding: pair(*padding),
-                    groups: *groups,
-                };
+                let cp = conv_params(*stride, *padding, *groups);
                 tape.conv2d(xin()?, p(n, "weight")?, b, cp).map_err(at)?
             }
             Layer::BatchNorm { eps, momentum, .. } => {
@@ -314,11 +315,7 @@ pub fn forward<'a>(
                             } else {
                                 None
                             };
-                            let cp = Conv2dParams {
-                                stride: pair(*stride),
-                                padding: pair(*padding),
-                                groups: *groups,
-                            };
+                            let cp = conv_params(*stride, *padding, *groups);
                             let w = p(&head.name, "weight")?;
                             conv_relu(tape, hx, w, b, cp, residual).map_err(|e| {
                                 GraphError::Shape {
