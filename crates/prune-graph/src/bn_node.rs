@@ -22,11 +22,8 @@ pub(crate) fn conv_relu(
     residual: Option<Var>,
 ) -> prune_core::Result<Var> {
     if let Some(r) = residual {
-        let (xs, ws) = (tape.shape(x)?, tape.shape(w)?);
-        let fits = xs.len() == 4
-            && ws.len() == 4
-            && prune_core::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &cp)
-                .is_ok_and(|(oh, ow)| tape.shape(r).is_ok_and(|s| s == [xs[0], ws[0], oh, ow]));
+        let (xs, ws, rs) = (tape.shape(x)?, tape.shape(w)?, tape.shape(r)?);
+        let fits = prune_core::cpu::conv2d_out_shape(xs, ws, &cp).is_ok_and(|o| rs == o);
         if !fits {
             let y = tape.conv2d(x, w, b, cp)?;
             let s = tape.add(y, r)?;
@@ -143,17 +140,9 @@ impl ConvIn {
     }
 
     /// The shape of the convolution's output.
-    fn out_shape(&self, tape: &Tape<'_>) -> prune_core::Result<Vec<usize>> {
+    fn out_shape(&self, tape: &Tape<'_>) -> prune_core::Result<[usize; 4]> {
         let (xs, ws) = (tape.shape(self.x)?, tape.shape(self.w)?);
-        if xs.len() != 4 || ws.len() != 4 {
-            return Err(prune_core::CoreError::BadShape {
-                op: "conv2d",
-                shape: xs.to_vec(),
-                reason: "expected x [N, Cin, H, W] and w [Cout, Cin/groups, kh, kw]".into(),
-            });
-        }
-        let (oh, ow) = prune_core::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &self.params)?;
-        Ok(vec![xs[0], ws[0], oh, ow])
+        prune_core::cpu::conv2d_out_shape(xs, ws, &self.params)
     }
 }
 
@@ -178,7 +167,7 @@ impl BnArgs<'_> {
         };
         let (x, g, b, eps) = (self.x, self.gamma, self.beta, self.eps);
         let x_shape = match &self.conv {
-            Some(c) => c.out_shape(tape).map_err(at)?,
+            Some(c) => c.out_shape(tape).map_err(at)?.to_vec(),
             None => tape.shape(x)?.to_vec(),
         };
         let fused = match relu {

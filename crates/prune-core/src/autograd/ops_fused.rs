@@ -87,10 +87,7 @@ impl Tape<'_> {
         let backend = self.backend(op, &vars)?;
         if let Some(r) = residual {
             let (xs, ws, rs) = (self.shape(x)?, self.shape(w)?, self.shape(r)?);
-            let fits = xs.len() == 4
-                && ws.len() == 4
-                && crate::cpu::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], &params)
-                    .is_ok_and(|(oh, ow)| rs == [xs[0], ws[0], oh, ow]);
+            let fits = crate::cpu::conv2d_out_shape(xs, ws, &params).is_ok_and(|o| rs == o);
             if !fits {
                 return Err(CoreError::ShapeMismatch {
                     op: "conv2d_batch_norm (residual vs output)",

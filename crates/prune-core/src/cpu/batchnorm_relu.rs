@@ -225,28 +225,20 @@ fn masked_grad_sums(
 ) -> (Vec<f64>, Vec<f64>) {
     let (c, hw) = (l.c, l.hw);
     let img = c * hw;
-    let (mut a, mut b) = (vec![0.0f64; c], vec![0.0f64; c]);
-    if img == 0 || l.n == 0 {
-        return (a, b);
-    }
     let mut per_image = vec![(0.0f64, 0.0f64); l.n * c];
-    per_image
-        .par_chunks_mut(c)
-        .zip(g.par_chunks(img).zip(x.par_chunks(img)))
-        .for_each(|(out, (gi, xi))| {
-            for (ch, o) in out.iter_mut().enumerate() {
-                let r = ch * hw..(ch + 1) * hw;
-                let (fa, fc) = (fwd.a[ch], fwd.c[ch]);
-                *o = reduce::masked_grad_sums(&gi[r.clone()], &xi[r], mu[ch], fa, fc);
-            }
-        });
-    for img in per_image.chunks(c) {
-        for ((sa, sb), &(p, q)) in a.iter_mut().zip(b.iter_mut()).zip(img) {
-            *sa += p;
-            *sb += q;
-        }
+    if img > 0 {
+        per_image
+            .par_chunks_mut(c)
+            .zip(g.par_chunks(img).zip(x.par_chunks(img)))
+            .for_each(|(out, (gi, xi))| {
+                for (ch, o) in out.iter_mut().enumerate() {
+                    let r = ch * hw..(ch + 1) * hw;
+                    let (fa, fc) = (fwd.a[ch], fwd.c[ch]);
+                    *o = reduce::masked_grad_sums(&gi[r.clone()], &xi[r], mu[ch], fa, fc);
+                }
+            });
     }
-    (a, b)
+    l.add_images(&per_image)
 }
 
 dispatch!(

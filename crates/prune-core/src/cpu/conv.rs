@@ -124,6 +124,22 @@ pub fn conv2d_out_hw(
     Ok(((hp - kh) / sh + 1, (wp - kw) / sw + 1))
 }
 
+/// The output shape `[N, Cout, OH, OW]` of a convolution of an input of
+/// shape `x` (`[N, Cin, H, W]`) with weights of shape `w`
+/// (`[Cout, Cin/groups, kh, kw]`); an error naming both when either is not
+/// 4-D or the sizes do not fit ([`conv2d_out_hw`]).
+pub fn conv2d_out_shape(x: &[usize], w: &[usize], p: &Conv2dParams) -> Result<[usize; 4]> {
+    if x.len() != 4 || w.len() != 4 {
+        return Err(CoreError::ShapeMismatch {
+            op: "conv2d (expected x [N, Cin, H, W] and w [Cout, Cin/groups, kh, kw])",
+            lhs: x.to_vec(),
+            rhs: w.to_vec(),
+        });
+    }
+    let (oh, ow) = conv2d_out_hw(x[2], x[3], w[2], w[3], p)?;
+    Ok([x[0], w[0], oh, ow])
+}
+
 /// Validated shapes of one convolution call.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvGeom {

@@ -21,11 +21,11 @@
 //! so the order of every sum is fixed by the shapes alone and the result
 //! does not depend on the thread count.
 
-use super::batchnorm::{layout, train_coef, BnSaved};
+use super::batchnorm::{train_coef, BnSaved};
 use super::batchnorm_relu::{check_residual, relu_map};
 use super::conv::{forward_with, Conv2dParams, PostFn};
 use super::reduce;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,20 +113,12 @@ pub fn conv2d_batch_norm_train(
     eps: f32,
 ) -> Result<ConvBnOutput> {
     let op = "conv2d_batch_norm_train";
-    let (xs, ws) = (x.shape(), w.shape());
-    if xs.len() != 4 || ws.len() != 4 {
-        return Err(CoreError::BadShape {
-            op,
-            shape: if xs.len() != 4 { xs } else { ws }.to_vec(),
-            reason: "expected x [N, Cin, H, W] and w [Cout, Cin/groups, kh, kw]".into(),
-        });
-    }
-    let (oh, ow) = super::conv2d_out_hw(xs[2], xs[3], ws[2], ws[3], p)?;
-    let slots = Slots::new(xs[0] * ws[0], (oh * ow).max(1));
+    let [n, cout, oh, ow] = super::conv2d_out_shape(x.shape(), w.shape(), p)?;
+    let slots = Slots::new(n * cout, (oh * ow).max(1));
     let post: &PostFn = &|at, vals| slots.record(at, vals);
     let z = forward_with(x, w, bias, p, post, None)?;
-    let l = layout(op, &z, &[gamma, beta])?;
-    let planes = (l.hw > 1).then(|| slots.finish(z.data()));
+    // `[N, C]`-shaped statistics (a 1×1 output) are formed by batch norm.
+    let planes = (oh * ow > 1).then(|| slots.finish(z.data()));
     let (l, coef, saved, var) = train_coef(op, &z, gamma, beta, eps, planes.as_deref())?;
     let zd = z.data();
     let y = match relu {
