@@ -165,6 +165,9 @@ impl Layout {
         let (c, hw) = (self.c, self.hw);
         let img = c * hw;
         let mut per_image = vec![(0.0f64, 0.0f64); self.n * c];
+        if img == 0 {
+            return self.add_images(&per_image);
+        }
         per_image
             .par_chunks_mut(c)
             .zip(dy.par_chunks(img).zip(x.par_chunks(img)))

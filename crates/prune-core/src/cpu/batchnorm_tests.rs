@@ -279,3 +279,17 @@ fn train_statistics_exact_for_odd_planes_and_a_large_offset() {
     assert_close(&saved.mean, &mean, 1e-7, 1e-7, "mean");
     assert_close(&unbiased, &unb, 1e-4, 1e-6, "unbiased variance");
 }
+
+/// No channels: empty statistics and gradients, not a panic.
+#[test]
+fn zero_channels_give_empty_results() {
+    let x = Tensor::zeros([2, 0, 3, 3]);
+    let p = Tensor::zeros([0]);
+    let (y, saved, _) = batch_norm_train(&x, &p, &p, 1e-5).unwrap();
+    assert_eq!(y.shape(), [2, 0, 3, 3]);
+    let g = batch_norm_train_backward(&x, &p, &saved, &x).unwrap();
+    assert_eq!(
+        (g.x.shape(), g.gamma.shape()),
+        ([2, 0, 3, 3].as_slice(), [0].as_slice())
+    );
+}
