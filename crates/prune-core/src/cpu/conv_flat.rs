@@ -38,6 +38,7 @@
 //! depend on the thread count.
 
 use super::conv::{assume_written, PostFn};
+use super::pad::Padding;
 use super::scratch::{with_scratch, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -109,21 +110,16 @@ impl FlatGeom {
 /// held before): the image rows, and zeros in the padding around them and
 /// in the slack after the last plane, each value written once.
 pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
-    let (wp, plane) = (g.wp(), g.plane());
-    let (top, bottom) = (g.ph * wp, (g.ph + g.h) * wp);
-    for (c, pc) in p.chunks_mut(plane).enumerate().take(g.cin) {
-        pc[..top + g.pw].fill(0.0);
-        for r in 0..g.h {
-            let src = &x[(c * g.h + r) * g.w..(c * g.h + r + 1) * g.w];
-            let at = (r + g.ph) * wp + g.pw;
-            pc[at..at + g.w].copy_from_slice(src);
-            // right padding of this row and left padding of the next
-            let next = (at + wp).min(plane);
-            pc[at + g.w..next].fill(0.0);
-        }
-        pc[bottom.min(plane)..].fill(0.0);
+    Padding {
+        cin: g.cin,
+        h: g.h,
+        w: g.w,
+        ph: g.ph,
+        pw: g.pw,
+        hp: g.hp(),
+        wp: g.wp(),
     }
-    p[g.cin * plane..].fill(0.0);
+    .apply(x, p);
 }
 
 /// Channels of the micro-kernel block starting with `rest` channels left:

@@ -53,6 +53,7 @@
 
 use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
+use super::pad::Padding;
 use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -152,37 +153,21 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
     u
 }
 
-/// Where each input row goes in the padded planes: the offsets of
-/// [`copy_rows`] for one image, the same for every image of a
-/// layer (built once per call, not per image).
-pub(crate) struct PadRows {
-    srcs: Vec<usize>,
-    dsts: Vec<usize>,
-}
-
-impl PadRows {
-    /// Row `r` of channel `c` (`c·h + r` in `x`) goes to row `ph + r` of
-    /// plane `c`, after `pw` zeros.
-    pub(crate) fn new(wg: &WinoGeom) -> Self {
-        let g = &wg.g;
-        let (wp, plane) = (wg.wp, wg.plane());
-        Self {
-            srcs: (0..g.cin * g.h).map(|r| r * g.w).collect(),
-            dsts: (0..g.cin * g.h)
-                .map(|r| (r / g.h) * plane + (g.ph + r % g.h) * wp + g.pw)
-                .collect(),
-        }
-    }
-}
-
 /// Copies one image `x [cin, h, w]` into planes of pitch `wp` (whatever
 /// the buffer held): `pw` zeros, the row, zeros to the pitch; zero rows
-/// above and below, and zeros after the last plane. The buffer is zeroed
-/// in one pass and the rows moved by vector copies (a call to `memmove`
-/// per row of 7–32 values cost more than the copy).
-fn pad(wg: &WinoGeom, rows: &PadRows, x: &[f32], p: &mut [f32]) {
-    p.fill(0.0);
-    copy_rows(x, &rows.srcs, p, &rows.dsts, wg.g.w);
+/// above and below, and zeros after the last plane (`pad.rs`).
+fn pad(wg: &WinoGeom, x: &[f32], p: &mut [f32]) {
+    let g = &wg.g;
+    Padding {
+        cin: g.cin,
+        h: g.h,
+        w: g.w,
+        ph: g.ph,
+        pw: g.pw,
+        hp: wg.hp,
+        wp: wg.wp,
+    }
+    .apply(x, p);
 }
 
 /// One image: `x [cin, h, w]` into `y [cout, OH, OW]` (every value
@@ -193,7 +178,6 @@ fn pad(wg: &WinoGeom, rows: &PadRows, x: &[f32], p: &mut [f32]) {
 fn image(
     wg: &WinoGeom,
     u: &[f32],
-    rows: &PadRows,
     x: &[f32],
     bias: Option<&[f32]>,
     y: &mut [MaybeUninit<f32>],
@@ -204,7 +188,7 @@ fn image(
     let g = &wg.g;
     let (oh, ow) = g.out_hw();
     with_scratch(Slot::Transform, wg.transformed_len(), |v| {
-        transform_image(wg, rows, x, v);
+        transform_image(wg, x, v);
         let v = &*v;
         if !split {
             return channels(wg, u, v, 0, g.cout, bias, y, post, base);
@@ -224,10 +208,10 @@ fn image(
 
 /// The transformed planes `v [6, cin, vplane]` of one image `x [cin, h, w]`:
 /// padded to the pitch, then [`input_transform`] per channel.
-pub(crate) fn transform_image(wg: &WinoGeom, rows: &PadRows, x: &[f32], v: &mut [f32]) {
+pub(crate) fn transform_image(wg: &WinoGeom, x: &[f32], v: &mut [f32]) {
     let cin = wg.g.cin;
     with_scratch(Slot::Col, wg.padded_len(), |p| {
-        pad(wg, rows, x, p);
+        pad(wg, x, p);
         for c in 0..cin {
             let at = c * wg.vplane;
             input_transform(&p[c * wg.plane()..], wg.vplane, v, at, cin * wg.vplane);
@@ -269,16 +253,12 @@ fn channels(
                 kern.run_planes(cin, vplane, vx, ux, &taps, nco, mx, ntile);
             }
             for k in 0..nco {
-                output_transform(m, k * ntile, 4 * ntile, ntile, yrow);
                 let b = bias.map_or(0.0, |b| b[co + k]);
+                output_transform(m, k * ntile, 4 * ntile, ntile, b, yrow);
                 let at = (co - co0 + k) * oh * ow;
                 let yp = &mut y[at..at + oh * ow];
-                for (r, row) in yp.chunks_mut(ow).enumerate() {
-                    for (d, s) in row.iter_mut().zip(&yrow[r * wg.wp..r * wg.wp + ow]) {
-                        d.write(s + b);
-                    }
-                }
-                // SAFETY: the loop above wrote every value of `yp`.
+                copy_pitched(yrow, wg.wp, yp, ow);
+                // SAFETY: `copy_pitched` wrote every value of `yp`.
                 post(base + at, unsafe { assume_written(yp) });
             }
             co += nco;
@@ -308,17 +288,16 @@ pub(crate) fn forward_post(
         return conv_flat::forward_post(g, n, x, w, bias, y, post);
     }
     let u = transform_weights(g, w);
-    let rows = PadRows::new(wg);
     if n >= 2 {
         y.par_chunks_mut(img_out).enumerate().for_each(|(ni, yn)| {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &u, &rows, xn, bias, yn, post, ni * img_out, false);
+            image(wg, &u, xn, bias, yn, post, ni * img_out, false);
         });
     } else {
         let split = rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
         for (ni, yn) in y.chunks_mut(img_out).enumerate() {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &u, &rows, xn, bias, yn, post, ni * img_out, split);
+            image(wg, &u, xn, bias, yn, post, ni * img_out, split);
         }
     }
 }
@@ -345,23 +324,24 @@ pub(crate) fn forward(
     );
 }
 
-/// `dst[d..d + len] = src[s..s + len]` for each pair of `srcs` and `dsts`,
-/// by vector moves (rows are a few to a few dozen values, where a call to
-/// `memmove` per row costs more than the copy).
-fn copy_rows(src: &[f32], srcs: &[usize], dst: &mut [f32], dsts: &[usize], len: usize) {
-    assert_eq!(srcs.len(), dsts.len());
-    assert!(
-        srcs.iter().all(|&s| s + len <= src.len()) && dsts.iter().all(|&d| d + len <= dst.len())
-    );
+/// Rows of `width` values at pitch `pitch` in `src` into consecutive rows
+/// of `dst` (every value of `dst` written): the output planes out of the
+/// transform's pitch-wide rows.
+fn copy_pitched(src: &[f32], pitch: usize, dst: &mut [MaybeUninit<f32>], width: usize) {
+    let rows = dst.len() / width.max(1);
+    assert!(width <= pitch && dst.len() == rows * width);
+    assert!(rows == 0 || (rows - 1) * pitch + width <= src.len());
     #[cfg(target_arch = "x86_64")]
     if conv_flat::vectorised() {
         // SAFETY: AVX-512F is available (the vector kernel runs); every
-        // row is inside its slice by the assertion.
-        unsafe { avx512::copy_rows(src.as_ptr(), srcs, dst.as_mut_ptr(), dsts, len) };
+        // row is inside its slice by the assertions.
+        unsafe { avx512::copy_pitched(src.as_ptr(), pitch, dst.as_mut_ptr().cast(), width, rows) };
         return;
     }
-    for (&s, &d) in srcs.iter().zip(dsts) {
-        dst[d..d + len].copy_from_slice(&src[s..s + len]);
+    for (r, row) in dst.chunks_mut(width).enumerate() {
+        for (d, s) in row.iter_mut().zip(&src[r * pitch..r * pitch + width]) {
+            d.write(*s);
+        }
     }
 }
 
@@ -411,17 +391,25 @@ pub(crate) fn input_transform_scalar(
     }
 }
 
-/// `out[4s + i] = Σ_ξ Aᵀ[i][ξ] · m[at + ξ·stride + s]` for `s < tiles`.
-pub(crate) fn output_transform(m: &[f32], at: usize, stride: usize, tiles: usize, out: &mut [f32]) {
+/// `out[4s + i] = Σ_ξ Aᵀ[i][ξ] · m[at + ξ·stride + s] + bias` for
+/// `s < tiles` (the bias added last).
+pub(crate) fn output_transform(
+    m: &[f32],
+    at: usize,
+    stride: usize,
+    tiles: usize,
+    bias: f32,
+    out: &mut [f32],
+) {
     assert!(tiles.is_multiple_of(LANES) && out.len() >= 4 * tiles);
     assert!(m.len() >= at + (XI - 1) * stride + tiles);
     #[cfg(target_arch = "x86_64")]
     if conv_flat::vectorised() {
         // SAFETY: as in `input_transform`; the assertions bound every access.
-        unsafe { avx512::output_transform(m, at, stride, tiles, out) };
+        unsafe { avx512::output_transform(m, at, stride, tiles, bias, out) };
         return;
     }
-    output_transform_scalar(m, at, stride, tiles, out);
+    output_transform_scalar(m, at, stride, tiles, bias, out);
 }
 
 /// [`output_transform`] by scalar operations in the vector kernel's order.
@@ -430,16 +418,17 @@ pub(crate) fn output_transform_scalar(
     at: usize,
     stride: usize,
     tiles: usize,
+    bias: f32,
     out: &mut [f32],
 ) {
     for s in 0..tiles {
         let mv = |xi: usize| m[at + xi * stride + s];
         let (a, b) = (mv(1) + mv(2), mv(1) - mv(2));
         let (c, d) = (mv(3) + mv(4), mv(3) - mv(4));
-        out[4 * s] = mv(0) + a + c;
-        out[4 * s + 1] = 2f32.mul_add(d, b);
-        out[4 * s + 2] = 4f32.mul_add(c, a);
-        out[4 * s + 3] = 8f32.mul_add(d, b) + mv(5);
+        out[4 * s] = mv(0) + a + c + bias;
+        out[4 * s + 1] = 2f32.mul_add(d, b) + bias;
+        out[4 * s + 2] = 4f32.mul_add(c, a) + bias;
+        out[4 * s + 3] = 8f32.mul_add(d, b) + mv(5) + bias;
     }
 }
 
@@ -534,10 +523,12 @@ pub(crate) mod avx512 {
         at: usize,
         stride: usize,
         tiles: usize,
+        bias: f32,
         out: &mut [f32],
     ) {
         // SAFETY: the caller's assertions bound every access.
         unsafe {
+            let bv = _mm512_set1_ps(bias);
             let (two, four, eight) = (
                 _mm512_set1_ps(2.0),
                 _mm512_set1_ps(4.0),
@@ -562,10 +553,10 @@ pub(crate) mod avx512 {
                 let m5 = _mm512_loadu_ps(src.add(5 * stride));
                 let (a, b) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
                 let (c, d) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
-                let y0 = _mm512_add_ps(_mm512_add_ps(m0, a), c);
-                let y1 = _mm512_fmadd_ps(two, d, b);
-                let y2 = _mm512_fmadd_ps(four, c, a);
-                let y3 = _mm512_add_ps(_mm512_fmadd_ps(eight, d, b), m5);
+                let y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m0, a), c), bv);
+                let y1 = _mm512_add_ps(_mm512_fmadd_ps(two, d, b), bv);
+                let y2 = _mm512_add_ps(_mm512_fmadd_ps(four, c, a), bv);
+                let y3 = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(eight, d, b), m5), bv);
                 let p01l = _mm512_castps_pd(_mm512_permutex2var_ps(y0, lo32, y1));
                 let p01h = _mm512_castps_pd(_mm512_permutex2var_ps(y0, hi32, y1));
                 let p23l = _mm512_castps_pd(_mm512_permutex2var_ps(y2, lo32, y3));
@@ -584,31 +575,28 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// `dst[d .. d + len] = src[s .. s + len]` for each pair of offsets, 16
-    /// values per move, the last masked.
+    /// `dst[r·len ..][..len] = src[r·pitch ..][..len]` for `r < rows`, 16
+    /// values per move, the last of a row masked.
     ///
     /// # Safety
     /// AVX-512F; every row readable at `src` and writable at `dst`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn copy_rows(
+    pub(super) unsafe fn copy_pitched(
         src: *const f32,
-        srcs: &[usize],
+        pitch: usize,
         dst: *mut f32,
-        dsts: &[usize],
         len: usize,
+        rows: usize,
     ) {
         // SAFETY: every access is masked to `len` values of a row.
         unsafe {
-            for (&s, &d) in srcs.iter().zip(dsts) {
+            for r in 0..rows {
+                let (s, d) = (src.add(r * pitch), dst.add(r * len));
                 let mut k = 0;
                 while k < len {
                     let n = (len - k).min(LANES);
                     let m: __mmask16 = if n == LANES { 0xFFFF } else { (1u16 << n) - 1 };
-                    _mm512_mask_storeu_ps(
-                        dst.add(d + k),
-                        m,
-                        _mm512_maskz_loadu_ps(m, src.add(s + k)),
-                    );
+                    _mm512_mask_storeu_ps(d.add(k), m, _mm512_maskz_loadu_ps(m, s.add(k)));
                     k += LANES;
                 }
             }

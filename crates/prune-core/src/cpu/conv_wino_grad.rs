@@ -81,7 +81,6 @@ pub(crate) fn weight_grad(
     let rows = g.cout * g.cin * g.kh;
     let (vlen, dlen) = (wg.transformed_len(), XI * g.cout * wg.ntile);
     let group = GROUP_BYTES / (4 * (vlen + dlen));
-    let pad_rows = conv_wino::PadRows::new(wg);
     let total = chunk_partials(n, group, XI * rows, |g0, gn, part| {
         with_scratch(Slot::Transform, gn * vlen, |v| {
             with_scratch(Slot::Col2, gn * dlen + 4 * g.cout * wg.ntile, |d| {
@@ -90,7 +89,6 @@ pub(crate) fn weight_grad(
                     let ni = g0 + j;
                     conv_wino::transform_image(
                         wg,
-                        &pad_rows,
                         &x[ni * img_in..(ni + 1) * img_in],
                         &mut v[j * vlen..],
                     );

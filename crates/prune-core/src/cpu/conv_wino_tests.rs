@@ -228,8 +228,8 @@ fn vector_and_scalar_transforms_agree() {
     }
     let m = rand_vec(at + 6 * stride, &mut rng(601));
     let (mut a, mut s) = (vec![0.0f32; 4 * tiles], vec![1.0f32; 4 * tiles]);
-    conv_wino::output_transform(&m, at, stride, tiles, &mut a);
-    conv_wino::output_transform_scalar(&m, at, stride, tiles, &mut s);
+    conv_wino::output_transform(&m, at, stride, tiles, 0.375, &mut a);
+    conv_wino::output_transform_scalar(&m, at, stride, tiles, 0.375, &mut s);
     assert_eq!(a, s, "output transform");
 }
 

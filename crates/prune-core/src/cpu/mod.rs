@@ -39,6 +39,7 @@ mod gemm_driver;
 pub mod gemm_kernels;
 mod gemm_pack;
 mod im2col;
+mod pad;
 pub mod pool;
 mod pool_plane;
 pub(crate) mod reduce;
