@@ -58,6 +58,14 @@ use std::mem::MaybeUninit;
 const LANES: usize = 16;
 /// Transform points per tile (6 × 6).
 const PTS: usize = XI * XI;
+/// Values of slack after each channel's row of transformed input (and
+/// each point's block of products): the 36 rows a tile writes and the
+/// products read are `Cin·npos` values apart, a multiple of 4 KB for
+/// ResNet's 32- and 64-channel layers (16 or 32 KB), where every one of
+/// them falls in the same level-1 cache set and they evict each other;
+/// one vector of slack spreads them. Measured on ResNet's 14×14 layers:
+/// 32 → 17 channels 5–10 % faster forward, the weight gradient 2–5 %.
+pub(crate) const ROW_PAD: usize = LANES;
 /// Tiles the micro-kernel runs over at least: images (lane sets in the
 /// forward pass) are grouped until their tiles fill four vectors.
 pub(crate) const MIN_TILES: usize = 64;

@@ -26,7 +26,7 @@ use super::super::gemm_pack::Operand;
 use super::super::scratch::{with_scratch, Kept, Slot};
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Task;
-use super::{SyncPtr, Wino2, G, LANES, PLANE_TASK, PTS, XI};
+use super::{SyncPtr, Wino2, G, LANES, PLANE_TASK, PTS, ROW_PAD, XI};
 use rayon::prelude::*;
 
 /// Channel pairs from which a layer sums its whole batch into one `D`
@@ -85,9 +85,9 @@ pub(crate) fn weight_grad_in(
     let total = partials(n, chunk, LANES, PTS * pairs, |g0, gn, part| {
         for r0 in (0..wg.th).step_by(band) {
             let rows = (r0, (r0 + band).min(wg.th));
-            transformed(wg, x, dy, g0, gn, rows, false, |npos, v, d| {
+            transformed(wg, x, dy, g0, gn, rows, false, |npos, ld, v, d| {
                 for (p, c) in part.chunks_exact_mut(pairs).take(PTS).enumerate() {
-                    product(wg, p, npos, v, d, 1.0, c);
+                    product(wg, p, npos, ld, v, d, 1.0, c);
                 }
             });
         }
@@ -95,9 +95,10 @@ pub(crate) fn weight_grad_in(
     fold(&total, pairs, dw);
 }
 
-/// Runs `f(npos, V, DY)` on the transformed input and output gradient of
-/// images `g0..g0 + gn`, tile rows `rows.0..rows.1`, in the lanes' layout
-/// (`npos` tile slots per channel: whole sets of 16 images), their channels
+/// Runs `f(npos, ld, V, DY)` on the transformed input and output gradient
+/// of images `g0..g0 + gn`, tile rows `rows.0..rows.1`, in the lanes'
+/// layout (`npos` tile slots per channel: whole sets of 16 images; channel
+/// rows `ld = npos + ROW_PAD` apart), their channels
 /// transformed in parallel when `parallel`.
 #[allow(clippy::too_many_arguments)]
 fn transformed(
@@ -108,13 +109,14 @@ fn transformed(
     gn: usize,
     rows: (usize, usize),
     parallel: bool,
-    f: impl FnOnce(usize, &[f32], &[f32]),
+    f: impl FnOnce(usize, usize, &[f32], &[f32]),
 ) {
     let g = &wg.g;
     let (img_in, img_out) = (g.cin * g.h * g.w, g.cout * wg.oh * wg.ow);
     let npos = (rows.1 - rows.0) * wg.tw * gn.next_multiple_of(LANES);
-    with_scratch(Slot::Transform, PTS * g.cin * npos, |v| {
-        with_scratch(Slot::Col2, PTS * g.cout * npos, |d| {
+    let cs = npos + ROW_PAD;
+    with_scratch(Slot::Transform, PTS * g.cin * cs, |v| {
+        with_scratch(Slot::Col2, PTS * g.cout * cs, |d| {
             let xg = &x[g0 * img_in..(g0 + gn) * img_in];
             let dyg = &dy[g0 * img_out..(g0 + gn) * img_out];
             #[cfg(target_arch = "x86_64")]
@@ -132,9 +134,9 @@ fn transformed(
                 // channels' rows only.
                 let block = |c0: usize, c1: usize, grad: bool| unsafe {
                     if grad {
-                        task.transform::<true>(dyg, c0, c1, dp)
+                        task.transform::<true>(dyg, c0, c1, cs, dp)
                     } else {
-                        task.transform::<false>(xg, c0, c1, vp)
+                        task.transform::<false>(xg, c0, c1, cs, vp)
                     }
                 };
                 let blocks = |ch: usize| {
@@ -153,7 +155,7 @@ fn transformed(
                     block(0, g.cout, true);
                 }
             }
-            f(npos, v, d);
+            f(npos, cs, v, d);
         });
     });
 }
@@ -170,12 +172,12 @@ fn wide_products(wg: &Wino2, n: usize, x: &[f32], dy: &[f32], most: usize) -> Ke
     let mut total = Kept::take(PTS * pairs);
     for (gi, g0) in (0..n).step_by(group).enumerate() {
         let gn = group.min(n - g0);
-        transformed(wg, x, dy, g0, gn, (0, wg.th), true, |npos, v, d| {
+        transformed(wg, x, dy, g0, gn, (0, wg.th), true, |npos, ld, v, d| {
             let beta = if gi == 0 { 0.0 } else { 1.0 };
             total
                 .par_chunks_mut(pairs)
                 .enumerate()
-                .for_each(|(p, c)| product(wg, p, npos, v, d, beta, c));
+                .for_each(|(p, c)| product(wg, p, npos, ld, v, d, beta, c));
         });
     }
     total
@@ -224,20 +226,30 @@ dispatch!(
     }
 );
 
-/// `c (+)= D[p][co][c] = Σ_{t<row} d[(p·cout + co)·row + t] · v[(p·cin + c)·row + t]`
+/// `c (+)= D[p][co][c] = Σ_{t<row} d[(p·cout + co)·ld + t] · v[(p·cin + c)·ld + t]`
 /// (`c [cout, cin]`, scaled by `beta` first): the product `DY_p·V_pᵀ` of
 /// depth `row` by the GEMM, on this thread.
-fn product(wg: &Wino2, p: usize, row: usize, v: &[f32], d: &[f32], beta: f32, c: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn product(
+    wg: &Wino2,
+    p: usize,
+    row: usize,
+    ld: usize,
+    v: &[f32],
+    d: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
     let (cin, cout) = (wg.g.cin, wg.g.cout);
-    assert!(v.len() >= PTS * cin * row && d.len() >= PTS * cout * row);
+    assert!(row <= ld && v.len() >= PTS * cin * ld && d.len() >= PTS * cout * ld);
     let a = Operand {
-        data: &d[p * cout * row..(p + 1) * cout * row],
-        ld: row,
+        data: &d[p * cout * ld..(p + 1) * cout * ld],
+        ld,
         trans: false,
     };
     let b = Operand {
-        data: &v[p * cin * row..(p + 1) * cin * row],
-        ld: row,
+        data: &v[p * cin * ld..(p + 1) * cin * ld],
+        ld,
         trans: true,
     };
     gemm(cout, cin, row, 1.0, a, b, beta, c, cin, false);

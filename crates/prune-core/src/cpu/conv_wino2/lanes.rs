@@ -38,7 +38,7 @@ use super::super::conv::{assume_written, PostFn};
 use super::super::conv_flat::{self, Kernel, OutPtr};
 use super::super::scratch::{with_scratch, Slot};
 use super::avx512::{gradient_points, input_points, output_points};
-use super::{SyncPtr, Wino2, LANES, MIN_TILES, PLANE_TASK, PTS, XI};
+use super::{SyncPtr, Wino2, LANES, MIN_TILES, PLANE_TASK, PTS, ROW_PAD, XI};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -184,12 +184,13 @@ impl Task<'_> {
         split: bool,
     ) {
         let g = &self.wg.g;
-        let npos = self.npos();
-        with_scratch(Slot::Transform, PTS * g.cin * npos, |v| {
+        let cs = self.npos() + ROW_PAD;
+        with_scratch(Slot::Transform, PTS * g.cin * cs, |v| {
             let vp = SyncPtr(v.as_mut_ptr());
             // SAFETY: `v` holds every channel's rows; each block writes its
             // own channels' rows only.
-            let block = |c0: usize, c1: usize| unsafe { self.transform::<false>(x, c0, c1, vp) };
+            let block =
+                |c0: usize, c1: usize| unsafe { self.transform::<false>(x, c0, c1, cs, vp) };
             if split && g.cin >= 2 * PLANE_TASK {
                 (0..g.cin.div_ceil(PLANE_TASK))
                     .into_par_iter()
@@ -217,7 +218,7 @@ impl Task<'_> {
     }
 
     /// Channels `c0..c1` of the planes `src` (the batch's input `x`, or with
-    /// `GRAD` its output gradient `dy`) into `out[(ξη·ch + c)·npos + t]`,
+    /// `GRAD` its output gradient `dy`) into `out[(ξη·ch + c)·cs + t]`,
     /// `ch` the planes' channel count and tile `t` of lane set `s`, tile
     /// row `tr`, column `tc` at `16·(((s − s0)·band + tr − tr0)·TW + tc)`
     /// plus the lane. The input's 6×6 patches of the zero-padded plane
@@ -226,14 +227,15 @@ impl Task<'_> {
     /// `conv_wino.rs` and `conv_wino_grad.rs` apply them.
     ///
     /// # Safety
-    /// AVX-512F; `out` holds `36·ch·npos` values and no other thread writes
-    /// channels `c0..c1` of it.
+    /// AVX-512F; `out` holds `36·ch·cs` values (`cs ≥ npos`) and no other
+    /// thread writes channels `c0..c1` of it.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transform<const GRAD: bool>(
         &self,
         src: &[f32],
         c0: usize,
         c1: usize,
+        cs: usize,
         out: SyncPtr,
     ) {
         let wg = self.wg;
@@ -248,11 +250,11 @@ impl Task<'_> {
         let (img, plane) = (ch * h * w, h * w);
         let (r0, r1) = self.rows;
         let (tcols, trows) = (4 * tw + span - 4, 4 * (r1 - r0) + span - 4);
-        let (npos, per_set) = (self.npos(), self.per_set());
+        let per_set = self.per_set();
         assert!(src.len() >= self.n * img);
         // Locals, so that the loops below keep them in registers (stores
         // through raw pointers could otherwise alias `g`).
-        let (pstride, hrow) = (ch * npos, tw * XI * LANES);
+        let (pstride, hrow) = (ch * cs, tw * XI * LANES);
         let points = |d: [__m512; 6]| {
             if GRAD {
                 gradient_points([d[0], d[1], d[2], d[3]])
@@ -302,9 +304,7 @@ impl Task<'_> {
                                 }
                             }
                         }
-                        let oc = out
-                            .get()
-                            .add(c * npos + (s - self.sets.0) * per_set * LANES);
+                        let oc = out.get().add(c * cs + (s - self.sets.0) * per_set * LANES);
                         for tr in 0..r1 - r0 {
                             for tc in 0..tw {
                                 let at = (tr * tw + tc) * LANES;
@@ -366,29 +366,33 @@ impl Task<'_> {
             .map(|b| b[b.len() - 1].1 - b[0].0)
             .max()
             .unwrap_or(0);
-        with_scratch(Slot::Col2, PTS * most * npos + olen, |buf| {
-            let (m, obuf) = buf.split_at_mut(PTS * most * npos);
+        // Products of one point per chunk, then the next point's after
+        // `ROW_PAD` values of slack; input channel rows `cs` apart.
+        let cs = npos + ROW_PAD;
+        with_scratch(Slot::Col2, PTS * (most * npos + ROW_PAD) + olen, |buf| {
+            let (m, obuf) = buf.split_at_mut(PTS * (most * npos + ROW_PAD));
             for chunk in blocks.chunks(per) {
                 let (k0, k1) = (chunk[0].0, chunk[chunk.len() - 1].1);
                 // Point by point, every block of the chunk, so that the
                 // point's transformed input stays in the level-1 cache.
                 let nk = k1 - k0;
+                let ms = nk * npos + ROW_PAD;
                 for p in 0..PTS {
-                    let vp = &v[p * cin * npos..(p + 1) * cin * npos];
+                    let vp = &v[p * cin * cs..(p + 1) * cin * cs];
                     for &(b0, b1) in chunk {
                         let up = &u[p * cout * cin + (co0 + b0) * cin..];
-                        let mp = &mut m[(p * nk + b0 - k0) * npos..(p * nk + b1 - k0) * npos];
-                        kern.run_planes(cin, npos, vp, up, &[0], b1 - b0, mp, npos);
+                        let mp = &mut m[p * ms + (b0 - k0) * npos..p * ms + (b1 - k0) * npos];
+                        kern.run_planes(cin, cs, vp, up, &[0], b1 - b0, mp, npos);
                     }
                 }
                 // SAFETY: as for `planes`.
-                unsafe { self.planes(m, nk, co0 + k0, bias, obuf, y, post) };
+                unsafe { self.planes(m, nk, ms, co0 + k0, bias, obuf, y, post) };
             }
         });
     }
 
     /// Output channels `co0..co0 + nk` from their products `m` (36 rows
-    /// `nk·npos` apart per channel): per lane set `Aᵀ·M·A` plus the bias
+    /// `mstride` apart per channel, the channels `npos` apart): per lane set `Aᵀ·M·A` plus the bias
     /// into the band's rows in the lanes' layout (`obuf`), transposed into
     /// each image's plane, then `post` on the band.
     ///
@@ -401,6 +405,7 @@ impl Task<'_> {
         &self,
         m: &[f32],
         nk: usize,
+        mstride: usize,
         co0: usize,
         bias: Option<&[f32]>,
         obuf: &mut [f32],
@@ -411,10 +416,14 @@ impl Task<'_> {
         let (cout, tw) = (wg.g.cout, wg.tw);
         let (npos, per_set, plane) = (self.npos(), self.per_set(), wg.oh * wg.ow);
         let (r0, r1) = (4 * self.rows.0, (4 * self.rows.1).min(wg.oh));
-        let (ocols, band, mstride, ow) = (4 * tw, self.rows.1 - self.rows.0, nk * npos, wg.ow);
-        assert!(m.len() >= PTS * nk * npos && obuf.len() >= 4 * band * ocols * LANES);
+        let (ocols, band, ow) = (4 * tw, self.rows.1 - self.rows.0, wg.ow);
+        assert!(
+            nk * npos <= mstride
+                && m.len() >= (PTS - 1) * mstride + nk * npos
+                && obuf.len() >= 4 * band * ocols * LANES
+        );
         let (mp, op) = (m.as_ptr(), obuf.as_mut_ptr());
-        // SAFETY: `m` holds 36 rows `nk·npos` apart per channel and `obuf`
+        // SAFETY: `m` holds 36 rows `mstride` apart per channel and `obuf`
         // the band's rows (asserted); the stores to `y` are the rows
         // `r0..r1` of channel `co` of the set's images (the caller's
         // contract).
