@@ -7,11 +7,14 @@
 //! `16s + l` at one position. The 6×6 patch of a tile is then 36 vectors
 //! (one tile position of 16 images), its transform `Bᵀ·d·B` plain vector
 //! arithmetic, and the products' 16 consecutive tiles one tile position of
-//! the set. Rows enter the lanes by 16 × 16 transposes (the rows of up to
-//! 16 values of 16 images become up to 16 column vectors) and leave them
-//! the same way, so every load and store of the transforms is a whole
-//! aligned-size vector: no permutation packs tiles, no scatter writes the
-//! output, and no lane holds a tile outside the plane.
+//! the set. Values enter the lanes by 16 × 16 transposes and leave them
+//! the same way: the rows a band reads (or writes) of one channel lie end
+//! to end in each image's plane, so 16 consecutive values of 16 images
+//! become 16 column vectors whatever the row width (a 7×7 plane takes 4
+//! transposes, not one per row), and every load and store of the
+//! transforms is a whole vector: no permutation packs tiles, no scatter
+//! writes the output, and no lane holds a tile outside the plane. Row by
+//! row, 7-wide planes took 2–6 % longer forward and 3–5 % backward.
 //!
 //! ## One task
 //!
@@ -19,15 +22,16 @@
 //! planes of several lane sets (small planes), sized so that its
 //! transformed input (`36·Cin` values per tile) stays near
 //! [`TASK_BYTES`] and its products run over at least [`MIN_TILES`] tiles.
-//! Per input channel, each padded row the band reads (`4·band + 2` rows) is
-//! transposed into column vectors, zeros around the image, and transformed
+//! Per input channel, the image rows the band reads (`4·band + 2` padded
+//! rows) are transposed into column vectors, zeros around the image, and
+//! each padded row transformed
 //! along the row per tile column (`H[row][tc][η] = (d[row][4tc ..][..6]·B)[η]`);
 //! each tile's six rows of `H` are transformed along the column
 //! (`V[ξη] = Bᵀ·H[4tr ..][tc][η]`). The products `M[ξη] = U[ξη]·V[ξη]` are
 //! `conv_flat.rs`'s micro-kernel with a single tap, as in the weight
 //! gradient; per output channel `Aᵀ·M·A` (over ξ, then η) plus the bias
-//! gives 16 vectors per tile position, written into a band of output rows
-//! in the lanes' layout and transposed back into each image's plane, where
+//! gives 16 vectors per tile position, written into the band's outputs in
+//! the lanes' layout and transposed back into each image's plane, where
 //! `post` runs on the band's rows.
 //!
 //! Every output is one fixed sequence of operations whatever the task
@@ -262,55 +266,71 @@ impl Task<'_> {
                 input_points(d)
             }
         };
-        with_scratch(Slot::Col, (tcols + trows * tw * XI) * LANES, |buf| {
-            let (rowv, hbuf) = buf.split_at_mut(tcols * LANES);
-            // Zero columns left and right of the image, never overwritten.
-            rowv.fill(0.0);
-            let (rp, hp) = (rowv.as_mut_ptr(), hbuf.as_mut_ptr());
-            // SAFETY: every access below is inside `src` (rows of channel
-            // `c` of the set's images, asserted), `rowv`, `hbuf` or channel
-            // `c`'s rows of `out` (the caller's contract).
-            unsafe {
-                for s in self.sets.0..self.sets.1 {
-                    let nimg = self.images(s);
-                    let xs = src.as_ptr().add(s * LANES * img);
-                    for c in c0..c1 {
-                        for k in 0..trows {
-                            let hk = hp.add(k * hrow);
-                            let pr = 4 * r0 + k;
-                            if pr < ph || pr - ph >= h {
-                                std::ptr::write_bytes(hk, 0, hrow);
-                                continue;
-                            }
-                            let row = xs.add(c * plane + (pr - ph) * w);
-                            for k0 in (0..w).step_by(LANES) {
-                                let cnt = (w - k0).min(LANES);
-                                let cols = load_rows(row.add(k0), img, nimg, cnt);
-                                let dst = rp.add((pw + k0) * LANES);
+        // Image rows `a..b` feed the band (the padded rows `4·r0 ..` less
+        // the zero rows above and below the image); for one image and
+        // channel they lie end to end in `src`, so they enter the lanes 16
+        // values at a time whatever the row width (a 7-wide plane takes 4
+        // transposes instead of 7), each value to its place in the padded
+        // rows `lp` (`tcols` vectors per row, zeros left and right).
+        let a = (4 * r0).max(ph) - ph;
+        let b = (4 * r0 + trows).min(ph + h).max(ph) - ph;
+        let flat = b.saturating_sub(a) * w;
+        let place: Vec<usize> = (0..flat)
+            .map(|q| ((q / w) * tcols + pw + q % w) * LANES)
+            .collect();
+        let lrows = b.saturating_sub(a).max(1);
+        with_scratch(
+            Slot::Col,
+            (lrows * tcols + trows * tw * XI) * LANES,
+            |buf| {
+                let (lanes, hbuf) = buf.split_at_mut(lrows * tcols * LANES);
+                // Zero columns left and right of the image, never overwritten.
+                lanes.fill(0.0);
+                let (lp, hp) = (lanes.as_mut_ptr(), hbuf.as_mut_ptr());
+                // SAFETY: every access below is inside `src` (rows `a..b` of
+                // channel `c` of the set's images, asserted), `lanes` (`place`
+                // is below `lrows·tcols` vectors), `hbuf` or channel `c`'s rows
+                // of `out` (the caller's contract).
+                unsafe {
+                    for s in self.sets.0..self.sets.1 {
+                        let nimg = self.images(s);
+                        let xs = src.as_ptr().add(s * LANES * img);
+                        for c in c0..c1 {
+                            let base = xs.add(c * plane + a * w);
+                            for q0 in (0..flat).step_by(LANES) {
+                                let cnt = (flat - q0).min(LANES);
+                                let cols = load_rows(base.add(q0), img, nimg, cnt);
                                 for (j, col) in cols.iter().enumerate().take(cnt) {
-                                    _mm512_storeu_ps(dst.add(j * LANES), *col);
+                                    _mm512_storeu_ps(lp.add(place[q0 + j]), *col);
                                 }
                             }
-                            for tc in 0..tw {
-                                let d: [__m512; 6] = std::array::from_fn(|i| {
-                                    if i < span {
-                                        _mm512_loadu_ps(rp.add((4 * tc + i) * LANES))
-                                    } else {
-                                        _mm512_setzero_ps()
+                            for k in 0..trows {
+                                let hk = hp.add(k * hrow);
+                                let pr = 4 * r0 + k;
+                                if pr < ph || pr - ph >= h {
+                                    std::ptr::write_bytes(hk, 0, hrow);
+                                    continue;
+                                }
+                                let rp = lp.add((pr - ph - a) * tcols * LANES);
+                                for tc in 0..tw {
+                                    let d: [__m512; 6] = std::array::from_fn(|i| {
+                                        if i < span {
+                                            _mm512_loadu_ps(rp.add((4 * tc + i) * LANES))
+                                        } else {
+                                            _mm512_setzero_ps()
+                                        }
+                                    });
+                                    for (eta, hv) in points(d).into_iter().enumerate() {
+                                        _mm512_storeu_ps(hk.add((tc * XI + eta) * LANES), hv);
                                     }
-                                });
-                                for (eta, hv) in points(d).into_iter().enumerate() {
-                                    _mm512_storeu_ps(hk.add((tc * XI + eta) * LANES), hv);
                                 }
                             }
-                        }
-                        let oc = out.get().add(c * cs + (s - self.sets.0) * per_set * LANES);
-                        for tr in 0..r1 - r0 {
-                            for tc in 0..tw {
-                                let at = (tr * tw + tc) * LANES;
-                                for eta in 0..XI {
-                                    let d: [__m512; 6] =
-                                        std::array::from_fn(|i| {
+                            let oc = out.get().add(c * cs + (s - self.sets.0) * per_set * LANES);
+                            for tr in 0..r1 - r0 {
+                                for tc in 0..tw {
+                                    let at = (tr * tw + tc) * LANES;
+                                    for eta in 0..XI {
+                                        let d: [__m512; 6] = std::array::from_fn(|i| {
                                             if i < span {
                                                 _mm512_loadu_ps(hp.add(
                                                     (4 * tr + i) * hrow + (tc * XI + eta) * LANES,
@@ -319,17 +339,18 @@ impl Task<'_> {
                                                 _mm512_setzero_ps()
                                             }
                                         });
-                                    for (xi, pv) in points(d).into_iter().enumerate() {
-                                        let p = xi * XI + eta;
-                                        _mm512_storeu_ps(oc.add(p * pstride + at), pv);
+                                        for (xi, pv) in points(d).into_iter().enumerate() {
+                                            let p = xi * XI + eta;
+                                            _mm512_storeu_ps(oc.add(p * pstride + at), pv);
+                                        }
                                     }
                                 }
                             }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
     }
 
     /// Output channels `co0..co1` by chunks of [`CHUNK_BLOCKS`] micro-kernel
@@ -392,9 +413,11 @@ impl Task<'_> {
     }
 
     /// Output channels `co0..co0 + nk` from their products `m` (36 rows
-    /// `mstride` apart per channel, the channels `npos` apart): per lane set `Aᵀ·M·A` plus the bias
-    /// into the band's rows in the lanes' layout (`obuf`), transposed into
-    /// each image's plane, then `post` on the band.
+    /// `mstride` apart per channel, the channels `npos` apart): per lane
+    /// set `Aᵀ·M·A` plus the bias into the band's outputs in the lanes'
+    /// layout, end to end (`obuf`: row `r`, column `q` at `(r·OW + q)·16`),
+    /// transposed 16 values at a time into each image's plane (where the
+    /// band's rows lie end to end too), then `post` on the band.
     ///
     /// # Safety
     /// AVX-512F; `y` holds the batch's output and no other thread touches
@@ -416,15 +439,16 @@ impl Task<'_> {
         let (cout, tw) = (wg.g.cout, wg.tw);
         let (npos, per_set, plane) = (self.npos(), self.per_set(), wg.oh * wg.ow);
         let (r0, r1) = (4 * self.rows.0, (4 * self.rows.1).min(wg.oh));
-        let (ocols, band, ow) = (4 * tw, self.rows.1 - self.rows.0, wg.ow);
+        let (band, ow) = (self.rows.1 - self.rows.0, wg.ow);
+        let (nrows, flat) = (r1 - r0, (r1 - r0) * wg.ow);
         assert!(
             nk * npos <= mstride
                 && m.len() >= (PTS - 1) * mstride + nk * npos
-                && obuf.len() >= 4 * band * ocols * LANES
+                && obuf.len() >= flat * LANES
         );
         let (mp, op) = (m.as_ptr(), obuf.as_mut_ptr());
         // SAFETY: `m` holds 36 rows `mstride` apart per channel and `obuf`
-        // the band's rows (asserted); the stores to `y` are the rows
+        // the band's outputs (asserted); the stores to `y` are the rows
         // `r0..r1` of channel `co` of the set's images (the caller's
         // contract).
         unsafe {
@@ -446,8 +470,13 @@ impl Task<'_> {
                                 }
                             }
                             for (i, ri) in rows.iter().enumerate() {
-                                let o = op.add(((4 * tr + i) * ocols + 4 * tc) * LANES);
-                                for (j, val) in output_points(*ri).into_iter().enumerate() {
+                                let rr = 4 * tr + i;
+                                if rr >= nrows {
+                                    break;
+                                }
+                                let o = op.add((rr * ow + 4 * tc) * LANES);
+                                let vals = output_points(*ri);
+                                for (j, val) in vals.into_iter().enumerate().take(ow - 4 * tc) {
                                     _mm512_storeu_ps(o.add(j * LANES), _mm512_add_ps(val, bv));
                                 }
                             }
@@ -455,12 +484,10 @@ impl Task<'_> {
                     }
                     let nimg = self.images(s);
                     let ys = y.get().add((s * LANES * cout + co) * plane);
-                    for r in r0..r1 {
-                        for k0 in (0..ow).step_by(LANES) {
-                            let cnt = (ow - k0).min(LANES);
-                            let src = op.add(((r - r0) * ocols + k0) * LANES);
-                            store_rows(src, cnt, ys.add(r * ow + k0), cout * plane, nimg);
-                        }
+                    for q0 in (0..flat).step_by(LANES) {
+                        let cnt = (flat - q0).min(LANES);
+                        let src = op.add(q0 * LANES);
+                        store_rows(src, cnt, ys.add(r0 * ow + q0), cout * plane, nimg);
                     }
                     for l in 0..nimg {
                         let yp = ys.add(l * cout * plane + r0 * ow);
