@@ -110,16 +110,7 @@ impl FlatGeom {
 /// held before): the image rows, and zeros in the padding around them and
 /// in the slack after the last plane, each value written once.
 pub(crate) fn pad_image(g: &FlatGeom, x: &[f32], p: &mut [f32]) {
-    Padding {
-        cin: g.cin,
-        h: g.h,
-        w: g.w,
-        ph: g.ph,
-        pw: g.pw,
-        hp: g.hp(),
-        wp: g.wp(),
-    }
-    .apply(x, p);
+    Padding::of(g, g.hp(), g.wp()).apply(x, p);
 }
 
 /// Channels of the micro-kernel block starting with `rest` channels left:

@@ -157,17 +157,7 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
 /// the buffer held): `pw` zeros, the row, zeros to the pitch; zero rows
 /// above and below, and zeros after the last plane (`pad.rs`).
 fn pad(wg: &WinoGeom, x: &[f32], p: &mut [f32]) {
-    let g = &wg.g;
-    Padding {
-        cin: g.cin,
-        h: g.h,
-        w: g.w,
-        ph: g.ph,
-        pw: g.pw,
-        hp: wg.hp,
-        wp: wg.wp,
-    }
-    .apply(x, p);
+    Padding::of(&wg.g, wg.hp, wg.wp).apply(x, p);
 }
 
 /// One image: `x [cin, h, w]` into `y [cout, OH, OW]` (every value

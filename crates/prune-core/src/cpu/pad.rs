@@ -10,6 +10,8 @@
 //! loads from the image row (lanes outside the row load as zeros), so the
 //! padding costs no separate pass.
 
+use super::conv_flat::FlatGeom;
+
 /// Where an image's rows go in its padded planes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Padding {
@@ -25,6 +27,19 @@ pub(crate) struct Padding {
 }
 
 impl Padding {
+    /// The padding of `g`'s input into planes of `hp` rows at pitch `wp`.
+    pub(crate) fn of(g: &FlatGeom, hp: usize, wp: usize) -> Self {
+        Self {
+            cin: g.cin,
+            h: g.h,
+            w: g.w,
+            ph: g.ph,
+            pw: g.pw,
+            hp,
+            wp,
+        }
+    }
+
     /// Values per padded plane.
     fn plane(&self) -> usize {
         self.hp * self.wp
