@@ -162,21 +162,31 @@ impl Layout {
             let b = self.channel_sums(dy, x, mu, |d, v, mu| d as f64 * (v as f64 - mu));
             return (a, b);
         }
+        self.pair_sums(dy, x, |ch, d, v| reduce::grad_sums(d, v, mu[ch]))
+    }
+
+    /// `f(ch, a_plane, b_plane)` on every image's plane pair of channel
+    /// `ch` (images in parallel), added image by image ([`Layout::add_images`]).
+    pub(super) fn pair_sums(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        f: impl Fn(usize, &[f32], &[f32]) -> (f64, f64) + Sync,
+    ) -> (Vec<f64>, Vec<f64>) {
         let (c, hw) = (self.c, self.hw);
         let img = c * hw;
         let mut per_image = vec![(0.0f64, 0.0f64); self.n * c];
-        if img == 0 {
-            return self.add_images(&per_image);
+        if img > 0 {
+            per_image
+                .par_chunks_mut(c)
+                .zip(a.par_chunks(img).zip(b.par_chunks(img)))
+                .for_each(|(out, (ai, bi))| {
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        let r = ch * hw..(ch + 1) * hw;
+                        *o = f(ch, &ai[r.clone()], &bi[r]);
+                    }
+                });
         }
-        per_image
-            .par_chunks_mut(c)
-            .zip(dy.par_chunks(img).zip(x.par_chunks(img)))
-            .for_each(|(out, (di, xi))| {
-                for (ch, o) in out.iter_mut().enumerate() {
-                    let r = ch * hw..(ch + 1) * hw;
-                    *o = reduce::grad_sums(&di[r.clone()], &xi[r], mu[ch]);
-                }
-            });
         self.add_images(&per_image)
     }
 

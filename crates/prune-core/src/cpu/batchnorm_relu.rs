@@ -223,22 +223,9 @@ fn masked_grad_sums(
     mu: &[f64],
     fwd: &Affine,
 ) -> (Vec<f64>, Vec<f64>) {
-    let (c, hw) = (l.c, l.hw);
-    let img = c * hw;
-    let mut per_image = vec![(0.0f64, 0.0f64); l.n * c];
-    if img > 0 {
-        per_image
-            .par_chunks_mut(c)
-            .zip(g.par_chunks(img).zip(x.par_chunks(img)))
-            .for_each(|(out, (gi, xi))| {
-                for (ch, o) in out.iter_mut().enumerate() {
-                    let r = ch * hw..(ch + 1) * hw;
-                    let (fa, fc) = (fwd.a[ch], fwd.c[ch]);
-                    *o = reduce::masked_grad_sums(&gi[r.clone()], &xi[r], mu[ch], fa, fc);
-                }
-            });
-    }
-    l.add_images(&per_image)
+    l.pair_sums(g, x, |ch, gi, xi| {
+        reduce::masked_grad_sums(gi, xi, mu[ch], fwd.a[ch], fwd.c[ch])
+    })
 }
 
 dispatch!(

@@ -275,9 +275,6 @@ impl Task<'_> {
         let a = (4 * r0).max(ph) - ph;
         let b = (4 * r0 + trows).min(ph + h).max(ph) - ph;
         let flat = b.saturating_sub(a) * w;
-        let place: Vec<usize> = (0..flat)
-            .map(|q| ((q / w) * tcols + pw + q % w) * LANES)
-            .collect();
         let lrows = b.saturating_sub(a).max(1);
         with_scratch(
             Slot::Col,
@@ -288,8 +285,8 @@ impl Task<'_> {
                 lanes.fill(0.0);
                 let (lp, hp) = (lanes.as_mut_ptr(), hbuf.as_mut_ptr());
                 // SAFETY: every access below is inside `src` (rows `a..b` of
-                // channel `c` of the set's images, asserted), `lanes` (`place`
-                // is below `lrows·tcols` vectors), `hbuf` or channel `c`'s rows
+                // channel `c` of the set's images, asserted), `lanes` (rows
+                // below `lrows`, columns below `pw + w ≤ tcols`), `hbuf` or channel `c`'s rows
                 // of `out` (the caller's contract).
                 unsafe {
                     for s in self.sets.0..self.sets.1 {
@@ -297,11 +294,19 @@ impl Task<'_> {
                         let xs = src.as_ptr().add(s * LANES * img);
                         for c in c0..c1 {
                             let base = xs.add(c * plane + a * w);
+                            // Value `q` of the band goes to row `q / w`,
+                            // column `pw + q % w` of `lanes`.
+                            let (mut row, mut col) = (0, 0);
                             for q0 in (0..flat).step_by(LANES) {
                                 let cnt = (flat - q0).min(LANES);
                                 let cols = load_rows(base.add(q0), img, nimg, cnt);
-                                for (j, col) in cols.iter().enumerate().take(cnt) {
-                                    _mm512_storeu_ps(lp.add(place[q0 + j]), *col);
+                                for v in cols.iter().take(cnt) {
+                                    let at = (row * tcols + pw + col) * LANES;
+                                    _mm512_storeu_ps(lp.add(at), *v);
+                                    col += 1;
+                                    if col == w {
+                                        (row, col) = (row + 1, 0);
+                                    }
                                 }
                             }
                             for k in 0..trows {
