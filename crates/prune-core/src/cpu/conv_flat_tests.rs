@@ -27,19 +27,23 @@ const CASES: &[[usize; 9]] = &[
 ];
 
 #[test]
-fn pruned_channel_counts_end_in_blocks_of_three_and_two() {
+fn pruned_channel_counts_start_with_wide_blocks_instead_of_ending_in_narrow_ones() {
     let widths = |c: usize| -> Vec<usize> {
         conv_flat::channel_blocks(c)
             .iter()
             .map(|&(a, b)| b - a)
             .collect()
     };
-    assert_eq!(widths(9), [4, 3, 2]);
-    assert_eq!(widths(17), [4, 4, 4, 3, 2]);
+    assert_eq!(widths(9), [5, 4]);
+    assert_eq!(widths(17), [5, 4, 4, 4]);
+    assert_eq!(widths(10), [5, 5]);
+    assert_eq!(widths(14), [5, 5, 4]);
     assert_eq!(widths(16), [4, 4, 4, 4]);
-    assert_eq!(widths(6), [4, 2]);
-    assert_eq!(widths(5), [3, 2]);
+    assert_eq!(widths(7), [4, 3]);
+    assert_eq!(widths(6), [3, 3]);
+    assert_eq!(widths(5), [5]);
     assert_eq!(widths(1), [1]);
+    assert_eq!(widths(2), [2]);
     assert!(widths(0).is_empty());
     let blocks = conv_flat::channel_blocks(33);
     assert_eq!((blocks[0].0, blocks.last().unwrap().1), (0, 33));

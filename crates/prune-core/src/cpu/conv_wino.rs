@@ -230,7 +230,8 @@ fn channels(
     let taps = wg.taps();
     let urows = g.cout * cin * g.kh;
     let kern = Kernel::detect();
-    let mlen = XI * 4 * ntile;
+    let wide = conv_flat::CO_WIDE * ntile;
+    let mlen = XI * wide;
     with_scratch(Slot::Col2, mlen + 4 * ntile, |scratch| {
         let (m, yrow) = scratch.split_at_mut(mlen);
         let mut co = co0;
@@ -239,12 +240,12 @@ fn channels(
             for xi in 0..XI {
                 let vx = &v[xi * cin * vplane..(xi + 1) * cin * vplane];
                 let ux = &u[xi * urows + co * cin * g.kh..];
-                let mx = &mut m[xi * 4 * ntile..(xi * 4 + nco) * ntile];
+                let mx = &mut m[xi * wide..xi * wide + nco * ntile];
                 kern.run_planes(cin, vplane, vx, ux, &taps, nco, mx, ntile);
             }
             for k in 0..nco {
                 let b = bias.map_or(0.0, |b| b[co + k]);
-                output_transform(m, k * ntile, 4 * ntile, ntile, b, yrow);
+                output_transform(m, k * ntile, wide, ntile, b, yrow);
                 let at = (co - co0 + k) * oh * ow;
                 let yp = &mut y[at..at + oh * ow];
                 copy_pitched(yrow, wg.wp, yp, ow);
