@@ -53,6 +53,10 @@
 
 use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
+pub(crate) use super::conv_wino_kernels::{avx512, input_transform};
+#[cfg(test)]
+pub(crate) use super::conv_wino_kernels::{input_transform_scalar, output_plane_scalar};
+pub(crate) use super::conv_wino_kernels::{output_plane, RowMasks};
 use super::pad::Padding;
 use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
@@ -232,8 +236,9 @@ fn channels(
     let kern = Kernel::detect();
     let wide = conv_flat::CO_WIDE * ntile;
     let mlen = XI * wide;
+    let rows = RowMasks::new(wg.wp, ow);
     with_scratch(Slot::Col2, mlen + 4 * ntile, |scratch| {
-        let (m, yrow) = scratch.split_at_mut(mlen);
+        let (m, spare) = scratch.split_at_mut(mlen);
         let mut co = co0;
         while co < co1 {
             let nco = conv_flat::block_width(co1 - co);
@@ -245,11 +250,10 @@ fn channels(
             }
             for k in 0..nco {
                 let b = bias.map_or(0.0, |b| b[co + k]);
-                output_transform(m, k * ntile, wide, ntile, b, yrow);
                 let at = (co - co0 + k) * oh * ow;
                 let yp = &mut y[at..at + oh * ow];
-                copy_pitched(yrow, wg.wp, yp, ow);
-                // SAFETY: `copy_pitched` wrote every value of `yp`.
+                output_plane(m, k * ntile, wide, ntile, b, &rows, yp, spare);
+                // SAFETY: `output_plane` wrote every value of `yp`.
                 post(base + at, unsafe { assume_written(yp) });
             }
             co += nco;
@@ -313,284 +317,4 @@ pub(crate) fn forward(
         unsafe { super::conv::as_uninit(y) },
         &|_, _| {},
     );
-}
-
-/// Rows of `width` values at pitch `pitch` in `src` into consecutive rows
-/// of `dst` (every value of `dst` written): the output planes out of the
-/// transform's pitch-wide rows.
-fn copy_pitched(src: &[f32], pitch: usize, dst: &mut [MaybeUninit<f32>], width: usize) {
-    let rows = dst.len() / width.max(1);
-    assert!(width <= pitch && dst.len() == rows * width);
-    assert!(rows == 0 || (rows - 1) * pitch + width <= src.len());
-    #[cfg(target_arch = "x86_64")]
-    if conv_flat::vectorised() {
-        // SAFETY: AVX-512F is available (the vector kernel runs); every
-        // row is inside its slice by the assertions.
-        unsafe { avx512::copy_pitched(src.as_ptr(), pitch, dst.as_mut_ptr().cast(), width, rows) };
-        return;
-    }
-    for (r, row) in dst.chunks_mut(width).enumerate() {
-        for (d, s) in row.iter_mut().zip(&src[r * pitch..r * pitch + width]) {
-            d.write(*s);
-        }
-    }
-}
-
-/// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into
-/// `v[at + ξ·stride + s]`.
-pub(crate) fn input_transform(p: &[f32], tiles: usize, v: &mut [f32], at: usize, stride: usize) {
-    assert!(tiles.is_multiple_of(LANES) && p.len() >= 4 * tiles + 4);
-    assert!(v.len() >= at + (XI - 1) * stride + tiles);
-    #[cfg(target_arch = "x86_64")]
-    if conv_flat::vectorised() {
-        // SAFETY: AVX-512F is available (the vector kernel runs); the
-        // assertions bound every load (`p[4s .. 4s + 68]` for the last
-        // block) and store.
-        unsafe { avx512::input_transform(p, tiles, v, at, stride) };
-        return;
-    }
-    input_transform_scalar(p, tiles, v, at, stride);
-}
-
-/// [`input_transform`] by scalar operations, the vector kernel's in the
-/// same order (so the two agree to the bit).
-pub(crate) fn input_transform_scalar(
-    p: &[f32],
-    tiles: usize,
-    v: &mut [f32],
-    at: usize,
-    stride: usize,
-) {
-    for s in 0..tiles {
-        let d = &p[4 * s..4 * s + 6];
-        let t0 = (-4f32).mul_add(d[2], d[4]);
-        let t1 = (-4f32).mul_add(d[1], d[3]);
-        let t2 = d[4] - d[2];
-        let t3 = 2.0 * (d[3] - d[1]);
-        // The vector kernel's operations, fused where it fuses them.
-        let out = [
-            4f32.mul_add(d[0], (-5f32).mul_add(d[2], d[4])),
-            t0 + t1,
-            t0 - t1,
-            t2 + t3,
-            t2 - t3,
-            4f32.mul_add(d[1], (-5f32).mul_add(d[3], d[5])),
-        ];
-        for (xi, o) in out.into_iter().enumerate() {
-            v[at + xi * stride + s] = o;
-        }
-    }
-}
-
-/// `out[4s + i] = Σ_ξ Aᵀ[i][ξ] · m[at + ξ·stride + s] + bias` for
-/// `s < tiles` (the bias added last).
-pub(crate) fn output_transform(
-    m: &[f32],
-    at: usize,
-    stride: usize,
-    tiles: usize,
-    bias: f32,
-    out: &mut [f32],
-) {
-    assert!(tiles.is_multiple_of(LANES) && out.len() >= 4 * tiles);
-    assert!(m.len() >= at + (XI - 1) * stride + tiles);
-    #[cfg(target_arch = "x86_64")]
-    if conv_flat::vectorised() {
-        // SAFETY: as in `input_transform`; the assertions bound every access.
-        unsafe { avx512::output_transform(m, at, stride, tiles, bias, out) };
-        return;
-    }
-    output_transform_scalar(m, at, stride, tiles, bias, out);
-}
-
-/// [`output_transform`] by scalar operations in the vector kernel's order.
-pub(crate) fn output_transform_scalar(
-    m: &[f32],
-    at: usize,
-    stride: usize,
-    tiles: usize,
-    bias: f32,
-    out: &mut [f32],
-) {
-    for s in 0..tiles {
-        let mv = |xi: usize| m[at + xi * stride + s];
-        let (a, b) = (mv(1) + mv(2), mv(1) - mv(2));
-        let (c, d) = (mv(3) + mv(4), mv(3) - mv(4));
-        out[4 * s] = mv(0) + a + c + bias;
-        out[4 * s + 1] = 2f32.mul_add(d, b) + bias;
-        out[4 * s + 2] = 4f32.mul_add(c, a) + bias;
-        out[4 * s + 3] = 8f32.mul_add(d, b) + mv(5) + bias;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
-    use super::{LANES, XI};
-    use std::arch::x86_64::*;
-
-    /// Lanes `4l + j` (`l < 8`) of a pair of vectors, for each `j < 4`.
-    const fn deinterleave_index(j: i32) -> [i32; 16] {
-        let mut idx = [0i32; 16];
-        let mut l = 0;
-        while l < 16 {
-            idx[l] = 4 * (l as i32 % 8) + j;
-            l += 1;
-        }
-        idx
-    }
-
-    /// Tiles `s0 .. s0 + 16`: `d[j][l] = p[4(s0 + l) + j]` for `j < 4` from
-    /// the 64 values at `src`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    pub(crate) unsafe fn deinterleave(src: *const f32) -> [__m512; 4] {
-        // SAFETY: the caller guarantees 64 readable values at `src`.
-        unsafe {
-            let (a, b) = (_mm512_loadu_ps(src), _mm512_loadu_ps(src.add(16)));
-            let (c, d) = (_mm512_loadu_ps(src.add(32)), _mm512_loadu_ps(src.add(48)));
-            let mut out = [_mm512_setzero_ps(); 4];
-            for (j, o) in out.iter_mut().enumerate() {
-                let idx = _mm512_loadu_si512(IDX[j].as_ptr().cast());
-                let lo = _mm512_permutex2var_ps(a, idx, b);
-                let hi = _mm512_permutex2var_ps(c, idx, d);
-                // lanes 0–7 of `lo`, then lanes 0–7 of `hi`
-                *o = _mm512_shuffle_f32x4::<0x44>(lo, hi);
-            }
-            out
-        }
-    }
-
-    static IDX: [[i32; 16]; 4] = [
-        deinterleave_index(0),
-        deinterleave_index(1),
-        deinterleave_index(2),
-        deinterleave_index(3),
-    ];
-
-    /// See `super::input_transform`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input_transform(
-        p: &[f32],
-        tiles: usize,
-        v: &mut [f32],
-        at: usize,
-        stride: usize,
-    ) {
-        // SAFETY: the caller's assertions bound every access.
-        unsafe {
-            let (four, five, two) = (
-                _mm512_set1_ps(4.0),
-                _mm512_set1_ps(5.0),
-                _mm512_set1_ps(2.0),
-            );
-            let vo = v.as_mut_ptr().add(at);
-            for s0 in (0..tiles).step_by(LANES) {
-                let src = p.as_ptr().add(4 * s0);
-                let [d0, d1, d2, d3] = deinterleave(src);
-                let [d4, d5, _, _] = deinterleave(src.add(4));
-                let t0 = _mm512_fnmadd_ps(four, d2, d4);
-                let t1 = _mm512_fnmadd_ps(four, d1, d3);
-                let t2 = _mm512_sub_ps(d4, d2);
-                let t3 = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
-                let out = [
-                    _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4)),
-                    _mm512_add_ps(t0, t1),
-                    _mm512_sub_ps(t0, t1),
-                    _mm512_add_ps(t2, t3),
-                    _mm512_sub_ps(t2, t3),
-                    _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5)),
-                ];
-                for (xi, o) in out.into_iter().enumerate().take(XI) {
-                    _mm512_storeu_ps(vo.add(xi * stride + s0), o);
-                }
-            }
-        }
-    }
-
-    /// See `super::output_transform`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn output_transform(
-        m: &[f32],
-        at: usize,
-        stride: usize,
-        tiles: usize,
-        bias: f32,
-        out: &mut [f32],
-    ) {
-        // SAFETY: the caller's assertions bound every access.
-        unsafe {
-            let bv = _mm512_set1_ps(bias);
-            let (two, four, eight) = (
-                _mm512_set1_ps(2.0),
-                _mm512_set1_ps(4.0),
-                _mm512_set1_ps(8.0),
-            );
-            // 32-bit interleave of two vectors, lanes 0–7 and 8–15.
-            let lo32 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            let hi32 =
-                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            // 64-bit interleave (pairs) of two vectors, lanes 0–3 and 4–7.
-            let lo64 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-            let hi64 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-            let mp = m.as_ptr().add(at);
-            let op = out.as_mut_ptr();
-            for s0 in (0..tiles).step_by(LANES) {
-                let src = mp.add(s0);
-                let m0 = _mm512_loadu_ps(src);
-                let m1 = _mm512_loadu_ps(src.add(stride));
-                let m2 = _mm512_loadu_ps(src.add(2 * stride));
-                let m3 = _mm512_loadu_ps(src.add(3 * stride));
-                let m4 = _mm512_loadu_ps(src.add(4 * stride));
-                let m5 = _mm512_loadu_ps(src.add(5 * stride));
-                let (a, b) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
-                let (c, d) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
-                let y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m0, a), c), bv);
-                let y1 = _mm512_add_ps(_mm512_fmadd_ps(two, d, b), bv);
-                let y2 = _mm512_add_ps(_mm512_fmadd_ps(four, c, a), bv);
-                let y3 = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(eight, d, b), m5), bv);
-                let p01l = _mm512_castps_pd(_mm512_permutex2var_ps(y0, lo32, y1));
-                let p01h = _mm512_castps_pd(_mm512_permutex2var_ps(y0, hi32, y1));
-                let p23l = _mm512_castps_pd(_mm512_permutex2var_ps(y2, lo32, y3));
-                let p23h = _mm512_castps_pd(_mm512_permutex2var_ps(y2, hi32, y3));
-                let dst = op.add(4 * s0);
-                let outs = [
-                    _mm512_permutex2var_pd(p01l, lo64, p23l),
-                    _mm512_permutex2var_pd(p01l, hi64, p23l),
-                    _mm512_permutex2var_pd(p01h, lo64, p23h),
-                    _mm512_permutex2var_pd(p01h, hi64, p23h),
-                ];
-                for (k, o) in outs.into_iter().enumerate() {
-                    _mm512_storeu_ps(dst.add(k * LANES), _mm512_castpd_ps(o));
-                }
-            }
-        }
-    }
-
-    /// `dst[r·len ..][..len] = src[r·pitch ..][..len]` for `r < rows`, 16
-    /// values per move, the last of a row masked.
-    ///
-    /// # Safety
-    /// AVX-512F; every row readable at `src` and writable at `dst`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn copy_pitched(
-        src: *const f32,
-        pitch: usize,
-        dst: *mut f32,
-        len: usize,
-        rows: usize,
-    ) {
-        // SAFETY: every access is masked to `len` values of a row.
-        unsafe {
-            for r in 0..rows {
-                let (s, d) = (src.add(r * pitch), dst.add(r * len));
-                let mut k = 0;
-                while k < len {
-                    let n = (len - k).min(LANES);
-                    let m: __mmask16 = if n == LANES { 0xFFFF } else { (1u16 << n) - 1 };
-                    _mm512_mask_storeu_ps(d.add(k), m, _mm512_maskz_loadu_ps(m, s.add(k)));
-                    k += LANES;
-                }
-            }
-        }
-    }
 }

@@ -226,11 +226,28 @@ fn vector_and_scalar_transforms_agree() {
         let r = at + xi * stride..at + xi * stride + tiles;
         assert_eq!(a[r.clone()], s[r], "input transform, row {xi}");
     }
+    // The output transform straight into planes of every row width for
+    // pitches (multiples of four) whose rows meet the vectors in every
+    // way: a vector in one row, across one or two row ends.
     let m = rand_vec(at + 6 * stride, &mut rng(601));
-    let (mut a, mut s) = (vec![0.0f32; 4 * tiles], vec![1.0f32; 4 * tiles]);
-    conv_wino::output_transform(&m, at, stride, tiles, 0.375, &mut a);
-    conv_wino::output_transform_scalar(&m, at, stride, tiles, 0.375, &mut s);
-    assert_eq!(a, s, "output transform");
+    let mut spare = vec![0.0f32; 4 * tiles];
+    for pitch in [12, 16, 20, 28, 32, 36, 64] {
+        for width in [1, pitch / 2, pitch - 3, pitch - 2, pitch] {
+            let rows = conv_wino::RowMasks::new(pitch, width);
+            let n = (4 * tiles / pitch).min(9);
+            let (mut a, mut s) = (vec![f32::NAN; n * width], vec![1.0f32; n * width]);
+            // SAFETY: every value is written before it is read.
+            let (ua, us) = unsafe {
+                (
+                    super::conv::as_uninit(&mut a),
+                    super::conv::as_uninit(&mut s),
+                )
+            };
+            conv_wino::output_plane(&m, at, stride, tiles, 0.375, &rows, ua, &mut spare);
+            conv_wino::output_plane_scalar(&m, at, stride, tiles, 0.375, &rows, us, &mut spare);
+            assert_eq!(a, s, "output transform, pitch {pitch}, width {width}");
+        }
+    }
 }
 
 /// The transform is taken by the default rule where it applies, and only

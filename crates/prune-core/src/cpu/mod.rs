@@ -32,6 +32,7 @@ mod conv_tune;
 mod conv_wino;
 mod conv_wino2;
 mod conv_wino_grad;
+mod conv_wino_kernels;
 mod dispatch;
 pub mod elementwise;
 pub mod gemm;
