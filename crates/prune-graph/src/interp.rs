@@ -23,6 +23,7 @@ use crate::fuse;
 use crate::ir::Layer;
 use crate::model::Model;
 use crate::params::param_specs;
+use crate::release::Release;
 use prune_core::cpu::{Conv2dParams, PoolParams};
 use prune_core::sbp::{sbp_gate_eval, sbp_gate_train, GateNoise};
 use prune_core::{Tape, Tensor, Var};
@@ -153,6 +154,20 @@ pub fn forward<'a>(
     opts: &RunOptions<'_>,
     rng: &mut ChaCha8Rng,
 ) -> Result<Forward> {
+    run(model, tape, input, opts, rng, false)
+}
+
+/// [`forward`]; with `release`, every node's value is dropped from the
+/// tape as soon as no node still to run reads it (see [`crate::release`]),
+/// so only the output's value is left.
+pub(crate) fn run<'a>(
+    model: &'a Model,
+    tape: &mut Tape<'a>,
+    input: Var,
+    opts: &RunOptions<'_>,
+    rng: &mut ChaCha8Rng,
+    release: bool,
+) -> Result<Forward> {
     let graph = &model.graph;
     let inputs = graph.input_indices()?;
     let mut params = BTreeMap::new();
@@ -178,6 +193,7 @@ pub fn forward<'a>(
     let absorb = train || !tape.grad_enabled();
     let plan = fuse::plan(graph, &inputs, opts.masks, absorb);
     let folded_convs: std::collections::BTreeSet<usize> = plan.folded.values().copied().collect();
+    let mut dead = release.then(|| Release::new(&plan, &inputs));
     // Folded convolutions that run on their own after all (`worth_folding`).
     let mut declined = std::collections::BTreeSet::new();
     let conv_of = |bn: usize, vars: &[Var], declined: &std::collections::BTreeSet<usize>| {
@@ -413,6 +429,9 @@ pub fn forward<'a>(
             None => y,
         };
         vars.push(y);
+        if let Some(d) = dead.as_mut() {
+            d.after(i, &vars, tape)?;
+        }
     }
     let output = *vars
         .last()
@@ -462,12 +481,13 @@ pub fn apply_bn_updates(model: &mut Model, updates: &[BnUpdate]) -> Result<()> {
     Ok(())
 }
 
-/// Evaluation-mode logits of `model` on a batch, recording nothing.
+/// Evaluation-mode logits of `model` on a batch, recording nothing and
+/// keeping each intermediate value only while a node still to run reads it.
 pub fn predict(model: &Model, x: Tensor, masks: Option<&ChannelMasks>) -> Result<Tensor> {
     let mut tape = Tape::no_grad();
     let input = tape.constant(x);
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let opts = RunOptions::eval().with_masks(masks);
-    let out = forward(model, &mut tape, input, &opts, &mut rng)?;
+    let out = run(model, &mut tape, input, &opts, &mut rng, true)?;
     Ok(tape.take_value(out.output)?)
 }

@@ -12,6 +12,7 @@ pub mod ir;
 pub mod model;
 pub mod params;
 pub mod regularizer;
+mod release;
 pub mod shapes;
 pub mod zoo;
 
