@@ -23,12 +23,16 @@
 use crate::error::Result;
 use crate::fuse::Plan;
 use prune_core::{Tape, Var};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// When each node's value is last read, and which variables are gone.
 pub(crate) struct Release {
     last: Vec<usize>,
-    dropped: BTreeSet<Var>,
+    /// `(last read, node)` of every node but the output, in order, and how
+    /// many of them are done.
+    order: Vec<(usize, usize)>,
+    done: usize,
+    /// By tape index: dropped already.
+    dropped: Vec<bool>,
 }
 
 impl Release {
@@ -54,28 +58,39 @@ impl Release {
             }
         }
         // the output's value is the caller's
-        if let Some(out) = last.last_mut() {
-            *out = usize::MAX;
-        }
+        let mut order: Vec<(usize, usize)> = last
+            .iter()
+            .take(n.saturating_sub(1))
+            .copied()
+            .zip(0..)
+            .collect();
+        order.sort_unstable();
         Self {
             last,
-            dropped: BTreeSet::new(),
+            order,
+            done: 0,
+            dropped: Vec::new(),
         }
     }
 
     /// Drops, after node `i` ran (`vars` holds the entries of nodes
-    /// `0..=i`), every variable no node still to run reads, except the
-    /// output's (the last node's).
+    /// `0..=i`), the variables of the nodes last read by now, unless a
+    /// node read later shares the variable, and never the output's.
     pub(crate) fn after(&mut self, i: usize, vars: &[Var], tape: &mut Tape<'_>) -> Result<()> {
-        let mut read_until: BTreeMap<Var, usize> = BTreeMap::new();
-        for (j, &v) in vars.iter().enumerate().take(i + 1) {
-            let e = read_until.entry(v).or_insert(0);
-            *e = (*e).max(self.last[j]);
-        }
-        for (v, until) in read_until {
-            if until <= i && self.dropped.insert(v) {
-                tape.take_value(v)?;
+        // (`≤`: absorbed nodes do not call this when they are reached)
+        while let Some(&(_, j)) = self.order.get(self.done).filter(|(l, _)| *l <= i) {
+            self.done += 1;
+            let v = vars[j];
+            let n = self.last.len();
+            let shared = |(k, &u): (usize, &Var)| u == v && (self.last[k] > i || k + 1 == n);
+            if self.dropped.get(v.index()) == Some(&true) || vars.iter().enumerate().any(shared) {
+                continue;
             }
+            tape.take_value(v)?;
+            if self.dropped.len() <= v.index() {
+                self.dropped.resize(v.index() + 1, false);
+            }
+            self.dropped[v.index()] = true;
         }
         Ok(())
     }
