@@ -25,6 +25,7 @@ mod conv_columns;
 mod conv_direct;
 mod conv_flat;
 mod conv_flat_grad;
+mod conv_flat_kernel;
 mod conv_grad;
 mod conv_phase;
 mod conv_plane;
