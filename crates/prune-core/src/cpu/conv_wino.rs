@@ -40,7 +40,10 @@
 //! Each `M[ξ]` is the correlation of `conv_flat.rs`'s micro-kernel with
 //! `kh` taps `{0, Wq, 2·Wq, …}` over the planes `V[ξ]`, so the same
 //! register-blocked kernel runs it: `6·kh·Cin` multiply-adds per tile of
-//! four outputs against `12·kh·Cin` directly. The transforms add about
+//! four outputs against `12·kh·Cin` directly. The padded planes `P[c]` are
+//! never written: each vector of 16 positions is built in registers from
+//! the image values it holds (`conv_wino_kernels.rs`, `PadPlane`), and the
+//! output transform writes `y` directly, dropping the positions past `OW`. The transforms add about
 //! `14/4` operations per position and input channel and `10/4` per position
 //! and output channel, a few per cent for 16 channels and less for more.
 //!
@@ -53,11 +56,10 @@
 
 use super::conv::{assume_written, PostFn};
 use super::conv_flat::{self, FlatGeom, Kernel};
-pub(crate) use super::conv_wino_kernels::{avx512, input_transform};
+pub(crate) use super::conv_wino_kernels::{avx512, input_transform_padded, PadPlane};
 #[cfg(test)]
 pub(crate) use super::conv_wino_kernels::{input_transform_scalar, output_plane_scalar};
 pub(crate) use super::conv_wino_kernels::{output_plane, RowMasks};
-use super::pad::Padding;
 use super::scratch::{with_scratch, Kept, Slot};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -75,8 +77,6 @@ pub(crate) const MIN_OUT_WIDTH: usize = 8;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WinoGeom {
     pub(crate) g: FlatGeom,
-    /// Padded rows `H + 2·ph`.
-    pub(crate) hp: usize,
     /// Row pitch, a multiple of four.
     pub(crate) wp: usize,
     /// Tiles per row, `wp / 4`.
@@ -95,14 +95,12 @@ impl WinoGeom {
         if g.kw != 3 || ow < MIN_OUT_WIDTH || oh == 0 || !conv_flat::vectorised() {
             return None;
         }
-        let hp = g.h + 2 * g.ph;
         let wp = (g.w + 2 * g.pw).next_multiple_of(4);
         let wq = wp / 4;
         let ntile = (oh * wq).next_multiple_of(LANES);
         let vplane = ((g.kh - 1) * wq + ntile).next_multiple_of(LANES);
         Some(Self {
             g: *g,
-            hp,
             wp,
             wq,
             ntile,
@@ -110,20 +108,16 @@ impl WinoGeom {
         })
     }
 
-    /// Values per padded input plane.
-    pub(crate) fn plane(&self) -> usize {
-        self.hp * self.wp
-    }
-
-    /// Length of the padded-input buffer: the input transform of the last
-    /// channel reads up to `4·vplane + 4` values into its plane.
-    fn padded_len(&self) -> usize {
-        (self.g.cin - 1) * self.plane() + (4 * self.vplane + 16).max(self.plane())
-    }
-
     /// Length of the transformed input, `6 · Cin · vplane`.
     pub(crate) fn transformed_len(&self) -> usize {
         XI * self.g.cin * self.vplane
+    }
+
+    /// The padded input plane by vectors, for [`input_transform_padded`]
+    /// over `vplane` tiles.
+    pub(crate) fn pad_plane(&self) -> PadPlane {
+        let g = &self.g;
+        PadPlane::new(g.h, g.w, g.ph, g.pw, self.wp, self.vplane / 4 + 1)
     }
 
     /// Kernel-row offsets in tiles, `{0, Wq, 2·Wq, …}`.
@@ -157,13 +151,6 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
     u
 }
 
-/// Copies one image `x [cin, h, w]` into planes of pitch `wp` (whatever
-/// the buffer held): `pw` zeros, the row, zeros to the pitch; zero rows
-/// above and below, and zeros after the last plane (`pad.rs`).
-fn pad(wg: &WinoGeom, x: &[f32], p: &mut [f32]) {
-    Padding::of(&wg.g, wg.hp, wg.wp).apply(x, p);
-}
-
 /// One image: `x [cin, h, w]` into `y [cout, OH, OW]` (every value
 /// written, none read) plus the bias, then `post(base + offset, values)`
 /// on each output channel while it is in cache. With `split` the blocks of
@@ -171,6 +158,7 @@ fn pad(wg: &WinoGeom, x: &[f32], p: &mut [f32]) {
 #[allow(clippy::too_many_arguments)]
 fn image(
     wg: &WinoGeom,
+    pad_plane: &PadPlane,
     u: &[f32],
     x: &[f32],
     bias: Option<&[f32]>,
@@ -182,7 +170,7 @@ fn image(
     let g = &wg.g;
     let (oh, ow) = g.out_hw();
     with_scratch(Slot::Transform, wg.transformed_len(), |v| {
-        transform_image(wg, x, v);
+        transform_image(wg, pad_plane, x, v);
         let v = &*v;
         if !split {
             return channels(wg, u, v, 0, g.cout, bias, y, post, base);
@@ -201,16 +189,14 @@ fn image(
 }
 
 /// The transformed planes `v [6, cin, vplane]` of one image `x [cin, h, w]`:
-/// padded to the pitch, then [`input_transform`] per channel.
-pub(crate) fn transform_image(wg: &WinoGeom, x: &[f32], v: &mut [f32]) {
-    let cin = wg.g.cin;
-    with_scratch(Slot::Col, wg.padded_len(), |p| {
-        pad(wg, x, p);
-        for c in 0..cin {
-            let at = c * wg.vplane;
-            input_transform(&p[c * wg.plane()..], wg.vplane, v, at, cin * wg.vplane);
-        }
-    });
+/// [`input_transform_padded`] per channel, the zero-padded plane built in
+/// registers from the image values (`pad_plane`, from [`WinoGeom::pad_plane`]).
+pub(crate) fn transform_image(wg: &WinoGeom, pad_plane: &PadPlane, x: &[f32], v: &mut [f32]) {
+    let (cin, hw) = (wg.g.cin, wg.g.h * wg.g.w);
+    for (c, xc) in x.chunks_exact(hw.max(1)).take(cin).enumerate() {
+        let at = c * wg.vplane;
+        input_transform_padded(xc, pad_plane, wg.vplane, v, at, cin * wg.vplane);
+    }
 }
 
 /// Output channels `co0..co1` of one image into `y` (`[co1−co0, OH, OW]`)
@@ -283,16 +269,17 @@ pub(crate) fn forward_post(
         return conv_flat::forward_post(g, n, x, w, bias, y, post);
     }
     let u = transform_weights(g, w);
+    let pp = wg.pad_plane();
     if n >= 2 {
         y.par_chunks_mut(img_out).enumerate().for_each(|(ni, yn)| {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &u, xn, bias, yn, post, ni * img_out, false);
+            image(wg, &pp, &u, xn, bias, yn, post, ni * img_out, false);
         });
     } else {
         let split = rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
         for (ni, yn) in y.chunks_mut(img_out).enumerate() {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &u, xn, bias, yn, post, ni * img_out, split);
+            image(wg, &pp, &u, xn, bias, yn, post, ni * img_out, split);
         }
     }
 }

@@ -80,6 +80,7 @@ pub(crate) fn weight_grad(
         .for_each(|(s, d)| plane_sums(d, s));
     let rows = g.cout * g.cin * g.kh;
     let (vlen, dlen) = (wg.transformed_len(), XI * g.cout * wg.ntile);
+    let pad_plane = wg.pad_plane();
     let group = GROUP_BYTES / (4 * (vlen + dlen));
     let total = chunk_partials(n, group, XI * rows, |g0, gn, part| {
         with_scratch(Slot::Transform, gn * vlen, |v| {
@@ -89,6 +90,7 @@ pub(crate) fn weight_grad(
                     let ni = g0 + j;
                     conv_wino::transform_image(
                         wg,
+                        &pad_plane,
                         &x[ni * img_in..(ni + 1) * img_in],
                         &mut v[j * vlen..],
                     );

@@ -1,8 +1,9 @@
 //! The row-wise transform's kernels (`conv_wino.rs`): the input transform
-//! of a padded plane's tiles, and the output transform of a channel's
-//! products, either into pitch-wide rows or straight into its output plane.
-//! Each has a vector (AVX-512) and a scalar form doing the same operations
-//! in the same order, so the two agree to the bit.
+//! of a channel's tiles, its zero-padded plane built in registers from the
+//! image values, and the output transform of a channel's products straight
+//! into its output plane. Each has a vector (AVX-512) form and a scalar one
+//! over a padded plane (or pitch-wide rows) doing the same operations in
+//! the same order, so the two agree to the bit.
 
 use super::conv_flat;
 use super::conv_wino::XI;
@@ -12,23 +13,9 @@ use std::mem::MaybeUninit;
 const LANES: usize = 16;
 
 /// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into
-/// `v[at + ξ·stride + s]`.
-pub(crate) fn input_transform(p: &[f32], tiles: usize, v: &mut [f32], at: usize, stride: usize) {
-    assert!(tiles.is_multiple_of(LANES) && p.len() >= 4 * tiles + 4);
-    assert!(v.len() >= at + (XI - 1) * stride + tiles);
-    #[cfg(target_arch = "x86_64")]
-    if conv_flat::vectorised() {
-        // SAFETY: AVX-512F is available (the vector kernel runs); the
-        // assertions bound every load (`p[4s .. 4s + 68]` for the last
-        // block) and store.
-        unsafe { avx512::input_transform(p, tiles, v, at, stride) };
-        return;
-    }
-    input_transform_scalar(p, tiles, v, at, stride);
-}
-
-/// [`input_transform`] by scalar operations, the vector kernel's in the
-/// same order (so the two agree to the bit).
+/// `v[at + ξ·stride + s]`, from a padded plane `p`, by scalar operations in
+/// the vector kernel's order (so the two agree to the bit).
+#[cfg(test)]
 pub(crate) fn input_transform_scalar(
     p: &[f32],
     tiles: usize,
@@ -77,6 +64,69 @@ fn output_transform_scalar(
         out[4 * s + 2] = 4f32.mul_add(c, a) + bias;
         out[4 * s + 3] = 8f32.mul_add(d, b) + mv(5) + bias;
     }
+}
+
+/// Where one channel's image values lie in its zero-padded plane
+/// (`pad.rs`: row `r` of the image at padded row `r + ph`, column `pw`,
+/// rows `wp` apart), by vectors of 16 flattened positions: the lanes of
+/// vector `k` that hold image values, and how many image values come
+/// before it. Those values are consecutive in the image (a row's last is
+/// followed by the next row's first), so each vector is one masked load
+/// expanded into its lanes. Positions past the plane are zeros.
+pub(crate) struct PadPlane {
+    masks: Vec<u16>,
+    before: Vec<u32>,
+}
+
+impl PadPlane {
+    /// The first `nvec` vectors of the padded plane of an `h × w` image
+    /// with padding `(ph, pw)` at pitch `wp`.
+    pub(crate) fn new(h: usize, w: usize, ph: usize, pw: usize, wp: usize, nvec: usize) -> Self {
+        assert!(pw + w <= wp);
+        let (mut masks, mut before) = (Vec::with_capacity(nvec), Vec::with_capacity(nvec));
+        let mut seen = 0u32;
+        for k in 0..nvec {
+            before.push(seen);
+            let mut m = 0u16;
+            for l in 0..LANES {
+                let p = LANES * k + l;
+                let (r, c) = (p / wp, p % wp);
+                if (ph..ph + h).contains(&r) && (pw..pw + w).contains(&c) {
+                    m |= 1 << l;
+                }
+            }
+            seen += m.count_ones();
+            masks.push(m);
+        }
+        Self { masks, before }
+    }
+}
+
+/// `V[ξ][s] = (Bᵀ·p[4s .. 4s + 6])[ξ]` for `s < tiles` into
+/// `v[at + ξ·stride + s]`, `p` one channel's zero-padded plane built from
+/// its image values `x` as it goes (`pad`, with at least `tiles / 4 + 1`
+/// vectors) without being written: every tile inside the plane gets the
+/// values [`input_transform_scalar`] gives on the padded plane, bit for
+/// bit; tiles reaching past the plane read zeros there. Vector kernel only
+/// (the transform is used only where it runs).
+pub(crate) fn input_transform_padded(
+    x: &[f32],
+    pad: &PadPlane,
+    tiles: usize,
+    v: &mut [f32],
+    at: usize,
+    stride: usize,
+) {
+    assert!(tiles.is_multiple_of(LANES) && pad.masks.len() > tiles / 4);
+    assert!(v.len() >= at + (XI - 1) * stride + tiles);
+    let used = pad.before[tiles / 4] as usize + pad.masks[tiles / 4].count_ones() as usize;
+    assert!(x.len() >= used && conv_flat::vectorised());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is available (asserted); the loads stop at the
+    // `used ≤ x.len()` values the masks take, the stores as asserted.
+    unsafe {
+        avx512::input_transform_padded(x, pad, tiles, v, at, stride)
+    };
 }
 
 /// Which of the 16 lanes of each vector of flattened positions lie inside
@@ -198,16 +248,23 @@ pub(crate) mod avx512 {
         unsafe {
             let (a, b) = (_mm512_loadu_ps(src), _mm512_loadu_ps(src.add(16)));
             let (c, d) = (_mm512_loadu_ps(src.add(32)), _mm512_loadu_ps(src.add(48)));
-            let mut out = [_mm512_setzero_ps(); 4];
-            for (j, o) in out.iter_mut().enumerate() {
-                let idx = _mm512_loadu_si512(IDX[j].as_ptr().cast());
-                let lo = _mm512_permutex2var_ps(a, idx, b);
-                let hi = _mm512_permutex2var_ps(c, idx, d);
-                // lanes 0–7 of `lo`, then lanes 0–7 of `hi`
-                *o = _mm512_shuffle_f32x4::<0x44>(lo, hi);
-            }
-            out
+            deinterleave_regs::<4>([a, b, c, d])
         }
+    }
+
+    /// [`deinterleave`] of the 64 values in `v` (16 each), for `j < J`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn deinterleave_regs<const J: usize>(v: [__m512; 4]) -> [__m512; J] {
+        let [a, b, c, d] = v;
+        std::array::from_fn(|j| {
+            // SAFETY: `IDX[j]` holds 16 indices.
+            let idx = unsafe { _mm512_loadu_si512(IDX[j].as_ptr().cast()) };
+            let lo = _mm512_permutex2var_ps(a, idx, b);
+            let hi = _mm512_permutex2var_ps(c, idx, d);
+            // lanes 0–7 of `lo`, then lanes 0–7 of `hi`
+            _mm512_shuffle_f32x4::<0x44>(lo, hi)
+        })
     }
 
     static IDX: [[i32; 16]; 4] = [
@@ -217,42 +274,93 @@ pub(crate) mod avx512 {
         deinterleave_index(3),
     ];
 
-    /// See `super::input_transform`.
+    /// `Bᵀ·d` of 16 tiles (`d[j]` the tiles' `j`-th values) into
+    /// `vo[ξ·stride ..][..16]`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input_transform(
-        p: &[f32],
-        tiles: usize,
-        v: &mut [f32],
-        at: usize,
-        stride: usize,
-    ) {
-        // SAFETY: the caller's assertions bound every access.
+    #[inline]
+    unsafe fn tile_points(d: [__m512; 6], vo: *mut f32, stride: usize) {
+        // SAFETY: the caller guarantees 16 writable values at each
+        // `vo + ξ·stride`.
         unsafe {
+            let [d0, d1, d2, d3, d4, d5] = d;
             let (four, five, two) = (
                 _mm512_set1_ps(4.0),
                 _mm512_set1_ps(5.0),
                 _mm512_set1_ps(2.0),
             );
-            let vo = v.as_mut_ptr().add(at);
-            for s0 in (0..tiles).step_by(LANES) {
-                let src = p.as_ptr().add(4 * s0);
-                let [d0, d1, d2, d3] = deinterleave(src);
-                let [d4, d5, _, _] = deinterleave(src.add(4));
-                let t0 = _mm512_fnmadd_ps(four, d2, d4);
-                let t1 = _mm512_fnmadd_ps(four, d1, d3);
-                let t2 = _mm512_sub_ps(d4, d2);
-                let t3 = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
-                let out = [
-                    _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4)),
-                    _mm512_add_ps(t0, t1),
-                    _mm512_sub_ps(t0, t1),
-                    _mm512_add_ps(t2, t3),
-                    _mm512_sub_ps(t2, t3),
-                    _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5)),
-                ];
-                for (xi, o) in out.into_iter().enumerate().take(XI) {
-                    _mm512_storeu_ps(vo.add(xi * stride + s0), o);
+            let t0 = _mm512_fnmadd_ps(four, d2, d4);
+            let t1 = _mm512_fnmadd_ps(four, d1, d3);
+            let t2 = _mm512_sub_ps(d4, d2);
+            let t3 = _mm512_mul_ps(two, _mm512_sub_ps(d3, d1));
+            let out = [
+                _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4)),
+                _mm512_add_ps(t0, t1),
+                _mm512_sub_ps(t0, t1),
+                _mm512_add_ps(t2, t3),
+                _mm512_sub_ps(t2, t3),
+                _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5)),
+            ];
+            for (xi, o) in out.into_iter().enumerate().take(XI) {
+                _mm512_storeu_ps(vo.add(xi * stride), o);
+            }
+        }
+    }
+
+    /// See `super::input_transform_padded`: vector `k` of the padded plane
+    /// (positions `16k .. 16k + 16`) is the `pad.before[k]`-th image value
+    /// on expanded into the lanes `pad.masks[k]`, zeros elsewhere; the
+    /// values four positions on are the same vectors moved by four lanes.
+    ///
+    /// # Safety
+    /// AVX-512F; `x` holds the plane's `h·w` values; `pad` has a vector
+    /// beyond the last the tiles read; `v` holds `at + 5·stride + tiles`
+    /// values.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input_transform_padded(
+        x: &[f32],
+        pad: &super::PadPlane,
+        tiles: usize,
+        v: &mut [f32],
+        at: usize,
+        stride: usize,
+    ) {
+        // SAFETY: each load is masked to the image values the mask takes,
+        // which lie in `x` (`PadPlane::new`); every store is inside `v`.
+        unsafe {
+            let xp = x.as_ptr();
+            let vector = |k: usize| {
+                let (m, at) = (pad.masks[k], pad.before[k] as usize);
+                match m {
+                    0 => _mm512_setzero_ps(),
+                    0xFFFF => _mm512_loadu_ps(xp.add(at)),
+                    _ => {
+                        let n = m.count_ones();
+                        let raw = _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, xp.add(at));
+                        _mm512_maskz_expand_ps(m, raw)
+                    }
                 }
+            };
+            let vo = v.as_mut_ptr().add(at);
+            let mut next = vector(0);
+            for s0 in (0..tiles).step_by(LANES) {
+                let k = s0 / 4;
+                let q = [next, vector(k + 1), vector(k + 2), vector(k + 3)];
+                next = vector(k + 4);
+                let [d0, d1, d2, d3] = deinterleave_regs::<4>(q);
+                let four_on = |a: __m512, b: __m512| {
+                    _mm512_castsi512_ps(_mm512_alignr_epi32::<4>(
+                        _mm512_castps_si512(b),
+                        _mm512_castps_si512(a),
+                    ))
+                };
+                let shifted = [
+                    four_on(q[0], q[1]),
+                    four_on(q[1], q[2]),
+                    four_on(q[2], q[3]),
+                    four_on(q[3], next),
+                ];
+                let [d4, d5] = deinterleave_regs::<2>(shifted);
+                tile_points([d0, d1, d2, d3, d4, d5], vo.add(s0), stride);
             }
         }
     }

@@ -11,6 +11,7 @@ use super::conv_flat::{self, FlatGeom};
 pub(super) use super::conv_flat_tests::setup;
 use super::conv_wino::{self, WinoGeom};
 use super::conv_wino_grad;
+use super::pad::Padding;
 use super::test_util::{
     assert_close, assert_grad_close, dot_loss, fd_grad, rand_tensor, rand_vec, rng,
 };
@@ -216,16 +217,48 @@ fn vector_and_scalar_transforms_agree() {
         eprintln!("SKIPPED: no AVX-512 on this CPU");
         return;
     }
+    // The input transform from the image values against the scalar one on
+    // the padded plane, for planes narrower and wider than a vector,
+    // padding 0–2 and pitches with slack: every tile inside the plane.
+    let mut r = rng(600);
+    for (h, w, ph, pw, wp) in [
+        (28, 28, 1, 1, 32),
+        (14, 14, 1, 1, 16),
+        (9, 11, 2, 0, 12),
+        (5, 3, 0, 2, 8),
+        (7, 30, 1, 2, 36),
+    ] {
+        let hp = h + 2 * ph;
+        let x = rand_vec(h * w, &mut r);
+        let tiles = (hp * wp / 4).next_multiple_of(16);
+        let pad = Padding {
+            cin: 1,
+            h,
+            w,
+            ph,
+            pw,
+            hp,
+            wp,
+        };
+        let mut p = vec![f32::NAN; 4 * tiles + 8];
+        pad.apply_scalar(&x, &mut p);
+        let (stride, at) = (tiles + 16, 5);
+        let (mut a, mut s) = (vec![0.0f32; at + 6 * stride], vec![1.0f32; at + 6 * stride]);
+        let planes = conv_wino::PadPlane::new(h, w, ph, pw, wp, tiles / 4 + 1);
+        conv_wino::input_transform_padded(&x, &planes, tiles, &mut a, at, stride);
+        conv_wino::input_transform_scalar(&p, tiles, &mut s, at, stride);
+        let inside = (hp * wp - 6) / 4 + 1;
+        for xi in 0..6 {
+            let r = at + xi * stride..at + xi * stride + inside;
+            assert_eq!(
+                a[r.clone()],
+                s[r],
+                "input transform, {h}×{w} pad {ph},{pw} pitch {wp}, row {xi}"
+            );
+        }
+    }
     let tiles = 48;
     let (stride, at) = (tiles + 16, 5);
-    let p = rand_vec(4 * tiles + 4, &mut rng(600));
-    let (mut a, mut s) = (vec![0.0f32; at + 6 * stride], vec![1.0f32; at + 6 * stride]);
-    conv_wino::input_transform(&p, tiles, &mut a, at, stride);
-    conv_wino::input_transform_scalar(&p, tiles, &mut s, at, stride);
-    for xi in 0..6 {
-        let r = at + xi * stride..at + xi * stride + tiles;
-        assert_eq!(a[r.clone()], s[r], "input transform, row {xi}");
-    }
     // The output transform straight into planes of every row width for
     // pitches (multiples of four) whose rows meet the vectors in every
     // way: a vector in one row, across one or two row ends.

@@ -1,5 +1,6 @@
-//! Zero-padded input planes for the direct kernel (`conv_flat.rs`) and the
-//! row-wise transform (`conv_wino.rs`).
+//! Zero-padded input planes for the direct kernel (`conv_flat.rs`; the
+//! row-wise transform builds the same planes in registers,
+//! `conv_wino_kernels.rs`).
 //!
 //! One image `x [cin, h, w]` becomes `cin` planes of `hp` rows at a pitch
 //! `wp` (`hp ≥ ph + h`, `wp ≥ pw + w`): padded row `r` of plane `c` holds
