@@ -120,6 +120,11 @@ impl WinoGeom {
         PadPlane::new(g.h, g.w, g.ph, g.pw, self.wp, self.vplane / 4 + 1)
     }
 
+    /// The lanes of the output rows, for [`output_plane`].
+    fn row_masks(&self) -> RowMasks {
+        RowMasks::new(self.wp, self.g.out_hw().1)
+    }
+
     /// Kernel-row offsets in tiles, `{0, Wq, 2·Wq, …}`.
     pub(crate) fn taps(&self) -> Vec<usize> {
         (0..self.g.kh).map(|ki| ki * self.wq).collect()
@@ -159,6 +164,7 @@ pub(crate) fn transform_weights(g: &FlatGeom, w: &[f32]) -> Kept {
 fn image(
     wg: &WinoGeom,
     pad_plane: &PadPlane,
+    rows: &RowMasks,
     u: &[f32],
     x: &[f32],
     bias: Option<&[f32]>,
@@ -173,7 +179,7 @@ fn image(
         transform_image(wg, pad_plane, x, v);
         let v = &*v;
         if !split {
-            return channels(wg, u, v, 0, g.cout, bias, y, post, base);
+            return channels(wg, rows, u, v, 0, g.cout, bias, y, post, base);
         }
         let mut tasks = Vec::new();
         let mut rest = y;
@@ -183,7 +189,18 @@ fn image(
             rest = tail;
         }
         tasks.into_par_iter().for_each(|(co0, co1, yb)| {
-            channels(wg, u, v, co0, co1, bias, yb, post, base + co0 * oh * ow);
+            channels(
+                wg,
+                rows,
+                u,
+                v,
+                co0,
+                co1,
+                bias,
+                yb,
+                post,
+                base + co0 * oh * ow,
+            );
         });
     });
 }
@@ -205,6 +222,7 @@ pub(crate) fn transform_image(wg: &WinoGeom, pad_plane: &PadPlane, x: &[f32], v:
 #[allow(clippy::too_many_arguments)]
 fn channels(
     wg: &WinoGeom,
+    rows: &RowMasks,
     u: &[f32],
     v: &[f32],
     co0: usize,
@@ -222,9 +240,7 @@ fn channels(
     let kern = Kernel::detect();
     let wide = conv_flat::CO_WIDE * ntile;
     let mlen = XI * wide;
-    let rows = RowMasks::new(wg.wp, ow);
-    with_scratch(Slot::Col2, mlen + 4 * ntile, |scratch| {
-        let (m, spare) = scratch.split_at_mut(mlen);
+    with_scratch(Slot::Col2, mlen, |m| {
         let mut co = co0;
         while co < co1 {
             let nco = conv_flat::block_width(co1 - co);
@@ -238,7 +254,7 @@ fn channels(
                 let b = bias.map_or(0.0, |b| b[co + k]);
                 let at = (co - co0 + k) * oh * ow;
                 let yp = &mut y[at..at + oh * ow];
-                output_plane(m, k * ntile, wide, ntile, b, &rows, yp, spare);
+                output_plane(m, k * ntile, wide, ntile, b, rows, yp);
                 // SAFETY: `output_plane` wrote every value of `yp`.
                 post(base + at, unsafe { assume_written(yp) });
             }
@@ -269,17 +285,17 @@ pub(crate) fn forward_post(
         return conv_flat::forward_post(g, n, x, w, bias, y, post);
     }
     let u = transform_weights(g, w);
-    let pp = wg.pad_plane();
+    let (pp, rows) = (wg.pad_plane(), wg.row_masks());
     if n >= 2 {
         y.par_chunks_mut(img_out).enumerate().for_each(|(ni, yn)| {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &pp, &u, xn, bias, yn, post, ni * img_out, false);
+            image(wg, &pp, &rows, &u, xn, bias, yn, post, ni * img_out, false);
         });
     } else {
         let split = rayon::current_num_threads() >= 2 && g.macs() >= conv_flat::SPLIT_MIN_MACS;
         for (ni, yn) in y.chunks_mut(img_out).enumerate() {
             let xn = &x[ni * img_in..(ni + 1) * img_in];
-            image(wg, &pp, &u, xn, bias, yn, post, ni * img_out, split);
+            image(wg, &pp, &rows, &u, xn, bias, yn, post, ni * img_out, split);
         }
     }
 }

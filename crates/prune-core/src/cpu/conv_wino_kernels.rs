@@ -1,9 +1,10 @@
 //! The row-wise transform's kernels (`conv_wino.rs`): the input transform
 //! of a channel's tiles, its zero-padded plane built in registers from the
 //! image values, and the output transform of a channel's products straight
-//! into its output plane. Each has a vector (AVX-512) form and a scalar one
-//! over a padded plane (or pitch-wide rows) doing the same operations in
-//! the same order, so the two agree to the bit.
+//! into its output plane. They run as AVX-512 kernels only (the transform
+//! is used only where those run); the scalar forms over a padded plane and
+//! pitch-wide rows do the same operations in the same order and are the
+//! tests' references, equal to the bit.
 
 use super::conv_flat;
 use super::conv_wino::XI;
@@ -47,6 +48,7 @@ pub(crate) fn input_transform_scalar(
 /// `out[4s + i] = Σ_ξ Aᵀ[i][ξ] · m[at + ξ·stride + s] + bias` for
 /// `s < tiles` (the bias added last), by scalar operations in the vector
 /// kernel's order.
+#[cfg(test)]
 fn output_transform_scalar(
     m: &[f32],
     at: usize,
@@ -170,10 +172,10 @@ fn gcd(a: usize, b: usize) -> usize {
 
 /// The output transform of one channel straight into its plane `y`
 /// (`rows × width` values, every one written): `y[r][c] = out[r·pitch + c]`
-/// of [`output_transform_scalar`]'s pitch-wide rows, the positions past
-/// `width` in each row dropped. `spare` (at least `4·tiles` values) holds
-/// those rows where there is no vector kernel.
-#[allow(clippy::too_many_arguments)]
+/// of the output transform's pitch-wide rows
+/// (`out[4s + i] = Σ_ξ Aᵀ[i][ξ] · m[at + ξ·stride + s] + bias`), the
+/// positions past `width` in each row dropped. Vector kernel only (the transform is used
+/// only where it runs).
 pub(crate) fn output_plane(
     m: &[f32],
     at: usize,
@@ -182,27 +184,25 @@ pub(crate) fn output_plane(
     bias: f32,
     rows: &RowMasks,
     y: &mut [MaybeUninit<f32>],
-    spare: &mut [f32],
 ) {
     let (pitch, width) = (rows.pitch, rows.width);
     let n = y.len() / width.max(1);
     assert!(y.len() == n * width && (n == 0 || (n - 1) * pitch + width <= 4 * tiles));
     assert!(tiles.is_multiple_of(LANES) && m.len() >= at + (XI - 1) * stride + tiles);
+    assert!(conv_flat::vectorised());
     #[cfg(target_arch = "x86_64")]
-    if conv_flat::vectorised() {
-        if !y.is_empty() {
-            let yp = y.as_mut_ptr().cast();
-            // SAFETY: AVX-512F is available (the vector kernel runs); the
-            // assertions bound every load, and the stores stop at `y.len()`.
-            unsafe { avx512::output_plane(m, at, stride, tiles, bias, &rows.masks, yp, y.len()) };
-        }
-        return;
+    if !y.is_empty() {
+        let yp = y.as_mut_ptr().cast();
+        // SAFETY: AVX-512F is available (asserted); the assertions bound
+        // every load, and the stores stop at `y.len()`.
+        unsafe { avx512::output_plane(m, at, stride, tiles, bias, &rows.masks, yp, y.len()) };
     }
-    output_plane_scalar(m, at, stride, tiles, bias, rows, y, spare);
 }
 
 /// [`output_plane`] by scalar operations: the pitch-wide rows into
-/// `spare`, then each row's first `width` values into `y`.
+/// `spare` (at least `4·tiles` values), then each row's first `width`
+/// values into `y`.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn output_plane_scalar(
     m: &[f32],

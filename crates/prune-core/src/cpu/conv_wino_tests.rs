@@ -276,7 +276,7 @@ fn vector_and_scalar_transforms_agree() {
                     super::conv::as_uninit(&mut s),
                 )
             };
-            conv_wino::output_plane(&m, at, stride, tiles, 0.375, &rows, ua, &mut spare);
+            conv_wino::output_plane(&m, at, stride, tiles, 0.375, &rows, ua);
             conv_wino::output_plane_scalar(&m, at, stride, tiles, 0.375, &rows, us, &mut spare);
             assert_eq!(a, s, "output transform, pitch {pitch}, width {width}");
         }
