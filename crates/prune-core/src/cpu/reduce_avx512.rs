@@ -15,12 +15,15 @@ use super::reduce::{LANES, REGS, VEC};
 use std::arch::x86_64::*;
 
 /// `(Σ f(a, b, c).0, Σ f(a, b, c).1)` over equal-length slices, `f` taking
-/// eight values of each slice and giving their two terms as f64 vectors.
+/// eight values of each slice and giving their two terms as f64 vectors;
+/// without `TWO` only the first sum (the second is 0, and no addition is
+/// spent on it: `x + 0.0` is not `x` for `x = −0.0`, so the compiler keeps
+/// an addition of a zero term).
 ///
 /// # Safety
 /// AVX-512F must be available; `b` and `c` at least as long as `a`.
 #[inline(always)]
-unsafe fn sum_pairs(
+unsafe fn sum_pairs<const TWO: bool>(
     a: &[f32],
     b: &[f32],
     c: &[f32],
@@ -31,7 +34,7 @@ unsafe fn sum_pairs(
     let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
     // SAFETY: AVX-512F (the caller's contract); every load reads 8 values
     // at offsets below `n` (whole blocks and whole registers of the partial
-    // block); the last few values are copied out first.
+    // block), or is masked to the last few values below `n`.
     unsafe {
         let mut acc0 = [_mm512_setzero_pd(); REGS];
         let mut acc1 = [_mm512_setzero_pd(); REGS];
@@ -42,7 +45,9 @@ unsafe fn sum_pairs(
                 _mm256_loadu_ps(pc.add(o)),
             );
             *acc0 = _mm512_add_pd(*acc0, u);
-            *acc1 = _mm512_add_pd(*acc1, v);
+            if TWO {
+                *acc1 = _mm512_add_pd(*acc1, v);
+            }
         };
         let blocks = n / LANES;
         for blk in 0..blocks {
@@ -57,21 +62,22 @@ unsafe fn sum_pairs(
         }
         let tail = rest - regs * VEC;
         if tail > 0 {
+            // The last `tail < 8` values by masked loads (zeros in the other
+            // lanes, nothing read past `n`): a copy into a zeroed buffer
+            // read back as one vector stalled on store forwarding, twice
+            // per plane of 196 or 49 values (14×14 and 7×7 maps).
             let o = blocks * LANES + regs * VEC;
-            let mut buf = [[0.0f32; VEC]; 3];
-            buf[0][..tail].copy_from_slice(&a[o..o + tail]);
-            buf[1][..tail].copy_from_slice(&b[o..o + tail]);
-            buf[2][..tail].copy_from_slice(&c[o..o + tail]);
-            let (u, v) = f(
-                _mm256_loadu_ps(buf[0].as_ptr()),
-                _mm256_loadu_ps(buf[1].as_ptr()),
-                _mm256_loadu_ps(buf[2].as_ptr()),
-            );
+            let load = |p: *const f32| {
+                _mm512_castps512_ps256(_mm512_maskz_loadu_ps((1u16 << tail) - 1, p.add(o)))
+            };
+            let (u, v) = f(load(pa), load(pb), load(pc));
             let m: __mmask8 = (1u8 << tail) - 1;
             acc0[regs] = _mm512_mask_add_pd(acc0[regs], m, acc0[regs], u);
-            acc1[regs] = _mm512_mask_add_pd(acc1[regs], m, acc1[regs], v);
+            if TWO {
+                acc1[regs] = _mm512_mask_add_pd(acc1[regs], m, acc1[regs], v);
+            }
         }
-        (total(&acc0), total(&acc1))
+        (total(&acc0), if TWO { total(&acc1) } else { 0.0 })
     }
 }
 
@@ -96,7 +102,7 @@ unsafe fn total(acc: &[__m512d; REGS]) -> f64 {
 pub(super) unsafe fn sum(a: &[f32]) -> f64 {
     let zero = _mm512_setzero_pd();
     // SAFETY: AVX-512F (the caller's contract), one slice thrice.
-    unsafe { sum_pairs(a, a, a, |u, _, _| (_mm512_cvtps_pd(u), zero)).0 }
+    unsafe { sum_pairs::<false>(a, a, a, |u, _, _| (_mm512_cvtps_pd(u), zero)).0 }
 }
 
 /// `reduce::plane_moments`: the sum, then the centred squares.
@@ -108,9 +114,9 @@ pub(super) unsafe fn plane_moments(p: &[f32]) -> (f64, f64) {
     let zero = _mm512_setzero_pd();
     // SAFETY: AVX-512F (the caller's contract), one slice thrice.
     unsafe {
-        let s = sum_pairs(p, p, p, |u, _, _| (_mm512_cvtps_pd(u), zero)).0;
+        let s = sum_pairs::<false>(p, p, p, |u, _, _| (_mm512_cvtps_pd(u), zero)).0;
         let m = _mm512_set1_pd(s / p.len().max(1) as f64);
-        let q = sum_pairs(p, p, p, |u, _, _| {
+        let q = sum_pairs::<false>(p, p, p, |u, _, _| {
             let d = _mm512_sub_pd(_mm512_cvtps_pd(u), m);
             (_mm512_mul_pd(d, d), zero)
         });
@@ -136,7 +142,7 @@ unsafe fn grad_terms(d: __m256, x: __m256, mu: __m512d) -> (__m512d, __m512d) {
 pub(super) unsafe fn grad_sums(dy: &[f32], x: &[f32], mu: f64) -> (f64, f64) {
     let mu = _mm512_set1_pd(mu);
     // SAFETY: AVX-512F and the lengths (the caller's contract).
-    unsafe { sum_pairs(dy, x, x, |d, v, _| grad_terms(d, v, mu)) }
+    unsafe { sum_pairs::<true>(dy, x, x, |d, v, _| grad_terms(d, v, mu)) }
 }
 
 /// `reduce::masked_grad_sums`: `d = g·[x·a + c > 0]` formed in f32 as the
@@ -150,7 +156,7 @@ pub(super) unsafe fn masked_grad_sums(g: &[f32], x: &[f32], mu: f64, a: f32, c: 
     let (av, cv) = (_mm256_set1_ps(a), _mm256_set1_ps(c));
     // SAFETY: AVX-512F and the lengths (the caller's contract).
     unsafe {
-        sum_pairs(g, x, x, |gg, v, _| {
+        sum_pairs::<true>(g, x, x, |gg, v, _| {
             let pre = _mm256_add_ps(_mm256_mul_ps(v, av), cv);
             let on = _mm256_cmp_ps::<_CMP_GT_OQ>(pre, _mm256_setzero_ps());
             grad_terms(_mm256_and_ps(on, gg), v, mu)
