@@ -125,6 +125,31 @@ fn rule(pass: Pass, n: usize, geom: &FlatGeom) -> Algo {
 /// products grow with `Cin·Cout` ([`tiles_pay`]; docs/performance.md).
 pub(crate) const TILES_MAX_WIDTH: usize = 16;
 
+/// Input channels up to which a layer with outputs [`NARROW_MIN_WIDTH`]
+/// to [`TILES_MAX_WIDTH`] wide takes the row-wise transform instead of the
+/// 2-D one. On 14×14 outputs the 2-D tiles cover 16×16 (a third more
+/// positions than the plane) and its transforms cost per channel what the
+/// row-wise ones cost several times over, which the products of a few
+/// input channels do not repay: the row-wise form measured 0.54–0.85 of
+/// the 2-D one's time forward and 0.51–0.92 backward for 4–12 input and
+/// 9–64 output channels at batch 128, 0.6–1.0 on 16×16 outputs, while on
+/// 8×8–12×12 outputs (narrow rows, a pitch a third wider than the plane)
+/// it lost up to 2x; from 16 input channels the 2-D form is as fast or
+/// faster (docs/performance.md). Pruning leaves such layers: the second
+/// convolution of a residual block reads only the channels its first one
+/// kept.
+pub(crate) const NARROW_MAX_CIN: usize = 12;
+
+/// Output columns from which [`NARROW_MAX_CIN`] applies.
+pub(crate) const NARROW_MIN_WIDTH: usize = 14;
+
+/// True when a layer with outputs at most [`TILES_MAX_WIDTH`] wide takes
+/// the row-wise transform for its few input channels ([`NARROW_MAX_CIN`]).
+pub(crate) fn rows_for_narrow_input(geom: &FlatGeom) -> bool {
+    let (_, ow) = geom.out_hw();
+    geom.cin <= NARROW_MAX_CIN && ow >= NARROW_MIN_WIDTH
+}
+
 /// True when the 2-D transform's products outweigh its transforms on a
 /// wide plane: `Cin·Cout ≥ 16·(Cin + Cout)` (32 channels each way). On
 /// ResNet's 16-channel 28×28 layers it measured 0.7x the row-wise form, on
@@ -150,16 +175,18 @@ pub(crate) const TRANSFORM_MIN_BATCH: usize = 32;
 
 /// The transform for a forward correlation with geometry `geom` on a batch
 /// of `n` images, if any (none below [`TRANSFORM_MIN_BATCH`]):
-/// 2-D for 3×3 kernels with outputs at most [`TILES_MAX_WIDTH`] wide or
-/// enough channels, row-wise for other 3-wide kernels with outputs at
-/// least 8 wide.
+/// 2-D for 3×3 kernels with outputs at most [`TILES_MAX_WIDTH`] wide (but
+/// [`rows_for_narrow_input`]) or enough channels, row-wise for other
+/// 3-wide kernels with outputs at least 8 wide.
 pub(crate) fn transform(geom: &FlatGeom, n: usize) -> Option<Transform> {
     let (_, ow) = geom.out_hw();
     if n < TRANSFORM_MIN_BATCH {
         return None;
     }
     match Wino2::new(geom) {
-        Some(t) if ow <= TILES_MAX_WIDTH || tiles_pay(geom) => Some(Transform::Tiles(t)),
+        Some(t) if (ow <= TILES_MAX_WIDTH && !rows_for_narrow_input(geom)) || tiles_pay(geom) => {
+            Some(Transform::Tiles(t))
+        }
         _ => WinoGeom::new(geom).map(Transform::Rows),
     }
 }
@@ -317,6 +344,17 @@ mod tests {
         assert_eq!(form(square(16, 28, 3)), "rows");
         assert_eq!(form(square(32, 28, 3)), "tiles");
         assert_eq!(form(square(16, 14, 3)), "tiles");
+        // few input channels on 14–16 wide outputs: row-wise
+        let narrow = |cin: usize, hw: usize, cout: usize| FlatGeom {
+            cin,
+            cout,
+            ..square(cin, hw, 3)
+        };
+        assert_eq!(form(narrow(12, 14, 64)), "rows");
+        assert_eq!(form(narrow(4, 16, 9)), "rows");
+        assert_eq!(form(narrow(13, 14, 9)), "tiles");
+        assert_eq!(form(narrow(12, 12, 32)), "tiles");
+        assert_eq!(form(narrow(8, 8, 64)), "tiles");
         assert_eq!(form(square(64, 7, 3)), "tiles");
         assert_eq!(form(square(16, 28, 5)), "rows", "5×3 kernel");
         assert_eq!(form(square(64, 7, 5)), "none", "5×3 kernel, 7 wide");

@@ -178,7 +178,8 @@ fn gradients_match_finite_differences() {
 
 /// Through the public ops at a batch that takes the transforms: each 3×3
 /// layer's form by the rule (2-D on 7×7 and 14×14, and on 28×28 with 32
-/// channels; row-wise on 28×28 with 16), output and gradients against a
+/// channels; row-wise on 28×28 with 16 and on 14×14 with 8 input
+/// channels), output and gradients against a
 /// double-precision sum and the im2col + GEMM backward.
 #[test]
 fn the_ops_take_the_transforms_at_large_batches() {
@@ -188,6 +189,7 @@ fn the_ops_take_the_transforms_at_large_batches() {
     let n = conv_tune::TRANSFORM_MIN_BATCH;
     for (i, c) in [
         [n, 16, 7, 7, 16, 3, 3, 1, 1],
+        [n, 16, 14, 14, 12, 3, 3, 1, 1],
         [n, 8, 14, 14, 12, 3, 3, 1, 1],
         [n, 4, 28, 28, 4, 3, 3, 1, 1],
         [n, 32, 12, 20, 32, 3, 3, 1, 1],
@@ -201,7 +203,8 @@ fn the_ops_take_the_transforms_at_large_batches() {
             return;
         }
         let form = conv_tune::transform(&fg, n);
-        let want_tiles = c[3] <= conv_tune::TILES_MAX_WIDTH || c[1] >= 32;
+        let narrow = c[1] <= conv_tune::NARROW_MAX_CIN && c[3] >= conv_tune::NARROW_MIN_WIDTH;
+        let want_tiles = (c[3] <= conv_tune::TILES_MAX_WIDTH && !narrow) || c[1] >= 32;
         assert_eq!(
             matches!(form, Some(Transform::Tiles(_))),
             want_tiles,
