@@ -128,16 +128,16 @@ pub(crate) const TILES_MAX_WIDTH: usize = 16;
 /// Input channels up to which a layer with outputs [`NARROW_MIN_WIDTH`]
 /// to [`TILES_MAX_WIDTH`] wide takes the row-wise transform instead of the
 /// 2-D one. On 14×14 outputs the 2-D tiles cover 16×16 (a third more
-/// positions than the plane) and its transforms cost per channel what the
-/// row-wise ones cost several times over, which the products of a few
-/// input channels do not repay: the row-wise form measured 0.54–0.85 of
-/// the 2-D one's time forward and 0.51–0.92 backward for 4–12 input and
-/// 9–64 output channels at batch 128, 0.6–1.0 on 16×16 outputs, while on
-/// 8×8–12×12 outputs (narrow rows, a pitch a third wider than the plane)
-/// it lost up to 2x; from 16 input channels the 2-D form is as fast or
-/// faster (docs/performance.md). Pruning leaves such layers: the second
-/// convolution of a residual block reads only the channels its first one
-/// kept.
+/// positions than the plane) and its transforms cost several times the
+/// row-wise ones per channel, which the products of a few input channels
+/// do not repay: the row-wise form measured 0.54–0.85 of the 2-D one's
+/// time forward and 0.51–0.92 backward for 4–12 input and 9–64 output
+/// channels at batch 128, and 0.6–1.0 on 16×16 outputs; from 16 input
+/// channels the gain shrinks and turns into a loss (16 → 32: 1.1x). On
+/// 10×10 and 12×12 outputs it was as often slower as faster, on 8×8 (rows
+/// of 8 at a pitch of 12) up to 2x slower (docs/performance.md). Pruning
+/// leaves such layers: the second convolution of a residual block reads
+/// only the channels its first one kept.
 pub(crate) const NARROW_MAX_CIN: usize = 12;
 
 /// Output columns from which [`NARROW_MAX_CIN`] applies.
