@@ -130,7 +130,7 @@ pub(crate) const TILES_MAX_WIDTH: usize = 16;
 /// 2-D one. On 14×14 outputs the 2-D tiles cover 16×16 (a third more
 /// positions than the plane) and its transforms cost several times the
 /// row-wise ones per channel, which the products of a few input channels
-/// do not repay: the row-wise form measured 0.54–0.85 of the 2-D one's
+/// do not repay: the row-wise form measured 0.54–0.88 of the 2-D one's
 /// time forward and 0.51–0.92 backward for 4–12 input and 9–64 output
 /// channels at batch 128, and 0.6–1.0 on 16×16 outputs; from 16 input
 /// channels the gain shrinks and turns into a loss (16 → 32: 1.1x). On
