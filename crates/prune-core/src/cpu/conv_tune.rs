@@ -145,7 +145,7 @@ pub(crate) const NARROW_MIN_WIDTH: usize = 14;
 
 /// True when a layer with outputs at most [`TILES_MAX_WIDTH`] wide takes
 /// the row-wise transform for its few input channels ([`NARROW_MAX_CIN`]).
-pub(crate) fn rows_for_narrow_input(geom: &FlatGeom) -> bool {
+fn rows_for_narrow_input(geom: &FlatGeom) -> bool {
     let (_, ow) = geom.out_hw();
     geom.cin <= NARROW_MAX_CIN && ow >= NARROW_MIN_WIDTH
 }
