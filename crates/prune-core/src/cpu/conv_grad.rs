@@ -4,7 +4,8 @@
 //! (`conv_backward.rs`), the direct kernels and the Winograd transforms
 //! (`conv_flat_grad.rs`, `conv_wino_grad.rs`, `conv_wino2/grad.rs`), and
 //! the input gradient as a forward correlation of the output gradient with
-//! the flipped weights.
+//! the flipped weights — for stride-2 layers on phase planes
+//! (`conv_phase_grad.rs`).
 
 #[cfg(test)]
 use super::conv::as_uninit;
@@ -13,6 +14,8 @@ use super::conv_backward::{backward_gemm, bias_from_sums, plane_sums};
 use super::conv_direct;
 use super::conv_flat::{self, FlatGeom};
 use super::conv_flat_grad;
+use super::conv_phase::PhaseGeom;
+use super::conv_phase_grad;
 use super::conv_plane;
 use super::conv_tune::{self, Algo, Pass, Transform};
 use super::conv_wino;
@@ -148,9 +151,19 @@ pub fn conv2d_backward_with(
     // path skips an empty `sums`) without a bias.
     let mut sums = vec![0.0f64; if need_bias { g.n * g.cout } else { 0 }];
     let gemm_path = !g.is_depthwise() && g.n * g.img_out() > 0 && g.img_in() > 0 && !dw.is_empty();
+    // A stride-2 layer's input gradient on phase planes.
+    let phases = (gemm_path && need_x_grad && conv_tune::direct_allowed())
+        .then(|| PhaseGeom::of(&g))
+        .flatten();
     if gemm_path && conv_plane::applies(&g) {
         let dx = need_x_grad.then(|| zero_filled(dxu));
         conv_plane::backward(&g, x.data(), w.data(), dy, &mut dw, dx, &mut sums);
+    } else if let Some(pg) = phases {
+        // Stride 2: the weight gradient by the GEMM, the input gradient on
+        // phase planes.
+        let (x, w) = (x.data(), w.data());
+        backward_gemm(&g, x, w, dy, &mut dw, None, &mut sums)?;
+        conv_phase_grad::input_grad(&pg, g.n, w, dy, dxu);
     } else if gemm_path {
         let (x, w) = (x.data(), w.data());
         // The whole backward by `algo`, into the given buffers.

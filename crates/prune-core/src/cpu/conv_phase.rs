@@ -32,8 +32,8 @@
 //!
 //! Every output value is one sum in a fixed order (input channel, then tap,
 //! as in `conv_flat.rs`), and images run in parallel, so results do not
-//! depend on the thread count. Only the forward pass uses this form; the
-//! gradients of stride-2 layers run on im2col + GEMM.
+//! depend on the thread count. The gradients on phase planes are in
+//! `conv_phase_grad.rs`.
 
 use super::conv::{assume_written, ConvGeom, PostFn};
 use super::conv_flat::{self, block_width, Kernel};
@@ -90,7 +90,7 @@ impl PhaseGeom {
     }
 
     /// Rows and columns of one phase, `(⌈Hp/2⌉, ⌈Wp/2⌉)`.
-    fn hq_wq(&self) -> (usize, usize) {
+    pub(crate) fn hq_wq(&self) -> (usize, usize) {
         (
             (self.h + 2 * self.ph).div_ceil(2),
             (self.w + 2 * self.pw).div_ceil(2),

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 /// phase one row or column short), 2×2, 4×4, 5×5 and 2×3 kernels, no
 /// padding and a padding larger than the kernel's half, and maps smaller
 /// than a vector.
-const CASES: &[[usize; 9]] = &[
+pub(super) const CASES: &[[usize; 9]] = &[
     [2, 16, 28, 28, 32, 3, 3, 1, 1],
     [2, 16, 28, 28, 17, 3, 3, 1, 1],
     [3, 32, 14, 14, 64, 3, 3, 1, 1],
@@ -32,14 +32,14 @@ const CASES: &[[usize; 9]] = &[
 ];
 
 /// Geometries and random input, weights and bias of a stride-2 case.
-fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, Tensor, Tensor, Tensor) {
+pub(super) fn setup(c: &[usize; 9], seed: u64) -> (ConvGeom, Tensor, Tensor, Tensor) {
     let (g, [x, w, b]) = inputs(c, 2, seed);
     (g, x, w, b)
 }
 
 /// The phase geometry, or `None` (after saying so) where the vector kernel
 /// does not run on this CPU.
-fn phase(g: &ConvGeom) -> Option<PhaseGeom> {
+pub(super) fn phase(g: &ConvGeom) -> Option<PhaseGeom> {
     if !conv_flat::vectorised() {
         eprintln!("SKIPPED: no AVX-512 on this CPU; the phase form is not used here");
         return None;
@@ -47,7 +47,7 @@ fn phase(g: &ConvGeom) -> Option<PhaseGeom> {
     Some(PhaseGeom::of(g).expect("every case is a stride-2, single-group layer"))
 }
 
-fn forward(pg: &PhaseGeom, n: usize, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+pub(super) fn forward(pg: &PhaseGeom, n: usize, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
     let (oh, ow) = pg.out_hw();
     let len = n * pg.cout * oh * ow;
     let mut y = vec![f32::NAN; len];

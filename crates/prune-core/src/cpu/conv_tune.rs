@@ -79,7 +79,8 @@ enum Mode {
 }
 
 /// False when `PRUNE_CONV_ALGO=gemm` forces im2col + GEMM for every layer
-/// (the stride-2 phase form of `conv_phase.rs` is a direct kernel too).
+/// (the stride-2 phase forms of `conv_phase.rs` and `conv_phase_grad.rs`
+/// are direct kernels too).
 pub(crate) fn direct_allowed() -> bool {
     mode() != Mode::Fixed(Algo::Gemm)
 }

@@ -28,6 +28,7 @@ mod conv_flat_grad;
 mod conv_flat_kernel;
 mod conv_grad;
 mod conv_phase;
+mod conv_phase_grad;
 mod conv_plane;
 mod conv_tune;
 mod conv_wino;
@@ -62,6 +63,8 @@ pub use pool::*;
 mod batchnorm_tests;
 #[cfg(test)]
 mod conv_flat_tests;
+#[cfg(test)]
+mod conv_phase_grad_tests;
 #[cfg(test)]
 mod conv_phase_tests;
 #[cfg(test)]

@@ -1,0 +1,309 @@
+//! The input gradient of stride-2, single-group convolutions on phase
+//! planes (`conv_phase.rs`), without an im2col matrix or a col2im scatter.
+//! (Their weight gradient stays on im2col + GEMM: the direct weight-gradient
+//! kernel of `conv_flat_grad.rs` over the phases, its accumulators summed
+//! over one image or over groups of images before their lanes are reduced,
+//! took 1.1–1.3x the GEMM's time on ResNet's downsampling layers.)
+//!
+//! The gradient of the padded input `dP[u][v]` collects `w[ki][kj]·dy[oh][ow]`
+//! over `u = 2·oh + ki`, `v = 2·ow + kj`. On its phase `(a, b)`
+//! (`u = 2r + a`, `v = 2s + b`) only the taps `ki = a + 2α`, `kj = b + 2β`
+//! reach it, from `oh = r − α`, `ow = s − β`:
+//!
+//! ```text
+//! dQ[a][b][c][r][s] = Σ_co Σ_{α,β} w[co][c][a + 2α][b + 2β] · dy[co][r − α][s − β]
+//! ```
+//!
+//! (`dy` zero outside its plane) — a stride-1 correlation of the output
+//! gradient padded by `Ah = ⌈kh/2⌉ − 1` rows above and `Aw = ⌈kw/2⌉ − 1`
+//! columns to the left, with the tap `(α, β)` at the offset
+//! `(Ah − α)·Wd + (Aw − β)` on the padded pitch `Wd = Wq + Aw`. The flat
+//! micro-kernel computes the four phases of every input channel of one
+//! image from one padded copy of its gradient (each tap in exactly one
+//! phase: no multiply-add by a zero tap, as col2im's GEMM makes none, and
+//! no scatter), and each input row `i` is then read off its two column
+//! phases,
+//! `dx[c][i][j] = dQ[(i + ph) mod 2][(j + pw) mod 2][c][⌊(i + ph)/2⌋][⌊(j + pw)/2⌋]`,
+//! by two-source permutes with AVX-512. (A phase no tap reaches, which a
+//! kernel one tap tall or wide would leave, is zero.)
+//!
+//! Every value is one sum in a fixed order (output channel, then tap) and
+//! images run in parallel, so results do not depend on the thread count.
+
+use super::conv_flat::{self, block_width, Kernel};
+use super::conv_phase::PhaseGeom;
+use super::scratch::{with_scratch, Slot};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Lanes of the micro-kernel's vectors.
+const LANES: usize = 16;
+
+/// One phase `(a, b)` of the input gradient: its tap offsets into the
+/// padded output gradient and its weights `[cin][cout][taps]`.
+struct Phase {
+    taps: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+/// The layout of the input gradient's correlation for one image.
+struct Layout {
+    /// Padding of the output gradient above and to the left, `(Ah, Aw)`.
+    pad: (usize, usize),
+    /// Row pitch `Wd = Wq + Aw` and rows `Hq + Ah` of each padded plane.
+    pitch: usize,
+    rows: usize,
+    /// Flattened positions per phase plane, `Hq·Wd` in whole vectors.
+    npos: usize,
+    /// Length of the padded output gradient of one image, with slack.
+    padded_len: usize,
+    /// The four phases, `a·2 + b`.
+    phases: [Phase; 4],
+}
+
+impl Layout {
+    fn new(pg: &PhaseGeom, w: &[f32]) -> Self {
+        let (hq, wq) = pg.hq_wq();
+        let pad = (pg.kh.div_ceil(2) - 1, pg.kw.div_ceil(2) - 1);
+        let (pitch, rows) = (wq + pad.1, hq + pad.0);
+        let npos = (hq * pitch).next_multiple_of(LANES);
+        let last_tap = pad.0 * pitch + pad.1;
+        let plane = rows * pitch;
+        let padded_len = (pg.cout - 1) * plane + plane.max(last_tap + npos);
+        let kk = pg.kh * pg.kw;
+        let phases = std::array::from_fn(|k| {
+            let (a, b) = (k / 2, k % 2);
+            let kis: Vec<usize> = (a..pg.kh).step_by(2).collect();
+            let kjs: Vec<usize> = (b..pg.kw).step_by(2).collect();
+            let mut taps = Vec::new();
+            for al in 0..kis.len() {
+                for be in 0..kjs.len() {
+                    taps.push((pad.0 - al) * pitch + (pad.1 - be));
+                }
+            }
+            let mut weights = Vec::with_capacity(pg.cin * pg.cout * taps.len());
+            for c in 0..pg.cin {
+                for co in 0..pg.cout {
+                    let wk = &w[(co * pg.cin + c) * kk..][..kk];
+                    for &ki in &kis {
+                        for &kj in &kjs {
+                            weights.push(wk[ki * pg.kw + kj]);
+                        }
+                    }
+                }
+            }
+            Phase { taps, weights }
+        });
+        Layout {
+            pad,
+            pitch,
+            rows,
+            npos,
+            padded_len,
+            phases,
+        }
+    }
+
+    /// One image's output gradient `dy [cout, OH, OW]` at rows `Ah..`,
+    /// columns `Aw..` of its padded planes `d`, zeros elsewhere.
+    fn pad_gradient(&self, pg: &PhaseGeom, dy: &[f32], d: &mut [f32]) {
+        let (oh, ow) = pg.out_hw();
+        let plane = self.rows * self.pitch;
+        d.fill(0.0);
+        for co in 0..pg.cout {
+            for r in 0..oh {
+                let at = co * plane + (r + self.pad.0) * self.pitch + self.pad.1;
+                d[at..at + ow].copy_from_slice(&dy[(co * oh + r) * ow..][..ow]);
+            }
+        }
+    }
+}
+
+/// The input gradient `dx [n, cin, h, w]` (every value written, none read)
+/// of the stride-2 correlation `pg` with weights `w [cout, cin, kh, kw]`,
+/// from `dy [n, cout, OH, OW]`; images in parallel.
+pub(crate) fn input_grad(
+    pg: &PhaseGeom,
+    n: usize,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [MaybeUninit<f32>],
+) {
+    let (oh, ow) = pg.out_hw();
+    let (img_in, img_out) = (pg.cin * pg.h * pg.w, pg.cout * oh * ow);
+    if img_in == 0 || n == 0 {
+        return;
+    }
+    if img_out == 0 {
+        dx.fill(MaybeUninit::new(0.0));
+        return;
+    }
+    let l = Layout::new(pg, w);
+    let (kern, vector) = (Kernel::detect(), conv_flat::vectorised());
+    // four phases of every input channel, and a vector of slack for the
+    // last row's loads
+    let out_len = 4 * pg.cin * l.npos + LANES;
+    let image = |ni: usize, dxn: &mut [MaybeUninit<f32>]| {
+        with_scratch(Slot::Col, l.padded_len, |d| {
+            l.pad_gradient(pg, &dy[ni * img_out..(ni + 1) * img_out], d);
+            with_scratch(Slot::Col2, out_len, |out| {
+                phases(pg, &l, kern, d, out);
+                read_off(pg, &l, out, vector, dxn);
+            });
+        });
+    };
+    if n >= 2 {
+        dx.par_chunks_mut(img_in)
+            .enumerate()
+            .for_each(|(ni, dxn)| image(ni, dxn));
+    } else {
+        for (ni, dxn) in dx.chunks_mut(img_in).enumerate() {
+            image(ni, dxn);
+        }
+    }
+}
+
+/// The four phases `out[(a·2 + b)·cin·npos + c·npos + p]` of every input
+/// channel's gradient from the padded output gradient `d`.
+fn phases(pg: &PhaseGeom, l: &Layout, kern: Kernel, d: &[f32], out: &mut [f32]) {
+    let npos = l.npos;
+    for (k, ph) in l.phases.iter().enumerate() {
+        let ob = &mut out[k * pg.cin * npos..(k + 1) * pg.cin * npos];
+        if ph.taps.is_empty() {
+            ob.fill(0.0);
+            continue;
+        }
+        let per = pg.cout * ph.taps.len();
+        let mut c = 0;
+        while c < pg.cin {
+            let nc = block_width(pg.cin - c);
+            let plane = l.rows * l.pitch;
+            let (w, o) = (&ph.weights[c * per..], &mut ob[c * npos..(c + nc) * npos]);
+            kern.run_planes(pg.cout, plane, d, w, &ph.taps, nc, o, npos);
+            c += nc;
+        }
+    }
+}
+
+/// `dx[c][i][j]` of one image from its phases (see the module doc), by
+/// vector permutes when `vector`.
+fn read_off(pg: &PhaseGeom, l: &Layout, out: &[f32], vector: bool, dx: &mut [MaybeUninit<f32>]) {
+    let (h, w, npos) = (pg.h, pg.w, l.npos);
+    for c in 0..pg.cin {
+        for i in 0..h {
+            let (a, r) = ((i + pg.ph) % 2, (i + pg.ph) / 2);
+            let row = |b: usize| &out[((a * 2 + b) * pg.cin + c) * npos + r * l.pitch..];
+            let dst = &mut dx[(c * h + i) * w..(c * h + i + 1) * w];
+            interleave(row(0), row(1), pg.pw, vector, dst);
+        }
+    }
+}
+
+/// `dst[j] = even[(j + pw)/2]` for even `j + pw`, `odd[(j + pw)/2]` for odd;
+/// with `vector` (AVX-512 present) both rows readable for 16 values past
+/// the last one read.
+fn interleave(even: &[f32], odd: &[f32], pw: usize, vector: bool, dst: &mut [MaybeUninit<f32>]) {
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        let last = (dst.len() + pw).div_ceil(2) + LANES;
+        assert!(even.len() >= last && odd.len() >= last);
+        // SAFETY: AVX-512F is present (the vector kernel runs); the loads
+        // stay inside both rows by the assertion, the stores inside `dst`.
+        unsafe { avx512::interleave(even, odd, pw, dst) };
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
+    interleave_scalar(even, odd, pw, dst);
+}
+
+/// [`interleave`] one value at a time.
+fn interleave_scalar(even: &[f32], odd: &[f32], pw: usize, dst: &mut [MaybeUninit<f32>]) {
+    for (j, d) in dst.iter_mut().enumerate() {
+        let v = j + pw;
+        d.write(if v.is_multiple_of(2) {
+            even[v / 2]
+        } else {
+            odd[v / 2]
+        });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    /// Two-source permute indices for 16 outputs whose first reads the
+    /// phase `par` (`0` even, `1` odd): output `j` takes value
+    /// `(j + par)/2` of the even row (lanes 0–15) or the odd one (16–31).
+    const fn indices(par: usize) -> [i32; 16] {
+        let mut idx = [0i32; 16];
+        let mut j = 0;
+        while j < 16 {
+            idx[j] = ((j + par) / 2 + 16 * ((j + par) % 2)) as i32;
+            j += 1;
+        }
+        idx
+    }
+
+    static IDX: [[i32; 16]; 2] = [indices(0), indices(1)];
+
+    /// See `super::interleave`.
+    ///
+    /// # Safety
+    /// AVX-512F; both rows readable up to `(dst.len() + pw)/2 + 16` values.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn interleave(
+        even: &[f32],
+        odd: &[f32],
+        pw: usize,
+        dst: &mut [MaybeUninit<f32>],
+    ) {
+        // SAFETY: the caller guarantees the loads; each store is masked to
+        // the values left in `dst`.
+        unsafe {
+            let n = dst.len();
+            let mut j0 = 0;
+            while j0 < n {
+                let (base, par) = ((j0 + pw) / 2, (j0 + pw) % 2);
+                let lo = _mm512_loadu_ps(even.as_ptr().add(base));
+                let hi = _mm512_loadu_ps(odd.as_ptr().add(base));
+                let idx = _mm512_loadu_si512(IDX[par].as_ptr().cast());
+                let v = _mm512_permutex2var_ps(lo, idx, hi);
+                let left = (n - j0).min(LANES);
+                let mask = if left == LANES {
+                    0xFFFF
+                } else {
+                    (1u16 << left) - 1
+                };
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j0).cast(), mask, v);
+                j0 += LANES;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+/// [`interleave_scalar`] into an `f32` row, for the tests.
+pub(crate) fn interleave_reference(even: &[f32], odd: &[f32], pw: usize, dst: &mut [f32]) {
+    // SAFETY: only finished values are written.
+    interleave_scalar(even, odd, pw, unsafe { super::conv::as_uninit(dst) });
+}
+
+#[cfg(test)]
+/// [`interleave`] into an `f32` row, for the tests.
+pub(crate) fn interleave_rows(even: &[f32], odd: &[f32], pw: usize, dst: &mut [f32]) {
+    // SAFETY: only finished values are written.
+    interleave(even, odd, pw, conv_flat::vectorised(), unsafe {
+        super::conv::as_uninit(dst)
+    });
+}
+
+/// [`input_grad`] into an initialised output, for callers holding `f32`.
+#[cfg(test)]
+pub(crate) fn input_grad_f32(pg: &PhaseGeom, n: usize, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    // SAFETY: `input_grad` writes only finished values.
+    input_grad(pg, n, w, dy, unsafe { super::conv::as_uninit(dx) });
+}
