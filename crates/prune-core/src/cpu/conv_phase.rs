@@ -342,13 +342,24 @@ pub(crate) fn forward_post(
             post(ni * img_out, unsafe { assume_written(yn) });
         })
     };
+    per_image(y, img_out, n, image);
+}
+
+/// `image(ni, out_ni)` for each image's `len` values of `out`: in parallel
+/// for a batch, on the calling thread for a single image.
+pub(crate) fn per_image(
+    out: &mut [MaybeUninit<f32>],
+    len: usize,
+    n: usize,
+    image: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) {
     if n >= 2 {
-        y.par_chunks_mut(img_out)
+        out.par_chunks_mut(len)
             .enumerate()
-            .for_each(|(ni, yn)| image(ni, yn));
+            .for_each(|(ni, on)| image(ni, on));
     } else {
-        for (ni, yn) in y.chunks_mut(img_out).enumerate() {
-            image(ni, yn);
+        for (ni, on) in out.chunks_mut(len).enumerate() {
+            image(ni, on);
         }
     }
 }

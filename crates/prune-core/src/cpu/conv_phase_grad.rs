@@ -31,9 +31,8 @@
 //! images run in parallel, so results do not depend on the thread count.
 
 use super::conv_flat::{self, block_width, Kernel};
-use super::conv_phase::PhaseGeom;
+use super::conv_phase::{per_image, PhaseGeom};
 use super::scratch::{with_scratch, Slot};
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Lanes of the micro-kernel's vectors.
@@ -152,15 +151,7 @@ pub(crate) fn input_grad(
             });
         });
     };
-    if n >= 2 {
-        dx.par_chunks_mut(img_in)
-            .enumerate()
-            .for_each(|(ni, dxn)| image(ni, dxn));
-    } else {
-        for (ni, dxn) in dx.chunks_mut(img_in).enumerate() {
-            image(ni, dxn);
-        }
-    }
+    per_image(dx, img_in, n, image);
 }
 
 /// The four phases `out[(a·2 + b)·cin·npos + c·npos + p]` of every input
