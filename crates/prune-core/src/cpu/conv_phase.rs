@@ -32,7 +32,7 @@
 //!
 //! Every output value is one sum in a fixed order (input channel, then tap,
 //! as in `conv_flat.rs`), and images run in parallel, so results do not
-//! depend on the thread count. The gradients on phase planes are in
+//! depend on the thread count. The input gradient on phase planes is in
 //! `conv_phase_grad.rs`.
 
 use super::conv::{assume_written, ConvGeom, PostFn};

@@ -19,7 +19,9 @@
 //! columns to the left, with the tap `(α, β)` at the offset
 //! `(Ah − α)·Wd + (Aw − β)` on the padded pitch `Wd = Wq + Aw`. The flat
 //! micro-kernel computes the four phases of every input channel of one
-//! image from one padded copy of its gradient (each tap in exactly one
+//! image from one padded copy of its gradient, each only over its rows
+//! that hold input values (`ph ≤ 2r + a < ph + H`: 7 of a 7×7 output's 8
+//! phase rows) (each tap in exactly one
 //! phase: no multiply-add by a zero tap, as col2im's GEMM makes none, and
 //! no scatter), and each input row `i` is then read off its two column
 //! phases,
@@ -38,9 +40,17 @@ use std::mem::MaybeUninit;
 /// Lanes of the micro-kernel's vectors.
 const LANES: usize = 16;
 
-/// One phase `(a, b)` of the input gradient: its tap offsets into the
-/// padded output gradient and its weights `[cin][cout][taps]`.
+/// One phase `(a, b)` of the input gradient: the rows of it that hold
+/// input values, its tap offsets into the padded output gradient (moved
+/// down to its first such row) and its weights `[cin][cout][taps]`.
 struct Phase {
+    /// First phase row `r` with `2r + a ≥ ph`.
+    first: usize,
+    /// Positions computed per channel, its rows at the pitch in whole
+    /// vectors.
+    npos: usize,
+    /// Where its channels start in the phases' buffer.
+    at: usize,
     taps: Vec<usize>,
     weights: Vec<f32>,
 }
@@ -52,10 +62,10 @@ struct Layout {
     /// Row pitch `Wd = Wq + Aw` and rows `Hq + Ah` of each padded plane.
     pitch: usize,
     rows: usize,
-    /// Flattened positions per phase plane, `Hq·Wd` in whole vectors.
-    npos: usize,
     /// Length of the padded output gradient of one image, with slack.
     padded_len: usize,
+    /// Length of the four phases of every input channel.
+    phases_len: usize,
     /// The four phases, `a·2 + b`.
     phases: [Phase; 4],
 }
@@ -65,19 +75,20 @@ impl Layout {
         let (hq, wq) = pg.hq_wq();
         let pad = (pg.kh.div_ceil(2) - 1, pg.kw.div_ceil(2) - 1);
         let (pitch, rows) = (wq + pad.1, hq + pad.0);
-        let npos = (hq * pitch).next_multiple_of(LANES);
-        let last_tap = pad.0 * pitch + pad.1;
-        let plane = rows * pitch;
-        let padded_len = (pg.cout - 1) * plane + plane.max(last_tap + npos);
         let kk = pg.kh * pg.kw;
-        let phases = std::array::from_fn(|k| {
+        let mut at = 0;
+        let phases: [Phase; 4] = std::array::from_fn(|k| {
             let (a, b) = (k / 2, k % 2);
+            // rows r with ph ≤ 2r + a < ph + h: only those reach `dx`
+            let first = pg.ph.saturating_sub(a).div_ceil(2);
+            let end = (pg.ph + pg.h).saturating_sub(a).div_ceil(2).min(hq);
+            let npos = (end.saturating_sub(first) * pitch).next_multiple_of(LANES);
             let kis: Vec<usize> = (a..pg.kh).step_by(2).collect();
             let kjs: Vec<usize> = (b..pg.kw).step_by(2).collect();
             let mut taps = Vec::new();
             for al in 0..kis.len() {
                 for be in 0..kjs.len() {
-                    taps.push((pad.0 - al) * pitch + (pad.1 - be));
+                    taps.push((first + pad.0 - al) * pitch + (pad.1 - be));
                 }
             }
             let mut weights = Vec::with_capacity(pg.cin * pg.cout * taps.len());
@@ -91,14 +102,29 @@ impl Layout {
                     }
                 }
             }
-            Phase { taps, weights }
+            let phase = Phase {
+                first,
+                npos,
+                at,
+                taps,
+                weights,
+            };
+            at += pg.cin * npos;
+            phase
         });
+        let plane = rows * pitch;
+        // the furthest any phase's vectors read past a plane's start
+        let reach = phases
+            .iter()
+            .map(|p| p.taps.iter().max().map_or(0, |t| t + p.npos))
+            .max()
+            .unwrap_or(0);
         Layout {
             pad,
             pitch,
             rows,
-            npos,
-            padded_len,
+            padded_len: (pg.cout - 1) * plane + plane.max(reach),
+            phases_len: at,
             phases,
         }
     }
@@ -141,7 +167,7 @@ pub(crate) fn input_grad(
     let (kern, vector) = (Kernel::detect(), conv_flat::vectorised());
     // four phases of every input channel, and a vector of slack for the
     // last row's loads
-    let out_len = 4 * pg.cin * l.npos + LANES;
+    let out_len = l.phases_len + LANES;
     let image = |ni: usize, dxn: &mut [MaybeUninit<f32>]| {
         with_scratch(Slot::Col, l.padded_len, |d| {
             l.pad_gradient(pg, &dy[ni * img_out..(ni + 1) * img_out], d);
@@ -154,13 +180,15 @@ pub(crate) fn input_grad(
     per_image(dx, img_in, n, image);
 }
 
-/// The four phases `out[(a·2 + b)·cin·npos + c·npos + p]` of every input
-/// channel's gradient from the padded output gradient `d`.
+/// The four phases of every input channel's gradient from the padded
+/// output gradient `d`: phase `k`'s channel `c` at `out[at_k + c·npos_k ..]`,
+/// its rows from `first_k` on at the pitch.
 fn phases(pg: &PhaseGeom, l: &Layout, kern: Kernel, d: &[f32], out: &mut [f32]) {
-    let npos = l.npos;
-    for (k, ph) in l.phases.iter().enumerate() {
-        let ob = &mut out[k * pg.cin * npos..(k + 1) * pg.cin * npos];
-        if ph.taps.is_empty() {
+    let plane = l.rows * l.pitch;
+    for ph in &l.phases {
+        let npos = ph.npos;
+        let ob = &mut out[ph.at..ph.at + pg.cin * npos];
+        if ph.taps.is_empty() || npos == 0 {
             ob.fill(0.0);
             continue;
         }
@@ -168,7 +196,6 @@ fn phases(pg: &PhaseGeom, l: &Layout, kern: Kernel, d: &[f32], out: &mut [f32]) 
         let mut c = 0;
         while c < pg.cin {
             let nc = block_width(pg.cin - c);
-            let plane = l.rows * l.pitch;
             let (w, o) = (&ph.weights[c * per..], &mut ob[c * npos..(c + nc) * npos]);
             kern.run_planes(pg.cout, plane, d, w, &ph.taps, nc, o, npos);
             c += nc;
@@ -179,11 +206,14 @@ fn phases(pg: &PhaseGeom, l: &Layout, kern: Kernel, d: &[f32], out: &mut [f32]) 
 /// `dx[c][i][j]` of one image from its phases (see the module doc), by
 /// vector permutes when `vector`.
 fn read_off(pg: &PhaseGeom, l: &Layout, out: &[f32], vector: bool, dx: &mut [MaybeUninit<f32>]) {
-    let (h, w, npos) = (pg.h, pg.w, l.npos);
+    let (h, w) = (pg.h, pg.w);
     for c in 0..pg.cin {
         for i in 0..h {
             let (a, r) = ((i + pg.ph) % 2, (i + pg.ph) / 2);
-            let row = |b: usize| &out[((a * 2 + b) * pg.cin + c) * npos + r * l.pitch..];
+            let row = |b: usize| {
+                let ph = &l.phases[a * 2 + b];
+                &out[ph.at + c * ph.npos + (r - ph.first) * l.pitch..]
+            };
             let dst = &mut dx[(c * h + i) * w..(c * h + i + 1) * w];
             interleave(row(0), row(1), pg.pw, vector, dst);
         }
