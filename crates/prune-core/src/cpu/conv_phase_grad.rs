@@ -34,6 +34,7 @@
 
 use super::conv_flat::{self, block_width, Kernel};
 use super::conv_phase::{per_image, PhaseGeom};
+use super::pad::Padding;
 use super::scratch::{with_scratch, Slot};
 use std::mem::MaybeUninit;
 
@@ -57,11 +58,9 @@ struct Phase {
 
 /// The layout of the input gradient's correlation for one image.
 struct Layout {
-    /// Padding of the output gradient above and to the left, `(Ah, Aw)`.
-    pad: (usize, usize),
-    /// Row pitch `Wd = Wq + Aw` and rows `Hq + Ah` of each padded plane.
-    pitch: usize,
-    rows: usize,
+    /// The output gradient's padded planes: `Ah` rows above and `Aw`
+    /// columns to the left, rows `Hq + Ah` at the pitch `Wd = Wq + Aw`.
+    padding: Padding,
     /// Length of the padded output gradient of one image, with slack.
     padded_len: usize,
     /// Length of the four phases of every input channel.
@@ -72,7 +71,7 @@ struct Layout {
 
 impl Layout {
     fn new(pg: &PhaseGeom, w: &[f32]) -> Self {
-        let (hq, wq) = pg.hq_wq();
+        let ((hq, wq), (oh, ow)) = (pg.hq_wq(), pg.out_hw());
         let pad = (pg.kh.div_ceil(2) - 1, pg.kw.div_ceil(2) - 1);
         let (pitch, rows) = (wq + pad.1, hq + pad.0);
         let kk = pg.kh * pg.kw;
@@ -112,6 +111,15 @@ impl Layout {
             at += pg.cin * npos;
             phase
         });
+        let padding = Padding {
+            cin: pg.cout,
+            h: oh,
+            w: ow,
+            ph: pad.0,
+            pw: pad.1,
+            hp: rows,
+            wp: pitch,
+        };
         let plane = rows * pitch;
         // the furthest any phase's vectors read past a plane's start
         let reach = phases
@@ -120,26 +128,10 @@ impl Layout {
             .max()
             .unwrap_or(0);
         Layout {
-            pad,
-            pitch,
-            rows,
+            padding,
             padded_len: (pg.cout - 1) * plane + plane.max(reach),
             phases_len: at,
             phases,
-        }
-    }
-
-    /// One image's output gradient `dy [cout, OH, OW]` at rows `Ah..`,
-    /// columns `Aw..` of its padded planes `d`, zeros elsewhere.
-    fn pad_gradient(&self, pg: &PhaseGeom, dy: &[f32], d: &mut [f32]) {
-        let (oh, ow) = pg.out_hw();
-        let plane = self.rows * self.pitch;
-        d.fill(0.0);
-        for co in 0..pg.cout {
-            for r in 0..oh {
-                let at = co * plane + (r + self.pad.0) * self.pitch + self.pad.1;
-                d[at..at + ow].copy_from_slice(&dy[(co * oh + r) * ow..][..ow]);
-            }
         }
     }
 }
@@ -170,7 +162,7 @@ pub(crate) fn input_grad(
     let out_len = l.phases_len + LANES;
     let image = |ni: usize, dxn: &mut [MaybeUninit<f32>]| {
         with_scratch(Slot::Col, l.padded_len, |d| {
-            l.pad_gradient(pg, &dy[ni * img_out..(ni + 1) * img_out], d);
+            l.padding.apply(&dy[ni * img_out..(ni + 1) * img_out], d);
             with_scratch(Slot::Col2, out_len, |out| {
                 phases(pg, &l, kern, d, out);
                 read_off(pg, &l, out, vector, dxn);
@@ -184,7 +176,7 @@ pub(crate) fn input_grad(
 /// output gradient `d`: phase `k`'s channel `c` at `out[at_k + c·npos_k ..]`,
 /// its rows from `first_k` on at the pitch.
 fn phases(pg: &PhaseGeom, l: &Layout, kern: Kernel, d: &[f32], out: &mut [f32]) {
-    let plane = l.rows * l.pitch;
+    let plane = l.padding.hp * l.padding.wp;
     for ph in &l.phases {
         let npos = ph.npos;
         let ob = &mut out[ph.at..ph.at + pg.cin * npos];
@@ -212,7 +204,7 @@ fn read_off(pg: &PhaseGeom, l: &Layout, out: &[f32], vector: bool, dx: &mut [May
             let (a, r) = ((i + pg.ph) % 2, (i + pg.ph) / 2);
             let row = |b: usize| {
                 let ph = &l.phases[a * 2 + b];
-                &out[ph.at + c * ph.npos + (r - ph.first) * l.pitch..]
+                &out[ph.at + c * ph.npos + (r - ph.first) * l.padding.wp..]
             };
             let dst = &mut dx[(c * h + i) * w..(c * h + i + 1) * w];
             interleave(row(0), row(1), pg.pw, vector, dst);
